@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+//! The `tierkv` command line: `serve`, and `get|put|rm|ls` against a running server.
+
+import { Command, Option } from "commander";
+import { StoreError } from "../store/errors.js";
+import { get, ls, put, rm, type ClientSettings } from "./client-commands.js";
+import { serve, SERVE_SETTINGS } from "./serve.js";
+import { addSettingOptions, parsePositiveInteger, resolveSettings, SettingsError } from "./settings.js";
+
+const program = new Command("tierkv")
+  .description("A gRPC key-value store with primary, backup and ephemeral tiers (LDK's KVStore model).")
+  .showHelpAfterError()
+  .addOption(
+    new Option("--server <host:port>", "server for get/put/rm/ls").env("TIERKV_SERVER").default("127.0.0.1:50051"),
+  )
+  .addOption(new Option("--timeout <ms>", "deadline of each call in ms").env("TIERKV_TIMEOUT").default("30000"));
+
+function clientSettings(): ClientSettings {
+  const options = program.opts<{ server: string; timeout: string }>();
+  return { server: options.server, timeoutMs: parsePositiveInteger(options.timeout, "--timeout") };
+}
+
+addSettingOptions(
+  program.command("serve").description("run the gRPC server until SIGINT/SIGTERM"),
+  SERVE_SETTINGS,
+).action(async (options: Record<string, unknown>) => {
+  await serve(resolveSettings(SERVE_SETTINGS, options, process.env));
+});
+
+program
+  .command("get")
+  .description("write a value's raw bytes to stdout")
+  .argument("<path>", "key, ns/key or ns/sub/key")
+  .action((path: string) => get(clientSettings(), path));
+
+program
+  .command("put")
+  .description("store a file's contents (stdin when FILE is absent or -)")
+  .argument("<path>", "key, ns/key or ns/sub/key")
+  .argument("[file]", "file to read the value from")
+  .action((path: string, file: string | undefined) => put(clientSettings(), path, file));
+
+program
+  .command("rm")
+  .description("remove a key (removing an absent key succeeds)")
+  .argument("<path>", "key, ns/key or ns/sub/key")
+  .option("--lazy", "let the server defer the deletion", false)
+  .action((path: string, options: { lazy: boolean }) => rm(clientSettings(), path, options.lazy));
+
+program
+  .command("ls")
+  .description("list every key of a namespace, walking all pages (newest first where the store can)")
+  .argument("[namespace]", "ns or ns/sub; the root namespace when absent", "")
+  .option("--page-size <n>", "keys per page")
+  .action((namespace: string, options: { pageSize?: string }) =>
+    ls(
+      clientSettings(),
+      namespace,
+      options.pageSize === undefined ? undefined : parsePositiveInteger(options.pageSize, "--page-size"),
+    ),
+  );
+
+try {
+  await program.parseAsync();
+} catch (error) {
+  // A failure is one line for a person (a server that is down, a port in use), not a stack
+  // trace; bad settings exit 2 like other usage errors.
+  const message = error instanceof StoreError || error instanceof Error ? error.message : String(error);
+  process.stderr.write(`tierkv: ${message}\n`);
+  process.exit(error instanceof SettingsError ? 2 : 1);
+}

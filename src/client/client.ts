@@ -1,0 +1,146 @@
+//! The TypeScript client: a promise API over the generated KVStoreService, itself a `KVStore`.
+
+import * as grpc from "@grpc/grpc-js";
+import { create, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { KVStoreService } from "../../gen/tierkv/v1/kvstore_pb.js";
+import { grpcClientConstructor } from "../rpc/service-definition.js";
+import { fromGrpcError } from "../rpc/status.js";
+import type {
+  CallOptions,
+  KVStore,
+  KeyRef,
+  MutationOptions,
+  NamespaceRef,
+  Page,
+  PageRequest,
+  RemoveOptions,
+} from "../store/types.js";
+import { validateKey, validateNamespace } from "../store/validate.js";
+
+export interface ClientOptions {
+  /** The server, as `host:port`. */
+  readonly address: string;
+  /** Channel credentials; insecure (plaintext) when omitted. */
+  readonly credentials?: grpc.ChannelCredentials;
+  /** Deadline of a call that sets none itself, in ms. Default 30 s. */
+  readonly timeoutMs?: number;
+  /** Sent as `authorization: Bearer <token>` with every call. */
+  readonly bearerToken?: string;
+  /** Largest message sent or received. Default 64 MiB plus room for names. */
+  readonly maxMessageBytes?: number;
+  /** Extra grpc-js channel options (keepalive, ...). */
+  readonly channelOptions?: grpc.ChannelOptions;
+}
+
+type Methods = (typeof KVStoreService)["method"];
+type Request<K extends keyof Methods> = MessageInitShape<Methods[K]["input"]>;
+type Response<K extends keyof Methods> = MessageShape<Methods[K]["output"]>;
+type RawUnary = (
+  request: unknown,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: (error: grpc.ServiceError | null, response?: unknown) => void,
+) => grpc.ClientUnaryCall;
+
+const KVStoreClientClass = grpcClientConstructor(KVStoreService);
+const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024 + 64 * 1024;
+
+/**
+ * A client of a tierkv server. It implements `KVStore`, so anything that takes a store (the
+ * conformance suite, a tier) takes a remote server too.
+ *
+ * ```ts
+ * const kv = new TierkvClient({ address: "127.0.0.1:50051" });
+ * await kv.write({ primaryNamespace: "", secondaryNamespace: "", key: "manager" }, bytes);
+ * ```
+ */
+export class TierkvClient implements KVStore {
+  private readonly raw: grpc.Client;
+  private readonly timeoutMs: number;
+  private readonly metadata: grpc.Metadata;
+  readonly address: string;
+
+  constructor(options: ClientOptions) {
+    const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.address = options.address;
+    this.raw = new KVStoreClientClass(options.address, options.credentials ?? grpc.credentials.createInsecure(), {
+      "grpc.max_receive_message_length": maxMessageBytes,
+      "grpc.max_send_message_length": maxMessageBytes,
+      ...options.channelOptions,
+    });
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.metadata = new grpc.Metadata();
+    if (options.bearerToken !== undefined) this.metadata.set("authorization", `Bearer ${options.bearerToken}`);
+  }
+
+  private call<K extends keyof Methods>(method: K, init: Request<K>, options: CallOptions = {}): Promise<Response<K>> {
+    const request = create(KVStoreService.method[method].input, init);
+    const deadline = options.deadline ?? Date.now() + this.timeoutMs;
+    const unary = (this.raw as unknown as Record<K, RawUnary>)[method].bind(this.raw);
+    return new Promise((resolve, reject) => {
+      unary(request, this.metadata, { deadline }, (error, response) => {
+        if (error) reject(fromGrpcError(error, this.address));
+        else resolve(response as Response<K>);
+      });
+    });
+  }
+
+  /** The current value; rejects with a `not-found` StoreError when absent. */
+  async read(ref: KeyRef, options?: CallOptions): Promise<Uint8Array> {
+    validateKey(ref, "read");
+    return (await this.call("read", keyFields(ref), options)).value;
+  }
+
+  /** Replaces the value; resolves once the server has made it durable in every durable tier. */
+  async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<void> {
+    validateKey(ref, "write");
+    await this.call("write", { ...keyFields(ref), value, version: options.version ?? 0n }, options);
+  }
+
+  /** Deletes the key (absent keys included); `lazy` lets the server defer it. */
+  async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<void> {
+    validateKey(ref, "remove");
+    await this.call("remove", { ...keyFields(ref), lazy: options.lazy ?? false, version: options.version ?? 0n }, options);
+  }
+
+  /** Every key of the namespace pair, in no particular order. */
+  async list(ns: NamespaceRef, options?: CallOptions): Promise<string[]> {
+    validateNamespace(ns, "list");
+    return (await this.call("list", namespaceFields(ns), options)).keys;
+  }
+
+  /** One page of keys (newest-created first where the server's store can). */
+  async listPage(ns: NamespaceRef, page: PageRequest = {}): Promise<Page> {
+    validateNamespace(ns, "list");
+    const response = await this.call(
+      "listPage",
+      { ...namespaceFields(ns), pageSize: page.pageSize ?? 0, pageToken: page.pageToken ?? "" },
+      page,
+    );
+    return { keys: response.keys, nextPageToken: response.nextPageToken };
+  }
+
+  /** Every key of the namespace pair, walking all pages; each page gets its own deadline. */
+  async *keys(ns: NamespaceRef, options: { pageSize?: number } = {}): AsyncGenerator<string, void, undefined> {
+    let pageToken = "";
+    do {
+      const page = await this.listPage(ns, { pageSize: options.pageSize, pageToken });
+      yield* page.keys;
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
+  }
+
+  /** Closes the channel. */
+  async close(): Promise<void> {
+    this.raw.close();
+  }
+}
+
+function namespaceFields(ns: NamespaceRef): NamespaceRef {
+  return { primaryNamespace: ns.primaryNamespace, secondaryNamespace: ns.secondaryNamespace };
+}
+
+function keyFields(ref: KeyRef): KeyRef {
+  return { ...namespaceFields(ref), key: ref.key };
+}

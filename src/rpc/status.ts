@@ -1,0 +1,41 @@
+//! The one mapping between store error codes and gRPC status codes, in both directions.
+
+import { status, type ServiceError, type StatusObject } from "@grpc/grpc-js";
+import { StoreError, type StoreErrorCode } from "../store/errors.js";
+
+const TO_GRPC: Record<StoreErrorCode, status> = {
+  "invalid-argument": status.INVALID_ARGUMENT,
+  "not-found": status.NOT_FOUND,
+  "resource-exhausted": status.RESOURCE_EXHAUSTED,
+  unavailable: status.UNAVAILABLE,
+  "deadline-exceeded": status.DEADLINE_EXCEEDED,
+  unauthenticated: status.UNAUTHENTICATED,
+  "permission-denied": status.PERMISSION_DENIED,
+  internal: status.INTERNAL,
+};
+
+const FROM_GRPC = new Map<status, StoreErrorCode>(
+  Object.entries(TO_GRPC).map(([code, grpcCode]) => [grpcCode, code as StoreErrorCode]),
+);
+
+/** The status a server answers for `error`. Only the message travels: never a stack trace. */
+export function toGrpcStatus(error: StoreError): Partial<StatusObject> {
+  return { code: TO_GRPC[error.code], details: error.message };
+}
+
+/** Codes whose message comes from the transport, not the server: they get the peer as context. */
+const TRANSPORT_CODES: ReadonlySet<StoreErrorCode> = new Set(["unavailable", "deadline-exceeded", "internal"]);
+
+/**
+ * The StoreError a client raises for a failed call; `peer` names the server in transport errors.
+ * Statuses without a store equivalent (CANCELLED, ABORTED, ...) are reported as `unavailable`
+ * when transient, else `internal`.
+ */
+export function fromGrpcError(error: ServiceError, peer: string): StoreError {
+  const mapped = FROM_GRPC.get(error.code);
+  const transient = error.code === status.CANCELLED || error.code === status.ABORTED;
+  const code = mapped ?? (transient ? "unavailable" : "internal");
+  const details = error.details || status[error.code] || "unknown error";
+  const message = TRANSPORT_CODES.has(code) ? `tierkv at ${peer}: ${details}` : details;
+  return new StoreError(code, message, { cause: error });
+}

@@ -1,0 +1,85 @@
+//! The gRPC server: KVStoreService, health and reflection on one port, and graceful shutdown.
+
+import * as grpc from "@grpc/grpc-js";
+import { HealthImplementation } from "grpc-health-check";
+import { KVStoreService } from "../../gen/tierkv/v1/kvstore_pb.js";
+import type { Logger } from "../log.js";
+import { grpcHandlers, grpcServiceDefinition } from "../rpc/service-definition.js";
+import type { KVStore } from "../store/types.js";
+import { kvStoreService } from "./kvstore-service.js";
+import { addReflection } from "./reflection.js";
+
+export interface ServerOptions {
+  /** `host:port`; port 0 picks a free one. */
+  readonly listen: string;
+  readonly store: KVStore;
+  readonly maxValueBytes: number;
+  readonly logger: Logger;
+  readonly credentials?: grpc.ServerCredentials;
+}
+
+export interface RunningServer {
+  /** `host:port` actually bound. */
+  readonly address: string;
+  readonly port: number;
+  /**
+   * Stops accepting calls, lets in-flight calls finish (up to `graceMs`, then cancels them) and
+   * resolves when the server is down. Does not close the store: its owner does.
+   */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+/** Room for the namespace, key and framing around the largest value. */
+const MESSAGE_OVERHEAD_BYTES = 64 * 1024;
+
+/** The status name health reports for the store service (the empty name means "the server"). */
+const SERVICE_NAMES = ["", KVStoreService.typeName];
+
+function hostOf(listen: string): string {
+  const colon = listen.lastIndexOf(":");
+  if (colon < 0) throw new Error(`--listen "${listen}" must be host:port`);
+  return listen.slice(0, colon);
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const { logger } = options;
+  const messageLimit = options.maxValueBytes + MESSAGE_OVERHEAD_BYTES;
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": messageLimit,
+    "grpc.max_send_message_length": messageLimit,
+  });
+  const service = kvStoreService(options.store, { maxValueBytes: options.maxValueBytes });
+  server.addService(
+    grpcServiceDefinition(KVStoreService),
+    grpcHandlers(KVStoreService, service, (method, error) => {
+      if (error.code === "internal") logger.error({ err: error.cause ?? error, method }, "request failed");
+      else logger.debug({ method, code: error.code, msg: error.message }, "request rejected");
+    }),
+  );
+  const health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((name) => [name, "SERVING"])));
+  health.addToServer(server);
+  addReflection(server);
+
+  const credentials = options.credentials ?? grpc.ServerCredentials.createInsecure();
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(options.listen, credentials, (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
+  });
+  const address = `${hostOf(options.listen)}:${port}`;
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (graceMs = 30_000): Promise<void> => {
+    stopping ??= new Promise<void>((resolve) => {
+      for (const name of SERVICE_NAMES) health.setStatus(name, "NOT_SERVING");
+      const force = setTimeout(() => {
+        logger.warn({ graceMs }, "in-flight calls did not finish in time; cancelling them");
+        server.forceShutdown();
+      }, graceMs);
+      server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+    return stopping;
+  };
+  return { address, port, shutdown };
+}

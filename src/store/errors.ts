@@ -1,0 +1,51 @@
+//! Typed store errors: every failure a store, tier or client reports carries one of these codes.
+
+/** What went wrong, independent of the transport. Mapped to gRPC status in `src/rpc/status.ts`. */
+export type StoreErrorCode =
+  | "invalid-argument"
+  | "not-found"
+  | "resource-exhausted"
+  | "unavailable"
+  | "deadline-exceeded"
+  | "unauthenticated"
+  | "permission-denied"
+  | "internal";
+
+/** Codes worth retrying: the same request may succeed later without change. */
+const RETRYABLE: ReadonlySet<StoreErrorCode> = new Set(["unavailable"]);
+
+/** An error with a code a caller can act on. The message is safe to show to a remote caller. */
+export class StoreError extends Error {
+  override readonly name = "StoreError";
+
+  constructor(
+    readonly code: StoreErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  /** True when retrying the same request may succeed (the tier wrapper's retry loop asks this). */
+  get retryable(): boolean {
+    return RETRYABLE.has(this.code);
+  }
+
+  /**
+   * Wraps anything thrown into a StoreError. Unknown errors become `internal` with a generic
+   * message, so a bug's details (paths, stack traces) never travel over the wire; the original
+   * stays in `cause` for the server log.
+   */
+  static from(error: unknown): StoreError {
+    if (error instanceof StoreError) return error;
+    return new StoreError("internal", "internal error", { cause: error });
+  }
+}
+
+export function notFound(operation: string, path: string): StoreError {
+  return new StoreError("not-found", `Failed to ${operation} ${path}: no such key`);
+}
+
+export function invalidArgument(message: string): StoreError {
+  return new StoreError("invalid-argument", message);
+}

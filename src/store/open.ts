@@ -1,0 +1,34 @@
+//! Store URIs: `memory:`, `sqlite:PATH` (more schemes arrive with more backends).
+
+import { resolve } from "node:path";
+import { invalidArgument } from "./errors.js";
+import { MemoryStore } from "./memory.js";
+import { SqliteStore } from "./sqlite.js";
+import type { KVStore } from "./types.js";
+
+export interface OpenStoreOptions {
+  /** The tenant the store serves (SPEC §5). */
+  readonly storeId?: string;
+}
+
+/** The schemes `openStore` understands, for help texts and error messages. */
+export const STORE_URI_SCHEMES = ["memory:", "sqlite:PATH"] as const;
+
+/** Opens the backend a store URI names; throws `invalid-argument` for an unknown or bad URI. */
+export async function openStore(uri: string, options: OpenStoreOptions = {}): Promise<KVStore> {
+  const colon = uri.indexOf(":");
+  const scheme = colon < 0 ? "" : uri.slice(0, colon);
+  const rest = colon < 0 ? "" : uri.slice(colon + 1);
+  switch (scheme) {
+    case "memory":
+      if (rest !== "") throw invalidArgument(`store URI "${uri}": memory: takes no path`);
+      return new MemoryStore();
+    case "sqlite":
+      if (rest === "") throw invalidArgument(`store URI "${uri}": sqlite: needs a file path`);
+      return new SqliteStore(resolve(rest), options);
+    default:
+      throw invalidArgument(
+        `store URI "${uri}" has an unknown scheme; expected one of ${STORE_URI_SCHEMES.join(", ")}`,
+      );
+  }
+}

@@ -1,0 +1,158 @@
+//! The SQLite backend (better-sqlite3): the embedded default for durable tiers.
+//!
+//! One table keyed by (store_id, primary_namespace, secondary_namespace, key) holding the value,
+//! its creation sequence and the version that wrote it. WAL with synchronous=FULL: a write is
+//! on disk (WAL fsynced) before its promise resolves. ListPage order: newest-created first.
+
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import { notFound, StoreError } from "./errors.js";
+import { decodeSequenceToken, encodePageToken } from "./page-token.js";
+import {
+  effectivePageSize,
+  type KVStore,
+  type KeyRef,
+  type MutationOptions,
+  type NamespaceRef,
+  type Page,
+  type PageRequest,
+  type RemoveOptions,
+} from "./types.js";
+import { formatPath, validateKey, validateNamespace } from "./validate.js";
+
+/** `PRAGMA user_version` of the current schema; `migrate` upgrades anything older. */
+export const SQLITE_SCHEMA_VERSION = 1;
+
+export interface SqliteStoreOptions {
+  /** The tenant whose keys this store sees (SPEC §5); `default` until tenants arrive. */
+  readonly storeId?: string;
+  /** `FULL` (default) fsyncs every commit; `NORMAL` may lose the last commits on power loss. */
+  readonly synchronous?: "FULL" | "NORMAL";
+}
+
+const MIGRATIONS: readonly string[] = [
+  // 0 → 1: the initial schema.
+  `CREATE TABLE kv (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     store_id TEXT NOT NULL,
+     primary_namespace TEXT NOT NULL,
+     secondary_namespace TEXT NOT NULL,
+     key TEXT NOT NULL,
+     value BLOB NOT NULL,
+     version INTEGER NOT NULL,
+     UNIQUE (store_id, primary_namespace, secondary_namespace, key)
+   );
+   CREATE INDEX kv_by_creation ON kv (store_id, primary_namespace, secondary_namespace, seq);`,
+];
+
+function migrate(db: Database.Database, path: string): void {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new StoreError(
+      "internal",
+      `${path} has schema version ${current}, newer than this tierkv understands (${MIGRATIONS.length})`,
+    );
+  }
+  db.transaction(() => {
+    for (let v = current; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!);
+    db.pragma(`user_version = ${MIGRATIONS.length}`);
+  })();
+}
+
+interface NamespaceParams {
+  storeId: string;
+  pn: string;
+  sn: string;
+}
+
+interface KeyParams extends NamespaceParams {
+  key: string;
+}
+
+export class SqliteStore implements KVStore {
+  private readonly db: Database.Database;
+  private readonly storeId: string;
+  private readonly stmt;
+
+  /** Opens (creating file, directory and schema when missing) the database at `path`. */
+  constructor(path: string, options: SqliteStoreOptions = {}) {
+    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma(`synchronous = ${options.synchronous ?? "FULL"}`);
+    this.db.pragma("busy_timeout = 5000");
+    migrate(this.db, path);
+    this.storeId = options.storeId ?? "default";
+    const where = "store_id = @storeId AND primary_namespace = @pn AND secondary_namespace = @sn";
+    this.stmt = {
+      read: this.db.prepare<[KeyParams], { value: Buffer }>(`SELECT value FROM kv WHERE ${where} AND key = @key`),
+      // A versioned write (version > 0) replaces only an older version; version 0 always applies
+      // and keeps the stored version.
+      write: this.db.prepare<[KeyParams & { value: Uint8Array; version: bigint }]>(
+        `INSERT INTO kv (store_id, primary_namespace, secondary_namespace, key, value, version)
+         VALUES (@storeId, @pn, @sn, @key, @value, @version)
+         ON CONFLICT (store_id, primary_namespace, secondary_namespace, key) DO UPDATE
+           SET value = excluded.value, version = max(kv.version, excluded.version)
+           WHERE @version = 0 OR excluded.version > kv.version`,
+      ),
+      remove: this.db.prepare<[KeyParams & { version: bigint }]>(
+        `DELETE FROM kv WHERE ${where} AND key = @key AND (@version = 0 OR version < @version)`,
+      ),
+      list: this.db.prepare<[NamespaceParams], string>(`SELECT key FROM kv WHERE ${where}`).pluck(),
+      page: this.db.prepare<[NamespaceParams & { before: number; limit: number }], { key: string; seq: number }>(
+        `SELECT key, seq FROM kv WHERE ${where} AND seq < @before ORDER BY seq DESC LIMIT @limit`,
+      ),
+    };
+  }
+
+  private namespaceParams(ns: NamespaceRef): NamespaceParams {
+    return { storeId: this.storeId, pn: ns.primaryNamespace, sn: ns.secondaryNamespace };
+  }
+
+  private keyParams(ref: KeyRef): KeyParams {
+    return { ...this.namespaceParams(ref), key: ref.key };
+  }
+
+  async read(ref: KeyRef): Promise<Uint8Array> {
+    validateKey(ref, "read");
+    const row = this.stmt.read.get(this.keyParams(ref));
+    if (row === undefined) throw notFound("read", formatPath(ref));
+    return row.value;
+  }
+
+  async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<void> {
+    validateKey(ref, "write");
+    this.stmt.write.run({ ...this.keyParams(ref), value, version: options.version ?? 0n });
+  }
+
+  async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<void> {
+    validateKey(ref, "remove");
+    // A lazy remove is applied at once: deferring it would save little with group commit absent.
+    this.stmt.remove.run({ ...this.keyParams(ref), version: options.version ?? 0n });
+  }
+
+  async list(ns: NamespaceRef): Promise<string[]> {
+    validateNamespace(ns, "list");
+    return this.stmt.list.all(this.namespaceParams(ns));
+  }
+
+  async listPage(ns: NamespaceRef, page: PageRequest = {}): Promise<Page> {
+    validateNamespace(ns, "list");
+    const before = page.pageToken ? decodeSequenceToken(ns, page.pageToken) : Number.MAX_SAFE_INTEGER;
+    const size = effectivePageSize(page.pageSize);
+    // One extra row tells whether another page follows, so the last page has an empty token.
+    const rows = this.stmt.page.all({ ...this.namespaceParams(ns), before, limit: size + 1 });
+    const more = rows.length > size;
+    if (more) rows.pop();
+    const last = rows.at(-1);
+    return {
+      keys: rows.map((r) => r.key),
+      nextPageToken: more && last ? encodePageToken(ns, String(last.seq)) : "",
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}

@@ -1,0 +1,96 @@
+//! Validation of names and versions (SPEC §1), shared by the server, the client and every backend.
+
+import { invalidArgument } from "./errors.js";
+import type { KeyRef, NamespaceRef } from "./types.js";
+
+/** LDK's limit on namespace and key length. */
+export const MAX_NAME_LENGTH = 120;
+
+/** Versions are stored as signed 64-bit integers (SQLite, PostgreSQL), so they stay below 2^63. */
+export const MAX_VERSION = (1n << 63n) - 1n;
+
+const ALLOWED = /^[A-Za-z0-9_-]*$/;
+
+/** `a/b/c` as people write a key's address; the root namespace shows as an empty prefix. */
+export function formatPath(ref: NamespaceRef & { key?: string }): string {
+  const parts = [ref.primaryNamespace, ref.secondaryNamespace];
+  if (ref.key !== undefined) parts.push(ref.key);
+  return parts.join("/");
+}
+
+function checkName(what: string, name: string): string | undefined {
+  if (typeof name !== "string") return `${what} must be a string`;
+  if (name.length > MAX_NAME_LENGTH) {
+    return `${what} is ${name.length} characters long; the limit is ${MAX_NAME_LENGTH}`;
+  }
+  if (!ALLOWED.test(name)) {
+    const bad = [...name].find((c) => !/[A-Za-z0-9_-]/.test(c)) ?? "";
+    return `${what} contains ${JSON.stringify(bad)}; only A-Z a-z 0-9 _ - are allowed`;
+  }
+  return undefined;
+}
+
+function namespaceProblem(ns: NamespaceRef): string | undefined {
+  return (
+    checkName("primary_namespace", ns.primaryNamespace) ??
+    checkName("secondary_namespace", ns.secondaryNamespace) ??
+    (ns.primaryNamespace === "" && ns.secondaryNamespace !== ""
+      ? "secondary_namespace must be empty when primary_namespace is empty"
+      : undefined)
+  );
+}
+
+/** Throws `invalid-argument` unless the namespace pair is valid; `operation` names the call. */
+export function validateNamespace(ns: NamespaceRef, operation: string): void {
+  const problem = namespaceProblem(ns);
+  if (problem !== undefined) {
+    throw invalidArgument(`Failed to ${operation} ${formatPath(ns)}: ${problem}`);
+  }
+}
+
+/** Throws `invalid-argument` unless the namespace pair and key are valid. */
+export function validateKey(ref: KeyRef, operation: string): void {
+  const problem =
+    namespaceProblem(ref) ??
+    checkName("key", ref.key) ??
+    (ref.key === "" ? "key may not be empty" : undefined);
+  if (problem !== undefined) {
+    throw invalidArgument(`Failed to ${operation} ${formatPath(ref)}: ${problem}`);
+  }
+}
+
+/** Throws `invalid-argument` unless `version` is undefined or in 1..MAX_VERSION. */
+export function validateVersion(version: bigint | undefined, ref: KeyRef, operation: string): void {
+  if (version === undefined) return;
+  if (version <= 0n || version > MAX_VERSION) {
+    throw invalidArgument(
+      `Failed to ${operation} ${formatPath(ref)}: version ${version} is outside 1..${MAX_VERSION}`,
+    );
+  }
+}
+
+/**
+ * Parses `key`, `primary/key` or `primary/secondary/key` (the CLI's and config's notation).
+ * Throws `invalid-argument` for more than three parts or invalid names.
+ */
+export function parseKeyPath(path: string): KeyRef {
+  const parts = path.split("/");
+  let ref: KeyRef;
+  if (parts.length === 1) ref = { primaryNamespace: "", secondaryNamespace: "", key: parts[0]! };
+  else if (parts.length === 2) ref = { primaryNamespace: parts[0]!, secondaryNamespace: "", key: parts[1]! };
+  else if (parts.length === 3) ref = { primaryNamespace: parts[0]!, secondaryNamespace: parts[1]!, key: parts[2]! };
+  else throw invalidArgument(`"${path}" has ${parts.length} parts; expected key, ns/key or ns/sub/key`);
+  validateKey(ref, "parse");
+  return ref;
+}
+
+/** Parses ``, `primary` or `primary/secondary` into a namespace pair. */
+export function parseNamespacePath(path: string): NamespaceRef {
+  const parts = path === "" ? [] : path.split("/");
+  if (parts.length > 2) {
+    throw invalidArgument(`"${path}" has ${parts.length} parts; expected "", ns or ns/sub`);
+  }
+  const ns = { primaryNamespace: parts[0] ?? "", secondaryNamespace: parts[1] ?? "" };
+  validateNamespace(ns, "parse");
+  return ns;
+}
