@@ -1,0 +1,37 @@
+//! An in-process tierkv server on an ephemeral loopback port, for gRPC-level tests.
+
+import { TierkvClient } from "../../src/client/client.js";
+import { silentLogger } from "../../src/log.js";
+import { startServer, type RunningServer } from "../../src/server/server.js";
+import type { KVStore } from "../../src/store/types.js";
+
+export interface TestServer {
+  readonly server: RunningServer;
+  readonly address: string;
+  readonly store: KVStore;
+  /** A client connected to the server, closed by `close()`. */
+  readonly client: TierkvClient;
+  /** Closes the client, the server and the store. */
+  close(): Promise<void>;
+}
+
+export async function startTestServer(store: KVStore, options: { maxValueBytes?: number } = {}): Promise<TestServer> {
+  const server = await startServer({
+    listen: "127.0.0.1:0",
+    store,
+    maxValueBytes: options.maxValueBytes ?? 64 * 1024 * 1024,
+    logger: silentLogger(),
+  });
+  const client = new TierkvClient({ address: server.address, timeoutMs: 20_000 });
+  return {
+    server,
+    address: server.address,
+    store,
+    client,
+    async close() {
+      await client.close();
+      await server.shutdown(1_000);
+      await store.close();
+    },
+  };
+}
