@@ -17,7 +17,7 @@ export interface Setting<T> {
 }
 
 export type SettingsSpec = Record<string, Setting<unknown>>;
-export type SettingsOf<S extends SettingsSpec> = { -readonly [K in keyof S]: S[K]["defaultValue"] };
+export type SettingsOf<S extends SettingsSpec> = { -readonly [K in keyof S]: ReturnType<S[K]["parse"]> };
 
 /** A setting that could not be resolved: the message names the source and the problem. */
 export class SettingsError extends Error {
@@ -105,8 +105,13 @@ export function parseString(raw: unknown, origin: string): string {
   return raw;
 }
 
+/** For settings whose default is "not set". */
 export function parseOptionalString(raw: unknown, origin: string): string | undefined {
   return parseString(raw, origin);
+}
+
+export function parseNonNegativeInteger(raw: unknown, origin: string): number {
+  return raw === 0 || raw === "0" ? 0 : parsePositiveInteger(raw, origin);
 }
 
 export function parsePositiveInteger(raw: unknown, origin: string): number {
@@ -132,4 +137,9 @@ export function parseStringList(raw: unknown, origin: string): string[] {
     throw new SettingsError(`${origin}: expected a list of strings`);
   }
   return list;
+}
+
+export function listOf<T extends string>(choices: readonly T[]): (raw: unknown, origin: string) => T[] {
+  const one = oneOf(choices);
+  return (raw, origin) => parseStringList(raw, origin).map((item) => one(item, origin));
 }

@@ -9,6 +9,11 @@ import type { KVStore } from "./types.js";
 export interface OpenStoreOptions {
   /** The tenant the store serves (SPEC §5). */
   readonly storeId?: string;
+  /**
+   * `durable` (default) fsyncs every commit; `cache` (the ephemeral tier: rebuildable data) lets
+   * SQLite skip the fsync and may lose the latest writes on power loss.
+   */
+  readonly durability?: "durable" | "cache";
 }
 
 /** The schemes `openStore` understands, for help texts and error messages. */
@@ -25,7 +30,10 @@ export async function openStore(uri: string, options: OpenStoreOptions = {}): Pr
       return new MemoryStore();
     case "sqlite":
       if (rest === "") throw invalidArgument(`store URI "${uri}": sqlite: needs a file path`);
-      return new SqliteStore(resolve(rest), options);
+      return new SqliteStore(resolve(rest), {
+        storeId: options.storeId,
+        synchronous: options.durability === "cache" ? "NORMAL" : "FULL",
+      });
     default:
       throw invalidArgument(
         `store URI "${uri}" has an unknown scheme; expected one of ${STORE_URI_SCHEMES.join(", ")}`,

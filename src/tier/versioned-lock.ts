@@ -1,0 +1,82 @@
+//! The server-side versioned lock (SPEC §3): per key, mutations run one at a time in arrival
+//! order, and one whose version is not above the highest applied is acknowledged unapplied.
+
+import { StoreError } from "../store/errors.js";
+
+/** How a mutation ended when it did not throw. */
+export type MutationOutcome = "applied" | "stale";
+
+interface KeyState {
+  /** Highest version applied while this entry lived (0 = none yet: the backends' stored version rules). */
+  applied: bigint;
+  /** Mutations holding or waiting for this key; the entry is dropped at 0. */
+  holders: number;
+  /** Settles when the last queued mutation of this key is done. */
+  tail: Promise<void>;
+}
+
+/**
+ * Different keys never wait for each other. A failed mutation does not raise the applied version
+ * (the caller got an error and may retry). Entries exist only while a mutation holds them, so
+ * idle keys cost nothing; across idle periods and restarts, the version each backend stores with
+ * the value keeps stale writes out (backends apply a versioned mutation only above it).
+ */
+export class VersionedLock {
+  private readonly keys = new Map<string, KeyState>();
+
+  /** Keys with a mutation in flight (for tests and metrics: idle keys leave nothing behind). */
+  get size(): number {
+    return this.keys.size;
+  }
+
+  /**
+   * Runs `mutate` for `key` once every earlier mutation of that key is done, unless `version` is
+   * stale by then. Waiting ends at `deadline` (ms since epoch) with `deadline-exceeded`; the
+   * mutation is then skipped, never applied later.
+   */
+  async run(key: string, version: bigint, mutate: () => Promise<void>, deadline?: number): Promise<MutationOutcome> {
+    let state = this.keys.get(key);
+    if (state === undefined) {
+      state = { applied: 0n, holders: 0, tail: Promise.resolve() };
+      this.keys.set(key, state);
+    }
+    const entry = state;
+    entry.holders++;
+    const previous = entry.tail;
+    let release!: () => void;
+    entry.tail = new Promise<void>((resolve) => (release = resolve));
+    let abandoned = false;
+
+    const turn = async (): Promise<MutationOutcome> => {
+      try {
+        await previous;
+        if (abandoned) throw new StoreError("deadline-exceeded", `deadline passed while waiting to mutate ${key}`);
+        if (version <= entry.applied) return "stale";
+        await mutate();
+        entry.applied = version;
+        return "applied";
+      } finally {
+        release();
+        if (--entry.holders === 0) this.keys.delete(key);
+      }
+    };
+
+    if (deadline === undefined) return turn();
+    const remaining = deadline - Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        abandoned = true;
+        reject(new StoreError("deadline-exceeded", `deadline passed while waiting to mutate ${key}`));
+      }, Math.max(0, remaining));
+    });
+    const running = turn();
+    // The turn still runs to completion (it releases the key); only the caller stops waiting.
+    running.catch(() => {});
+    try {
+      return await Promise.race([running, expired]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
