@@ -75,12 +75,14 @@ export function resolveSettings<S extends SettingsSpec>(
   cli: Record<string, unknown>,
   env: NodeJS.ProcessEnv,
 ): SettingsOf<S> {
-  const configPath = (cli["config"] as string | undefined) ?? env["TIERKV_CONFIG"];
+  // An empty variable counts as unset (the usual way to clear one in compose files and shells).
+  const fromEnvironment = (name: string): string | undefined => (env[name] === "" ? undefined : env[name]);
+  const configPath = (cli["config"] as string | undefined) ?? fromEnvironment("TIERKV_CONFIG");
   const file = configPath === undefined ? {} : readConfigFile(configPath, spec);
   const resolved: Record<string, unknown> = {};
   for (const [name, setting] of Object.entries(spec)) {
     const flag = `--${flagName(setting)}`;
-    const fromEnv = env[envName(setting)];
+    const fromEnv = fromEnvironment(envName(setting));
     let raw: unknown;
     let origin: string;
     if (cli[name] !== undefined) [raw, origin] = [cli[name], flag];

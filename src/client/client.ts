@@ -5,17 +5,23 @@ import { create, type MessageInitShape, type MessageShape } from "@bufbuild/prot
 import { KVStoreService } from "../../gen/tierkv/v1/kvstore_pb.js";
 import { grpcClientConstructor } from "../rpc/service-definition.js";
 import { fromGrpcError } from "../rpc/status.js";
-import type {
-  CallOptions,
-  KVStore,
-  KeyRef,
-  MutationOptions,
-  NamespaceRef,
-  Page,
-  PageRequest,
-  RemoveOptions,
+import {
+  effectivePageSize,
+  VersionedReads,
+  type AllKeysRequest,
+  type CallOptions,
+  type KVStore,
+  type KeyVersion,
+  type VersionedValue,
+  type KeyRef,
+  type MutationOptions,
+  type NamespaceRef,
+  type Page,
+  type PageRequest,
+  type RemoveOptions,
 } from "../store/types.js";
 import { validateKey, validateNamespace } from "../store/validate.js";
+import { encodeKeyCursor } from "../store/page-token.js";
 
 export interface ClientOptions {
   /** The server, as `host:port`. */
@@ -55,13 +61,14 @@ const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024 + 64 * 1024;
  * await kv.write({ primaryNamespace: "", secondaryNamespace: "", key: "manager" }, bytes);
  * ```
  */
-export class TierkvClient implements KVStore {
+export class TierkvClient extends VersionedReads implements KVStore {
   private readonly raw: grpc.Client;
   private readonly timeoutMs: number;
   private readonly metadata: grpc.Metadata;
   readonly address: string;
 
   constructor(options: ClientOptions) {
+    super();
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.address = options.address;
     this.raw = new KVStoreClientClass(options.address, options.credentials ?? grpc.credentials.createInsecure(), {
@@ -86,10 +93,11 @@ export class TierkvClient implements KVStore {
     });
   }
 
-  /** The current value; rejects with a `not-found` StoreError when absent. */
-  async read(ref: KeyRef, options?: CallOptions): Promise<Uint8Array> {
+  /** The current value and its version; rejects with a `not-found` StoreError when absent. */
+  async readVersioned(ref: KeyRef, options?: CallOptions): Promise<VersionedValue> {
     validateKey(ref, "read");
-    return (await this.call("read", keyFields(ref), options)).value;
+    const { value, version } = await this.call("read", keyFields(ref), options);
+    return { value, version };
   }
 
   /** Replaces the value; resolves once the server has made it durable in every durable tier. */
@@ -119,6 +127,24 @@ export class TierkvClient implements KVStore {
       page,
     );
     return { keys: response.keys, nextPageToken: response.nextPageToken };
+  }
+
+  /** Keys of every namespace with versions, in (primary, secondary, key) order, after `after`. */
+  async listAllKeys(request: AllKeysRequest = {}): Promise<KeyVersion[]> {
+    const response = await this.call(
+      "listAllKeys",
+      {
+        pageSize: effectivePageSize(request.limit),
+        pageToken: request.after === undefined ? "" : encodeKeyCursor(request.after),
+      },
+      request,
+    );
+    return response.keys.map(({ primaryNamespace, secondaryNamespace, key, version }) => ({
+      primaryNamespace,
+      secondaryNamespace,
+      key,
+      version,
+    }));
   }
 
   /** Every key of the namespace pair, walking all pages; each page gets its own deadline. */

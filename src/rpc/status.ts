@@ -35,7 +35,8 @@ export function fromGrpcError(error: ServiceError, peer: string): StoreError {
   const mapped = FROM_GRPC.get(error.code);
   const transient = error.code === status.CANCELLED || error.code === status.ABORTED;
   const code = mapped ?? (transient ? "unavailable" : "internal");
-  const details = error.details || status[error.code] || "unknown error";
+  // grpc-js ends some connection errors with an empty "Resolution note:"; drop it.
+  const details = (error.details || status[error.code] || "unknown error").replace(/\s*Resolution note:\s*$/, "");
   const message = TRANSPORT_CODES.has(code) ? `tierkv at ${peer}: ${details}` : details;
   return new StoreError(code, message, { cause: error });
 }

@@ -4,7 +4,8 @@
 import { KVStoreService } from "../../gen/tierkv/v1/kvstore_pb.js";
 import type { ServiceImpl } from "../rpc/service-definition.js";
 import { invalidArgument } from "../store/errors.js";
-import type { KVStore } from "../store/types.js";
+import { decodeKeyCursor, encodeKeyCursor } from "../store/page-token.js";
+import { effectivePageSize, type KVStore, type NamespaceRef } from "../store/types.js";
 import { formatPath, validateVersion } from "../store/validate.js";
 
 export interface ServiceLimits {
@@ -17,10 +18,17 @@ function versionOf(version: bigint): bigint | undefined {
   return version === 0n ? undefined : version;
 }
 
+function checkPageSize(pageSize: number, ns?: NamespaceRef): void {
+  if (pageSize < 0) {
+    const what = ns === undefined ? "all keys" : formatPath(ns);
+    throw invalidArgument(`Failed to list ${what}: page_size ${pageSize} is negative`);
+  }
+}
+
 export function kvStoreService(store: KVStore, limits: ServiceLimits): ServiceImpl<typeof KVStoreService> {
   return {
     async read(request, { deadline }) {
-      return { value: await store.read(request, { deadline }) };
+      return store.readVersioned(request, { deadline });
     },
 
     async write(request, { deadline }) {
@@ -48,10 +56,17 @@ export function kvStoreService(store: KVStore, limits: ServiceLimits): ServiceIm
     },
 
     async listPage(request, { deadline }) {
-      if (request.pageSize < 0) {
-        throw invalidArgument(`Failed to list ${formatPath(request)}: page_size ${request.pageSize} is negative`);
-      }
+      checkPageSize(request.pageSize, request);
       return store.listPage(request, { pageSize: request.pageSize, pageToken: request.pageToken, deadline });
+    },
+
+    async listAllKeys(request, { deadline }) {
+      checkPageSize(request.pageSize);
+      const limit = effectivePageSize(request.pageSize);
+      const after = request.pageToken === "" ? undefined : decodeKeyCursor(request.pageToken);
+      const keys = await store.listAllKeys({ after, limit, deadline });
+      const last = keys.at(-1);
+      return { keys, nextPageToken: keys.length === limit && last ? encodeKeyCursor(last) : "" };
     },
   };
 }

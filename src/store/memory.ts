@@ -5,8 +5,13 @@
 import { notFound } from "./errors.js";
 import { decodeSequenceToken, encodePageToken } from "./page-token.js";
 import {
+  compareKeys,
   effectivePageSize,
+  VersionedReads,
+  type AllKeysRequest,
   type KVStore,
+  type KeyVersion,
+  type VersionedValue,
   type KeyRef,
   type MutationOptions,
   type NamespaceRef,
@@ -72,7 +77,7 @@ function namespaceId(ns: NamespaceRef): string {
   return `${ns.primaryNamespace}/${ns.secondaryNamespace}`;
 }
 
-export class MemoryStore implements KVStore {
+export class MemoryStore extends VersionedReads implements KVStore {
   private readonly namespaces = new Map<string, Namespace>();
   private nextSeq = 1;
 
@@ -88,11 +93,11 @@ export class MemoryStore implements KVStore {
     return found;
   }
 
-  async read(ref: KeyRef): Promise<Uint8Array> {
+  async readVersioned(ref: KeyRef): Promise<VersionedValue> {
     validateKey(ref, "read");
     const entry = this.namespace(ref, false)?.byKey.get(ref.key);
     if (entry === undefined) throw notFound("read", formatPath(ref));
-    return entry.value.slice();
+    return { value: entry.value.slice(), version: entry.version };
   }
 
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<void> {
@@ -134,6 +139,18 @@ export class MemoryStore implements KVStore {
       keys: entries.map((e) => e.key),
       nextPageToken: more && last ? encodePageToken(nsRef, String(last.seq)) : "",
     };
+  }
+
+  async listAllKeys(request: AllKeysRequest = {}): Promise<KeyVersion[]> {
+    const all: KeyVersion[] = [];
+    for (const [id, ns] of this.namespaces) {
+      const [primaryNamespace, secondaryNamespace] = id.split("/") as [string, string];
+      for (const entry of ns.byKey.values()) {
+        const key = { primaryNamespace, secondaryNamespace, key: entry.key, version: entry.version };
+        if (request.after === undefined || compareKeys(key, request.after) > 0) all.push(key);
+      }
+    }
+    return all.sort(compareKeys).slice(0, effectivePageSize(request.limit));
   }
 
   async close(): Promise<void> {

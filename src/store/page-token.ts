@@ -3,7 +3,7 @@
 import { createHash } from "node:crypto";
 import { invalidArgument } from "./errors.js";
 import { formatPath } from "./validate.js";
-import type { NamespaceRef } from "./types.js";
+import type { KeyRef, NamespaceRef } from "./types.js";
 
 const TOKEN_FORMAT = 1;
 
@@ -54,4 +54,30 @@ export function decodeSequenceToken(ns: NamespaceRef, token: string): number {
     throw invalidArgument(`Failed to list ${formatPath(ns)}: malformed page_token`);
   }
   return Number(position);
+}
+
+/** The token of a `ListAllKeys` page: the last key returned, across all namespaces. */
+export function encodeKeyCursor(after: KeyRef): string {
+  return Buffer.from(JSON.stringify([TOKEN_FORMAT, after.primaryNamespace, after.secondaryNamespace, after.key])).toString(
+    "base64url",
+  );
+}
+
+/** The key a `ListAllKeys` token points after; throws `invalid-argument` when malformed. */
+export function decodeKeyCursor(token: string): KeyRef {
+  let parts: unknown;
+  try {
+    parts = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
+  } catch {
+    parts = undefined;
+  }
+  if (
+    !Array.isArray(parts) ||
+    parts.length !== 4 ||
+    parts[0] !== TOKEN_FORMAT ||
+    !parts.slice(1).every((part) => typeof part === "string")
+  ) {
+    throw invalidArgument("Failed to list all keys: malformed page_token");
+  }
+  return { primaryNamespace: parts[1] as string, secondaryNamespace: parts[2] as string, key: parts[3] as string };
 }

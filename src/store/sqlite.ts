@@ -11,7 +11,11 @@ import { notFound, StoreError } from "./errors.js";
 import { decodeSequenceToken, encodePageToken } from "./page-token.js";
 import {
   effectivePageSize,
+  VersionedReads,
+  type AllKeysRequest,
   type KVStore,
+  type KeyVersion,
+  type VersionedValue,
   type KeyRef,
   type MutationOptions,
   type NamespaceRef,
@@ -70,13 +74,21 @@ interface KeyParams extends NamespaceParams {
   key: string;
 }
 
-export class SqliteStore implements KVStore {
+interface DbKeyVersion {
+  primary_namespace: string;
+  secondary_namespace: string;
+  key: string;
+  version: bigint;
+}
+
+export class SqliteStore extends VersionedReads implements KVStore {
   private readonly db: Database.Database;
   private readonly storeId: string;
   private readonly stmt;
 
   /** Opens (creating file, directory and schema when missing) the database at `path`. */
   constructor(path: string, options: SqliteStoreOptions = {}) {
+    super();
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma("journal_mode = WAL");
@@ -86,7 +98,10 @@ export class SqliteStore implements KVStore {
     this.storeId = options.storeId ?? "default";
     const where = "store_id = @storeId AND primary_namespace = @pn AND secondary_namespace = @sn";
     this.stmt = {
-      read: this.db.prepare<[KeyParams], { value: Buffer }>(`SELECT value FROM kv WHERE ${where} AND key = @key`),
+      // Versions can exceed 2^53: read integers as bigint.
+      read: this.db
+        .prepare<[KeyParams], { value: Buffer; version: bigint }>(`SELECT value, version FROM kv WHERE ${where} AND key = @key`)
+        .safeIntegers(true),
       // A versioned write (version > 0) replaces only an older version; version 0 always applies
       // and keeps the stored version.
       write: this.db.prepare<[KeyParams & { value: Uint8Array; version: bigint }]>(
@@ -100,6 +115,13 @@ export class SqliteStore implements KVStore {
         `DELETE FROM kv WHERE ${where} AND key = @key AND (@version = 0 OR version < @version)`,
       ),
       list: this.db.prepare<[NamespaceParams], string>(`SELECT key FROM kv WHERE ${where}`).pluck(),
+      allKeys: this.db
+        .prepare<[KeyParams & { limit: number }], DbKeyVersion>(
+          `SELECT primary_namespace, secondary_namespace, key, version FROM kv
+           WHERE store_id = @storeId AND (primary_namespace, secondary_namespace, key) > (@pn, @sn, @key)
+           ORDER BY primary_namespace, secondary_namespace, key LIMIT @limit`,
+        )
+        .safeIntegers(true),
       page: this.db.prepare<[NamespaceParams & { before: number; limit: number }], { key: string; seq: number }>(
         `SELECT key, seq FROM kv WHERE ${where} AND seq < @before ORDER BY seq DESC LIMIT @limit`,
       ),
@@ -114,11 +136,11 @@ export class SqliteStore implements KVStore {
     return { ...this.namespaceParams(ref), key: ref.key };
   }
 
-  async read(ref: KeyRef): Promise<Uint8Array> {
+  async readVersioned(ref: KeyRef): Promise<VersionedValue> {
     validateKey(ref, "read");
     const row = this.stmt.read.get(this.keyParams(ref));
     if (row === undefined) throw notFound("read", formatPath(ref));
-    return row.value;
+    return row;
   }
 
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<void> {
@@ -150,6 +172,17 @@ export class SqliteStore implements KVStore {
       keys: rows.map((r) => r.key),
       nextPageToken: more && last ? encodePageToken(ns, String(last.seq)) : "",
     };
+  }
+
+  async listAllKeys(request: AllKeysRequest = {}): Promise<KeyVersion[]> {
+    const after = request.after ?? { primaryNamespace: "", secondaryNamespace: "", key: "" };
+    const rows = this.stmt.allKeys.all({ ...this.keyParams(after), limit: effectivePageSize(request.limit) });
+    return rows.map((row) => ({
+      primaryNamespace: row.primary_namespace,
+      secondaryNamespace: row.secondary_namespace,
+      key: row.key,
+      version: row.version,
+    }));
   }
 
   async close(): Promise<void> {

@@ -11,11 +11,22 @@ export const MAX_VERSION = (1n << 63n) - 1n;
 
 const ALLOWED = /^[A-Za-z0-9_-]*$/;
 
-/** `a/b/c` as people write a key's address; the root namespace shows as an empty prefix. */
+/**
+ * A key's or namespace's address as the CLI writes it: `primary/secondary/key`, with empty
+ * namespaces left out (`key`, `primary/key`). One-to-one for valid names, since `/` never
+ * appears in one; used as the identity of a key in maps.
+ */
 export function formatPath(ref: NamespaceRef & { key?: string }): string {
-  const parts = [ref.primaryNamespace, ref.secondaryNamespace];
-  if (ref.key !== undefined) parts.push(ref.key);
-  return parts.join("/");
+  return [ref.primaryNamespace, ref.secondaryNamespace, ref.key ?? ""].filter((part) => part !== "").join("/");
+}
+
+/** `formatPath` fit for one line of an error message: control characters escaped, length capped. */
+function displayPath(ref: NamespaceRef & { key?: string }): string {
+  const path = [ref.primaryNamespace, ref.secondaryNamespace, ref.key]
+    .filter((part) => typeof part === "string" && part !== "")
+    .join("/")
+    .replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  return path.length > 200 ? `${path.slice(0, 200)}…` : path;
 }
 
 function checkName(what: string, name: string): string | undefined {
@@ -44,7 +55,7 @@ function namespaceProblem(ns: NamespaceRef): string | undefined {
 export function validateNamespace(ns: NamespaceRef, operation: string): void {
   const problem = namespaceProblem(ns);
   if (problem !== undefined) {
-    throw invalidArgument(`Failed to ${operation} ${formatPath(ns)}: ${problem}`);
+    throw invalidArgument(`Failed to ${operation} ${displayPath(ns)}: ${problem}`);
   }
 }
 
@@ -55,7 +66,7 @@ export function validateKey(ref: KeyRef, operation: string): void {
     checkName("key", ref.key) ??
     (ref.key === "" ? "key may not be empty" : undefined);
   if (problem !== undefined) {
-    throw invalidArgument(`Failed to ${operation} ${formatPath(ref)}: ${problem}`);
+    throw invalidArgument(`Failed to ${operation} ${displayPath(ref)}: ${problem}`);
   }
 }
 

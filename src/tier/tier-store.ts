@@ -6,8 +6,13 @@ import { silentLogger } from "../log.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
 import { decodePageToken, encodePageToken } from "../store/page-token.js";
 import {
+  compareKeys,
   effectivePageSize,
+  VersionedReads,
+  type AllKeysRequest,
   type CallOptions,
+  type KeyVersion,
+  type VersionedValue,
   type KVStore,
   type KeyRef,
   type MutationOptions,
@@ -64,7 +69,7 @@ interface Tier {
  * - mutations of one key apply in version order in every tier (stale ones are acknowledged and
  *   skipped); the version is the caller's, or assigned on arrival from a hybrid clock.
  */
-export class TierStore implements KVStore {
+export class TierStore extends VersionedReads implements KVStore {
   /** The per-key lock; its `size` is the number of keys with a mutation in flight. */
   readonly lock = new VersionedLock();
   readonly stats: TierStats = { divergences: 0, retries: 0, staleMutations: 0 };
@@ -77,6 +82,7 @@ export class TierStore implements KVStore {
   private readonly clock: HybridClock;
 
   constructor(options: TierStoreOptions) {
+    super();
     const tier = (name: TierName, store: KVStore | undefined): Tier | undefined =>
       store && { name, store, retry: options.retry?.[name] ?? DEFAULT_RETRY_POLICY };
     this.primary = tier("primary", options.primary)!;
@@ -104,10 +110,10 @@ export class TierStore implements KVStore {
     return new Set(this.ephemeral ? this.ephemeralKeys.inNamespace(ns) : []);
   }
 
-  async read(ref: KeyRef, options: CallOptions = {}): Promise<Uint8Array> {
+  async readVersioned(ref: KeyRef, options: CallOptions = {}): Promise<VersionedValue> {
     validateKey(ref, "read");
     const tier = this.ephemeralTierFor(ref) ?? this.primary;
-    return this.call(tier, (store) => store.read(ref, options), options.deadline);
+    return this.call(tier, (store) => store.readVersioned(ref, options), options.deadline);
   }
 
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<void> {
@@ -223,6 +229,29 @@ export class TierStore implements KVStore {
     const last = tail.at(-1) ?? afterKey;
     const more = tail.length < remaining.length;
     return { keys: [...head, ...tail], nextPageToken: more ? encodePageToken(ns, `e${last}`) : "" };
+  }
+
+  /**
+   * The keys a read would find: the primary's (minus ephemeral keys when an ephemeral tier holds
+   * them) merged with the ephemeral tier's, in (primary, secondary, key) order.
+   */
+  async listAllKeys(request: AllKeysRequest = {}): Promise<KeyVersion[]> {
+    const limit = effectivePageSize(request.limit);
+    const fromTier = async (tier: Tier, keep: (key: KeyVersion) => boolean): Promise<KeyVersion[]> => {
+      // Filtering can thin a page: keep fetching until `limit` keys are kept or the tier ends.
+      const kept: KeyVersion[] = [];
+      let after = request.after;
+      for (;;) {
+        const page = await this.call(tier, (store) => store.listAllKeys({ ...request, after, limit }), request.deadline);
+        kept.push(...page.filter(keep));
+        if (page.length < limit || kept.length >= limit) return kept;
+        after = page.at(-1);
+      }
+    };
+    const routedToEphemeral = (key: KeyRef): boolean => this.ephemeralTierFor(key) !== undefined;
+    const durable = await fromTier(this.primary, (key) => !routedToEphemeral(key));
+    const ephemeral = this.ephemeral ? await fromTier(this.ephemeral, routedToEphemeral) : [];
+    return [...durable, ...ephemeral].sort(compareKeys).slice(0, limit);
   }
 
   async close(): Promise<void> {

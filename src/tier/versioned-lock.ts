@@ -34,7 +34,28 @@ export class VersionedLock {
    * stale by then. Waiting ends at `deadline` (ms since epoch) with `deadline-exceeded`; the
    * mutation is then skipped, never applied later.
    */
-  async run(key: string, version: bigint, mutate: () => Promise<void>, deadline?: number): Promise<MutationOutcome> {
+  run(key: string, version: bigint, mutate: () => Promise<void>, deadline?: number): Promise<MutationOutcome> {
+    return this.inTurn(
+      key,
+      async (entry) => {
+        if (version <= entry.applied) return "stale";
+        await mutate();
+        entry.applied = version;
+        return "applied";
+      },
+      deadline,
+    );
+  }
+
+  /**
+   * Runs `task` alone on `key` (in turn with its mutations) without touching the applied
+   * version: for repairs that copy a key's current state between tiers.
+   */
+  exclusive<T>(key: string, task: () => Promise<T>): Promise<T> {
+    return this.inTurn(key, task);
+  }
+
+  private async inTurn<T>(key: string, task: (entry: KeyState) => Promise<T>, deadline?: number): Promise<T> {
     let state = this.keys.get(key);
     if (state === undefined) {
       state = { applied: 0n, holders: 0, tail: Promise.resolve() };
@@ -47,14 +68,11 @@ export class VersionedLock {
     entry.tail = new Promise<void>((resolve) => (release = resolve));
     let abandoned = false;
 
-    const turn = async (): Promise<MutationOutcome> => {
+    const turn = async (): Promise<T> => {
       try {
         await previous;
         if (abandoned) throw new StoreError("deadline-exceeded", `deadline passed while waiting to mutate ${key}`);
-        if (version <= entry.applied) return "stale";
-        await mutate();
-        entry.applied = version;
-        return "applied";
+        return await task(entry);
       } finally {
         release();
         if (--entry.holders === 0) this.keys.delete(key);
@@ -62,13 +80,12 @@ export class VersionedLock {
     };
 
     if (deadline === undefined) return turn();
-    const remaining = deadline - Date.now();
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         abandoned = true;
         reject(new StoreError("deadline-exceeded", `deadline passed while waiting to mutate ${key}`));
-      }, Math.max(0, remaining));
+      }, Math.max(0, deadline - Date.now()));
     });
     const running = turn();
     // The turn still runs to completion (it releases the key); only the caller stops waiting.

@@ -4,7 +4,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { SERVE_SETTINGS } from "../../src/cli/serve.js";
+import { SERVE_SETTINGS, type ServeSettings } from "../../src/cli/serve.js";
 import { resolveSettings, SettingsError } from "../../src/cli/settings.js";
 import { SqliteStore } from "../../src/store/sqlite.js";
 import { CLI, runCli, spawnServer, type ServerProcess } from "../support/process.js";
@@ -24,7 +24,15 @@ function configFile(content: unknown): string {
   return path;
 }
 
-const resolve = (cli: Record<string, unknown>, env: NodeJS.ProcessEnv = {}) => resolveSettings(SERVE_SETTINGS, cli, env);
+/**
+ * The settings this file is about, resolved. Other settings (tiers, retries) exist too; they are
+ * left out so these tests keep meaning the same thing as settings are added.
+ */
+function resolve(cli: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): Pick<ServeSettings, keyof typeof DEFAULTS> {
+  const resolved = resolveSettings(SERVE_SETTINGS, cli, env);
+  const { listen, primary, maxValueBytes, logLevel } = resolved;
+  return { listen, primary, maxValueBytes, logLevel };
+}
 
 /** The SettingsError `resolve` throws; fails the test when it returns instead. */
 function settingsError(cli: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): SettingsError {
@@ -42,6 +50,8 @@ afterEach(removeTempDirs);
 describe("resolveSettings(SERVE_SETTINGS)", () => {
   it("uses the defaults when nothing is set", () => {
     expect(resolve({})).toEqual(DEFAULTS);
+    const everyDefault = Object.fromEntries(Object.entries(SERVE_SETTINGS).map(([name, s]) => [name, s.defaultValue]));
+    expect(resolveSettings(SERVE_SETTINGS, {}, {})).toEqual(everyDefault);
   });
 
   it("uses TIERKV_* environment variables when no flag is given", () => {
@@ -126,8 +136,9 @@ describe("resolveSettings(SERVE_SETTINGS)", () => {
     }
     // The message shows the bad value and, for a choice, what would have been accepted.
     expect(settingsError({ maxValueBytes: "abc" }).message).toContain("abc");
-    expect(settingsError({ logLevel: "loud" }).message).toMatch(/loud.*|.*debug.*/);
-    expect(settingsError({ logLevel: "loud" }).message).toContain("debug");
+    const badLevel = settingsError({ logLevel: "loud" }).message;
+    expect(badLevel).toContain("loud");
+    expect(badLevel).toContain("debug");
   });
 });
 

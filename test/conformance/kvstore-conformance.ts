@@ -236,6 +236,55 @@ export function describeConformance(
       });
     });
 
+    describe("readVersioned and listAllKeys", () => {
+      it("returns the version that wrote the value", async () => {
+        await store.write(at(NS, "k"), bytes("v"), { version: 42n });
+        const { value, version } = await store.readVersioned(at(NS, "k"));
+        expect(Buffer.from(value).toString()).toBe("v");
+        expect(version).toBe(42n);
+        expect((await errorOf(store.readVersioned(at(NS, "absent")))).code).toBe("not-found");
+      });
+
+      it("keeps versions above 2^53 exact", async () => {
+        const version = (1n << 62n) + 1n;
+        await store.write(at(NS, "k"), bytes("v"), { version });
+        expect((await store.readVersioned(at(NS, "k"))).version).toBe(version);
+        expect((await store.listAllKeys())[0]!.version).toBe(version);
+      });
+
+      it("walks every key of every namespace in (primary, secondary, key) order", async () => {
+        const refs = [
+          at(ROOT, "manager"),
+          at(NS, "b"),
+          at(NS, "a"),
+          at({ primaryNamespace: "monitors", secondaryNamespace: "" }, "z"),
+          at({ primaryNamespace: "zeta", secondaryNamespace: "x" }, "k"),
+          at({ primaryNamespace: "alpha", secondaryNamespace: "" }, "k"),
+        ];
+        for (const [i, ref] of refs.entries()) await store.write(ref, bytes("v"), { version: BigInt(i + 1) });
+        await store.remove(at(NS, "b"));
+        const walked: Array<{ path: string; version: bigint }> = [];
+        let after: KeyRef | undefined;
+        for (let pages = 0; pages < 100; pages++) {
+          const page = await store.listAllKeys({ after, limit: 2 });
+          walked.push(...page.map((k) => ({ path: `${k.primaryNamespace}|${k.secondaryNamespace}|${k.key}`, version: k.version })));
+          if (page.length < 2) break;
+          after = page.at(-1);
+        }
+        expect(walked).toEqual([
+          { path: "||manager", version: 1n },
+          { path: "alpha||k", version: 6n },
+          { path: "monitors||z", version: 4n },
+          { path: "monitors|updates|a", version: 3n },
+          { path: "zeta|x|k", version: 5n },
+        ]);
+      });
+
+      it("lists no keys for an empty store", async () => {
+        expect(await store.listAllKeys()).toEqual([]);
+      });
+    });
+
     describe("validation (SPEC §1)", () => {
       const bad: Array<[string, KeyRef]> = [
         ["empty key", at(NS, "")],

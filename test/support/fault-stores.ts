@@ -2,7 +2,10 @@
 
 import { StoreError, type StoreErrorCode } from "../../src/store/errors.js";
 import type {
+  AllKeysRequest,
   CallOptions,
+  KeyVersion,
+  VersionedValue,
   KVStore,
   KeyRef,
   MutationOptions,
@@ -13,7 +16,7 @@ import type {
 } from "../../src/store/types.js";
 import { formatPath } from "../../src/store/validate.js";
 
-type Operation = "read" | "write" | "remove" | "list" | "listPage";
+type Operation = "read" | "write" | "remove" | "list" | "listPage" | "listAllKeys";
 
 /** Forwards everything to `inner`; subclasses override `before` to delay, fail or record. */
 export class ForwardingStore implements KVStore {
@@ -23,8 +26,11 @@ export class ForwardingStore implements KVStore {
   protected async before(_operation: Operation, _target: string): Promise<void> {}
 
   async read(ref: KeyRef, options?: CallOptions): Promise<Uint8Array> {
+    return (await this.readVersioned(ref, options)).value;
+  }
+  async readVersioned(ref: KeyRef, options?: CallOptions): Promise<VersionedValue> {
     await this.before("read", formatPath(ref));
-    return this.inner.read(ref, options);
+    return this.inner.readVersioned(ref, options);
   }
   async write(ref: KeyRef, value: Uint8Array, options?: MutationOptions): Promise<void> {
     await this.before("write", formatPath(ref));
@@ -41,6 +47,10 @@ export class ForwardingStore implements KVStore {
   async listPage(ns: NamespaceRef, page?: PageRequest): Promise<Page> {
     await this.before("listPage", formatPath(ns));
     return this.inner.listPage(ns, page);
+  }
+  async listAllKeys(request?: AllKeysRequest): Promise<KeyVersion[]> {
+    await this.before("listAllKeys", "");
+    return this.inner.listAllKeys(request);
   }
   close(): Promise<void> {
     return this.inner.close();
@@ -68,7 +78,7 @@ export class FlakyStore extends ForwardingStore {
     inner: KVStore,
     public failures: number,
     private readonly code: StoreErrorCode = "unavailable",
-    private readonly operations: readonly Operation[] = ["read", "write", "remove", "list", "listPage"],
+    private readonly operations: readonly Operation[] = ["read", "write", "remove", "list", "listPage", "listAllKeys"],
   ) {
     super(inner);
   }

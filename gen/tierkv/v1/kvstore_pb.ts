@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tierkv/v1/kvstore.proto.
  */
 export const file_tierkv_v1_kvstore: GenFile = /*@__PURE__*/
-  fileDesc("Chd0aWVya3YvdjEva3ZzdG9yZS5wcm90bxIJdGllcmt2LnYxIlIKC1JlYWRSZXF1ZXN0EhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSCwoDa2V5GAMgASgJIh0KDFJlYWRSZXNwb25zZRINCgV2YWx1ZRgBIAEoDCJzCgxXcml0ZVJlcXVlc3QSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSDQoFdmFsdWUYBCABKAwSDwoHdmVyc2lvbhgFIAEoBCIPCg1Xcml0ZVJlc3BvbnNlInMKDVJlbW92ZVJlcXVlc3QSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSDAoEbGF6eRgEIAEoCBIPCgd2ZXJzaW9uGAUgASgEIhAKDlJlbW92ZVJlc3BvbnNlIkUKC0xpc3RSZXF1ZXN0EhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkiHAoMTGlzdFJlc3BvbnNlEgwKBGtleXMYASADKAkicAoPTGlzdFBhZ2VSZXF1ZXN0EhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiOQoQTGlzdFBhZ2VSZXNwb25zZRIMCgRrZXlzGAEgAygJEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCTLCAgoOS1ZTdG9yZVNlcnZpY2USNwoEUmVhZBIWLnRpZXJrdi52MS5SZWFkUmVxdWVzdBoXLnRpZXJrdi52MS5SZWFkUmVzcG9uc2USOgoFV3JpdGUSFy50aWVya3YudjEuV3JpdGVSZXF1ZXN0GhgudGllcmt2LnYxLldyaXRlUmVzcG9uc2USPQoGUmVtb3ZlEhgudGllcmt2LnYxLlJlbW92ZVJlcXVlc3QaGS50aWVya3YudjEuUmVtb3ZlUmVzcG9uc2USNwoETGlzdBIWLnRpZXJrdi52MS5MaXN0UmVxdWVzdBoXLnRpZXJrdi52MS5MaXN0UmVzcG9uc2USQwoITGlzdFBhZ2USGi50aWVya3YudjEuTGlzdFBhZ2VSZXF1ZXN0GhsudGllcmt2LnYxLkxpc3RQYWdlUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Chd0aWVya3YvdjEva3ZzdG9yZS5wcm90bxIJdGllcmt2LnYxIlIKC1JlYWRSZXF1ZXN0EhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSCwoDa2V5GAMgASgJIi4KDFJlYWRSZXNwb25zZRINCgV2YWx1ZRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEInMKDFdyaXRlUmVxdWVzdBIZChFwcmltYXJ5X25hbWVzcGFjZRgBIAEoCRIbChNzZWNvbmRhcnlfbmFtZXNwYWNlGAIgASgJEgsKA2tleRgDIAEoCRINCgV2YWx1ZRgEIAEoDBIPCgd2ZXJzaW9uGAUgASgEIg8KDVdyaXRlUmVzcG9uc2UicwoNUmVtb3ZlUmVxdWVzdBIZChFwcmltYXJ5X25hbWVzcGFjZRgBIAEoCRIbChNzZWNvbmRhcnlfbmFtZXNwYWNlGAIgASgJEgsKA2tleRgDIAEoCRIMCgRsYXp5GAQgASgIEg8KB3ZlcnNpb24YBSABKAQiEAoOUmVtb3ZlUmVzcG9uc2UiRQoLTGlzdFJlcXVlc3QSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCSIcCgxMaXN0UmVzcG9uc2USDAoEa2V5cxgBIAMoCSJwCg9MaXN0UGFnZVJlcXVlc3QSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSI5ChBMaXN0UGFnZVJlc3BvbnNlEgwKBGtleXMYASADKAkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjsKEkxpc3RBbGxLZXlzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJiCgpLZXlWZXJzaW9uEhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSCwoDa2V5GAMgASgJEg8KB3ZlcnNpb24YBCABKAQiUwoTTGlzdEFsbEtleXNSZXNwb25zZRIjCgRrZXlzGAEgAygLMhUudGllcmt2LnYxLktleVZlcnNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMpADCg5LVlN0b3JlU2VydmljZRI3CgRSZWFkEhYudGllcmt2LnYxLlJlYWRSZXF1ZXN0GhcudGllcmt2LnYxLlJlYWRSZXNwb25zZRI6CgVXcml0ZRIXLnRpZXJrdi52MS5Xcml0ZVJlcXVlc3QaGC50aWVya3YudjEuV3JpdGVSZXNwb25zZRI9CgZSZW1vdmUSGC50aWVya3YudjEuUmVtb3ZlUmVxdWVzdBoZLnRpZXJrdi52MS5SZW1vdmVSZXNwb25zZRI3CgRMaXN0EhYudGllcmt2LnYxLkxpc3RSZXF1ZXN0GhcudGllcmt2LnYxLkxpc3RSZXNwb25zZRJDCghMaXN0UGFnZRIaLnRpZXJrdi52MS5MaXN0UGFnZVJlcXVlc3QaGy50aWVya3YudjEuTGlzdFBhZ2VSZXNwb25zZRJMCgtMaXN0QWxsS2V5cxIdLnRpZXJrdi52MS5MaXN0QWxsS2V5c1JlcXVlc3QaHi50aWVya3YudjEuTGlzdEFsbEtleXNSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * @generated from message tierkv.v1.ReadRequest
@@ -54,6 +54,13 @@ export type ReadResponse = Message<"tierkv.v1.ReadResponse"> & {
    * @generated from field: bytes value = 1;
    */
   value: Uint8Array;
+
+  /**
+   * The version of the mutation that wrote the value; 0 when the store does not know it.
+   *
+   * @generated from field: uint64 version = 2;
+   */
+  version: bigint;
 };
 
 /**
@@ -272,6 +279,93 @@ export const ListPageResponseSchema: GenMessage<ListPageResponse> = /*@__PURE__*
   messageDesc(file_tierkv_v1_kvstore, 9);
 
 /**
+ * @generated from message tierkv.v1.ListAllKeysRequest
+ */
+export type ListAllKeysRequest = Message<"tierkv.v1.ListAllKeysRequest"> & {
+  /**
+   * Largest number of keys to return; 0 means the server's default. Larger values are capped at
+   * the server's maximum.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page; empty for the first page.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message tierkv.v1.ListAllKeysRequest.
+ * Use `create(ListAllKeysRequestSchema)` to create a new message.
+ */
+export const ListAllKeysRequestSchema: GenMessage<ListAllKeysRequest> = /*@__PURE__*/
+  messageDesc(file_tierkv_v1_kvstore, 10);
+
+/**
+ * A key's address and the version of the mutation that wrote its value.
+ *
+ * @generated from message tierkv.v1.KeyVersion
+ */
+export type KeyVersion = Message<"tierkv.v1.KeyVersion"> & {
+  /**
+   * @generated from field: string primary_namespace = 1;
+   */
+  primaryNamespace: string;
+
+  /**
+   * @generated from field: string secondary_namespace = 2;
+   */
+  secondaryNamespace: string;
+
+  /**
+   * @generated from field: string key = 3;
+   */
+  key: string;
+
+  /**
+   * 0 when the store does not know it.
+   *
+   * @generated from field: uint64 version = 4;
+   */
+  version: bigint;
+};
+
+/**
+ * Describes the message tierkv.v1.KeyVersion.
+ * Use `create(KeyVersionSchema)` to create a new message.
+ */
+export const KeyVersionSchema: GenMessage<KeyVersion> = /*@__PURE__*/
+  messageDesc(file_tierkv_v1_kvstore, 11);
+
+/**
+ * @generated from message tierkv.v1.ListAllKeysResponse
+ */
+export type ListAllKeysResponse = Message<"tierkv.v1.ListAllKeysResponse"> & {
+  /**
+   * @generated from field: repeated tierkv.v1.KeyVersion keys = 1;
+   */
+  keys: KeyVersion[];
+
+  /**
+   * Opaque; empty when this is the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message tierkv.v1.ListAllKeysResponse.
+ * Use `create(ListAllKeysResponseSchema)` to create a new message.
+ */
+export const ListAllKeysResponseSchema: GenMessage<ListAllKeysResponse> = /*@__PURE__*/
+  messageDesc(file_tierkv_v1_kvstore, 12);
+
+/**
  * KVStoreService reads and mutates one store's keys. Mutations of one key are applied in version
  * order: a mutation whose version is not above the highest one already applied is acknowledged
  * but not applied.
@@ -329,6 +423,18 @@ export const KVStoreService: GenService<{
     methodKind: "unary";
     input: typeof ListPageRequestSchema;
     output: typeof ListPageResponseSchema;
+  },
+  /**
+   * ListAllKeys returns one page of every key of the store, in every namespace, with the version
+   * that wrote it, ordered by (primary_namespace, secondary_namespace, key) (LDK's
+   * MigratableKVStore::list_all_keys). Used to compare and repair tiers.
+   *
+   * @generated from rpc tierkv.v1.KVStoreService.ListAllKeys
+   */
+  listAllKeys: {
+    methodKind: "unary";
+    input: typeof ListAllKeysRequestSchema;
+    output: typeof ListAllKeysResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tierkv_v1_kvstore, 0);
