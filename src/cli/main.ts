@@ -3,6 +3,7 @@
 
 import { Command, Option } from "commander";
 import { StoreError } from "../store/errors.js";
+import { backupStatus, resync } from "./admin-commands.js";
 import { get, ls, put, rm, type ClientSettings } from "./client-commands.js";
 import { serve, SERVE_SETTINGS } from "./serve.js";
 import { addSettingOptions, parsePositiveInteger, resolveSettings, SettingsError } from "./settings.js";
@@ -59,6 +60,18 @@ program
       options.pageSize === undefined ? undefined : parsePositiveInteger(options.pageSize, "--page-size"),
     ),
   );
+
+program
+  .command("resync")
+  .description(
+    "make the server's backup tier equal to its primary (copies missing or different values, removes extra keys); safe while writes go on",
+  )
+  .action(() => resync(clientSettings()));
+
+program
+  .command("backup-status")
+  .description("print the server's backup policy, keys owed to the backup and divergences, as JSON")
+  .action(() => backupStatus(clientSettings()));
 
 try {
   await program.parseAsync();

@@ -1,6 +1,9 @@
 //! `tierkv serve`: settings → stores → tiered store → server, and shutdown on SIGINT/SIGTERM.
 
+import { readFileSync } from "node:fs";
+import * as grpc from "@grpc/grpc-js";
 import { LOG_LEVELS, createLogger, type Logger } from "../log.js";
+import { createMetrics, serveMetrics } from "../server/metrics.js";
 import { startServer } from "../server/server.js";
 import { StoreError } from "../store/errors.js";
 import { openStore } from "../store/open.js";
@@ -8,7 +11,8 @@ import type { KVStore } from "../store/types.js";
 import { parseKeyPath } from "../store/validate.js";
 import { DEFAULT_EPHEMERAL_KEYS } from "../tier/ephemeral-keys.js";
 import { NO_RETRY, type RetryPolicy } from "../tier/retry.js";
-import { TierStore, type TierName } from "../tier/tier-store.js";
+import { OWED_KEYS_STORE_ID, OwedKeys } from "../tier/owed-keys.js";
+import { TierStore, type BackupPolicy, type TierName } from "../tier/tier-store.js";
 import {
   listOf,
   oneOf,
@@ -23,6 +27,7 @@ import {
 } from "./settings.js";
 
 const TIER_NAMES: readonly TierName[] = ["primary", "backup", "ephemeral"];
+const BACKUP_POLICIES: readonly BackupPolicy[] = ["required", "degraded"];
 
 export const SERVE_SETTINGS = {
   listen: {
@@ -43,6 +48,13 @@ export const SERVE_SETTINGS = {
     defaultValue: undefined,
     parse: parseOptionalString,
   } satisfies Setting<string | undefined>,
+  backupPolicy: {
+    flag: "--backup-policy <policy>",
+    description:
+      "required: a write fails unless the backup has it; degraded: if the backup stays down, acknowledge from the primary and replay later",
+    defaultValue: "required",
+    parse: oneOf(BACKUP_POLICIES),
+  } satisfies Setting<BackupPolicy>,
   ephemeral: {
     flag: "--ephemeral <uri>",
     description: "ephemeral (cache) store URI for the ephemeral keys: memory: or sqlite:PATH (none by default)",
@@ -85,6 +97,30 @@ export const SERVE_SETTINGS = {
     defaultValue: 64 * 1024 * 1024,
     parse: parsePositiveInteger,
   } satisfies Setting<number>,
+  tlsCert: {
+    flag: "--tls-cert <file>",
+    description: "PEM certificate chain: serve gRPC over TLS (with --tls-key)",
+    defaultValue: undefined,
+    parse: parseOptionalString,
+  } satisfies Setting<string | undefined>,
+  tlsKey: {
+    flag: "--tls-key <file>",
+    description: "PEM private key of --tls-cert",
+    defaultValue: undefined,
+    parse: parseOptionalString,
+  } satisfies Setting<string | undefined>,
+  tlsClientCa: {
+    flag: "--tls-client-ca <file>",
+    description: "PEM CA bundle: require client certificates signed by it (mutual TLS)",
+    defaultValue: undefined,
+    parse: parseOptionalString,
+  } satisfies Setting<string | undefined>,
+  metricsListen: {
+    flag: "--metrics-listen <host:port>",
+    description: "serve Prometheus metrics at http://host:port/metrics (off by default)",
+    defaultValue: undefined,
+    parse: parseOptionalString,
+  } satisfies Setting<string | undefined>,
   logLevel: {
     flag: "--log-level <level>",
     description: `log level: ${LOG_LEVELS.join(", ")}`,
@@ -130,6 +166,8 @@ export async function openTierStore(settings: ServeSettings, logger: Logger): Pr
       ephemeralKeys: settings.ephemeralKey,
       retry,
       logger,
+      backupPolicy: settings.backupPolicy,
+      owedKeys: settings.backupPolicy === "degraded" ? await openOwedKeys(settings) : undefined,
     });
   } catch (error) {
     await Promise.all(opened.map((store) => store.close()));
@@ -137,21 +175,66 @@ export async function openTierStore(settings: ServeSettings, logger: Logger): Pr
   }
 }
 
+/** The degraded policy records owed keys in the primary's own database, under a store id of its own. */
+async function openOwedKeys(settings: ServeSettings): Promise<OwedKeys> {
+  if (settings.backup === undefined) throw new SettingsError("--backup-policy degraded needs --backup");
+  if (!settings.primary.startsWith("sqlite:")) {
+    throw new SettingsError("--backup-policy degraded needs a sqlite: primary, whose database records the owed keys");
+  }
+  return OwedKeys.open(await openStore(settings.primary, { storeId: OWED_KEYS_STORE_ID }));
+}
+
+function serverCredentials(settings: ServeSettings): grpc.ServerCredentials {
+  const { tlsCert, tlsKey, tlsClientCa } = settings;
+  if (tlsCert === undefined && tlsKey === undefined) {
+    if (tlsClientCa !== undefined) throw new SettingsError("--tls-client-ca needs --tls-cert and --tls-key");
+    return grpc.ServerCredentials.createInsecure();
+  }
+  if (tlsCert === undefined || tlsKey === undefined) throw new SettingsError("--tls-cert and --tls-key go together");
+  const read = (flag: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw new SettingsError(`${flag} ${path}: ${(error as Error).message}`);
+    }
+  };
+  return grpc.ServerCredentials.createSsl(
+    tlsClientCa === undefined ? null : read("--tls-client-ca", tlsClientCa),
+    [{ cert_chain: read("--tls-cert", tlsCert), private_key: read("--tls-key", tlsKey) }],
+    tlsClientCa !== undefined,
+  );
+}
+
 /** Runs the server until SIGINT/SIGTERM, then stops cleanly and exits 0. */
 export async function serve(settings: ServeSettings): Promise<void> {
   const logger = createLogger(settings.logLevel);
+  const credentials = serverCredentials(settings);
   const store = await openTierStore(settings, logger);
+  const metrics = createMetrics(store);
+  const metricsServer = settings.metricsListen === undefined ? undefined : await serveMetrics(metrics, settings.metricsListen);
   const server = await startServer({
     listen: settings.listen,
     store,
+    admin: store,
     maxValueBytes: settings.maxValueBytes,
     logger,
+    credentials,
+    observeCall: metrics.observeCall,
   }).catch(async (error: unknown) => {
+    await metricsServer?.close();
     await store.close();
     throw error;
   });
   logger.info(
-    { address: server.address, primary: settings.primary, backup: settings.backup, ephemeral: settings.ephemeral },
+    {
+      address: server.address,
+      tls: settings.tlsCert !== undefined,
+      metrics: metricsServer?.address,
+      primary: settings.primary,
+      backup: settings.backup,
+      backupPolicy: settings.backupPolicy,
+      ephemeral: settings.ephemeral,
+    },
     "listening",
   );
 
@@ -164,6 +247,7 @@ export async function serve(settings: ServeSettings): Promise<void> {
     stopping = true;
     logger.info({ signal }, "shutting down: finishing in-flight calls");
     await server.shutdown(SHUTDOWN_GRACE_MS);
+    await metricsServer?.close();
     await store.close();
     logger.info("stopped");
     process.exit(0);

@@ -38,6 +38,22 @@ export interface ClientOptions {
   readonly channelOptions?: grpc.ChannelOptions;
 }
 
+/** The channel and metadata every tierkv client (store or admin) builds from `ClientOptions`. */
+export function openChannel(
+  constructor: grpc.ServiceClientConstructor,
+  options: ClientOptions,
+): { raw: grpc.Client; metadata: grpc.Metadata } {
+  const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const raw = new constructor(options.address, options.credentials ?? grpc.credentials.createInsecure(), {
+    "grpc.max_receive_message_length": maxMessageBytes,
+    "grpc.max_send_message_length": maxMessageBytes,
+    ...options.channelOptions,
+  });
+  const metadata = new grpc.Metadata();
+  if (options.bearerToken !== undefined) metadata.set("authorization", `Bearer ${options.bearerToken}`);
+  return { raw, metadata };
+}
+
 type Methods = (typeof KVStoreService)["method"];
 type Request<K extends keyof Methods> = MessageInitShape<Methods[K]["input"]>;
 type Response<K extends keyof Methods> = MessageShape<Methods[K]["output"]>;
@@ -49,7 +65,7 @@ type RawUnary = (
 ) => grpc.ClientUnaryCall;
 
 const KVStoreClientClass = grpcClientConstructor(KVStoreService);
-const DEFAULT_TIMEOUT_MS = 30_000;
+export const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024 + 64 * 1024;
 
 /**
@@ -69,16 +85,9 @@ export class TierkvClient extends VersionedReads implements KVStore {
 
   constructor(options: ClientOptions) {
     super();
-    const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.address = options.address;
-    this.raw = new KVStoreClientClass(options.address, options.credentials ?? grpc.credentials.createInsecure(), {
-      "grpc.max_receive_message_length": maxMessageBytes,
-      "grpc.max_send_message_length": maxMessageBytes,
-      ...options.channelOptions,
-    });
+    ({ raw: this.raw, metadata: this.metadata } = openChannel(KVStoreClientClass, options));
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.metadata = new grpc.Metadata();
-    if (options.bearerToken !== undefined) this.metadata.set("authorization", `Bearer ${options.bearerToken}`);
   }
 
   private call<K extends keyof Methods>(method: K, init: Request<K>, options: CallOptions = {}): Promise<Response<K>> {

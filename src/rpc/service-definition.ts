@@ -27,10 +27,11 @@ function deserializer<Desc extends DescMessage>(schema: Desc): (bytes: Buffer) =
   return (bytes) => fromBinary(schema, bytes);
 }
 
-function unaryMethods(service: DescService): DescMethod[] {
+/** The methods of `service`; only unary and server-streaming RPCs are supported. */
+function supportedMethods(service: DescService): DescMethod[] {
   for (const method of service.methods) {
-    if (method.methodKind !== "unary") {
-      throw new Error(`${service.typeName}.${method.name}: only unary methods are supported`);
+    if (method.methodKind !== "unary" && method.methodKind !== "server_streaming") {
+      throw new Error(`${service.typeName}.${method.name}: ${method.methodKind} methods are not supported`);
     }
   }
   return service.methods;
@@ -39,11 +40,11 @@ function unaryMethods(service: DescService): DescMethod[] {
 /** The grpc-js definition of `service`, keyed by each method's local (camelCase) name. */
 export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinition {
   const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
-  for (const method of unaryMethods(service)) {
+  for (const method of supportedMethods(service)) {
     definition[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
       requestStream: false,
-      responseStream: false,
+      responseStream: method.methodKind === "server_streaming",
       originalName: method.name,
       requestSerialize: serializer(method.input),
       requestDeserialize: deserializer(method.input),
@@ -53,8 +54,6 @@ export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinit
   }
   return definition;
 }
-
-type MethodOf<S extends DescService> = S["method"][keyof S["method"]];
 
 /** What a handler sees besides the request. */
 export interface HandlerContext {
@@ -66,51 +65,88 @@ export interface HandlerContext {
   readonly peer: string;
 }
 
-/** A service implementation: one async function per RPC, typed from the generated descriptor. */
+/**
+ * A service implementation, typed from the generated descriptor: per RPC an async function
+ * (unary) or an async generator of responses (server streaming).
+ */
 export type ServiceImpl<S extends DescService> = {
   [K in keyof S["method"]]: (
     request: MessageShape<S["method"][K]["input"]>,
     context: HandlerContext,
-  ) => Promise<MessageInitShape<S["method"][K]["output"]>>;
+  ) => S["method"][K]["methodKind"] extends "server_streaming"
+    ? AsyncIterable<MessageInitShape<S["method"][K]["output"]>>
+    : Promise<MessageInitShape<S["method"][K]["output"]>>;
 };
 
-function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>): number | undefined {
+type AnyHandler = (request: unknown, context: HandlerContext) => Promise<unknown> | AsyncIterable<unknown>;
+
+function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): number | undefined {
   const deadline = call.getDeadline();
   if (deadline instanceof Date) return deadline.getTime();
   return Number.isFinite(deadline) ? deadline : undefined;
 }
 
-/** Called with every error a handler throws, before it is turned into a status (for logs). */
-export type ErrorObserver = (method: string, error: StoreError) => void;
+/**
+ * Called when a call ends: its method name, the error it failed with (before it becomes a
+ * status), and how long it took. For logs and metrics.
+ */
+export type CallObserver = (method: string, error: StoreError | undefined, seconds: number) => void;
+
+function contextOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): HandlerContext {
+  const deadline = deadlineOf(call);
+  return { metadata: call.metadata, peer: call.getPeer(), ...(deadline !== undefined && { deadline }) };
+}
 
 /** Wraps `impl` into grpc-js handlers: errors become statuses through `toGrpcStatus`. */
 export function grpcHandlers<S extends DescService>(
   service: S,
   impl: ServiceImpl<S>,
-  onError: ErrorObserver = () => {},
+  observe: CallObserver = () => {},
 ): grpc.UntypedServiceImplementation {
   const handlers: grpc.UntypedServiceImplementation = {};
-  for (const method of unaryMethods(service)) {
-    const handler = (impl as Record<string, ServiceImpl<S>[keyof S["method"]]>)[method.localName]!;
-    const unary: grpc.handleUnaryCall<MessageShape<MethodOf<S>["input"]>, MessageShape<DescMessage>> = (
-      call,
-      callback,
-    ) => {
-      const context: HandlerContext = {
-        metadata: call.metadata,
-        peer: call.getPeer(),
-        ...(deadlineOf(call) !== undefined && { deadline: deadlineOf(call)! }),
-      };
-      handler(call.request, context).then(
-        (response) => callback(null, create(method.output, response as MessageInitShape<DescMessage>)),
-        (error: unknown) => {
-          const storeError = StoreError.from(error);
-          onError(method.name, storeError);
-          callback(toGrpcStatus(storeError));
-        },
-      );
+  for (const method of supportedMethods(service)) {
+    const handler = (impl as unknown as Record<string, AnyHandler>)[method.localName]!;
+    const elapsed = (started: bigint): number => Number(process.hrtime.bigint() - started) / 1e9;
+    const fail = (error: unknown, started: bigint): Partial<grpc.StatusObject> => {
+      const storeError = StoreError.from(error);
+      observe(method.name, storeError, elapsed(started));
+      return toGrpcStatus(storeError);
     };
-    handlers[method.localName] = unary as grpc.UntypedHandleCall;
+    const respond = (response: unknown): MessageShape<DescMessage> =>
+      create(method.output, response as MessageInitShape<DescMessage>);
+
+    if (method.methodKind === "server_streaming") {
+      const streaming: grpc.handleServerStreamingCall<unknown, unknown> = (call) => {
+        void (async () => {
+          const started = process.hrtime.bigint();
+          let cancelled = false;
+          call.once("cancelled", () => (cancelled = true));
+          try {
+            for await (const response of handler(call.request, contextOf(call)) as AsyncIterable<unknown>) {
+              if (cancelled) return;
+              if (!call.write(respond(response))) await new Promise((resolve) => call.once("drain", resolve));
+            }
+            call.end();
+            observe(method.name, undefined, elapsed(started));
+          } catch (error) {
+            call.emit("error", fail(error, started));
+          }
+        })();
+      };
+      handlers[method.localName] = streaming as grpc.UntypedHandleCall;
+    } else {
+      const unary: grpc.handleUnaryCall<unknown, unknown> = (call, callback) => {
+        const started = process.hrtime.bigint();
+        (handler(call.request, contextOf(call)) as Promise<unknown>).then(
+          (response) => {
+            callback(null, respond(response));
+            observe(method.name, undefined, elapsed(started));
+          },
+          (error: unknown) => callback(fail(error, started)),
+        );
+      };
+      handlers[method.localName] = unary as grpc.UntypedHandleCall;
+    }
   }
   return handlers;
 }

@@ -7,6 +7,7 @@ const TO_GRPC: Record<StoreErrorCode, status> = {
   "invalid-argument": status.INVALID_ARGUMENT,
   "not-found": status.NOT_FOUND,
   "resource-exhausted": status.RESOURCE_EXHAUSTED,
+  "failed-precondition": status.FAILED_PRECONDITION,
   unavailable: status.UNAVAILABLE,
   "deadline-exceeded": status.DEADLINE_EXCEEDED,
   unauthenticated: status.UNAUTHENTICATED,

@@ -2,10 +2,12 @@
 
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
+import { AdminService } from "../../gen/tierkv/v1/admin_pb.js";
 import { KVStoreService } from "../../gen/tierkv/v1/kvstore_pb.js";
 import type { Logger } from "../log.js";
-import { grpcHandlers, grpcServiceDefinition } from "../rpc/service-definition.js";
+import { grpcHandlers, grpcServiceDefinition, type CallObserver } from "../rpc/service-definition.js";
 import type { KVStore } from "../store/types.js";
+import { adminService, type AdminOperations } from "./admin-service.js";
 import { kvStoreService } from "./kvstore-service.js";
 import { addReflection } from "./reflection.js";
 
@@ -13,9 +15,13 @@ export interface ServerOptions {
   /** `host:port`; port 0 picks a free one. */
   readonly listen: string;
   readonly store: KVStore;
+  /** Serves AdminService (resync, backup status) when given: the tiered store. */
+  readonly admin?: AdminOperations;
   readonly maxValueBytes: number;
   readonly logger: Logger;
   readonly credentials?: grpc.ServerCredentials;
+  /** Told of every finished call (metrics). */
+  readonly observeCall?: CallObserver;
 }
 
 export interface RunningServer {
@@ -48,14 +54,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     "grpc.max_receive_message_length": messageLimit,
     "grpc.max_send_message_length": messageLimit,
   });
+  const observe: CallObserver = (method, error, seconds) => {
+    options.observeCall?.(method, error, seconds);
+    if (error === undefined) return;
+    if (error.code === "internal") logger.error({ err: error.cause ?? error, method }, "request failed");
+    else logger.debug({ method, code: error.code, msg: error.message }, "request rejected");
+  };
   const service = kvStoreService(options.store, { maxValueBytes: options.maxValueBytes });
-  server.addService(
-    grpcServiceDefinition(KVStoreService),
-    grpcHandlers(KVStoreService, service, (method, error) => {
-      if (error.code === "internal") logger.error({ err: error.cause ?? error, method }, "request failed");
-      else logger.debug({ method, code: error.code, msg: error.message }, "request rejected");
-    }),
-  );
+  server.addService(grpcServiceDefinition(KVStoreService), grpcHandlers(KVStoreService, service, observe));
+  if (options.admin !== undefined) {
+    const admin = adminService(options.admin);
+    server.addService(grpcServiceDefinition(AdminService), grpcHandlers(AdminService, admin, observe));
+  }
   const health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((name) => [name, "SERVING"])));
   health.addToServer(server);
   addReflection(server);

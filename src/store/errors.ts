@@ -5,6 +5,7 @@ export type StoreErrorCode =
   | "invalid-argument"
   | "not-found"
   | "resource-exhausted"
+  | "failed-precondition"
   | "unavailable"
   | "deadline-exceeded"
   | "unauthenticated"

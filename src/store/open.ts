@@ -1,8 +1,9 @@
-//! Store URIs: `memory:`, `sqlite:PATH` (more schemes arrive with more backends).
+//! Store URIs: `memory:`, `sqlite:PATH`, `grpc://host:port`, `grpcs://host:port?…`.
 
 import { resolve } from "node:path";
 import { invalidArgument } from "./errors.js";
 import { MemoryStore } from "./memory.js";
+import { openRemoteStore } from "./remote.js";
 import { SqliteStore } from "./sqlite.js";
 import type { KVStore } from "./types.js";
 
@@ -17,7 +18,7 @@ export interface OpenStoreOptions {
 }
 
 /** The schemes `openStore` understands, for help texts and error messages. */
-export const STORE_URI_SCHEMES = ["memory:", "sqlite:PATH"] as const;
+export const STORE_URI_SCHEMES = ["memory:", "sqlite:PATH", "grpc://HOST:PORT", "grpcs://HOST:PORT"] as const;
 
 /** Opens the backend a store URI names; throws `invalid-argument` for an unknown or bad URI. */
 export async function openStore(uri: string, options: OpenStoreOptions = {}): Promise<KVStore> {
@@ -34,6 +35,9 @@ export async function openStore(uri: string, options: OpenStoreOptions = {}): Pr
         storeId: options.storeId,
         synchronous: options.durability === "cache" ? "NORMAL" : "FULL",
       });
+    case "grpc":
+    case "grpcs":
+      return openRemoteStore(uri);
     default:
       throw invalidArgument(
         `store URI "${uri}" has an unknown scheme; expected one of ${STORE_URI_SCHEMES.join(", ")}`,

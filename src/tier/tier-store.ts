@@ -22,12 +22,29 @@ import {
   type RemoveOptions,
 } from "../store/types.js";
 import { formatPath, validateKey, validateNamespace, validateVersion } from "../store/validate.js";
+import { BackupRepair, type ResyncProgress } from "./backup-repair.js";
 import { EphemeralKeys } from "./ephemeral-keys.js";
+import type { OwedKeys } from "./owed-keys.js";
 import { HybridClock } from "./hybrid-clock.js";
 import { DEFAULT_RETRY_POLICY, withRetry, type RetryPolicy } from "./retry.js";
 import { VersionedLock } from "./versioned-lock.js";
 
 export type TierName = "primary" | "backup" | "ephemeral";
+
+/**
+ * `required`: a durable mutation fails unless the backup has it too. `degraded`: when the backup
+ * stays unavailable after retries, the mutation is acknowledged from the primary alone and the
+ * key is recorded as owed to the backup, to be replayed when it returns.
+ */
+export type BackupPolicy = "required" | "degraded";
+
+export interface BackupStatus {
+  readonly configured: boolean;
+  readonly policy: BackupPolicy;
+  /** Keys acknowledged from the primary alone and not yet replayed to the backup. */
+  readonly owedKeys: number;
+  readonly divergences: number;
+}
 
 export interface TierStoreOptions {
   readonly primary: KVStore;
@@ -42,6 +59,12 @@ export interface TierStoreOptions {
   readonly logger?: Logger;
   /** Source of server-assigned versions. */
   readonly clock?: HybridClock;
+  /** `required` by default. `degraded` needs `owedKeys`. */
+  readonly backupPolicy?: BackupPolicy;
+  /** Where keys owed to the backup are recorded (durably: the primary's database). */
+  readonly owedKeys?: OwedKeys;
+  /** How often owed keys are replayed to the backup, in ms (default 1000). */
+  readonly replayIntervalMs?: number;
 }
 
 /** Counters for metrics and tests. */
@@ -80,6 +103,11 @@ export class TierStore extends VersionedReads implements KVStore {
   private readonly ephemeralKeys: EphemeralKeys;
   private readonly logger: Logger;
   private readonly clock: HybridClock;
+  private readonly backupPolicy: BackupPolicy;
+  private readonly owedKeys: OwedKeys | undefined;
+  private readonly repair: BackupRepair | undefined;
+  private readonly replayTimer: NodeJS.Timeout | undefined;
+  private replayInFlight: Promise<void> | undefined;
 
   constructor(options: TierStoreOptions) {
     super();
@@ -91,6 +119,36 @@ export class TierStore extends VersionedReads implements KVStore {
     this.ephemeralKeys = new EphemeralKeys(options.ephemeralKeys);
     this.logger = options.logger ?? silentLogger();
     this.clock = options.clock ?? new HybridClock();
+    this.backupPolicy = options.backupPolicy ?? "required";
+    this.owedKeys = options.owedKeys;
+    if (this.backupPolicy === "degraded" && (this.backup === undefined || this.owedKeys === undefined)) {
+      throw new StoreError("invalid-argument", "the degraded backup policy needs a backup tier and a record of owed keys");
+    }
+    const backup = this.backup;
+    if (backup !== undefined) {
+      this.repair = new BackupRepair({
+        primary: this.primary.store,
+        backup: backup.store,
+        lock: this.lock,
+        callPrimary: (operation) => this.call(this.primary, operation, undefined),
+        callBackup: (operation) => this.call(backup, operation, undefined),
+        logger: this.logger,
+      });
+    }
+    if (this.owedKeys !== undefined && this.repair !== undefined) {
+      const [owed, repair] = [this.owedKeys, this.repair];
+      this.replayTimer = setInterval(() => {
+        if (owed.size === 0 || this.replayInFlight !== undefined) return;
+        this.replayInFlight = repair
+          .replayOwed(owed)
+          .then(
+            () => {},
+            (error: unknown) => this.logger.warn({ err: StoreError.from(error).message }, "replaying owed keys failed"),
+          )
+          .finally(() => (this.replayInFlight = undefined));
+      }, options.replayIntervalMs ?? 1000);
+      this.replayTimer.unref();
+    }
   }
 
   private call<T>(tier: Tier, operation: (store: KVStore) => Promise<T>, deadline: number | undefined): Promise<T> {
@@ -153,6 +211,10 @@ export class TierStore extends VersionedReads implements KVStore {
         );
         const failed = tiers.filter((_, i) => results[i]!.status === "rejected");
         if (failed.length === 0) return;
+        if (failed.length === 1 && failed[0] === this.backup && this.backupPolicy === "degraded") {
+          await this.oweToBackup(operation, ref, results[tiers.indexOf(this.backup)] as PromiseRejectedResult);
+          return;
+        }
         if (failed.length < tiers.length) this.reportDivergence(operation, ref, version, tiers, failed);
         const firstFailure = results.find((r): r is PromiseRejectedResult => r.status === "rejected")!;
         throw StoreError.from(firstFailure.reason);
@@ -160,6 +222,32 @@ export class TierStore extends VersionedReads implements KVStore {
       options.deadline,
     );
     if (outcome === "stale") this.stats.staleMutations++;
+  }
+
+  /** Degraded policy: acknowledge from the primary alone, once the debt is recorded durably. */
+  private async oweToBackup(operation: string, ref: KeyRef, failure: PromiseRejectedResult): Promise<void> {
+    await this.owedKeys!.add(ref);
+    this.logger.warn(
+      { key: formatPath(ref), operation, err: StoreError.from(failure.reason).message, owed: this.owedKeys!.size },
+      "backup unavailable: acknowledged from the primary alone; the key is owed to the backup",
+    );
+  }
+
+  /** Makes the backup equal to the primary (see `BackupRepair.resync`). */
+  async resync(onProgress: (progress: ResyncProgress) => void = () => {}): Promise<ResyncProgress> {
+    if (this.repair === undefined) {
+      throw new StoreError("failed-precondition", "resync needs a backup tier; this server has none (--backup)");
+    }
+    return this.repair.resync(onProgress);
+  }
+
+  backupStatus(): BackupStatus {
+    return {
+      configured: this.backup !== undefined,
+      policy: this.backupPolicy,
+      owedKeys: this.owedKeys?.size ?? 0,
+      divergences: this.stats.divergences,
+    };
   }
 
   private reportDivergence(operation: string, ref: KeyRef, version: bigint, tiers: Tier[], failed: Tier[]): void {
@@ -255,6 +343,9 @@ export class TierStore extends VersionedReads implements KVStore {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.replayTimer);
+    await this.replayInFlight;
     await Promise.all([this.primary, this.backup, this.ephemeral].map((tier) => tier?.store.close()));
+    await this.owedKeys?.close();
   }
 }

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tierkv/v1/admin.proto.
  */
 export const file_tierkv_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChV0aWVya3YvdjEvYWRtaW4ucHJvdG8SCXRpZXJrdi52MSIPCg1SZXN5bmNSZXF1ZXN0ImMKDlJlc3luY1Jlc3BvbnNlEg8KB3NjYW5uZWQYASABKAQSDgoGY29waWVkGAIgASgEEg8KB3JlbW92ZWQYAyABKAQSEQoJdW5jaGFuZ2VkGAQgASgEEgwKBGRvbmUYBSABKAgiFQoTQmFja3VwU3RhdHVzUmVxdWVzdCJiChRCYWNrdXBTdGF0dXNSZXNwb25zZRISCgpjb25maWd1cmVkGAEgASgIEg4KBnBvbGljeRgCIAEoCRIRCglvd2VkX2tleXMYAyABKAQSEwoLZGl2ZXJnZW5jZXMYBCABKAQyoAEKDEFkbWluU2VydmljZRI/CgZSZXN5bmMSGC50aWVya3YudjEuUmVzeW5jUmVxdWVzdBoZLnRpZXJrdi52MS5SZXN5bmNSZXNwb25zZTABEk8KDEJhY2t1cFN0YXR1cxIeLnRpZXJrdi52MS5CYWNrdXBTdGF0dXNSZXF1ZXN0Gh8udGllcmt2LnYxLkJhY2t1cFN0YXR1c1Jlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChV0aWVya3YvdjEvYWRtaW4ucHJvdG8SCXRpZXJrdi52MSIPCg1SZXN5bmNSZXF1ZXN0IpIBCg5SZXN5bmNSZXNwb25zZRIPCgdzY2FubmVkGAEgASgEEg4KBmNvcGllZBgCIAEoBBIPCgdyZW1vdmVkGAMgASgEEhEKCXVuY2hhbmdlZBgEIAEoBBIMCgRkb25lGAUgASgIEhQKDHByaW1hcnlfa2V5cxgGIAEoBBIXCg9wcmltYXJ5X3NjYW5uZWQYByABKAQiFQoTQmFja3VwU3RhdHVzUmVxdWVzdCJiChRCYWNrdXBTdGF0dXNSZXNwb25zZRISCgpjb25maWd1cmVkGAEgASgIEg4KBnBvbGljeRgCIAEoCRIRCglvd2VkX2tleXMYAyABKAQSEwoLZGl2ZXJnZW5jZXMYBCABKAQyoAEKDEFkbWluU2VydmljZRI/CgZSZXN5bmMSGC50aWVya3YudjEuUmVzeW5jUmVxdWVzdBoZLnRpZXJrdi52MS5SZXN5bmNSZXNwb25zZTABEk8KDEJhY2t1cFN0YXR1cxIeLnRpZXJrdi52MS5CYWNrdXBTdGF0dXNSZXF1ZXN0Gh8udGllcmt2LnYxLkJhY2t1cFN0YXR1c1Jlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message tierkv.v1.ResyncRequest
@@ -65,6 +65,20 @@ export type ResyncResponse = Message<"tierkv.v1.ResyncResponse"> & {
    * @generated from field: bool done = 5;
    */
   done: boolean;
+
+  /**
+   * Keys the primary held when the resync started (a progress bar's total).
+   *
+   * @generated from field: uint64 primary_keys = 6;
+   */
+  primaryKeys: bigint;
+
+  /**
+   * Primary keys passed so far (a progress bar's position).
+   *
+   * @generated from field: uint64 primary_scanned = 7;
+   */
+  primaryScanned: bigint;
 };
 
 /**

@@ -1,0 +1,65 @@
+//! The AdminService handlers: resync of the backup (streaming progress) and backup status.
+
+import { AdminService, type ResyncResponse } from "../../gen/tierkv/v1/admin_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "../rpc/service-definition.js";
+import { StoreError } from "../store/errors.js";
+import type { ResyncProgress } from "../tier/backup-repair.js";
+import type { BackupStatus } from "../tier/tier-store.js";
+
+/** What the admin service needs from the store: the tiered store provides both. */
+export interface AdminOperations {
+  resync(onProgress: (progress: ResyncProgress) => void): Promise<ResyncProgress>;
+  backupStatus(): BackupStatus;
+}
+
+/** How often a running resync reports progress. */
+const PROGRESS_INTERVAL_MS = 250;
+
+function progressMessage(progress: ResyncProgress, done: boolean): MessageInitShape<typeof AdminService.method.resync.output> {
+  return {
+    scanned: BigInt(progress.scanned),
+    copied: BigInt(progress.copied),
+    removed: BigInt(progress.removed),
+    unchanged: BigInt(progress.unchanged),
+    primaryKeys: BigInt(progress.primaryKeys),
+    primaryScanned: BigInt(progress.primaryScanned),
+    done,
+  } satisfies Partial<ResyncResponse>;
+}
+
+export function adminService(operations: AdminOperations): ServiceImpl<typeof AdminService> {
+  let resyncRunning = false;
+  return {
+    // The resync runs to completion even if the caller goes away: stopping half-way is safe but
+    // would leave the backup as unequal as before.
+    async *resync() {
+      if (resyncRunning) throw new StoreError("failed-precondition", "a resync is already running on this server");
+      resyncRunning = true;
+      let latest: ResyncProgress | undefined;
+      const run = operations.resync((progress) => (latest = progress)).finally(() => (resyncRunning = false));
+      let final: ResyncProgress | undefined;
+      let failure: unknown;
+      const settled = run.then(
+        (result) => void (final = result),
+        (error: unknown) => void (failure = error ?? new Error("resync failed")),
+      );
+      while (final === undefined && failure === undefined) {
+        await Promise.race([settled, new Promise((resolve) => setTimeout(resolve, PROGRESS_INTERVAL_MS))]);
+        if (failure !== undefined) throw failure;
+        if (latest !== undefined && final === undefined) yield progressMessage(latest, false);
+      }
+      yield progressMessage(final!, true);
+    },
+
+    async backupStatus() {
+      const status = operations.backupStatus();
+      return {
+        configured: status.configured,
+        policy: status.policy,
+        owedKeys: BigInt(status.owedKeys),
+        divergences: BigInt(status.divergences),
+      };
+    },
+  };
+}

@@ -1,0 +1,95 @@
+//! Prometheus metrics over HTTP (`--metrics-listen`): per-RPC counts and latency, tier counters,
+//! the backup backlog, and Node's process metrics.
+
+import { createServer, type Server } from "node:http";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { StoreError } from "../store/errors.js";
+import type { TierStore } from "../tier/tier-store.js";
+
+export interface Metrics {
+  readonly registry: Registry;
+  /** Records one finished RPC: its method, its error (none on success) and its duration. */
+  observeCall(method: string, error: StoreError | undefined, seconds: number): void;
+}
+
+/** A counter whose value is read from `value()` at scrape time. */
+function mirroredCounter(registry: Registry, name: string, help: string, value: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(value());
+    },
+  });
+}
+
+export function createMetrics(store: TierStore): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const calls = new Counter({
+    name: "tierkv_rpc_requests_total",
+    help: "RPCs served, by method and outcome code",
+    labelNames: ["method", "code"],
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: "tierkv_rpc_duration_seconds",
+    help: "RPC latency, by method",
+    labelNames: ["method"],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  mirroredCounter(registry, "tierkv_tier_divergences_total", "mutations that succeeded in some durable tiers and failed in others", () => store.stats.divergences);
+  mirroredCounter(registry, "tierkv_tier_retries_total", "retries of tier calls", () => store.stats.retries);
+  mirroredCounter(registry, "tierkv_stale_mutations_total", "mutations acknowledged unapplied because a newer one was applied", () => store.stats.staleMutations);
+  new Gauge({
+    name: "tierkv_backup_owed_keys",
+    help: "keys acknowledged from the primary alone (degraded policy) and not yet replayed to the backup",
+    registers: [registry],
+    collect() {
+      this.set(store.backupStatus().owedKeys);
+    },
+  });
+  new Gauge({
+    name: "tierkv_mutations_in_flight_keys",
+    help: "keys with a mutation in flight (entries of the versioned lock)",
+    registers: [registry],
+    collect() {
+      this.set(store.lock.size);
+    },
+  });
+  return {
+    registry,
+    observeCall(method, error, seconds) {
+      calls.inc({ method, code: error?.code ?? "ok" });
+      latency.observe({ method }, seconds);
+    },
+  };
+}
+
+/** Serves `GET /metrics` on `listen` (host:port); resolves with the bound address. */
+export async function serveMetrics(metrics: Metrics, listen: string): Promise<{ address: string; close(): Promise<void> }> {
+  const server: Server = createServer((request, response) => {
+    if (request.method !== "GET" || request.url !== "/metrics") {
+      response.writeHead(404).end("not found; metrics are at /metrics\n");
+      return;
+    }
+    metrics.registry.metrics().then(
+      (body) => response.writeHead(200, { "content-type": metrics.registry.contentType }).end(body),
+      () => response.writeHead(500).end("metrics collection failed\n"),
+    );
+  });
+  const colon = listen.lastIndexOf(":");
+  const host = listen.slice(0, colon);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(Number(listen.slice(colon + 1)), host, resolve);
+  });
+  const port = (server.address() as { port: number }).port;
+  return {
+    address: `${host}:${port}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
