@@ -3,6 +3,8 @@
 
 import { StoreError } from "../store/errors.js";
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** How a mutation ended when it did not throw. */
 export type MutationOutcome = "applied" | "stale";
 
@@ -79,13 +81,16 @@ export class VersionedLock {
       }
     };
 
-    if (deadline === undefined) return turn();
+    const remaining = deadline === undefined ? Infinity : deadline - Date.now();
+    // Node fires timers longer than 2^31-1 ms (~24.8 days) at once; such a deadline cannot pass
+    // during a real wait, so it needs no timer.
+    if (remaining > MAX_TIMER_MS) return turn();
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         abandoned = true;
         reject(new StoreError("deadline-exceeded", `deadline passed while waiting to mutate ${key}`));
-      }, Math.max(0, deadline - Date.now()));
+      }, Math.max(0, remaining));
     });
     const running = turn();
     // The turn still runs to completion (it releases the key); only the caller stops waiting.

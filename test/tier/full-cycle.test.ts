@@ -1,31 +1,17 @@
 // Full cycle over gRPC: a real `tierkv serve` process with sqlite primary and sqlite backup takes
 // 1,000 writes with random removes; afterwards both database files hold identical contents.
 import { join } from "node:path";
-import Database from "better-sqlite3";
 import { afterAll, expect, it } from "vitest";
 import { TierkvClient } from "../../src/client/client.js";
 import type { KeyRef } from "../../src/store/types.js";
 import { spawnServer } from "../support/process.js";
+import { storedRows, storedValues } from "../support/sqlite-rows.js";
 import { removeTempDirs, tempDir } from "../support/temp.js";
 
 afterAll(removeTempDirs);
 
 const KEYS = 1000;
 const CONCURRENCY = 16;
-
-function rows(path: string): unknown[] {
-  const db = new Database(path, { readonly: true });
-  try {
-    return db
-      .prepare(
-        `SELECT store_id, primary_namespace, secondary_namespace, key, value, version FROM kv
-         ORDER BY store_id, primary_namespace, secondary_namespace, key`,
-      )
-      .all();
-  } finally {
-    db.close();
-  }
-}
 
 it(`primary and backup hold identical contents after ${KEYS} writes with random removes`, async () => {
   const dir = tempDir();
@@ -57,10 +43,6 @@ it(`primary and backup hold identical contents after ${KEYS} writes with random 
     expect(await server.kill("SIGTERM")).toEqual({ code: 0, signal: null });
   }
 
-  const primaryRows = rows(primary) as Array<{ primary_namespace: string; secondary_namespace: string; key: string; value: Buffer }>;
-  expect(rows(backup)).toEqual(primaryRows);
-  const stored = new Map(
-    primaryRows.map((r) => [`${r.primary_namespace}/${r.secondary_namespace}/${r.key}`, r.value.toString()]),
-  );
-  expect(stored).toEqual(expected);
+  expect(storedRows(backup)).toEqual(storedRows(primary));
+  expect(storedValues(primary)).toEqual(expected);
 });
