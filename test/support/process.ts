@@ -11,6 +11,8 @@ export interface ServerProcess {
   readonly child: ChildProcess;
   /** `host:port` the server bound, read from its "listening" log line. */
   readonly address: string;
+  /** The "listening" log entry (address, metrics address, tiers). */
+  readonly listening: Record<string, unknown>;
   /** Every stdout line so far (JSON logs). */
   readonly logs: string[];
   /** Resolves with the exit code (or signal) once the process has ended. */
@@ -31,12 +33,12 @@ export async function spawnServer(args: string[], options: { cwd?: string; env?:
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => resolve({ code, signal })),
   );
-  const address = await new Promise<string>((resolve, reject) => {
+  const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     lines.on("line", (line) => {
       logs.push(line);
-      const entry = JSON.parse(line) as { msg?: string; address?: string };
-      if (entry.msg === "listening" && entry.address) resolve(entry.address);
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      if (entry["msg"] === "listening") resolve(entry);
     });
     void exited.then(({ code, signal }) =>
       reject(new Error(`tierkv serve exited (${code ?? signal}) before listening: ${stderr}`)),
@@ -44,7 +46,8 @@ export async function spawnServer(args: string[], options: { cwd?: string; env?:
   });
   return {
     child,
-    address,
+    address: listening["address"] as string,
+    listening,
     logs,
     exited,
     kill(signal = "SIGTERM") {
