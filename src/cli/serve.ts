@@ -225,18 +225,6 @@ export async function serve(settings: ServeSettings): Promise<void> {
     await store.close();
     throw error;
   });
-  logger.info(
-    {
-      address: server.address,
-      tls: settings.tlsCert !== undefined,
-      metrics: metricsServer?.address,
-      primary: settings.primary,
-      backup: settings.backup,
-      backupPolicy: settings.backupPolicy,
-      ephemeral: settings.ephemeral,
-    },
-    "listening",
-  );
 
   let stopping = false;
   const stop = async (signal: NodeJS.Signals): Promise<void> => {
@@ -252,6 +240,19 @@ export async function serve(settings: ServeSettings): Promise<void> {
     logger.info("stopped");
     process.exit(0);
   };
+  // Handlers go in before "listening" is announced: whoever waits for that line may signal at once.
   process.on("SIGINT", (signal) => void stop(signal));
   process.on("SIGTERM", (signal) => void stop(signal));
+  logger.info(
+    {
+      address: server.address,
+      tls: settings.tlsCert !== undefined,
+      metrics: metricsServer?.address,
+      primary: settings.primary,
+      backup: settings.backup,
+      backupPolicy: settings.backupPolicy,
+      ephemeral: settings.ephemeral,
+    },
+    "listening",
+  );
 }
