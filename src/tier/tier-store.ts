@@ -211,8 +211,9 @@ export class TierStore extends VersionedReads implements KVStore {
         );
         const failed = tiers.filter((_, i) => results[i]!.status === "rejected");
         if (failed.length === 0) return;
-        if (failed.length === 1 && failed[0] === this.backup && this.backupPolicy === "degraded") {
-          await this.oweToBackup(operation, ref, results[tiers.indexOf(this.backup)] as PromiseRejectedResult);
+        const backupFailure = results[tiers.indexOf(this.backup!)];
+        if (failed.length === 1 && failed[0] === this.backup && this.degradesOn(backupFailure)) {
+          await this.oweToBackup(operation, ref, backupFailure as PromiseRejectedResult);
           return;
         }
         if (failed.length < tiers.length) this.reportDivergence(operation, ref, version, tiers, failed);
@@ -222,6 +223,13 @@ export class TierStore extends VersionedReads implements KVStore {
       options.deadline,
     );
     if (outcome === "stale") this.stats.staleMutations++;
+  }
+
+  /** Only an unreachable backup degrades; a backup that refuses the request still fails it. */
+  private degradesOn(result: PromiseSettledResult<void> | undefined): boolean {
+    if (this.backupPolicy !== "degraded" || result?.status !== "rejected") return false;
+    const code = StoreError.from(result.reason).code;
+    return code === "unavailable" || code === "deadline-exceeded";
   }
 
   /** Degraded policy: acknowledge from the primary alone, once the debt is recorded durably. */

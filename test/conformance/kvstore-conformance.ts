@@ -3,7 +3,7 @@
 
 import { randomBytes } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { StoreError } from "../../src/store/errors.js";
+import { errorOf, walkPages } from "../support/store-assertions.js";
 import type { KVStore, KeyRef, NamespaceRef } from "../../src/store/types.js";
 
 export interface StoreUnderTest {
@@ -25,29 +25,6 @@ const ROOT: NamespaceRef = { primaryNamespace: "", secondaryNamespace: "" };
 const NS: NamespaceRef = { primaryNamespace: "monitors", secondaryNamespace: "updates" };
 const at = (ns: NamespaceRef, key: string): KeyRef => ({ ...ns, key });
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
-
-async function errorOf(promise: Promise<unknown>): Promise<StoreError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(StoreError);
-    return error as StoreError;
-  }
-  throw new Error("expected the call to fail");
-}
-
-async function walkPages(store: KVStore, ns: NamespaceRef, pageSize: number): Promise<string[]> {
-  const seen: string[] = [];
-  let pageToken = "";
-  for (let pages = 0; ; pages++) {
-    expect(pages).toBeLessThan(100_000);
-    const page = await store.listPage(ns, { pageSize, pageToken });
-    expect(page.keys.length).toBeLessThanOrEqual(pageSize);
-    seen.push(...page.keys);
-    if (page.nextPageToken === "") return seen;
-    pageToken = page.nextPageToken;
-  }
-}
 
 export function describeConformance(
   name: string,

@@ -5,6 +5,7 @@ import type { StoreErrorCode } from "../../src/store/errors.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { SqliteStore } from "../../src/store/sqlite.js";
 import type { KVStore, KeyRef } from "../../src/store/types.js";
+import { OwedKeys } from "../../src/tier/owed-keys.js";
 import { TierStore } from "../../src/tier/tier-store.js";
 import { FlakyStore, RecordingStore } from "../support/fault-stores.js";
 import { startTestServer, type TestServer } from "../support/server.js";
@@ -172,5 +173,28 @@ describe("TierStore with a healthy sqlite backup", () => {
         else expect(text(await store.read(ref))).toBe(want);
       }
     }
+  });
+});
+
+describe("degraded backup policy (in process)", () => {
+  it("acknowledges from the primary alone only when the backup is unreachable, and records the key", async () => {
+    const primary = new MemoryStore();
+    const backup = new FlakyStore(new MemoryStore(), Number.MAX_SAFE_INTEGER, "unavailable");
+    const owed = await OwedKeys.open(new MemoryStore());
+    const tier = new TierStore({ primary, backup, backupPolicy: "degraded", owedKeys: owed, retry: { backup: FAST_RETRY } });
+    await tier.write(at(ns("monitors"), "m1"), bytes("v1"));
+    await tier.remove(at(ns("monitors"), "m2"));
+    expect(text(await primary.read(at(ns("monitors"), "m1")))).toBe("v1");
+    expect(tier.backupStatus()).toMatchObject({ policy: "degraded", owedKeys: 2 });
+    await tier.close();
+  });
+
+  it("still fails a write the backup refuses for another reason", async () => {
+    const backup = new FlakyStore(new MemoryStore(), Number.MAX_SAFE_INTEGER, "invalid-argument");
+    const owed = await OwedKeys.open(new MemoryStore());
+    const tier = new TierStore({ primary: new MemoryStore(), backup, backupPolicy: "degraded", owedKeys: owed });
+    expect((await errorOf(tier.write(at(ns("monitors"), "m1"), bytes("v1")))).code).toBe("invalid-argument");
+    expect(tier.backupStatus().owedKeys).toBe(0);
+    await tier.close();
   });
 });

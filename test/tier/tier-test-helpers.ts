@@ -1,10 +1,8 @@
 // Shared helpers for the tier tests in this folder: names, bytes, error capture, page walks and
 // a TierStore whose tiers record every call.
 
-import { expect } from "vitest";
-import { StoreError } from "../../src/store/errors.js";
 import { MemoryStore } from "../../src/store/memory.js";
-import type { KVStore, KeyRef, NamespaceRef } from "../../src/store/types.js";
+import type { KeyRef, NamespaceRef } from "../../src/store/types.js";
 import type { RetryPolicy } from "../../src/tier/retry.js";
 import { TierStore, type TierStoreOptions } from "../../src/tier/tier-store.js";
 import { RecordingStore } from "../support/fault-stores.js";
@@ -25,30 +23,7 @@ export const text = (value: Uint8Array): string => new TextDecoder().decode(valu
 /** Retries that finish in a few ms, so failure paths stay fast. */
 export const FAST_RETRY: RetryPolicy = { initialDelayMs: 1, maxDelayMs: 5, maxAttempts: 3 };
 
-/** The StoreError `promise` rejects with; fails the test if it resolves or throws anything else. */
-export async function errorOf(promise: Promise<unknown>): Promise<StoreError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(StoreError);
-    return error as StoreError;
-  }
-  throw new Error("expected the call to fail");
-}
-
-/** Every key of `namespace`, walking `listPage` with `pageSize` until the token is empty. */
-export async function walkPages(store: KVStore, namespace: NamespaceRef, pageSize: number): Promise<string[]> {
-  const seen: string[] = [];
-  let pageToken = "";
-  for (let pages = 0; pages < 10_000; pages++) {
-    const page = await store.listPage(namespace, { pageSize, pageToken });
-    expect(page.keys.length).toBeLessThanOrEqual(pageSize);
-    seen.push(...page.keys);
-    if (page.nextPageToken === "") return seen;
-    pageToken = page.nextPageToken;
-  }
-  throw new Error(`listPage of ${JSON.stringify(namespace)} did not end within 10,000 pages`);
-}
+export { errorOf, walkPages } from "../support/store-assertions.js";
 
 export const sorted = (keys: readonly string[]): string[] => [...keys].sort();
 
