@@ -1,0 +1,29 @@
+//! Server-side resource figures from /proc: CPU time (utime + stime) and peak RSS of a process.
+
+import { readFileSync } from "node:fs";
+
+/** Linux reports CPU time in clock ticks; 100 per second on every mainstream kernel config. */
+const TICKS_PER_SECOND = 100;
+
+/** CPU seconds (user + system) `pid` has used so far, its threads included. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name, which is in parentheses and may contain spaces.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const [utime, stime] = [Number(fields[11]), Number(fields[12])];
+  return (utime + stime) / TICKS_PER_SECOND;
+}
+
+/** Peak resident set size of `pid` so far, in bytes (VmHWM). */
+export function peakRssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const match = /^VmHWM:\s+(\d+) kB$/m.exec(status);
+  return match ? Number(match[1]) * 1024 : 0;
+}
+
+/** Current resident set size of `pid`, in bytes (VmRSS). */
+export function rssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+  return match ? Number(match[1]) * 1024 : 0;
+}
