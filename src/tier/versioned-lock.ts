@@ -81,10 +81,11 @@ export class VersionedLock {
       }
     };
 
+    // The deadline only matters while waiting: with nobody ahead there is no wait, and no timer
+    // (the common case, kept cheap). Node fires timers longer than 2^31-1 ms (~24.8 days) at
+    // once; such a deadline cannot pass during a real wait either.
     const remaining = deadline === undefined ? Infinity : deadline - Date.now();
-    // Node fires timers longer than 2^31-1 ms (~24.8 days) at once; such a deadline cannot pass
-    // during a real wait, so it needs no timer.
-    if (remaining > MAX_TIMER_MS) return turn();
+    if (entry.holders === 1 || remaining > MAX_TIMER_MS) return turn();
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
