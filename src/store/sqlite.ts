@@ -98,6 +98,8 @@ export class SqliteStore extends VersionedReads implements KVStore {
   private readonly stmt;
   private pending: PendingMutation[] = [];
   private commitScheduled = false;
+  /** Applies a batch in one transaction (made once: better-sqlite3 wraps it in BEGIN/COMMIT). */
+  private readonly applyAll: (batch: readonly PendingMutation[]) => void;
 
   /** Opens (creating file, directory and schema when missing) the database at `path`. */
   constructor(path: string, options: SqliteStoreOptions = {}) {
@@ -107,8 +109,17 @@ export class SqliteStore extends VersionedReads implements KVStore {
     this.db.pragma("journal_mode = WAL");
     this.db.pragma(`synchronous = ${options.synchronous ?? "FULL"}`);
     this.db.pragma("busy_timeout = 5000");
+    // Reads through a memory map skip a read() per page; a 64 MiB page cache keeps the index and
+    // hot rows; checkpoints every ~16 MiB of WAL (not 4) cut the copy-back and its fsync fourfold.
+    // None of these affects durability: commits still fsync the WAL.
+    this.db.pragma("mmap_size = 268435456");
+    this.db.pragma("cache_size = -65536");
+    this.db.pragma("wal_autocheckpoint = 4000");
     migrate(this.db, path);
     this.storeId = options.storeId ?? "default";
+    this.applyAll = this.db.transaction((batch: readonly PendingMutation[]) => {
+      for (const mutation of batch) mutation.apply();
+    });
     const where = "store_id = @storeId AND primary_namespace = @pn AND secondary_namespace = @sn";
     this.stmt = {
       // Versions can exceed 2^53: read integers as bigint.
@@ -188,14 +199,12 @@ export class SqliteStore extends VersionedReads implements KVStore {
     this.pending = [];
     if (batch.length === 0) return;
     try {
-      this.db.transaction(() => {
-        for (const mutation of batch) mutation.apply();
-      })();
+      this.applyAll(batch);
     } catch {
       // One bad mutation must not fail its neighbours: commit each alone to find it.
       for (const mutation of batch) {
         try {
-          this.db.transaction(mutation.apply)();
+          this.applyAll([mutation]);
           mutation.resolve();
         } catch (error) {
           mutation.reject(new StoreError("unavailable", `sqlite commit failed: ${(error as Error).message}`, { cause: error }));
