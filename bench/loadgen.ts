@@ -29,6 +29,8 @@ export interface Measurement {
   readonly p999Ms: number;
   /** Server CPU time (user + system, all server processes) per operation, in microseconds. */
   readonly serverCpuUsPerOp: number;
+  /** The load generator's own CPU time (all its threads) per operation, in microseconds. */
+  readonly clientCpuUsPerOp: number;
   readonly serverPeakRssMiB: number;
 }
 
@@ -72,8 +74,10 @@ export async function measure(spec: LoadSpec): Promise<Measurement> {
   );
   await new Promise((resolve) => setTimeout(resolve, measureFrom - Date.now()));
   const cpuBefore = spec.serverPids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const clientBefore = cpuSeconds(process.pid);
   await new Promise((resolve) => setTimeout(resolve, endAt - Date.now()));
   const cpuAfter = spec.serverPids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const clientAfter = cpuSeconds(process.pid);
   const done = await results;
 
   const ops = done.reduce((sum, r) => sum + r.ops, 0);
@@ -94,6 +98,7 @@ export async function measure(spec: LoadSpec): Promise<Measurement> {
     p99Ms: percentile(latencies, 0.99),
     p999Ms: percentile(latencies, 0.999),
     serverCpuUsPerOp: ops === 0 ? NaN : ((cpuAfter - cpuBefore) * 1e6) / ops,
+    clientCpuUsPerOp: ops === 0 ? NaN : ((clientAfter - clientBefore) * 1e6) / ops,
     serverPeakRssMiB: Math.max(...spec.serverPids.map(peakRssBytes)) / (1024 * 1024),
   };
 }

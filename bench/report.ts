@@ -72,13 +72,13 @@ export function markdown(report: BenchReport): string {
   const workloads = [...new Set(report.rows.map((r) => r.workload))];
   for (const workload of workloads) {
     out.push(`## ${workload}`, "");
-    out.push("| target | c | ops/s | × ceiling | × etcd | p50 ms | p99 ms | p99.9 ms | server CPU µs/op | server peak RSS MiB | errors |");
-    out.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    out.push("| target | c | ops/s | × ceiling | × etcd | p50 ms | p99 ms | p99.9 ms | server CPU µs/op | load-gen CPU µs/op | server peak RSS MiB | errors |");
+    out.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (const row of report.rows.filter((r) => r.workload === workload)) {
       const ceiling = find(report.rows, "grpc-ceiling", workload, row.concurrency)?.opsPerSecond ?? NaN;
       const etcd = find(report.rows, "etcd", workload, row.concurrency)?.opsPerSecond ?? NaN;
       out.push(
-        `| ${row.target} | ${row.concurrency} | ${fixed(row.opsPerSecond, 0)} | ${fixed(row.opsPerSecond / ceiling)} | ${fixed(row.opsPerSecond / etcd)} | ${fixed(row.p50Ms, 3)} | ${fixed(row.p99Ms, 3)} | ${fixed(row.p999Ms, 3)} | ${fixed(row.serverCpuUsPerOp, 1)} | ${fixed(row.serverPeakRssMiB, 0)} | ${row.errors} |`,
+        `| ${row.target} | ${row.concurrency} | ${fixed(row.opsPerSecond, 0)} | ${fixed(row.opsPerSecond / ceiling)} | ${fixed(row.opsPerSecond / etcd)} | ${fixed(row.p50Ms, 3)} | ${fixed(row.p99Ms, 3)} | ${fixed(row.p999Ms, 3)} | ${fixed(row.serverCpuUsPerOp, 1)} | ${fixed(row.clientCpuUsPerOp, 1)} | ${fixed(row.serverPeakRssMiB, 0)} | ${row.errors} |`,
       );
     }
     out.push("");

@@ -30,7 +30,7 @@ interface Mode {
 
 const MODES: Record<"full" | "quick" | "smoke", Mode> = {
   full: { name: "full", warmupMs: 1000, durationMs: 5000, concurrency: [1, 16, 64], keyCount: DEFAULT_KEY_COUNT },
-  quick: { name: "quick", warmupMs: 200, durationMs: 800, concurrency: [1, 16, 64], keyCount: DEFAULT_KEY_COUNT },
+  quick: { name: "quick", warmupMs: 150, durationMs: 650, concurrency: [1, 16, 64], keyCount: DEFAULT_KEY_COUNT },
   smoke: { name: "smoke", warmupMs: 50, durationMs: 150, concurrency: [1, 4], keyCount: 200 },
 };
 
