@@ -1,9 +1,13 @@
 //! The package entry point: what another Node program imports to talk to or embed tierkv.
 
 export { TierkvClient, type ClientOptions } from "./client/client.js";
+export { TierkvAdminClient } from "./client/admin-client.js";
 export { StoreError, type StoreErrorCode } from "./store/errors.js";
 export type {
+  AllKeysRequest,
   CallOptions,
+  KeyVersion,
+  VersionedValue,
   KVStore,
   KeyRef,
   MutationOptions,
@@ -16,5 +20,7 @@ export { MAX_NAME_LENGTH, parseKeyPath, parseNamespacePath, validateKey, validat
 export { openStore, type OpenStoreOptions } from "./store/open.js";
 export { MemoryStore } from "./store/memory.js";
 export { SqliteStore } from "./store/sqlite.js";
+export { TierStore, type BackupPolicy, type BackupStatus, type TierStoreOptions } from "./tier/tier-store.js";
 export { startServer, type RunningServer, type ServerOptions } from "./server/server.js";
 export * from "../gen/tierkv/v1/kvstore_pb.js";
+export * from "../gen/tierkv/v1/admin_pb.js";
