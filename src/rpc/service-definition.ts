@@ -61,8 +61,6 @@ export interface HandlerContext {
   readonly deadline?: number;
   /** Request metadata (authorization and friends). */
   readonly metadata: grpc.Metadata;
-  /** The caller's address. */
-  readonly peer: string;
 }
 
 /**
@@ -94,7 +92,7 @@ export type CallObserver = (method: string, error: StoreError | undefined, secon
 
 function contextOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): HandlerContext {
   const deadline = deadlineOf(call);
-  return { metadata: call.metadata, peer: call.getPeer(), ...(deadline !== undefined && { deadline }) };
+  return { metadata: call.metadata, ...(deadline !== undefined && { deadline }) };
 }
 
 /** Wraps `impl` into grpc-js handlers: errors become statuses through `toGrpcStatus`. */
