@@ -21,9 +21,13 @@ export function peakRssBytes(pid: number): number {
   return match ? Number(match[1]) * 1024 : 0;
 }
 
-/** Current resident set size of `pid`, in bytes (VmRSS). */
-export function rssBytes(pid: number): number {
+/**
+ * Current resident memory of `pid`, in bytes: in all (VmRSS), anonymous (heap, stacks: where a
+ * leak shows) and file-backed (mapped files such as SQLite's memory map, which grows with the
+ * database and is given back under pressure).
+ */
+export function residentBytes(pid: number): { total: number; anonymous: number; file: number } {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
-  return match ? Number(match[1]) * 1024 : 0;
+  const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB$`, "m").exec(status)?.[1] ?? 0) * 1024;
+  return { total: field("VmRSS"), anonymous: field("RssAnon"), file: field("RssFile") };
 }
