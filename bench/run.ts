@@ -6,7 +6,6 @@
 //!   npm run bench -- --smoke      tiny cells, for CI: proves the harness works, asserts nothing about speed
 //!   npm run bench -- --soak 600   ten minutes of the LDK mix against tierkv, RSS sampled throughout
 
-import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
@@ -17,7 +16,7 @@ import { measure } from "./loadgen.js";
 import { residentBytes } from "./proc-stats.js";
 import { checkTargets, markdown, svgChart, type BenchReport, type ResultRow } from "./report.js";
 import { measureSqliteCeiling } from "./sqlite-ceiling.js";
-import { startTarget, TARGETS, type TargetName } from "./targets.js";
+import { etcdInstalled, startTarget, TARGETS, type TargetName } from "./targets.js";
 import { DEFAULT_KEY_COUNT, workload, WORKLOADS, type WorkloadName } from "./workloads.js";
 
 interface Mode {
@@ -45,15 +44,6 @@ const program = new Command("bench")
   .option("--out <dir>", "where results go", defaultOut)
   .parse();
 const options = program.opts<{ quick?: boolean; smoke?: boolean; soak?: string; targets?: TargetName[]; workloads?: WorkloadName[]; out: string }>();
-
-function etcdInstalled(): boolean {
-  try {
-    execFileSync("etcd", ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function benchmark(mode: Mode): Promise<BenchReport> {
   let targets = options.targets ?? [...TARGETS];

@@ -1,6 +1,6 @@
 //! The servers under test, each started fresh as its own process(es) on loopback.
 
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -61,6 +61,16 @@ async function freePort(): Promise<number> {
   const port = (server.address() as { port: number }).port;
   await new Promise((resolve) => server.close(resolve));
   return port;
+}
+
+/** Whether an `etcd` binary is on the PATH (Debian: etcd-server). */
+export function etcdInstalled(): boolean {
+  try {
+    execFileSync("etcd", ["--version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Waits until etcd answers on its client port (it logs to stderr, so poll the port). */

@@ -6,22 +6,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, expect, it } from "vitest";
 import type { BenchReport } from "../../bench/report.js";
-import { TARGETS } from "../../bench/targets.js";
+import { etcdInstalled, TARGETS } from "../../bench/targets.js";
 import { WORKLOADS } from "../../bench/workloads.js";
 import { removeTempDirs, tempDir } from "../support/temp.js";
 
 afterAll(removeTempDirs);
 
 const RUN = fileURLToPath(new URL("../../dist/bench/run.js", import.meta.url));
-
-function etcdInstalled(): boolean {
-  try {
-    execFileSync("etcd", ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 it("runs every target and workload and writes the results", () => {
   const out = tempDir();
