@@ -19,6 +19,7 @@ const doNothing: ServiceImpl<typeof KVStoreService> = {
   list: async () => ({ keys: page }),
   listPage: async (request) => ({ keys: page, nextPageToken: request.pageToken === "9" ? "" : String(Number(request.pageToken || "0") + 1) }),
   listAllKeys: async () => ({ keys: [] }),
+  mutate: async (request) => ({ results: request.mutations.map(() => ({ code: 0, message: "" })) }),
 };
 
 const server = new grpc.Server({

@@ -4,7 +4,8 @@ import * as grpc from "@grpc/grpc-js";
 import { create, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { KVStoreService } from "../../gen/tierkv/v1/kvstore_pb.js";
 import { grpcClientConstructor } from "../rpc/service-definition.js";
-import { fromGrpcError } from "../rpc/status.js";
+import { fromGrpcError, fromStatus } from "../rpc/status.js";
+import { StoreError } from "../store/errors.js";
 import {
   effectivePageSize,
   VersionedReads,
@@ -53,6 +54,12 @@ export function openChannel(
   if (options.bearerToken !== undefined) metadata.set("authorization", `Bearer ${options.bearerToken}`);
   return { raw, metadata };
 }
+
+/** One mutation of a `mutate` batch. */
+export type ClientMutation = { readonly ref: KeyRef; readonly version?: bigint } & (
+  | { readonly write: Uint8Array }
+  | { readonly remove: { readonly lazy?: boolean } }
+);
 
 type Methods = (typeof KVStoreService)["method"];
 type Request<K extends keyof Methods> = MessageInitShape<Methods[K]["input"]>;
@@ -136,6 +143,33 @@ export class TierkvClient extends VersionedReads implements KVStore {
       page,
     );
     return { keys: response.keys, nextPageToken: response.nextPageToken };
+  }
+
+  /**
+   * Applies several writes and removes in one call; each behaves as its own `write`/`remove`
+   * (not atomic together). Resolves with one entry per mutation: undefined when it succeeded,
+   * else its StoreError. Rejects only when the call as a whole fails.
+   */
+  async mutate(mutations: readonly ClientMutation[], options: CallOptions = {}): Promise<Array<StoreError | undefined>> {
+    for (const mutation of mutations) validateKey(mutation.ref, "write" in mutation ? "write" : "remove");
+    const response = await this.call(
+      "mutate",
+      {
+        mutations: mutations.map((mutation) => ({
+          ...keyFields(mutation.ref),
+          version: mutation.version ?? 0n,
+          kind:
+            "write" in mutation
+              ? { case: "write" as const, value: { value: mutation.write } }
+              : { case: "remove" as const, value: { lazy: mutation.remove.lazy ?? false } },
+        })),
+      },
+      options,
+    );
+    if (response.results.length !== mutations.length) {
+      throw new StoreError("internal", `tierkv at ${this.address} answered ${response.results.length} results for ${mutations.length} mutations`);
+    }
+    return response.results.map((result) => (result.code === 0 ? undefined : fromStatus(result.code, result.message)));
   }
 
   /** Keys of every namespace with versions, in (primary, secondary, key) order, after `after`. */

@@ -24,6 +24,11 @@ export function toGrpcStatus(error: StoreError): Partial<StatusObject> {
   return { code: TO_GRPC[error.code], details: error.message };
 }
 
+/** The StoreError for a status code and message a server reported (e.g. per mutation of a batch). */
+export function fromStatus(code: number, message: string): StoreError {
+  return new StoreError(FROM_GRPC.get(code as status) ?? "internal", message);
+}
+
 /** Codes whose message comes from the transport, not the server: they get the peer as context. */
 const TRANSPORT_CODES: ReadonlySet<StoreErrorCode> = new Set(["unavailable", "deadline-exceeded", "internal"]);
 

@@ -3,9 +3,10 @@
 
 import { KVStoreService } from "../../gen/tierkv/v1/kvstore_pb.js";
 import type { ServiceImpl } from "../rpc/service-definition.js";
-import { invalidArgument } from "../store/errors.js";
+import { invalidArgument, StoreError } from "../store/errors.js";
+import { toGrpcStatus } from "../rpc/status.js";
 import { decodeKeyCursor, encodeKeyCursor } from "../store/page-token.js";
-import { effectivePageSize, type KVStore, type NamespaceRef } from "../store/types.js";
+import { effectivePageSize, type KVStore, type KeyRef, type NamespaceRef } from "../store/types.js";
 import { formatPath, validateVersion } from "../store/validate.js";
 
 export interface ServiceLimits {
@@ -26,29 +27,59 @@ function checkPageSize(pageSize: number, ns?: NamespaceRef): void {
 }
 
 export function kvStoreService(store: KVStore, limits: ServiceLimits): ServiceImpl<typeof KVStoreService> {
+  // Write and Remove, and each mutation of Mutate, go through these two: one set of checks.
+  const write = async (ref: KeyRef, value: Uint8Array, wireVersion: bigint, deadline: number | undefined): Promise<void> => {
+    if (value.byteLength > limits.maxValueBytes) {
+      throw invalidArgument(
+        `Failed to write ${formatPath(ref)}: value is ${value.byteLength} bytes; ` +
+          `the largest accepted is ${limits.maxValueBytes} bytes (--max-value-bytes)`,
+      );
+    }
+    const version = versionOf(wireVersion);
+    validateVersion(version, ref, "write");
+    await store.write(ref, value, { version, deadline });
+  };
+  const remove = async (ref: KeyRef, lazy: boolean, wireVersion: bigint, deadline: number | undefined): Promise<void> => {
+    const version = versionOf(wireVersion);
+    validateVersion(version, ref, "remove");
+    await store.remove(ref, { lazy, version, deadline });
+  };
+
   return {
     async read(request, { deadline }) {
       return store.readVersioned(request, { deadline });
     },
 
     async write(request, { deadline }) {
-      if (request.value.byteLength > limits.maxValueBytes) {
-        throw invalidArgument(
-          `Failed to write ${formatPath(request)}: value is ${request.value.byteLength} bytes; ` +
-            `the largest accepted is ${limits.maxValueBytes} bytes (--max-value-bytes)`,
-        );
-      }
-      const version = versionOf(request.version);
-      validateVersion(version, request, "write");
-      await store.write(request, request.value, { version, deadline });
+      await write(request, request.value, request.version, deadline);
       return {};
     },
 
     async remove(request, { deadline }) {
-      const version = versionOf(request.version);
-      validateVersion(version, request, "remove");
-      await store.remove(request, { lazy: request.lazy, version, deadline });
+      await remove(request, request.lazy, request.version, deadline);
       return {};
+    },
+
+    async mutate(request, { deadline }) {
+      const outcomes = await Promise.allSettled(
+        request.mutations.map((mutation) => {
+          switch (mutation.kind.case) {
+            case "write":
+              return write(mutation, mutation.kind.value.value, mutation.version, deadline);
+            case "remove":
+              return remove(mutation, mutation.kind.value.lazy, mutation.version, deadline);
+            default:
+              return Promise.reject(invalidArgument(`Failed to mutate ${formatPath(mutation)}: the mutation is neither a write nor a remove`));
+          }
+        }),
+      );
+      return {
+        results: outcomes.map((outcome) => {
+          if (outcome.status === "fulfilled") return { code: 0, message: "" };
+          const status = toGrpcStatus(StoreError.from(outcome.reason));
+          return { code: status.code, message: status.details };
+        }),
+      };
     },
 
     async list(request, { deadline }) {

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tierkv/v1/kvstore.proto.
  */
 export const file_tierkv_v1_kvstore: GenFile = /*@__PURE__*/
-  fileDesc("Chd0aWVya3YvdjEva3ZzdG9yZS5wcm90bxIJdGllcmt2LnYxIlIKC1JlYWRSZXF1ZXN0EhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSCwoDa2V5GAMgASgJIi4KDFJlYWRSZXNwb25zZRINCgV2YWx1ZRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEInMKDFdyaXRlUmVxdWVzdBIZChFwcmltYXJ5X25hbWVzcGFjZRgBIAEoCRIbChNzZWNvbmRhcnlfbmFtZXNwYWNlGAIgASgJEgsKA2tleRgDIAEoCRINCgV2YWx1ZRgEIAEoDBIPCgd2ZXJzaW9uGAUgASgEIg8KDVdyaXRlUmVzcG9uc2UicwoNUmVtb3ZlUmVxdWVzdBIZChFwcmltYXJ5X25hbWVzcGFjZRgBIAEoCRIbChNzZWNvbmRhcnlfbmFtZXNwYWNlGAIgASgJEgsKA2tleRgDIAEoCRIMCgRsYXp5GAQgASgIEg8KB3ZlcnNpb24YBSABKAQiEAoOUmVtb3ZlUmVzcG9uc2UiRQoLTGlzdFJlcXVlc3QSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCSIcCgxMaXN0UmVzcG9uc2USDAoEa2V5cxgBIAMoCSJwCg9MaXN0UGFnZVJlcXVlc3QSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSI5ChBMaXN0UGFnZVJlc3BvbnNlEgwKBGtleXMYASADKAkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjsKEkxpc3RBbGxLZXlzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJiCgpLZXlWZXJzaW9uEhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSCwoDa2V5GAMgASgJEg8KB3ZlcnNpb24YBCABKAQiUwoTTGlzdEFsbEtleXNSZXNwb25zZRIjCgRrZXlzGAEgAygLMhUudGllcmt2LnYxLktleVZlcnNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMpADCg5LVlN0b3JlU2VydmljZRI3CgRSZWFkEhYudGllcmt2LnYxLlJlYWRSZXF1ZXN0GhcudGllcmt2LnYxLlJlYWRSZXNwb25zZRI6CgVXcml0ZRIXLnRpZXJrdi52MS5Xcml0ZVJlcXVlc3QaGC50aWVya3YudjEuV3JpdGVSZXNwb25zZRI9CgZSZW1vdmUSGC50aWVya3YudjEuUmVtb3ZlUmVxdWVzdBoZLnRpZXJrdi52MS5SZW1vdmVSZXNwb25zZRI3CgRMaXN0EhYudGllcmt2LnYxLkxpc3RSZXF1ZXN0GhcudGllcmt2LnYxLkxpc3RSZXNwb25zZRJDCghMaXN0UGFnZRIaLnRpZXJrdi52MS5MaXN0UGFnZVJlcXVlc3QaGy50aWVya3YudjEuTGlzdFBhZ2VSZXNwb25zZRJMCgtMaXN0QWxsS2V5cxIdLnRpZXJrdi52MS5MaXN0QWxsS2V5c1JlcXVlc3QaHi50aWVya3YudjEuTGlzdEFsbEtleXNSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("Chd0aWVya3YvdjEva3ZzdG9yZS5wcm90bxIJdGllcmt2LnYxIlIKC1JlYWRSZXF1ZXN0EhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSCwoDa2V5GAMgASgJIi4KDFJlYWRSZXNwb25zZRINCgV2YWx1ZRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEInMKDFdyaXRlUmVxdWVzdBIZChFwcmltYXJ5X25hbWVzcGFjZRgBIAEoCRIbChNzZWNvbmRhcnlfbmFtZXNwYWNlGAIgASgJEgsKA2tleRgDIAEoCRINCgV2YWx1ZRgEIAEoDBIPCgd2ZXJzaW9uGAUgASgEIg8KDVdyaXRlUmVzcG9uc2UicwoNUmVtb3ZlUmVxdWVzdBIZChFwcmltYXJ5X25hbWVzcGFjZRgBIAEoCRIbChNzZWNvbmRhcnlfbmFtZXNwYWNlGAIgASgJEgsKA2tleRgDIAEoCRIMCgRsYXp5GAQgASgIEg8KB3ZlcnNpb24YBSABKAQiEAoOUmVtb3ZlUmVzcG9uc2UiRQoLTGlzdFJlcXVlc3QSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCSIcCgxMaXN0UmVzcG9uc2USDAoEa2V5cxgBIAMoCSJwCg9MaXN0UGFnZVJlcXVlc3QSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSI5ChBMaXN0UGFnZVJlc3BvbnNlEgwKBGtleXMYASADKAkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjsKEkxpc3RBbGxLZXlzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJiCgpLZXlWZXJzaW9uEhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSCwoDa2V5GAMgASgJEg8KB3ZlcnNpb24YBCABKAQiUwoTTGlzdEFsbEtleXNSZXNwb25zZRIjCgRrZXlzGAEgAygLMhUudGllcmt2LnYxLktleVZlcnNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIsABCghNdXRhdGlvbhIZChFwcmltYXJ5X25hbWVzcGFjZRgBIAEoCRIbChNzZWNvbmRhcnlfbmFtZXNwYWNlGAIgASgJEgsKA2tleRgDIAEoCRIPCgd2ZXJzaW9uGAQgASgEEikKBXdyaXRlGAUgASgLMhgudGllcmt2LnYxLldyaXRlTXV0YXRpb25IABIrCgZyZW1vdmUYBiABKAsyGS50aWVya3YudjEuUmVtb3ZlTXV0YXRpb25IAEIGCgRraW5kIh4KDVdyaXRlTXV0YXRpb24SDQoFdmFsdWUYASABKAwiHgoOUmVtb3ZlTXV0YXRpb24SDAoEbGF6eRgBIAEoCCI3Cg1NdXRhdGVSZXF1ZXN0EiYKCW11dGF0aW9ucxgBIAMoCzITLnRpZXJrdi52MS5NdXRhdGlvbiIvCg5NdXRhdGlvblJlc3VsdBIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkiPAoOTXV0YXRlUmVzcG9uc2USKgoHcmVzdWx0cxgBIAMoCzIZLnRpZXJrdi52MS5NdXRhdGlvblJlc3VsdDLPAwoOS1ZTdG9yZVNlcnZpY2USNwoEUmVhZBIWLnRpZXJrdi52MS5SZWFkUmVxdWVzdBoXLnRpZXJrdi52MS5SZWFkUmVzcG9uc2USOgoFV3JpdGUSFy50aWVya3YudjEuV3JpdGVSZXF1ZXN0GhgudGllcmt2LnYxLldyaXRlUmVzcG9uc2USPQoGUmVtb3ZlEhgudGllcmt2LnYxLlJlbW92ZVJlcXVlc3QaGS50aWVya3YudjEuUmVtb3ZlUmVzcG9uc2USNwoETGlzdBIWLnRpZXJrdi52MS5MaXN0UmVxdWVzdBoXLnRpZXJrdi52MS5MaXN0UmVzcG9uc2USQwoITGlzdFBhZ2USGi50aWVya3YudjEuTGlzdFBhZ2VSZXF1ZXN0GhsudGllcmt2LnYxLkxpc3RQYWdlUmVzcG9uc2USTAoLTGlzdEFsbEtleXMSHS50aWVya3YudjEuTGlzdEFsbEtleXNSZXF1ZXN0Gh4udGllcmt2LnYxLkxpc3RBbGxLZXlzUmVzcG9uc2USPQoGTXV0YXRlEhgudGllcmt2LnYxLk11dGF0ZVJlcXVlc3QaGS50aWVya3YudjEuTXV0YXRlUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message tierkv.v1.ReadRequest
@@ -366,6 +366,153 @@ export const ListAllKeysResponseSchema: GenMessage<ListAllKeysResponse> = /*@__P
   messageDesc(file_tierkv_v1_kvstore, 12);
 
 /**
+ * One write or remove inside a MutateRequest.
+ *
+ * @generated from message tierkv.v1.Mutation
+ */
+export type Mutation = Message<"tierkv.v1.Mutation"> & {
+  /**
+   * @generated from field: string primary_namespace = 1;
+   */
+  primaryNamespace: string;
+
+  /**
+   * @generated from field: string secondary_namespace = 2;
+   */
+  secondaryNamespace: string;
+
+  /**
+   * @generated from field: string key = 3;
+   */
+  key: string;
+
+  /**
+   * As WriteRequest.version.
+   *
+   * @generated from field: uint64 version = 4;
+   */
+  version: bigint;
+
+  /**
+   * @generated from oneof tierkv.v1.Mutation.kind
+   */
+  kind: {
+    /**
+     * @generated from field: tierkv.v1.WriteMutation write = 5;
+     */
+    value: WriteMutation;
+    case: "write";
+  } | {
+    /**
+     * @generated from field: tierkv.v1.RemoveMutation remove = 6;
+     */
+    value: RemoveMutation;
+    case: "remove";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message tierkv.v1.Mutation.
+ * Use `create(MutationSchema)` to create a new message.
+ */
+export const MutationSchema: GenMessage<Mutation> = /*@__PURE__*/
+  messageDesc(file_tierkv_v1_kvstore, 13);
+
+/**
+ * @generated from message tierkv.v1.WriteMutation
+ */
+export type WriteMutation = Message<"tierkv.v1.WriteMutation"> & {
+  /**
+   * @generated from field: bytes value = 1;
+   */
+  value: Uint8Array;
+};
+
+/**
+ * Describes the message tierkv.v1.WriteMutation.
+ * Use `create(WriteMutationSchema)` to create a new message.
+ */
+export const WriteMutationSchema: GenMessage<WriteMutation> = /*@__PURE__*/
+  messageDesc(file_tierkv_v1_kvstore, 14);
+
+/**
+ * @generated from message tierkv.v1.RemoveMutation
+ */
+export type RemoveMutation = Message<"tierkv.v1.RemoveMutation"> & {
+  /**
+   * @generated from field: bool lazy = 1;
+   */
+  lazy: boolean;
+};
+
+/**
+ * Describes the message tierkv.v1.RemoveMutation.
+ * Use `create(RemoveMutationSchema)` to create a new message.
+ */
+export const RemoveMutationSchema: GenMessage<RemoveMutation> = /*@__PURE__*/
+  messageDesc(file_tierkv_v1_kvstore, 15);
+
+/**
+ * @generated from message tierkv.v1.MutateRequest
+ */
+export type MutateRequest = Message<"tierkv.v1.MutateRequest"> & {
+  /**
+   * @generated from field: repeated tierkv.v1.Mutation mutations = 1;
+   */
+  mutations: Mutation[];
+};
+
+/**
+ * Describes the message tierkv.v1.MutateRequest.
+ * Use `create(MutateRequestSchema)` to create a new message.
+ */
+export const MutateRequestSchema: GenMessage<MutateRequest> = /*@__PURE__*/
+  messageDesc(file_tierkv_v1_kvstore, 16);
+
+/**
+ * The outcome of one mutation: code 0 (OK) or a gRPC status code, with a message.
+ *
+ * @generated from message tierkv.v1.MutationResult
+ */
+export type MutationResult = Message<"tierkv.v1.MutationResult"> & {
+  /**
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message tierkv.v1.MutationResult.
+ * Use `create(MutationResultSchema)` to create a new message.
+ */
+export const MutationResultSchema: GenMessage<MutationResult> = /*@__PURE__*/
+  messageDesc(file_tierkv_v1_kvstore, 17);
+
+/**
+ * @generated from message tierkv.v1.MutateResponse
+ */
+export type MutateResponse = Message<"tierkv.v1.MutateResponse"> & {
+  /**
+   * One per request mutation, in the same order.
+   *
+   * @generated from field: repeated tierkv.v1.MutationResult results = 1;
+   */
+  results: MutationResult[];
+};
+
+/**
+ * Describes the message tierkv.v1.MutateResponse.
+ * Use `create(MutateResponseSchema)` to create a new message.
+ */
+export const MutateResponseSchema: GenMessage<MutateResponse> = /*@__PURE__*/
+  messageDesc(file_tierkv_v1_kvstore, 18);
+
+/**
  * KVStoreService reads and mutates one store's keys. Mutations of one key are applied in version
  * order: a mutation whose version is not above the highest one already applied is acknowledged
  * but not applied.
@@ -435,6 +582,19 @@ export const KVStoreService: GenService<{
     methodKind: "unary";
     input: typeof ListAllKeysRequestSchema;
     output: typeof ListAllKeysResponseSchema;
+  },
+  /**
+   * Mutate applies several writes and removes in one call, each exactly as its own Write or
+   * Remove would be (validated, ordered by its version, durable before the reply); they are not
+   * atomic together. Results come back in request order. A chained tierkv uses it to send the
+   * mutations of one moment to its remote backup in one round trip.
+   *
+   * @generated from rpc tierkv.v1.KVStoreService.Mutate
+   */
+  mutate: {
+    methodKind: "unary";
+    input: typeof MutateRequestSchema;
+    output: typeof MutateResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tierkv_v1_kvstore, 0);
