@@ -20,12 +20,25 @@ export interface RunningTarget {
   stop(): Promise<void>;
 }
 
+/** Every server process started and not yet stopped: killed if the bench itself is stopped. */
+const live = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of live) child.kill("SIGKILL");
+});
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130));
+
+function track(child: ChildProcess): ChildProcess {
+  live.add(child);
+  child.once("exit", () => live.delete(child));
+  return child;
+}
+
 const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const CEILING = fileURLToPath(new URL("./ceiling-server.js", import.meta.url));
 
 /** Starts `command` and resolves with the first stdout line `pick` accepts. */
 function startProcess(command: string, args: string[], pick: (line: string) => string | undefined): Promise<{ child: ChildProcess; address: string }> {
-  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = track(spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] }));
   let stderr = "";
   child.stderr!.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
   return new Promise((resolve, reject) => {
@@ -76,7 +89,7 @@ export function etcdInstalled(): boolean {
 /** Waits until etcd answers on its client port (it logs to stderr, so poll the port). */
 async function startEtcd(dataDir: string): Promise<{ child: ChildProcess; address: string }> {
   const [client, peer] = [await freePort(), await freePort()];
-  const child = spawn(
+  const child = track(spawn(
     "etcd",
     [
       "--data-dir", dataDir,
@@ -88,7 +101,7 @@ async function startEtcd(dataDir: string): Promise<{ child: ChildProcess; addres
       "--log-level", "error",
     ],
     { stdio: ["ignore", "ignore", "pipe"] },
-  );
+  ));
   let stderr = "";
   child.stderr!.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
   for (let attempt = 0; attempt < 100; attempt++) {

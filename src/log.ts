@@ -8,8 +8,15 @@ export type { Logger };
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/**
+ * A JSON logger on stdout. It writes through `process.stdout`, not pino's own fd writer: that
+ * writer retries a failed write forever, so a reader of our stdout that goes away (EPIPE) would
+ * hang the server at its next log line, shutdown included. Here such lines are dropped instead:
+ * logging never stops the server.
+ */
 export function createLogger(level: LogLevel = "info"): Logger {
-  return pino({ name: "tierkv", level, base: { pid: process.pid } });
+  process.stdout.on("error", () => {});
+  return pino({ name: "tierkv", level, base: { pid: process.pid } }, process.stdout);
 }
 
 /** A logger that discards everything: for tests and library use. */

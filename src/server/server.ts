@@ -83,6 +83,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const force = setTimeout(() => {
         logger.warn({ graceMs }, "in-flight calls did not finish in time; cancelling them");
         server.forceShutdown();
+        resolve();
       }, graceMs);
       server.tryShutdown(() => {
         clearTimeout(force);

@@ -168,3 +168,15 @@ describe("tierkv serve and SIGTERM", () => {
     }
   });
 });
+
+describe("tierkv serve when its stdout reader goes away", () => {
+  it("keeps serving and still exits 0 on SIGTERM", async () => {
+    const dir = tempDir();
+    const server = await spawnServer(["--primary", `sqlite:${join(dir, "kv.db")}`]);
+    // Whoever read our logs is gone: the next log lines meet a broken pipe (EPIPE).
+    server.child.stdout!.destroy();
+    const put = await runCli(["--server", server.address, "put", "k"], Buffer.from("still here"));
+    expect(put.code).toBe(0);
+    expect(await server.kill("SIGTERM")).toEqual({ code: 0, signal: null });
+  });
+});
