@@ -13,15 +13,14 @@ export const DEFAULT_EPHEMERAL_KEYS: readonly string[] = [
 /** A fixed set of keys (written `key`, `ns/key` or `ns/sub/key`), with lookups by key and namespace. */
 export class EphemeralKeys {
   private readonly paths: ReadonlySet<string>;
-  private readonly byNamespace = new Map<string, string[]>();
+  private readonly byNamespace = new Map<string, Set<string>>();
 
   constructor(paths: readonly string[] = DEFAULT_EPHEMERAL_KEYS) {
     const refs = paths.map(parseKeyPath);
     this.paths = new Set(refs.map((ref) => formatPath(ref)));
     for (const ref of refs) {
-      const keys = this.byNamespace.get(namespaceId(ref)) ?? [];
-      if (!keys.includes(ref.key)) keys.push(ref.key);
-      this.byNamespace.set(namespaceId(ref), keys.sort());
+      const keys = this.byNamespace.get(namespaceId(ref)) ?? new Set<string>();
+      this.byNamespace.set(namespaceId(ref), keys.add(ref.key));
     }
   }
 
@@ -29,11 +28,13 @@ export class EphemeralKeys {
     return this.paths.has(formatPath(ref));
   }
 
-  /** The ephemeral keys of `ns`, sorted; empty when the namespace holds none. */
-  inNamespace(ns: NamespaceRef): readonly string[] {
-    return this.byNamespace.get(namespaceId(ns)) ?? [];
+  /** The ephemeral keys of `ns`; empty when the namespace holds none. */
+  inNamespace(ns: NamespaceRef): ReadonlySet<string> {
+    return this.byNamespace.get(namespaceId(ns)) ?? NONE;
   }
 }
+
+const NONE: ReadonlySet<string> = new Set();
 
 function namespaceId(ns: NamespaceRef): string {
   return `${ns.primaryNamespace}/${ns.secondaryNamespace}`;

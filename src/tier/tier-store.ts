@@ -165,7 +165,7 @@ export class TierStore extends VersionedReads implements KVStore {
 
   /** Ephemeral keys that `ns` can hold in the ephemeral tier (none without that tier). */
   private ephemeralKeysIn(ns: NamespaceRef): ReadonlySet<string> {
-    return new Set(this.ephemeral ? this.ephemeralKeys.inNamespace(ns) : []);
+    return this.ephemeral ? this.ephemeralKeys.inNamespace(ns) : new Set();
   }
 
   async readVersioned(ref: KeyRef, options: CallOptions = {}): Promise<VersionedValue> {
