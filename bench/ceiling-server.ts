@@ -13,13 +13,14 @@ const readValue = new Uint8Array(Number(process.env["CEILING_READ_BYTES"] ?? 102
 const page = Array.from({ length: 1000 }, (_, i) => `update_${i}`);
 
 const doNothing: ServiceImpl<typeof KVStoreService> = {
-  read: async () => ({ value: readValue, version: 1n }),
-  write: async () => ({}),
-  remove: async () => ({}),
+  read: async () => ({ value: readValue, version: 1n, revision: 1n }),
+  write: async () => ({ applied: true }),
+  remove: async () => ({ applied: true }),
   list: async () => ({ keys: page }),
   listPage: async (request) => ({ keys: page, nextPageToken: request.pageToken === "9" ? "" : String(Number(request.pageToken || "0") + 1) }),
   listAllKeys: async () => ({ keys: [] }),
-  mutate: async (request) => ({ results: request.mutations.map(() => ({ code: 0, message: "" })) }),
+  mutate: async (request) => ({ results: request.mutations.map(() => ({ code: 0, message: "", applied: true })) }),
+  txn: async (request) => ({ succeeded: true, failedCheck: -1, results: request.operations.map(() => ({ applied: true, revision: 1n })) }),
 };
 
 const server = new grpc.Server({

@@ -27,8 +27,8 @@ class TierkvDriver implements Driver {
   constructor(address: string) {
     this.client = new TierkvClient({ address, timeoutMs: DEADLINE_MS });
   }
-  write(key: BenchKey, value: Uint8Array): Promise<void> {
-    return this.client.write(key, value);
+  async write(key: BenchKey, value: Uint8Array): Promise<void> {
+    await this.client.write(key, value);
   }
   async read(key: BenchKey): Promise<void> {
     await this.client.read(key);

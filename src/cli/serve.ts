@@ -2,16 +2,17 @@
 
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
+import { DEFAULT_LIMITS, type Limits } from "../limits.js";
+import { DEFAULT_MAX_VERSION_SKEW_MS, HybridClock } from "../tier/hybrid-clock.js";
 import { LOG_LEVELS, createLogger, type Logger } from "../log.js";
 import { createMetrics, serveMetrics } from "../server/metrics.js";
 import { startServer } from "../server/server.js";
 import { StoreError } from "../store/errors.js";
-import { openStore } from "../store/open.js";
+import { openStore } from "../tier/open-store.js";
 import type { KVStore } from "../store/types.js";
 import { parseKeyPath } from "../store/validate.js";
 import { DEFAULT_EPHEMERAL_KEYS } from "../tier/ephemeral-keys.js";
 import { NO_RETRY, type RetryPolicy } from "../tier/retry.js";
-import { OWED_KEYS_STORE_ID, OwedKeys } from "../tier/owed-keys.js";
 import { TierStore, type BackupPolicy, type TierName } from "../tier/tier-store.js";
 import {
   listOf,
@@ -94,7 +95,37 @@ export const SERVE_SETTINGS = {
   maxValueBytes: {
     flag: "--max-value-bytes <n>",
     description: "largest value a write accepts, in bytes",
-    defaultValue: 64 * 1024 * 1024,
+    defaultValue: DEFAULT_LIMITS.maxValueBytes,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
+  maxBatchItems: {
+    flag: "--max-batch-items <n>",
+    description: "most mutations in one Mutate, or checks and operations in one Txn",
+    defaultValue: DEFAULT_LIMITS.maxBatchItems,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
+  maxBatchBytes: {
+    flag: "--max-batch-bytes <n>",
+    description: "most value bytes in one Mutate or Txn",
+    defaultValue: DEFAULT_LIMITS.maxBatchBytes,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
+  maxListKeys: {
+    flag: "--max-list-keys <n>",
+    description: "most keys an unpaged List returns; larger namespaces need ListPage",
+    defaultValue: DEFAULT_LIMITS.maxListKeys,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
+  maxConcurrentStreams: {
+    flag: "--max-concurrent-streams <n>",
+    description: "most concurrent calls per client connection (HTTP/2 streams)",
+    defaultValue: DEFAULT_LIMITS.maxConcurrentStreams,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
+  maxVersionSkewMs: {
+    flag: "--max-version-skew-ms <ms>",
+    description: "how far ahead of the server's clock a caller's version may be",
+    defaultValue: DEFAULT_MAX_VERSION_SKEW_MS,
     parse: parsePositiveInteger,
   } satisfies Setting<number>,
   tlsCert: {
@@ -134,6 +165,11 @@ export type ServeSettings = SettingsOf<typeof SERVE_SETTINGS>;
 /** How long in-flight calls get to finish after SIGINT/SIGTERM before they are cancelled. */
 const SHUTDOWN_GRACE_MS = 30_000;
 
+export function limitsOf(settings: ServeSettings): Limits {
+  const { maxValueBytes, maxBatchItems, maxBatchBytes, maxListKeys, maxConcurrentStreams } = settings;
+  return { maxValueBytes, maxBatchItems, maxBatchBytes, maxListKeys, maxConcurrentStreams };
+}
+
 /** Opens every configured tier; on failure closes what was opened. */
 export async function openTierStore(settings: ServeSettings, logger: Logger): Promise<TierStore> {
   for (const path of settings.ephemeralKey) {
@@ -167,21 +203,12 @@ export async function openTierStore(settings: ServeSettings, logger: Logger): Pr
       retry,
       logger,
       backupPolicy: settings.backupPolicy,
-      owedKeys: settings.backupPolicy === "degraded" ? await openOwedKeys(settings) : undefined,
+      clock: new HybridClock(Date.now, settings.maxVersionSkewMs),
     });
   } catch (error) {
     await Promise.all(opened.map((store) => store.close()));
     throw error;
   }
-}
-
-/** The degraded policy records owed keys in the primary's own database, under a store id of its own. */
-async function openOwedKeys(settings: ServeSettings): Promise<OwedKeys> {
-  if (settings.backup === undefined) throw new SettingsError("--backup-policy degraded needs --backup");
-  if (!settings.primary.startsWith("sqlite:")) {
-    throw new SettingsError("--backup-policy degraded needs a sqlite: primary, whose database records the owed keys");
-  }
-  return OwedKeys.open(await openStore(settings.primary, { storeId: OWED_KEYS_STORE_ID }));
 }
 
 function serverCredentials(settings: ServeSettings): grpc.ServerCredentials {
@@ -211,20 +238,25 @@ export async function serve(settings: ServeSettings): Promise<void> {
   const credentials = serverCredentials(settings);
   const store = await openTierStore(settings, logger);
   const metrics = createMetrics(store);
-  const metricsServer = settings.metricsListen === undefined ? undefined : await serveMetrics(metrics, settings.metricsListen);
-  const server = await startServer({
-    listen: settings.listen,
-    store,
-    admin: store,
-    maxValueBytes: settings.maxValueBytes,
-    logger,
-    credentials,
-    observeCall: metrics.observeCall,
-  }).catch(async (error: unknown) => {
+  // Every failed start path closes what was opened before it.
+  let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    if (settings.metricsListen !== undefined) metricsServer = await serveMetrics(metrics, settings.metricsListen);
+    server = await startServer({
+      listen: settings.listen,
+      store,
+      admin: store,
+      limits: limitsOf(settings),
+      logger,
+      credentials,
+      observeCall: metrics.observeCall,
+    });
+  } catch (error) {
     await metricsServer?.close();
     await store.close();
     throw error;
-  });
+  }
 
   let stopping = false;
   const stop = async (signal: NodeJS.Signals): Promise<void> => {

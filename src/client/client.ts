@@ -6,23 +6,26 @@ import { KVStoreService } from "../../gen/tierkv/v1/kvstore_pb.js";
 import { grpcClientConstructor } from "../rpc/service-definition.js";
 import { fromGrpcError, fromStatus } from "../rpc/status.js";
 import { StoreError } from "../store/errors.js";
+import { effectivePageSize, messageLimitBytes, DEFAULT_LIMITS } from "../limits.js";
 import {
-  effectivePageSize,
   VersionedReads,
+  type AllKeysPage,
   type AllKeysRequest,
   type CallOptions,
   type KVStore,
-  type KeyVersion,
-  type VersionedValue,
   type KeyRef,
+  type ListOptions,
   type MutationOptions,
+  type MutationOutcome,
   type NamespaceRef,
   type Page,
   type PageRequest,
   type RemoveOptions,
+  type TxnRequest,
+  type TxnResult,
+  type VersionedValue,
 } from "../store/types.js";
-import { validateKey, validateNamespace } from "../store/validate.js";
-import { encodeKeyCursor } from "../store/page-token.js";
+import { validateKey, validateNamespace, validateTxn } from "../store/validate.js";
 
 export interface ClientOptions {
   /** The server, as `host:port`. */
@@ -57,9 +60,12 @@ export function openChannel(
 
 /** One mutation of a `mutate` batch. */
 export type ClientMutation = { readonly ref: KeyRef; readonly version?: bigint } & (
-  | { readonly write: Uint8Array }
+  | { readonly write: Uint8Array; readonly revision?: bigint; readonly exact?: boolean }
   | { readonly remove: { readonly lazy?: boolean } }
 );
+
+/** What one mutation of a `mutate` batch did: its outcome, or the error it failed with. */
+export type MutationResult = MutationOutcome | StoreError;
 
 type Methods = (typeof KVStoreService)["method"];
 type Request<K extends keyof Methods> = MessageInitShape<Methods[K]["input"]>;
@@ -73,7 +79,7 @@ type RawUnary = (
 
 const KVStoreClientClass = grpcClientConstructor(KVStoreService);
 export const DEFAULT_TIMEOUT_MS = 30_000;
-const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024 + 64 * 1024;
+const DEFAULT_MAX_MESSAGE_BYTES = messageLimitBytes(DEFAULT_LIMITS);
 
 /**
  * A client of a tierkv server. It implements `KVStore`, so anything that takes a store (the
@@ -102,34 +108,88 @@ export class TierkvClient extends VersionedReads implements KVStore {
     const deadline = options.deadline ?? Date.now() + this.timeoutMs;
     const unary = (this.raw as unknown as Record<K, RawUnary>)[method].bind(this.raw);
     return new Promise((resolve, reject) => {
-      unary(request, this.metadata, { deadline }, (error, response) => {
+      const call = unary(request, this.metadata, { deadline }, (error, response) => {
+        options.signal?.removeEventListener("abort", cancel);
         if (error) reject(fromGrpcError(error, this.address));
         else resolve(response as Response<K>);
       });
+      const cancel = (): void => call.cancel();
+      options.signal?.addEventListener("abort", cancel, { once: true });
     });
   }
 
   /** The current value and its version; rejects with a `not-found` StoreError when absent. */
   async readVersioned(ref: KeyRef, options?: CallOptions): Promise<VersionedValue> {
     validateKey(ref, "read");
-    const { value, version } = await this.call("read", keyFields(ref), options);
-    return { value, version };
+    const { value, version, revision } = await this.call("read", keyFields(ref), options);
+    return { value, version, revision };
   }
 
-  /** Replaces the value; resolves once the server has made it durable in every durable tier. */
-  async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<void> {
+  /**
+   * Replaces the value; resolves once the server has made it durable in every durable tier, with
+   * `stale` when a mutation with a higher version had already been applied (nothing changed).
+   */
+  async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "write");
-    await this.call("write", { ...keyFields(ref), value, version: options.version ?? 0n }, options);
+    const response = await this.call("write", { ...keyFields(ref), value, version: options.version ?? 0n }, options);
+    return response.applied ? "applied" : "stale";
   }
 
   /** Deletes the key (absent keys included); `lazy` lets the server defer it. */
-  async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<void> {
+  async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "remove");
-    await this.call("remove", { ...keyFields(ref), lazy: options.lazy ?? false, version: options.version ?? 0n }, options);
+    const response = await this.call(
+      "remove",
+      { ...keyFields(ref), lazy: options.lazy ?? false, version: options.version ?? 0n },
+      options,
+    );
+    return response.applied ? "applied" : "stale";
+  }
+
+  /**
+   * Applies the operations atomically if every check holds. A failed check is not an error: the
+   * result says which one failed, and nothing changed.
+   */
+  async txn(request: TxnRequest): Promise<TxnResult> {
+    validateTxn(request);
+    const response = await this.call(
+      "txn",
+      {
+        checks: request.checks.map((check) => ({
+          ...keyFields(check),
+          expect:
+            check.expect === "absent"
+              ? { case: "absent" as const, value: true }
+              : check.expect === "present"
+                ? { case: "present" as const, value: true }
+                : { case: "revision" as const, value: check.expect },
+        })),
+        operations: request.operations.map((operation) => ({
+          ...keyFields(operation),
+          kind:
+            operation.kind === "write"
+              ? { case: "write" as const, value: { value: operation.value, revision: operation.revision ?? 0n } }
+              : { case: "remove" as const, value: { lazy: false } },
+        })),
+        version: request.version ?? 0n,
+      },
+      request,
+    );
+    if (!response.succeeded) return { succeeded: false, failedCheck: response.failedCheck };
+    return {
+      succeeded: true,
+      outcomes: response.results.map((result) => (result.applied ? "applied" : "stale")),
+      revisions: response.results.map((result) => result.revision),
+    };
+  }
+
+  /** Unknown over the wire (a store behind a server keeps its own clock). */
+  async highestVersion(): Promise<bigint> {
+    return 0n;
   }
 
   /** Every key of the namespace pair, in no particular order. */
-  async list(ns: NamespaceRef, options?: CallOptions): Promise<string[]> {
+  async list(ns: NamespaceRef, options?: ListOptions): Promise<string[]> {
     validateNamespace(ns, "list");
     return (await this.call("list", namespaceFields(ns), options)).keys;
   }
@@ -147,10 +207,10 @@ export class TierkvClient extends VersionedReads implements KVStore {
 
   /**
    * Applies several writes and removes in one call; each behaves as its own `write`/`remove`
-   * (not atomic together). Resolves with one entry per mutation: undefined when it succeeded,
-   * else its StoreError. Rejects only when the call as a whole fails.
+   * (not atomic together). Resolves with one entry per mutation: its outcome, or its StoreError.
+   * Rejects only when the call as a whole fails.
    */
-  async mutate(mutations: readonly ClientMutation[], options: CallOptions = {}): Promise<Array<StoreError | undefined>> {
+  async mutate(mutations: readonly ClientMutation[], options: CallOptions = {}): Promise<MutationResult[]> {
     for (const mutation of mutations) validateKey(mutation.ref, "write" in mutation ? "write" : "remove");
     const response = await this.call(
       "mutate",
@@ -160,7 +220,7 @@ export class TierkvClient extends VersionedReads implements KVStore {
           version: mutation.version ?? 0n,
           kind:
             "write" in mutation
-              ? { case: "write" as const, value: { value: mutation.write } }
+              ? { case: "write" as const, value: { value: mutation.write, revision: mutation.revision ?? 0n, exact: mutation.exact ?? false } }
               : { case: "remove" as const, value: { lazy: mutation.remove.lazy ?? false } },
         })),
       },
@@ -169,25 +229,33 @@ export class TierkvClient extends VersionedReads implements KVStore {
     if (response.results.length !== mutations.length) {
       throw new StoreError("internal", `tierkv at ${this.address} answered ${response.results.length} results for ${mutations.length} mutations`);
     }
-    return response.results.map((result) => (result.code === 0 ? undefined : fromStatus(result.code, result.message)));
+    return response.results.map((result): MutationResult => {
+      if (result.code !== 0) return fromStatus(result.code, result.message);
+      return result.applied ? "applied" : "stale";
+    });
   }
 
-  /** Keys of every namespace with versions, in (primary, secondary, key) order, after `after`. */
-  async listAllKeys(request: AllKeysRequest = {}): Promise<KeyVersion[]> {
+  /** One page of keys of every namespace with versions, in (store, primary, secondary, key) order. */
+  async listAllKeys(request: AllKeysRequest = {}): Promise<AllKeysPage> {
     const response = await this.call(
       "listAllKeys",
       {
         pageSize: effectivePageSize(request.limit),
-        pageToken: request.after === undefined ? "" : encodeKeyCursor(request.after),
+        pageToken: request.pageToken ?? "",
+        storeId: request.storeId ?? "",
+        allStores: request.allStores ?? false,
       },
       request,
     );
-    return response.keys.map(({ primaryNamespace, secondaryNamespace, key, version }) => ({
+    const keys = response.keys.map(({ storeId, primaryNamespace, secondaryNamespace, key, version, revision }) => ({
+      storeId,
       primaryNamespace,
       secondaryNamespace,
       key,
       version,
+      revision,
     }));
+    return { keys, nextPageToken: response.nextPageToken };
   }
 
   /** Every key of the namespace pair, walking all pages; each page gets its own deadline. */
@@ -206,10 +274,11 @@ export class TierkvClient extends VersionedReads implements KVStore {
   }
 }
 
-function namespaceFields(ns: NamespaceRef): NamespaceRef {
-  return { primaryNamespace: ns.primaryNamespace, secondaryNamespace: ns.secondaryNamespace };
+/** The wire's namespace fields; an empty store id means "the caller's own store". */
+function namespaceFields(ns: NamespaceRef): Required<NamespaceRef> {
+  return { storeId: ns.storeId ?? "", primaryNamespace: ns.primaryNamespace, secondaryNamespace: ns.secondaryNamespace };
 }
 
-function keyFields(ref: KeyRef): KeyRef {
+function keyFields(ref: KeyRef): Required<KeyRef> {
   return { ...namespaceFields(ref), key: ref.key };
 }

@@ -59,6 +59,8 @@ export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinit
 export interface HandlerContext {
   /** Absolute deadline in ms since the epoch, when the caller set one. */
   readonly deadline?: number;
+  /** Aborts when the call is cancelled (the client went away). */
+  readonly signal?: AbortSignal;
   /** Request metadata (authorization and friends). */
   readonly metadata: grpc.Metadata;
 }

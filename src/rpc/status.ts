@@ -10,6 +10,7 @@ const TO_GRPC: Record<StoreErrorCode, status> = {
   "failed-precondition": status.FAILED_PRECONDITION,
   unavailable: status.UNAVAILABLE,
   "deadline-exceeded": status.DEADLINE_EXCEEDED,
+  cancelled: status.CANCELLED,
   unauthenticated: status.UNAUTHENTICATED,
   "permission-denied": status.PERMISSION_DENIED,
   internal: status.INTERNAL,
@@ -38,8 +39,9 @@ const TRANSPORT_CODES: ReadonlySet<StoreErrorCode> = new Set(["unavailable", "de
  * when transient, else `internal`.
  */
 export function fromGrpcError(error: ServiceError, peer: string): StoreError {
-  const mapped = FROM_GRPC.get(error.code);
-  const transient = error.code === status.CANCELLED || error.code === status.ABORTED;
+  // A call the transport cancelled (a closed channel, a peer gone) is worth retrying.
+  const mapped = error.code === status.CANCELLED ? "unavailable" : FROM_GRPC.get(error.code);
+  const transient = error.code === status.ABORTED;
   const code = mapped ?? (transient ? "unavailable" : "internal");
   // grpc-js ends some connection errors with an empty "Resolution note:"; drop it.
   const details = (error.details || status[error.code] || "unknown error").replace(/\s*Resolution note:\s*$/, "");

@@ -3,14 +3,14 @@
 import { AdminService, type ResyncResponse } from "../../gen/tierkv/v1/admin_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "../rpc/service-definition.js";
-import { StoreError } from "../store/errors.js";
 import type { ResyncProgress } from "../tier/backup-repair.js";
 import type { BackupStatus } from "../tier/tier-store.js";
 
 /** What the admin service needs from the store: the tiered store provides both. */
 export interface AdminOperations {
-  resync(onProgress: (progress: ResyncProgress) => void): Promise<ResyncProgress>;
-  backupStatus(): BackupStatus;
+  /** One at a time (the store refuses a second with failed-precondition); stops when `signal` aborts. */
+  resync(onProgress: (progress: ResyncProgress) => void, signal?: AbortSignal): Promise<ResyncProgress>;
+  backupStatus(): Promise<BackupStatus>;
 }
 
 /** How often a running resync reports progress. */
@@ -29,15 +29,12 @@ function progressMessage(progress: ResyncProgress, done: boolean): MessageInitSh
 }
 
 export function adminService(operations: AdminOperations): ServiceImpl<typeof AdminService> {
-  let resyncRunning = false;
   return {
-    // The resync runs to completion even if the caller goes away: stopping half-way is safe but
-    // would leave the backup as unequal as before.
-    async *resync() {
-      if (resyncRunning) throw new StoreError("failed-precondition", "a resync is already running on this server");
-      resyncRunning = true;
+    // A caller that goes away cancels the resync: stopping half-way is safe (every key repaired
+    // so far stays repaired), and a resync nobody watches should not hold the backup busy.
+    async *resync(_request, context) {
       let latest: ResyncProgress | undefined;
-      const run = operations.resync((progress) => (latest = progress)).finally(() => (resyncRunning = false));
+      const run = operations.resync((progress) => (latest = progress), context.signal);
       let final: ResyncProgress | undefined;
       let failure: unknown;
       const settled = run.then(
@@ -53,7 +50,7 @@ export function adminService(operations: AdminOperations): ServiceImpl<typeof Ad
     },
 
     async backupStatus() {
-      const status = operations.backupStatus();
+      const status = await operations.backupStatus();
       return {
         configured: status.configured,
         policy: status.policy,

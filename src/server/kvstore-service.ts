@@ -1,18 +1,14 @@
-//! The KVStoreService handlers: check what only the server knows, call the store, return.
-//! Name validation happens in the store; errors become statuses in `src/rpc/status.ts`.
+//! The KVStoreService handlers: check what only the server knows (limits), call the store,
+//! translate. Name validation happens in the store; errors become statuses in `src/rpc/status.ts`.
 
-import { KVStoreService } from "../../gen/tierkv/v1/kvstore_pb.js";
-import type { ServiceImpl } from "../rpc/service-definition.js";
-import { invalidArgument, StoreError } from "../store/errors.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { KVStoreService, type MutationResultSchema, type TxnCheck as WireCheck, type TxnOperation as WireOperation } from "../../gen/tierkv/v1/kvstore_pb.js";
+import { effectivePageSize, type Limits } from "../limits.js";
+import type { HandlerContext, ServiceImpl } from "../rpc/service-definition.js";
 import { toGrpcStatus } from "../rpc/status.js";
-import { decodeKeyCursor, encodeKeyCursor } from "../store/page-token.js";
-import { effectivePageSize, type KVStore, type KeyRef, type NamespaceRef } from "../store/types.js";
-import { formatPath, validateVersion } from "../store/validate.js";
-
-export interface ServiceLimits {
-  /** Largest value a Write accepts (SPEC §1). */
-  readonly maxValueBytes: number;
-}
+import { invalidArgument, StoreError } from "../store/errors.js";
+import type { KVStore, KeyRef, MutationOptions, MutationOutcome, NamespaceRef, TxnCheck, TxnOperation } from "../store/types.js";
+import { formatPath } from "../store/validate.js";
 
 /** 0 on the wire means "no version": the server assigns one. */
 function versionOf(version: bigint): bigint | undefined {
@@ -26,78 +22,160 @@ function checkPageSize(pageSize: number, ns?: NamespaceRef): void {
   }
 }
 
-export function kvStoreService(store: KVStore, limits: ServiceLimits): ServiceImpl<typeof KVStoreService> {
-  // Write and Remove, and each mutation of Mutate, go through these two: one set of checks.
-  const write = async (ref: KeyRef, value: Uint8Array, wireVersion: bigint, deadline: number | undefined): Promise<void> => {
+/** The store a request addresses: the one it names, else the default store. */
+function scoped<T extends { storeId: string }>(request: T): T & { storeId: string | undefined } {
+  return { ...request, storeId: request.storeId === "" ? undefined : request.storeId };
+}
+
+function callOptions(context: HandlerContext): Pick<MutationOptions, "deadline" | "signal"> {
+  return { deadline: context.deadline, signal: context.signal };
+}
+
+function applied(outcome: MutationOutcome): { applied: boolean } {
+  return { applied: outcome === "applied" };
+}
+
+function toCheck(check: WireCheck): TxnCheck {
+  const ref = scoped(check);
+  switch (check.expect.case) {
+    case "absent":
+      return { ...ref, expect: "absent" };
+    case "present":
+      return { ...ref, expect: "present" };
+    case "revision":
+      return { ...ref, expect: check.expect.value };
+    default:
+      throw invalidArgument(`Failed to check ${formatPath(check)}: the check sets none of absent, present, revision`);
+  }
+}
+
+function toOperation(operation: WireOperation): TxnOperation {
+  const ref = scoped(operation);
+  switch (operation.kind.case) {
+    case "write":
+      return { ...ref, kind: "write", value: operation.kind.value.value };
+    case "remove":
+      return { ...ref, kind: "remove" };
+    default:
+      throw invalidArgument(`Failed to apply a transaction to ${formatPath(operation)}: the operation is neither a write nor a remove`);
+  }
+}
+
+export function kvStoreService(store: KVStore, limits: Limits): ServiceImpl<typeof KVStoreService> {
+  const checkValueSize = (ref: KeyRef, value: Uint8Array): void => {
     if (value.byteLength > limits.maxValueBytes) {
       throw invalidArgument(
         `Failed to write ${formatPath(ref)}: value is ${value.byteLength} bytes; ` +
           `the largest accepted is ${limits.maxValueBytes} bytes (--max-value-bytes)`,
       );
     }
-    const version = versionOf(wireVersion);
-    validateVersion(version, ref, "write");
-    await store.write(ref, value, { version, deadline });
   };
-  const remove = async (ref: KeyRef, lazy: boolean, wireVersion: bigint, deadline: number | undefined): Promise<void> => {
-    const version = versionOf(wireVersion);
-    validateVersion(version, ref, "remove");
-    await store.remove(ref, { lazy, version, deadline });
+  /** A batch (Mutate, Txn) is refused whole, before any work, when it exceeds the limits. */
+  const checkBatch = (what: string, items: number, valueBytes: number): void => {
+    if (items > limits.maxBatchItems) {
+      throw invalidArgument(`${what} has ${items} items; the limit is ${limits.maxBatchItems} per request (--max-batch-items)`);
+    }
+    if (valueBytes > limits.maxBatchBytes) {
+      throw invalidArgument(`${what} carries ${valueBytes} bytes of values; the limit is ${limits.maxBatchBytes} (--max-batch-bytes)`);
+    }
   };
+  // Write and Remove, and each mutation of Mutate, go through these two: one set of checks.
+  const write = (ref: KeyRef, value: Uint8Array, version: bigint, options: MutationOptions): Promise<MutationOutcome> => {
+    checkValueSize(ref, value);
+    return store.write(ref, value, { ...options, version: versionOf(version) });
+  };
+  const remove = (ref: KeyRef, lazy: boolean, version: bigint, options: MutationOptions): Promise<MutationOutcome> =>
+    store.remove(ref, { ...options, lazy, version: versionOf(version) });
 
   return {
-    async read(request, { deadline }) {
-      return store.readVersioned(request, { deadline });
+    async read(request, context) {
+      return store.readVersioned(scoped(request), callOptions(context));
     },
 
-    async write(request, { deadline }) {
-      await write(request, request.value, request.version, deadline);
-      return {};
+    async write(request, context) {
+      return applied(await write(scoped(request), request.value, request.version, callOptions(context)));
     },
 
-    async remove(request, { deadline }) {
-      await remove(request, request.lazy, request.version, deadline);
-      return {};
+    async remove(request, context) {
+      return applied(await remove(scoped(request), request.lazy, request.version, callOptions(context)));
     },
 
-    async mutate(request, { deadline }) {
+    async mutate(request, context) {
+      const valueBytes = request.mutations.reduce((sum, m) => sum + (m.kind.case === "write" ? m.kind.value.value.byteLength : 0), 0);
+      checkBatch("Mutate", request.mutations.length, valueBytes);
+      const options = callOptions(context);
       const outcomes = await Promise.allSettled(
         request.mutations.map((mutation) => {
+          const ref = scoped(mutation);
           switch (mutation.kind.case) {
-            case "write":
-              return write(mutation, mutation.kind.value.value, mutation.version, deadline);
+            case "write": {
+              const { value, revision, exact } = mutation.kind.value;
+              const mirror = { revision: revision === 0n ? undefined : revision, exact };
+              return write(ref, value, mutation.version, { ...options, ...mirror });
+            }
             case "remove":
-              return remove(mutation, mutation.kind.value.lazy, mutation.version, deadline);
+              return remove(ref, mutation.kind.value.lazy, mutation.version, options);
             default:
               return Promise.reject(invalidArgument(`Failed to mutate ${formatPath(mutation)}: the mutation is neither a write nor a remove`));
           }
         }),
       );
       return {
-        results: outcomes.map((outcome) => {
-          if (outcome.status === "fulfilled") return { code: 0, message: "" };
+        results: outcomes.map((outcome): MessageInitShape<typeof MutationResultSchema> => {
+          if (outcome.status === "fulfilled") return { code: 0, message: "", applied: outcome.value === "applied" };
           const status = toGrpcStatus(StoreError.from(outcome.reason));
           return { code: status.code, message: status.details };
         }),
       };
     },
 
-    async list(request, { deadline }) {
-      return { keys: await store.list(request, { deadline }) };
+    async txn(request, context) {
+      const operations = request.operations.map(toOperation);
+      const valueBytes = operations.reduce((sum, op) => sum + (op.kind === "write" ? op.value.byteLength : 0), 0);
+      checkBatch("Txn", request.checks.length + operations.length, valueBytes);
+      for (const op of operations) if (op.kind === "write") checkValueSize(op, op.value);
+      const result = await store.txn({
+        checks: request.checks.map(toCheck),
+        operations,
+        version: versionOf(request.version),
+        ...callOptions(context),
+      });
+      if (!result.succeeded) return { succeeded: false, failedCheck: result.failedCheck };
+      return {
+        succeeded: true,
+        failedCheck: -1,
+        results: result.outcomes.map((outcome, i) => ({ applied: outcome === "applied", revision: result.revisions[i] })),
+      };
     },
 
-    async listPage(request, { deadline }) {
+    async list(request, context) {
+      const ns = scoped(request);
+      // One more than allowed tells a namespace that is too large, without reading all of it.
+      const keys = await store.list(ns, { ...callOptions(context), limit: limits.maxListKeys + 1 });
+      if (keys.length > limits.maxListKeys) {
+        throw new StoreError(
+          "failed-precondition",
+          `Failed to list ${formatPath(ns)}: the namespace holds more than ${limits.maxListKeys} keys, ` +
+            `the most List returns (--max-list-keys); walk it with ListPage`,
+        );
+      }
+      return { keys };
+    },
+
+    async listPage(request, context) {
       checkPageSize(request.pageSize, request);
-      return store.listPage(request, { pageSize: request.pageSize, pageToken: request.pageToken, deadline });
+      return store.listPage(scoped(request), { pageSize: request.pageSize, pageToken: request.pageToken, ...callOptions(context) });
     },
 
-    async listAllKeys(request, { deadline }) {
+    async listAllKeys(request, context) {
       checkPageSize(request.pageSize);
-      const limit = effectivePageSize(request.pageSize);
-      const after = request.pageToken === "" ? undefined : decodeKeyCursor(request.pageToken);
-      const keys = await store.listAllKeys({ after, limit, deadline });
-      const last = keys.at(-1);
-      return { keys, nextPageToken: keys.length === limit && last ? encodeKeyCursor(last) : "" };
+      return store.listAllKeys({
+        storeId: request.storeId === "" ? undefined : request.storeId,
+        allStores: request.allStores,
+        pageToken: request.pageToken,
+        limit: effectivePageSize(request.pageSize),
+        ...callOptions(context),
+      });
     },
   };
 }

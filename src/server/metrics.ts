@@ -41,15 +41,15 @@ export function createMetrics(store: TierStore): Metrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
   });
-  mirroredCounter(registry, "tierkv_tier_divergences_total", "mutations that succeeded in some durable tiers and failed in others", () => store.stats.divergences);
-  mirroredCounter(registry, "tierkv_tier_retries_total", "retries of tier calls", () => store.stats.retries);
-  mirroredCounter(registry, "tierkv_stale_mutations_total", "mutations acknowledged unapplied because a newer one was applied", () => store.stats.staleMutations);
+  mirroredCounter(registry, "tierkv_tier_divergences_total", "mutations that succeeded in some durable tiers and failed in others", () => store.snapshot().divergences);
+  mirroredCounter(registry, "tierkv_tier_retries_total", "retries of tier calls", () => store.snapshot().retries);
+  mirroredCounter(registry, "tierkv_stale_mutations_total", "mutations acknowledged unapplied because a newer one was applied", () => store.snapshot().staleMutations);
   new Gauge({
     name: "tierkv_backup_owed_keys",
-    help: "keys acknowledged from the primary alone (degraded policy) and not yet replayed to the backup",
+    help: "keys the primary's ledger says the backup lacks (owed under the degraded policy, or unconfirmed)",
     registers: [registry],
-    collect() {
-      this.set(store.backupStatus().owedKeys);
+    async collect() {
+      this.set((await store.backupStatus()).owedKeys);
     },
   });
   new Gauge({
@@ -57,7 +57,7 @@ export function createMetrics(store: TierStore): Metrics {
     help: "keys with a mutation in flight (entries of the versioned lock)",
     registers: [registry],
     collect() {
-      this.set(store.lock.size);
+      this.set(store.snapshot().inFlightKeys);
     },
   });
   return {

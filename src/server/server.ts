@@ -4,6 +4,7 @@ import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { AdminService } from "../../gen/tierkv/v1/admin_pb.js";
 import { KVStoreService } from "../../gen/tierkv/v1/kvstore_pb.js";
+import { messageLimitBytes, type Limits } from "../limits.js";
 import type { Logger } from "../log.js";
 import { grpcHandlers, grpcServiceDefinition, type CallObserver } from "../rpc/service-definition.js";
 import type { KVStore } from "../store/types.js";
@@ -17,7 +18,8 @@ export interface ServerOptions {
   readonly store: KVStore;
   /** Serves AdminService (resync, backup status) when given: the tiered store. */
   readonly admin?: AdminOperations;
-  readonly maxValueBytes: number;
+  /** Request limits (value size, batch size, List size, streams per connection). */
+  readonly limits: Limits;
   readonly logger: Logger;
   readonly credentials?: grpc.ServerCredentials;
   /** Told of every finished call (metrics). */
@@ -35,9 +37,6 @@ export interface RunningServer {
   shutdown(graceMs?: number): Promise<void>;
 }
 
-/** Room for the namespace, key and framing around the largest value. */
-const MESSAGE_OVERHEAD_BYTES = 64 * 1024;
-
 /** The status name health reports for the store service (the empty name means "the server"). */
 const SERVICE_NAMES = ["", KVStoreService.typeName];
 
@@ -49,10 +48,11 @@ function hostOf(listen: string): string {
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { logger } = options;
-  const messageLimit = options.maxValueBytes + MESSAGE_OVERHEAD_BYTES;
+  const messageLimit = messageLimitBytes(options.limits);
   const server = new grpc.Server({
     "grpc.max_receive_message_length": messageLimit,
     "grpc.max_send_message_length": messageLimit,
+    "grpc.max_concurrent_streams": options.limits.maxConcurrentStreams,
   });
   const observe: CallObserver = (method, error, seconds) => {
     options.observeCall?.(method, error, seconds);
@@ -60,7 +60,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (error.code === "internal") logger.error({ err: error.cause ?? error, method }, "request failed");
     else logger.debug({ method, code: error.code, msg: error.message }, "request rejected");
   };
-  const service = kvStoreService(options.store, { maxValueBytes: options.maxValueBytes });
+  const service = kvStoreService(options.store, options.limits);
   server.addService(grpcServiceDefinition(KVStoreService), grpcHandlers(KVStoreService, service, observe));
   if (options.admin !== undefined) {
     const admin = adminService(options.admin);

@@ -8,6 +8,7 @@ export type StoreErrorCode =
   | "failed-precondition"
   | "unavailable"
   | "deadline-exceeded"
+  | "cancelled"
   | "unauthenticated"
   | "permission-denied"
   | "internal";

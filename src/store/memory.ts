@@ -2,40 +2,51 @@
 //!
 //! ListPage order: newest-created first (an overwrite keeps a key's place).
 
+import { effectivePageSize } from "../limits.js";
 import { notFound } from "./errors.js";
-import { decodeSequenceToken, encodePageToken } from "./page-token.js";
+import { firstFailedCheck, isStale, stateAfterWrite, type StoredState } from "./mutation-rules.js";
+import { allKeysPage, allKeysStart, decodeSequenceToken, encodePageToken } from "./page-token.js";
 import {
   compareKeys,
-  effectivePageSize,
+  storeIdOf,
   VersionedReads,
+  type AllKeysPage,
   type AllKeysRequest,
+  type BackupLedger,
   type KVStore,
-  type KeyVersion,
-  type VersionedValue,
   type KeyRef,
+  type KeyVersion,
+  type ListOptions,
   type MutationOptions,
+  type MutationOutcome,
   type NamespaceRef,
   type Page,
   type PageRequest,
   type RemoveOptions,
+  type TxnRequest,
+  type TxnResult,
+  type VersionedValue,
 } from "./types.js";
-import { formatPath, validateKey, validateNamespace } from "./validate.js";
+import { formatPath, validateKey, validateNamespace, validateTxn } from "./validate.js";
 
-interface Entry {
+interface Entry extends StoredState {
   readonly key: string;
   /** Creation sequence: unique and increasing, kept across overwrites. */
   readonly seq: number;
   value: Uint8Array;
   version: bigint;
+  revision: bigint;
   live: boolean;
 }
 
-/** The keys of one namespace pair, by name and in creation order. */
+/** The keys of one namespace pair of one store, by name and in creation order. */
 class Namespace {
   readonly byKey = new Map<string, Entry>();
   /** Ascending `seq`; removed entries stay (live = false) until compaction. */
   private order: Entry[] = [];
   private dead = 0;
+
+  constructor(readonly ref: Required<NamespaceRef>) {}
 
   add(entry: Entry): void {
     this.byKey.set(entry.key, entry);
@@ -73,13 +84,21 @@ class Namespace {
   }
 }
 
+/** Identity of a namespace pair inside the maps (NUL never appears in a valid name). */
 function namespaceId(ns: NamespaceRef): string {
-  return `${ns.primaryNamespace}/${ns.secondaryNamespace}`;
+  return `${storeIdOf(ns)}\0${ns.primaryNamespace}\0${ns.secondaryNamespace}`;
 }
 
-export class MemoryStore extends VersionedReads implements KVStore {
+function keyId(ref: KeyRef): string {
+  return `${namespaceId(ref)}\0${ref.key}`;
+}
+
+export class MemoryStore extends VersionedReads implements KVStore, BackupLedger {
   private readonly namespaces = new Map<string, Namespace>();
+  /** Keys the backup tier owes, with the version recorded (see `BackupLedger`). */
+  private readonly owed = new Map<string, KeyVersion>();
   private nextSeq = 1;
+  private highest = 0n;
 
   private namespace(ns: NamespaceRef, create: true): Namespace;
   private namespace(ns: NamespaceRef, create: false): Namespace | undefined;
@@ -87,45 +106,87 @@ export class MemoryStore extends VersionedReads implements KVStore {
     const id = namespaceId(ns);
     let found = this.namespaces.get(id);
     if (found === undefined && create) {
-      found = new Namespace();
+      const ref = { storeId: storeIdOf(ns), primaryNamespace: ns.primaryNamespace, secondaryNamespace: ns.secondaryNamespace };
+      found = new Namespace(ref);
       this.namespaces.set(id, found);
     }
     return found;
   }
 
+  private entry(ref: KeyRef): Entry | undefined {
+    return this.namespace(ref, false)?.byKey.get(ref.key);
+  }
+
   async readVersioned(ref: KeyRef): Promise<VersionedValue> {
     validateKey(ref, "read");
-    const entry = this.namespace(ref, false)?.byKey.get(ref.key);
+    const entry = this.entry(ref);
     if (entry === undefined) throw notFound("read", formatPath(ref));
-    return { value: entry.value.slice(), version: entry.version };
+    return { value: entry.value.slice(), version: entry.version, revision: entry.revision };
   }
 
-  async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<void> {
+  async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "write");
-    const ns = this.namespace(ref, true);
-    const existing = ns.byKey.get(ref.key);
-    const version = options.version;
-    if (existing === undefined) {
-      ns.add({ key: ref.key, seq: this.nextSeq++, value: value.slice(), version: version ?? 0n, live: true });
-    } else if (version === undefined || version > existing.version) {
-      existing.value = value.slice();
-      if (version !== undefined) existing.version = version;
-    }
+    const outcome = this.applyWrite(ref, value, options);
+    this.recordOwed(ref, options);
+    return outcome;
   }
 
-  async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<void> {
+  async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "remove");
+    const outcome = this.applyRemove(ref, options.exact ? undefined : options.version);
+    this.recordOwed(ref, options);
+    return outcome;
+  }
+
+  private applyWrite(ref: KeyRef, value: Uint8Array, options: Pick<MutationOptions, "version" | "revision" | "exact">): MutationOutcome {
+    const existing = this.entry(ref);
+    if (isStale(existing, options)) return "stale";
+    const state = stateAfterWrite(existing, options);
+    if (state.version > this.highest) this.highest = state.version;
+    if (existing === undefined) {
+      this.namespace(ref, true).add({ key: ref.key, seq: this.nextSeq++, value: value.slice(), ...state, live: true });
+    } else {
+      existing.value = value.slice();
+      existing.version = state.version;
+      existing.revision = state.revision;
+    }
+    return "applied";
+  }
+
+  private applyRemove(ref: KeyRef, version: bigint | undefined): MutationOutcome {
     const ns = this.namespace(ref, false);
     const existing = ns?.byKey.get(ref.key);
-    if (ns === undefined || existing === undefined) return;
-    if (options.version !== undefined && options.version <= existing.version) return;
+    if (ns === undefined || existing === undefined) return "applied";
+    if (isStale(existing, { version })) return "stale";
+    if (version !== undefined && version > this.highest) this.highest = version;
     ns.delete(existing);
     if (ns.byKey.size === 0) this.namespaces.delete(namespaceId(ref));
+    return "applied";
   }
 
-  async list(nsRef: NamespaceRef): Promise<string[]> {
+  async txn(request: TxnRequest): Promise<TxnResult> {
+    validateTxn(request);
+    const failedCheck = firstFailedCheck(request.checks, (check) => this.entry(check));
+    if (failedCheck >= 0) return { succeeded: false, failedCheck };
+    const outcomes: MutationOutcome[] = [];
+    const revisions: bigint[] = [];
+    for (const operation of request.operations) {
+      if (operation.kind === "write") {
+        outcomes.push(this.applyWrite(operation, operation.value, { version: request.version, revision: operation.revision }));
+        revisions.push(this.entry(operation)?.revision ?? 0n);
+      } else {
+        outcomes.push(this.applyRemove(operation, request.version));
+        revisions.push(0n);
+      }
+      this.recordOwed(operation, { version: request.version, owedToBackup: request.owedToBackup });
+    }
+    return { succeeded: true, outcomes, revisions };
+  }
+
+  async list(nsRef: NamespaceRef, options: ListOptions = {}): Promise<string[]> {
     validateNamespace(nsRef, "list");
-    return [...(this.namespace(nsRef, false)?.byKey.keys() ?? [])];
+    const keys = this.namespace(nsRef, false)?.byKey.keys() ?? [];
+    return Array.from(keys).slice(0, options.limit);
   }
 
   async listPage(nsRef: NamespaceRef, page: PageRequest = {}): Promise<Page> {
@@ -141,16 +202,49 @@ export class MemoryStore extends VersionedReads implements KVStore {
     };
   }
 
-  async listAllKeys(request: AllKeysRequest = {}): Promise<KeyVersion[]> {
+  async listAllKeys(request: AllKeysRequest = {}): Promise<AllKeysPage> {
+    const start = allKeysStart(request);
+    const limit = effectivePageSize(request.limit);
     const all: KeyVersion[] = [];
-    for (const [id, ns] of this.namespaces) {
-      const [primaryNamespace, secondaryNamespace] = id.split("/") as [string, string];
+    for (const ns of this.namespaces.values()) {
+      if (!request.allStores && ns.ref.storeId !== start.storeId) continue;
       for (const entry of ns.byKey.values()) {
-        const key = { primaryNamespace, secondaryNamespace, key: entry.key, version: entry.version };
-        if (request.after === undefined || compareKeys(key, request.after) > 0) all.push(key);
+        const key = { ...ns.ref, key: entry.key, version: entry.version, revision: entry.revision };
+        if (compareKeys(key, start) > 0) all.push(key);
       }
     }
-    return all.sort(compareKeys).slice(0, effectivePageSize(request.limit));
+    return allKeysPage(all.sort(compareKeys).slice(0, limit + 1), limit);
+  }
+
+  private recordOwed(ref: KeyRef, options: Pick<MutationOptions, "version" | "owedToBackup">): void {
+    if (!options.owedToBackup) return;
+    const id = keyId(ref);
+    const version = options.version ?? 0n;
+    const known = this.owed.get(id);
+    if (known !== undefined && known.version >= version) return;
+    const { primaryNamespace, secondaryNamespace, key } = ref;
+    this.owed.set(id, { storeId: storeIdOf(ref), primaryNamespace, secondaryNamespace, key, version, revision: 0n });
+  }
+
+  async settleOwed(ref: KeyRef, version: bigint): Promise<void> {
+    const id = keyId(ref);
+    const known = this.owed.get(id);
+    if (known !== undefined && known.version <= version) this.owed.delete(id);
+  }
+
+  async listOwed(limit: number, after?: KeyRef): Promise<KeyVersion[]> {
+    return [...this.owed.values()]
+      .filter((key) => after === undefined || compareKeys(key, after) > 0)
+      .sort(compareKeys)
+      .slice(0, limit);
+  }
+
+  async countOwed(): Promise<number> {
+    return this.owed.size;
+  }
+
+  async highestVersion(): Promise<bigint> {
+    return this.highest;
   }
 
   async close(): Promise<void> {

@@ -3,14 +3,14 @@
 import { createHash } from "node:crypto";
 import { invalidArgument } from "./errors.js";
 import { formatPath } from "./validate.js";
-import type { KeyRef, NamespaceRef } from "./types.js";
+import { storeIdOf, type AllKeysPage, type AllKeysRequest, type KeyRef, type KeyVersion, type NamespaceRef } from "./types.js";
 
 const TOKEN_FORMAT = 1;
 
 interface TokenBody {
   /** Format version, so a later format can still read (or clearly reject) this one. */
   f: number;
-  /** Fingerprint of the namespace pair: a token is rejected in any other pair. */
+  /** Fingerprint of the store and namespace pair: a token is rejected in any other. */
   n: string;
   /** The backend's position: the last key returned (creation sequence or key, as a string). */
   p: string;
@@ -18,7 +18,7 @@ interface TokenBody {
 
 function fingerprint(ns: NamespaceRef): string {
   return createHash("sha256")
-    .update(`${ns.primaryNamespace}\0${ns.secondaryNamespace}`)
+    .update(`${storeIdOf(ns)}\0${ns.primaryNamespace}\0${ns.secondaryNamespace}`)
     .digest("base64url")
     .slice(0, 11);
 }
@@ -56,15 +56,17 @@ export function decodeSequenceToken(ns: NamespaceRef, token: string): number {
   return Number(position);
 }
 
-/** The token of a `ListAllKeys` page: the last key returned, across all namespaces. */
+/** Format of `ListAllKeys` tokens (2: the store id joined the cursor). */
+const CURSOR_FORMAT = 2;
+
+/** The token of a `ListAllKeys` page: the last key returned, across all namespaces (and stores). */
 export function encodeKeyCursor(after: KeyRef): string {
-  return Buffer.from(JSON.stringify([TOKEN_FORMAT, after.primaryNamespace, after.secondaryNamespace, after.key])).toString(
-    "base64url",
-  );
+  const parts = [CURSOR_FORMAT, storeIdOf(after), after.primaryNamespace, after.secondaryNamespace, after.key];
+  return Buffer.from(JSON.stringify(parts)).toString("base64url");
 }
 
 /** The key a `ListAllKeys` token points after; throws `invalid-argument` when malformed. */
-export function decodeKeyCursor(token: string): KeyRef {
+export function decodeKeyCursor(token: string): KeyRef & { storeId: string } {
   let parts: unknown;
   try {
     parts = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
@@ -73,11 +75,35 @@ export function decodeKeyCursor(token: string): KeyRef {
   }
   if (
     !Array.isArray(parts) ||
-    parts.length !== 4 ||
-    parts[0] !== TOKEN_FORMAT ||
+    parts.length !== 5 ||
+    parts[0] !== CURSOR_FORMAT ||
     !parts.slice(1).every((part) => typeof part === "string")
   ) {
     throw invalidArgument("Failed to list all keys: malformed page_token");
   }
-  return { primaryNamespace: parts[1] as string, secondaryNamespace: parts[2] as string, key: parts[3] as string };
+  const [, storeId, primaryNamespace, secondaryNamespace, key] = parts as [number, string, string, string, string];
+  return { storeId, primaryNamespace, secondaryNamespace, key };
+}
+
+/**
+ * Where a `listAllKeys` page starts: after the token's key, or at the first key (of the request's
+ * store, or of all stores). Throws `invalid-argument` for a token of another store.
+ */
+export function allKeysStart(request: AllKeysRequest): KeyRef & { storeId: string } {
+  const storeId = storeIdOf(request);
+  if (!request.pageToken) {
+    return { storeId: request.allStores ? "" : storeId, primaryNamespace: "", secondaryNamespace: "", key: "" };
+  }
+  const after = decodeKeyCursor(request.pageToken);
+  if (!request.allStores && after.storeId !== storeId) {
+    throw invalidArgument("Failed to list all keys: page_token belongs to another store");
+  }
+  return after;
+}
+
+/** A `listAllKeys` page from up to `limit + 1` rows: the extra row only says that more follow. */
+export function allKeysPage(rows: KeyVersion[], limit: number): AllKeysPage {
+  if (rows.length <= limit) return { keys: rows, nextPageToken: "" };
+  const keys = rows.slice(0, limit);
+  return { keys, nextPageToken: encodeKeyCursor(keys.at(-1)!) };
 }

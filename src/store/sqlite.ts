@@ -1,40 +1,52 @@
 //! The SQLite backend (better-sqlite3): the embedded default for durable tiers.
 //!
 //! One table keyed by (store_id, primary_namespace, secondary_namespace, key) holding the value,
-//! its creation sequence and the version that wrote it. WAL with synchronous=FULL: a write is
-//! on disk (WAL fsynced) before its promise resolves. ListPage order: newest-created first.
+//! its creation sequence, the version that wrote it and its revision; a second table records keys
+//! the backup tier owes (`BackupLedger`). WAL with synchronous=FULL: a write is on disk (WAL
+//! fsynced) before its promise resolves. ListPage order: newest-created first.
 //!
 //! Group commit: mutations that arrive in the same turn of the event loop share one transaction
-//! and so one fsync; none resolves before that commit. Under concurrent load this turns N fsyncs
-//! into one without weakening durability.
+//! and so one fsync; none resolves before that commit. A commit takes a bounded batch (by count
+//! and bytes), so it never holds the event loop for long; the rest wait for the next turn.
 
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import { notFound, StoreError } from "./errors.js";
-import { decodeSequenceToken, encodePageToken } from "./page-token.js";
 import {
   effectivePageSize,
+  GROUP_COMMIT_MAX_BYTES,
+  GROUP_COMMIT_MAX_MUTATIONS,
+  SQLITE_BUSY_TIMEOUT_MS,
+} from "../limits.js";
+import { notFound, StoreError } from "./errors.js";
+import { firstFailedCheck, isStale, stateAfterWrite, type StoredState } from "./mutation-rules.js";
+import { allKeysPage, allKeysStart, decodeSequenceToken, encodePageToken } from "./page-token.js";
+import {
+  storeIdOf,
   VersionedReads,
+  type AllKeysPage,
   type AllKeysRequest,
+  type BackupLedger,
   type KVStore,
-  type KeyVersion,
-  type VersionedValue,
   type KeyRef,
+  type KeyVersion,
+  type ListOptions,
   type MutationOptions,
+  type MutationOutcome,
   type NamespaceRef,
   type Page,
   type PageRequest,
   type RemoveOptions,
+  type TxnRequest,
+  type TxnResult,
+  type VersionedValue,
 } from "./types.js";
-import { formatPath, validateKey, validateNamespace } from "./validate.js";
+import { formatPath, validateKey, validateNamespace, validateTxn } from "./validate.js";
 
 /** `PRAGMA user_version` of the current schema; `migrate` upgrades anything older. */
-export const SQLITE_SCHEMA_VERSION = 1;
+export const SQLITE_SCHEMA_VERSION = 2;
 
 export interface SqliteStoreOptions {
-  /** The tenant whose keys this store sees (SPEC §5); `default` until tenants arrive. */
-  readonly storeId?: string;
   /** `FULL` (default) fsyncs every commit; `NORMAL` may lose the last commits on power loss. */
   readonly synchronous?: "FULL" | "NORMAL";
 }
@@ -52,14 +64,50 @@ const MIGRATIONS: readonly string[] = [
      UNIQUE (store_id, primary_namespace, secondary_namespace, key)
    );
    CREATE INDEX kv_by_creation ON kv (store_id, primary_namespace, secondary_namespace, seq);`,
+  // 1 → 2: revisions, and the backup ledger in a table of its own (version 1 kept owed keys as
+  // empty values under a reserved store id, for the default tenant).
+  `ALTER TABLE kv ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+   CREATE TABLE owed (
+     store_id TEXT NOT NULL,
+     primary_namespace TEXT NOT NULL,
+     secondary_namespace TEXT NOT NULL,
+     key TEXT NOT NULL,
+     version INTEGER NOT NULL,
+     PRIMARY KEY (store_id, primary_namespace, secondary_namespace, key)
+   ) WITHOUT ROWID;
+   INSERT INTO owed SELECT 'default', primary_namespace, secondary_namespace, key, 0
+     FROM kv WHERE store_id = '_tierkv_owed_to_backup';
+   DELETE FROM kv WHERE store_id = '_tierkv_owed_to_backup';
+   CREATE TABLE clock (id INTEGER PRIMARY KEY CHECK (id = 0), highest_version INTEGER NOT NULL);
+   INSERT INTO clock VALUES (0, (SELECT coalesce(max(version), 0) FROM kv));`,
 ];
 
-function migrate(db: Database.Database, path: string): void {
+/** What a caller may learn of a SQLite failure: the kind, never SQL text or a file path. */
+export function sqliteStoreError(error: unknown): StoreError {
+  if (error instanceof StoreError) return error;
+  if (error instanceof Database.SqliteError) {
+    const code = error.code;
+    if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
+      return new StoreError("unavailable", "the database is busy; retry", { cause: error });
+    }
+    if (code.startsWith("SQLITE_FULL")) return new StoreError("resource-exhausted", "the database's disk is full", { cause: error });
+    if (code.startsWith("SQLITE_IOERR") || code.startsWith("SQLITE_READONLY") || code.startsWith("SQLITE_CANTOPEN")) {
+      return new StoreError("unavailable", "the database could not be written (I/O error)", { cause: error });
+    }
+    return new StoreError("internal", "internal error", { cause: error });
+  }
+  if (error instanceof TypeError && /database connection is not open/.test(error.message)) {
+    return new StoreError("unavailable", "the store is closed", { cause: error });
+  }
+  return StoreError.from(error);
+}
+
+function migrate(db: Database.Database): void {
   const current = db.pragma("user_version", { simple: true }) as number;
   if (current > MIGRATIONS.length) {
     throw new StoreError(
       "internal",
-      `${path} has schema version ${current}, newer than this tierkv understands (${MIGRATIONS.length})`,
+      `the database has schema version ${current}, newer than this tierkv understands (${MIGRATIONS.length})`,
     );
   }
   db.transaction(() => {
@@ -79,27 +127,114 @@ interface KeyParams extends NamespaceParams {
 }
 
 interface DbKeyVersion {
+  store_id: string;
   primary_namespace: string;
   secondary_namespace: string;
   key: string;
   version: bigint;
+  revision: bigint;
 }
 
 /** A mutation waiting for the next group commit. */
 interface PendingMutation {
-  readonly apply: () => void;
-  readonly resolve: () => void;
+  readonly bytes: number;
+  readonly apply: () => unknown;
+  readonly resolve: (result: unknown) => void;
   readonly reject: (error: unknown) => void;
 }
 
-export class SqliteStore extends VersionedReads implements KVStore {
+function toKeyVersion(row: DbKeyVersion): KeyVersion {
+  return {
+    storeId: row.store_id,
+    primaryNamespace: row.primary_namespace,
+    secondaryNamespace: row.secondary_namespace,
+    key: row.key,
+    version: row.version,
+    revision: row.revision,
+  };
+}
+
+function namespaceParams(ns: NamespaceRef): NamespaceParams {
+  return { storeId: storeIdOf(ns), pn: ns.primaryNamespace, sn: ns.secondaryNamespace };
+}
+
+function keyParams(ref: KeyRef): KeyParams {
+  return { ...namespaceParams(ref), key: ref.key };
+}
+
+const FIRST_KEY: KeyParams = { storeId: "", pn: "", sn: "", key: "" };
+
+function prepareStatements(db: Database.Database) {
+  const where = "store_id = @storeId AND primary_namespace = @pn AND secondary_namespace = @sn";
+  const allKeysColumns = "store_id, primary_namespace, secondary_namespace, key, version, revision";
+  // Versions can exceed 2^53: integers are read as bigint where they appear.
+  return {
+    read: db
+      .prepare<[KeyParams], { value: Buffer; version: bigint; revision: bigint }>(
+        `SELECT value, version, revision FROM kv WHERE ${where} AND key = @key`,
+      )
+      .safeIntegers(true),
+    state: db
+      .prepare<[KeyParams], StoredState>(`SELECT version, revision FROM kv WHERE ${where} AND key = @key`)
+      .safeIntegers(true),
+    upsert: db.prepare<[KeyParams & StoredState & { value: Uint8Array }]>(
+      `INSERT INTO kv (store_id, primary_namespace, secondary_namespace, key, value, version, revision)
+       VALUES (@storeId, @pn, @sn, @key, @value, @version, @revision)
+       ON CONFLICT (store_id, primary_namespace, secondary_namespace, key) DO UPDATE
+         SET value = excluded.value, version = excluded.version, revision = excluded.revision`,
+    ),
+    remove: db.prepare<[KeyParams]>(`DELETE FROM kv WHERE ${where} AND key = @key`),
+    list: db.prepare<[NamespaceParams & { limit: number }], string>(`SELECT key FROM kv WHERE ${where} LIMIT @limit`).pluck(),
+    page: db.prepare<[NamespaceParams & { before: number; limit: number }], { key: string; seq: number }>(
+      `SELECT key, seq FROM kv WHERE ${where} AND seq < @before ORDER BY seq DESC LIMIT @limit`,
+    ),
+    allKeysOfStore: db
+      .prepare<[KeyParams & { limit: number }], DbKeyVersion>(
+        `SELECT ${allKeysColumns} FROM kv
+         WHERE store_id = @storeId AND (primary_namespace, secondary_namespace, key) > (@pn, @sn, @key)
+         ORDER BY primary_namespace, secondary_namespace, key LIMIT @limit`,
+      )
+      .safeIntegers(true),
+    allKeysOfAllStores: db
+      .prepare<[KeyParams & { limit: number }], DbKeyVersion>(
+        `SELECT ${allKeysColumns} FROM kv
+         WHERE (store_id, primary_namespace, secondary_namespace, key) > (@storeId, @pn, @sn, @key)
+         ORDER BY store_id, primary_namespace, secondary_namespace, key LIMIT @limit`,
+      )
+      .safeIntegers(true),
+    recordOwed: db.prepare<[KeyParams & { version: bigint }]>(
+      `INSERT INTO owed (store_id, primary_namespace, secondary_namespace, key, version)
+       VALUES (@storeId, @pn, @sn, @key, @version)
+       ON CONFLICT DO UPDATE SET version = max(owed.version, excluded.version)`,
+    ),
+    settleOwed: db.prepare<[KeyParams & { version: bigint }]>(
+      `DELETE FROM owed WHERE ${where} AND key = @key AND version <= @version`,
+    ),
+    listOwed: db
+      .prepare<[KeyParams & { limit: number }], DbKeyVersion>(
+        `SELECT store_id, primary_namespace, secondary_namespace, key, version, 0 AS revision FROM owed
+         WHERE (store_id, primary_namespace, secondary_namespace, key) > (@storeId, @pn, @sn, @key)
+         ORDER BY store_id, primary_namespace, secondary_namespace, key LIMIT @limit`,
+      )
+      .safeIntegers(true),
+    countOwed: db.prepare<[], number>(`SELECT count(*) FROM owed`).pluck(),
+    // The clock's high-water mark: raised once per commit, read once on open.
+    raiseHighest: db.prepare<[{ version: bigint }]>(
+      `UPDATE clock SET highest_version = @version WHERE highest_version < @version`,
+    ),
+    highest: db.prepare<[], bigint>(`SELECT highest_version FROM clock`).pluck().safeIntegers(true),
+  };
+}
+
+export class SqliteStore extends VersionedReads implements KVStore, BackupLedger {
   private readonly db: Database.Database;
-  private readonly storeId: string;
-  private readonly stmt;
+  private readonly stmt: ReturnType<typeof prepareStatements>;
   private pending: PendingMutation[] = [];
   private commitScheduled = false;
+  /** Highest version the transaction being built applies (raises the clock row once per commit). */
+  private batchHighest = 0n;
   /** Applies a batch in one transaction (made once: better-sqlite3 wraps it in BEGIN/COMMIT). */
-  private readonly applyAll: (batch: readonly PendingMutation[]) => void;
+  private readonly applyAll: (batch: readonly PendingMutation[]) => unknown[];
 
   /** Opens (creating file, directory and schema when missing) the database at `path`. */
   constructor(path: string, options: SqliteStoreOptions = {}) {
@@ -108,116 +243,156 @@ export class SqliteStore extends VersionedReads implements KVStore {
     this.db = new Database(path);
     this.db.pragma("journal_mode = WAL");
     this.db.pragma(`synchronous = ${options.synchronous ?? "FULL"}`);
-    this.db.pragma("busy_timeout = 5000");
+    // A busy wait blocks the whole event loop: keep it short and report `unavailable` instead.
+    this.db.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
     // Reads through a memory map skip a read() per page; a 64 MiB page cache keeps the index and
     // hot rows; checkpoints every ~16 MiB of WAL (not 4) cut the copy-back and its fsync fourfold.
     // None of these affects durability: commits still fsync the WAL.
     this.db.pragma("mmap_size = 268435456");
     this.db.pragma("cache_size = -65536");
     this.db.pragma("wal_autocheckpoint = 4000");
-    migrate(this.db, path);
-    this.storeId = options.storeId ?? "default";
+    migrate(this.db);
     this.applyAll = this.db.transaction((batch: readonly PendingMutation[]) => {
-      for (const mutation of batch) mutation.apply();
+      this.batchHighest = 0n;
+      const results = batch.map((mutation) => mutation.apply());
+      if (this.batchHighest > 0n) this.stmt.raiseHighest.run({ version: this.batchHighest });
+      return results;
     });
-    const where = "store_id = @storeId AND primary_namespace = @pn AND secondary_namespace = @sn";
-    this.stmt = {
-      // Versions can exceed 2^53: read integers as bigint.
-      read: this.db
-        .prepare<[KeyParams], { value: Buffer; version: bigint }>(`SELECT value, version FROM kv WHERE ${where} AND key = @key`)
-        .safeIntegers(true),
-      // A versioned write (version > 0) replaces only an older version; version 0 always applies
-      // and keeps the stored version.
-      write: this.db.prepare<[KeyParams & { value: Uint8Array; version: bigint }]>(
-        `INSERT INTO kv (store_id, primary_namespace, secondary_namespace, key, value, version)
-         VALUES (@storeId, @pn, @sn, @key, @value, @version)
-         ON CONFLICT (store_id, primary_namespace, secondary_namespace, key) DO UPDATE
-           SET value = excluded.value, version = max(kv.version, excluded.version)
-           WHERE @version = 0 OR excluded.version > kv.version`,
-      ),
-      remove: this.db.prepare<[KeyParams & { version: bigint }]>(
-        `DELETE FROM kv WHERE ${where} AND key = @key AND (@version = 0 OR version < @version)`,
-      ),
-      list: this.db.prepare<[NamespaceParams], string>(`SELECT key FROM kv WHERE ${where}`).pluck(),
-      allKeys: this.db
-        .prepare<[KeyParams & { limit: number }], DbKeyVersion>(
-          `SELECT primary_namespace, secondary_namespace, key, version FROM kv
-           WHERE store_id = @storeId AND (primary_namespace, secondary_namespace, key) > (@pn, @sn, @key)
-           ORDER BY primary_namespace, secondary_namespace, key LIMIT @limit`,
-        )
-        .safeIntegers(true),
-      page: this.db.prepare<[NamespaceParams & { before: number; limit: number }], { key: string; seq: number }>(
-        `SELECT key, seq FROM kv WHERE ${where} AND seq < @before ORDER BY seq DESC LIMIT @limit`,
-      ),
-    };
+    this.stmt = prepareStatements(this.db);
   }
 
-  private namespaceParams(ns: NamespaceRef): NamespaceParams {
-    return { storeId: this.storeId, pn: ns.primaryNamespace, sn: ns.secondaryNamespace };
-  }
-
-  private keyParams(ref: KeyRef): KeyParams {
-    return { ...this.namespaceParams(ref), key: ref.key };
+  /** Runs a read, turning SQLite's errors into ones a caller may see. */
+  private guarded<T>(read: () => T): T {
+    try {
+      return read();
+    } catch (error) {
+      throw sqliteStoreError(error);
+    }
   }
 
   async readVersioned(ref: KeyRef): Promise<VersionedValue> {
     validateKey(ref, "read");
-    const row = this.stmt.read.get(this.keyParams(ref));
+    const row = this.guarded(() => this.stmt.read.get(keyParams(ref)));
     if (row === undefined) throw notFound("read", formatPath(ref));
     return row;
   }
 
-  async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<void> {
+  async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "write");
-    const params = { ...this.keyParams(ref), value, version: options.version ?? 0n };
-    return this.enqueue(() => this.stmt.write.run(params));
-  }
-
-  async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<void> {
-    validateKey(ref, "remove");
-    // A lazy remove rides the same group commit: it costs no fsync of its own, so there is
-    // nothing to gain from deferring it further.
-    const params = { ...this.keyParams(ref), version: options.version ?? 0n };
-    return this.enqueue(() => this.stmt.remove.run(params));
-  }
-
-  /** Queues `apply` for the next group commit; resolves once it is committed (fsynced). */
-  private enqueue(apply: () => void): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.pending.push({ apply, resolve, reject });
-      if (!this.commitScheduled) {
-        this.commitScheduled = true;
-        // After the current I/O phase: every request already read from the sockets joins in.
-        setImmediate(() => this.commit());
-      }
+    return this.enqueue(value.byteLength, () => {
+      const outcome = this.applyWrite(ref, value, options);
+      this.recordOwed(ref, options);
+      return outcome;
     });
   }
 
+  async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
+    validateKey(ref, "remove");
+    // A lazy remove rides the same group commit: it costs no fsync of its own, so there is
+    // nothing to gain from deferring it further.
+    return this.enqueue(0, () => {
+      const outcome = this.applyRemove(ref, options.exact ? undefined : options.version);
+      this.recordOwed(ref, options);
+      return outcome;
+    });
+  }
+
+  async txn(request: TxnRequest): Promise<TxnResult> {
+    validateTxn(request);
+    const bytes = request.operations.reduce((sum, op) => sum + (op.kind === "write" ? op.value.byteLength : 0), 0);
+    return this.enqueue(bytes, (): TxnResult => {
+      const failedCheck = firstFailedCheck(request.checks, (check) => this.stmt.state.get(keyParams(check)));
+      if (failedCheck >= 0) return { succeeded: false, failedCheck };
+      const outcomes: MutationOutcome[] = [];
+      const revisions: bigint[] = [];
+      for (const operation of request.operations) {
+        if (operation.kind === "write") {
+          outcomes.push(this.applyWrite(operation, operation.value, { version: request.version, revision: operation.revision }));
+          revisions.push(this.stmt.state.get(keyParams(operation))?.revision ?? 0n);
+        } else {
+          outcomes.push(this.applyRemove(operation, request.version));
+          revisions.push(0n);
+        }
+        this.recordOwed(operation, { version: request.version, owedToBackup: request.owedToBackup });
+      }
+      return { succeeded: true, outcomes, revisions };
+    });
+  }
+
+  private applyWrite(ref: KeyRef, value: Uint8Array, options: Pick<MutationOptions, "version" | "revision" | "exact">): MutationOutcome {
+    const params = keyParams(ref);
+    const stored = this.stmt.state.get(params);
+    if (isStale(stored, options)) return "stale";
+    this.stmt.upsert.run({ ...params, value, ...stateAfterWrite(stored, options) });
+    this.raiseHighest(options.version);
+    return "applied";
+  }
+
+  private applyRemove(ref: KeyRef, version: bigint | undefined): MutationOutcome {
+    const params = keyParams(ref);
+    if (isStale(this.stmt.state.get(params), { version })) return "stale";
+    this.stmt.remove.run(params);
+    this.raiseHighest(version);
+    return "applied";
+  }
+
+  private raiseHighest(version: bigint | undefined): void {
+    if (version !== undefined && version > this.batchHighest) this.batchHighest = version;
+  }
+
+  private recordOwed(ref: KeyRef, options: Pick<MutationOptions, "version" | "owedToBackup">): void {
+    if (options.owedToBackup) this.stmt.recordOwed.run({ ...keyParams(ref), version: options.version ?? 0n });
+  }
+
+  /** Queues `apply` for the next group commit; resolves with its result once committed (fsynced). */
+  private enqueue<T>(bytes: number, apply: () => T): Promise<T> {
+    if (!this.db.open) return Promise.reject(new StoreError("unavailable", "the store is closed"));
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ bytes, apply, resolve: resolve as (result: unknown) => void, reject });
+      this.scheduleCommit();
+    });
+  }
+
+  private scheduleCommit(): void {
+    if (this.commitScheduled) return;
+    this.commitScheduled = true;
+    // After the current I/O phase: every request already read from the sockets joins in.
+    setImmediate(() => this.commit());
+  }
+
+  /** Commits the next bounded batch of pending mutations; schedules another commit for the rest. */
   private commit(): void {
     this.commitScheduled = false;
-    const batch = this.pending;
-    this.pending = [];
+    let count = 0;
+    let bytes = 0;
+    while (count < this.pending.length && count < GROUP_COMMIT_MAX_MUTATIONS) {
+      if (count > 0 && bytes + this.pending[count]!.bytes > GROUP_COMMIT_MAX_BYTES) break;
+      bytes += this.pending[count]!.bytes;
+      count++;
+    }
+    const batch = this.pending.splice(0, count);
+    if (this.pending.length > 0) this.scheduleCommit();
     if (batch.length === 0) return;
+    let results: unknown[];
     try {
-      this.applyAll(batch);
+      results = this.applyAll(batch);
     } catch {
       // One bad mutation must not fail its neighbours: commit each alone to find it.
       for (const mutation of batch) {
         try {
-          this.applyAll([mutation]);
-          mutation.resolve();
+          mutation.resolve(this.applyAll([mutation])[0]);
         } catch (error) {
-          mutation.reject(new StoreError("unavailable", `sqlite commit failed: ${(error as Error).message}`, { cause: error }));
+          mutation.reject(sqliteStoreError(error));
         }
       }
       return;
     }
-    for (const mutation of batch) mutation.resolve();
+    batch.forEach((mutation, i) => mutation.resolve(results[i]));
   }
 
-  async list(ns: NamespaceRef): Promise<string[]> {
+  async list(ns: NamespaceRef, options: ListOptions = {}): Promise<string[]> {
     validateNamespace(ns, "list");
-    return this.stmt.list.all(this.namespaceParams(ns));
+    return this.guarded(() => this.stmt.list.all({ ...namespaceParams(ns), limit: options.limit ?? -1 }));
   }
 
   async listPage(ns: NamespaceRef, page: PageRequest = {}): Promise<Page> {
@@ -225,7 +400,7 @@ export class SqliteStore extends VersionedReads implements KVStore {
     const before = page.pageToken ? decodeSequenceToken(ns, page.pageToken) : Number.MAX_SAFE_INTEGER;
     const size = effectivePageSize(page.pageSize);
     // One extra row tells whether another page follows, so the last page has an empty token.
-    const rows = this.stmt.page.all({ ...this.namespaceParams(ns), before, limit: size + 1 });
+    const rows = this.guarded(() => this.stmt.page.all({ ...namespaceParams(ns), before, limit: size + 1 }));
     const more = rows.length > size;
     if (more) rows.pop();
     const last = rows.at(-1);
@@ -235,20 +410,33 @@ export class SqliteStore extends VersionedReads implements KVStore {
     };
   }
 
-  async listAllKeys(request: AllKeysRequest = {}): Promise<KeyVersion[]> {
-    const after = request.after ?? { primaryNamespace: "", secondaryNamespace: "", key: "" };
-    const rows = this.stmt.allKeys.all({ ...this.keyParams(after), limit: effectivePageSize(request.limit) });
-    return rows.map((row) => ({
-      primaryNamespace: row.primary_namespace,
-      secondaryNamespace: row.secondary_namespace,
-      key: row.key,
-      version: row.version,
-    }));
+  async listAllKeys(request: AllKeysRequest = {}): Promise<AllKeysPage> {
+    const limit = effectivePageSize(request.limit);
+    const after = { ...keyParams(allKeysStart(request)), limit: limit + 1 };
+    const statement = request.allStores ? this.stmt.allKeysOfAllStores : this.stmt.allKeysOfStore;
+    return allKeysPage(this.guarded(() => statement.all(after)).map(toKeyVersion), limit);
+  }
+
+  async settleOwed(ref: KeyRef, version: bigint): Promise<void> {
+    await this.enqueue(0, () => this.stmt.settleOwed.run({ ...keyParams(ref), version }));
+  }
+
+  async listOwed(limit: number, after?: KeyRef): Promise<KeyVersion[]> {
+    const from = after === undefined ? FIRST_KEY : keyParams(after);
+    return this.guarded(() => this.stmt.listOwed.all({ ...from, limit })).map(toKeyVersion);
+  }
+
+  async countOwed(): Promise<number> {
+    return this.guarded(() => this.stmt.countOwed.get() ?? 0);
+  }
+
+  async highestVersion(): Promise<bigint> {
+    return this.guarded(() => this.stmt.highest.get() ?? 0n);
   }
 
   async close(): Promise<void> {
     // Mutations already accepted are committed, not dropped.
-    this.commit();
+    while (this.pending.length > 0) this.commit();
     if (this.db.open) this.db.close();
   }
 }

@@ -1,8 +1,16 @@
-//! The KVStore contract (SPEC §1–§2): the one interface every backend, the tiered store and the
-//! client implement.
+//! The KVStore contract (docs/contract.md §1–§3): the one interface every backend, the tiered
+//! store and the client implement.
 
-/** A namespace pair. `("", "")` is the root namespace. Field names match the wire messages. */
+/** The store (tenant) a reference belongs to when it names none. */
+export const DEFAULT_STORE_ID = "default";
+
+/**
+ * A namespace pair inside one store (tenant). `("", "")` is the root namespace. Field names match
+ * the wire messages. `storeId` absent means `DEFAULT_STORE_ID`; the server always sets it from the
+ * caller's identity, so one tenant can never name another's keys.
+ */
 export interface NamespaceRef {
+  readonly storeId?: string;
   readonly primaryNamespace: string;
   readonly secondaryNamespace: string;
 }
@@ -16,20 +24,49 @@ export interface KeyRef extends NamespaceRef {
 export interface CallOptions {
   /** Absolute deadline in ms since the epoch; work (including retries) stops there. */
   readonly deadline?: number;
+  /** Fires when the caller went away: waits end early, nothing new starts. */
+  readonly signal?: AbortSignal;
 }
 
 /** Options of a mutation (write or remove). */
 export interface MutationOptions extends CallOptions {
   /**
-   * The mutation's version (SPEC §3). A backend that stores versions applies the mutation only
-   * when it is higher than the stored one; undefined means "apply unconditionally".
+   * The mutation's version (contract §3). A backend that stores versions applies the mutation
+   * only when it is higher than the stored one; undefined means "apply unconditionally".
    */
   readonly version?: bigint;
+  /**
+   * Mirroring and migration only: store exactly this revision instead of counting on from the
+   * stored one (contract §3, revisions). Ignored by removes.
+   */
+  readonly revision?: bigint;
+  /**
+   * Repair and migration only: store exactly this `version` and `revision` (0n when absent),
+   * whatever is stored; never stale. Needs the `replicate` role over the wire.
+   */
+  readonly exact?: boolean;
+  /**
+   * Record, in the same commit as the mutation, that the backup tier does not have it yet
+   * (`BackupLedger`). Only the tiered store sets it, and only on a primary that is a ledger.
+   */
+  readonly owedToBackup?: boolean;
 }
 
 export interface RemoveOptions extends MutationOptions {
-  /** LDK's lazy remove: the store may defer the deletion (see SPEC §2). */
+  /** LDK's lazy remove: the store may defer the deletion (contract §2). */
   readonly lazy?: boolean;
+}
+
+/**
+ * What a mutation did. `stale`: a mutation with a higher version had already been applied, so
+ * this one was acknowledged without changing anything (contract §3). Removing an absent key is
+ * `applied`.
+ */
+export type MutationOutcome = "applied" | "stale";
+
+export interface ListOptions extends CallOptions {
+  /** At most this many keys (callers that refuse larger namespaces ask for one more than they allow). */
+  readonly limit?: number;
 }
 
 export interface PageRequest extends CallOptions {
@@ -45,26 +82,77 @@ export interface Page {
   readonly nextPageToken: string;
 }
 
-/** A value with the version of the mutation that wrote it (0n when the store does not know). */
+/**
+ * A value with the version of the mutation that wrote it (0n when the store does not know) and
+ * its revision: 1 when the key was created, +1 on every write since (0n when unknown).
+ */
 export interface VersionedValue {
   readonly value: Uint8Array;
   readonly version: bigint;
+  readonly revision: bigint;
 }
 
-/** A key's address with the version of the mutation that wrote its value. */
+/** A key's address (its store always named) with its version and revision. */
 export interface KeyVersion extends KeyRef {
+  readonly storeId: string;
   readonly version: bigint;
+  readonly revision: bigint;
 }
 
 export interface AllKeysRequest extends CallOptions {
-  /** Start after this key (exclusive); from the first key when absent. */
-  readonly after?: KeyRef;
+  /**
+   * Whose keys: one store id (`DEFAULT_STORE_ID` when absent), or every store's when `allStores`
+   * (repair, migration, replication), ordered by store id first.
+   */
+  readonly storeId?: string;
+  readonly allStores?: boolean;
+  /** The previous page's `nextPageToken`; undefined or "" for the first page. */
+  readonly pageToken?: string;
   /** Largest number of keys to return; the store's default page size when absent. */
   readonly limit?: number;
 }
 
+export interface AllKeysPage {
+  readonly keys: KeyVersion[];
+  /** Opaque; empty when this was the last page. */
+  readonly nextPageToken: string;
+}
+
+/** A condition of an atomic batch on one key's current state. */
+export interface TxnCheck extends KeyRef {
+  /** `absent`: the key must not exist; `present`: it must; a bigint: its revision must equal it. */
+  readonly expect: "absent" | "present" | bigint;
+}
+
+/** One write or remove of an atomic batch. */
+export type TxnOperation =
+  | (KeyRef & { readonly kind: "write"; readonly value: Uint8Array; readonly revision?: bigint })
+  | (KeyRef & { readonly kind: "remove" });
+
+export interface TxnRequest extends CallOptions {
+  readonly checks: readonly TxnCheck[];
+  readonly operations: readonly TxnOperation[];
+  /**
+   * Version of every operation of the batch; an operation whose key stores a version at or above
+   * it is skipped (stale), as a single mutation would be. Undefined: apply unconditionally.
+   */
+  readonly version?: bigint;
+  /** As `MutationOptions.owedToBackup`, for every key of the batch. */
+  readonly owedToBackup?: boolean;
+}
+
 /**
- * LDK's KVStore (plus PaginatedKVStore and MigratableKVStore) as an async interface.
+ * `succeeded`: every check held and the operations were applied together (their outcomes and the
+ * revision each write stored, 0n for removes, in request order). Otherwise nothing changed and
+ * `failedCheck` is the index of the first check that did not hold.
+ */
+export type TxnResult =
+  | { readonly succeeded: true; readonly outcomes: readonly MutationOutcome[]; readonly revisions: readonly bigint[] }
+  | { readonly succeeded: false; readonly failedCheck: number };
+
+/**
+ * LDK's KVStore (plus PaginatedKVStore and MigratableKVStore) as an async interface, with an
+ * atomic conditional batch (`txn`).
  *
  * Errors are thrown as `StoreError`: `not-found` from `read`, `invalid-argument` for bad names or
  * page tokens, `unavailable` when a backing service cannot be reached.
@@ -72,39 +160,61 @@ export interface AllKeysRequest extends CallOptions {
 export interface KVStore {
   /** The current value; throws `not-found` when absent. */
   read(ref: KeyRef, options?: CallOptions): Promise<Uint8Array>;
-  /** The current value and its version; throws `not-found` when absent. */
+  /** The current value, its version and revision; throws `not-found` when absent. */
   readVersioned(ref: KeyRef, options?: CallOptions): Promise<VersionedValue>;
   /** Replaces the value atomically and durably (for durable backends) before resolving. */
-  write(ref: KeyRef, value: Uint8Array, options?: MutationOptions): Promise<void>;
-  /** Deletes the key; removing an absent key succeeds. */
-  remove(ref: KeyRef, options?: RemoveOptions): Promise<void>;
+  write(ref: KeyRef, value: Uint8Array, options?: MutationOptions): Promise<MutationOutcome>;
+  /** Deletes the key; removing an absent key succeeds (`applied`). */
+  remove(ref: KeyRef, options?: RemoveOptions): Promise<MutationOutcome>;
+  /** Applies every operation or none, if every check holds (contract §2, Txn). */
+  txn(request: TxnRequest): Promise<TxnResult>;
   /** Every key of the namespace pair, without duplicates, in no particular order. */
-  list(ns: NamespaceRef, options?: CallOptions): Promise<string[]>;
+  list(ns: NamespaceRef, options?: ListOptions): Promise<string[]>;
   /** One page of keys, newest-created first where the backend can (documented per backend). */
   listPage(ns: NamespaceRef, page?: PageRequest): Promise<Page>;
   /**
-   * Keys of every namespace with their versions, ordered by (primary, secondary, key), after
-   * `request.after`. Fewer than `limit` keys means there are no more (LDK's `list_all_keys`).
+   * One page of keys with their versions, ordered by (store id, primary, secondary, key) (LDK's
+   * `list_all_keys`, paged). A token from one store is refused in another.
    */
-  listAllKeys(request?: AllKeysRequest): Promise<KeyVersion[]>;
+  listAllKeys(request?: AllKeysRequest): Promise<AllKeysPage>;
+  /**
+   * At least the highest version this store ever applied (it may stay above it after removes),
+   * or 0n when it cannot tell. Seeds the tiered store's clock on open, cheaply (no scan).
+   */
+  highestVersion(): Promise<bigint>;
   /** Releases files, connections and timers. The store is unusable afterwards. */
   close(): Promise<void>;
 }
 
-/** Default and largest page size of `listPage`. */
-export const DEFAULT_PAGE_SIZE = 1000;
-export const MAX_PAGE_SIZE = 1000;
-
-/** Resolves a requested page size to the one a backend uses. */
-export function effectivePageSize(requested: number | undefined): number {
-  if (requested === undefined || requested <= 0) return DEFAULT_PAGE_SIZE;
-  return Math.min(requested, MAX_PAGE_SIZE);
+/**
+ * A primary that can remember, in the same commit as a mutation (`owedToBackup`), that the backup
+ * tier does not have it yet: a crash between the primary's commit and the backup's answer then
+ * leaves a record to replay instead of a silent difference (contract §4).
+ */
+export interface BackupLedger {
+  /** Forgets that the backup owes `ref`, unless a later mutation recorded it again (higher version). */
+  settleOwed(ref: KeyRef, version: bigint): Promise<void>;
+  /** Owed keys in (store id, primary, secondary, key) order after `after`, with the version recorded. */
+  listOwed(limit: number, after?: KeyRef): Promise<KeyVersion[]>;
+  /** How many keys are owed (read from the durable record). */
+  countOwed(): Promise<number>;
 }
 
-/** Orders keys by (primary namespace, secondary namespace, key), as `listAllKeys` returns them. */
+export function isBackupLedger(store: KVStore): store is KVStore & BackupLedger {
+  const candidate = store as Partial<BackupLedger>;
+  return typeof candidate.settleOwed === "function" && typeof candidate.listOwed === "function";
+}
+
+/** The store id a reference means. */
+export function storeIdOf(ref: { readonly storeId?: string }): string {
+  return ref.storeId ?? DEFAULT_STORE_ID;
+}
+
+/** Orders keys by (store id, primary namespace, secondary namespace, key), as `listAllKeys` returns them. */
 export function compareKeys(a: KeyRef, b: KeyRef): number {
   const order = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
   return (
+    order(storeIdOf(a), storeIdOf(b)) ||
     order(a.primaryNamespace, b.primaryNamespace) ||
     order(a.secondaryNamespace, b.secondaryNamespace) ||
     order(a.key, b.key)

@@ -1,7 +1,7 @@
 //! Validation of names and versions (SPEC §1), shared by the server, the client and every backend.
 
 import { invalidArgument } from "./errors.js";
-import type { KeyRef, NamespaceRef } from "./types.js";
+import { storeIdOf, type KeyRef, type NamespaceRef, type TxnRequest } from "./types.js";
 
 /** LDK's limit on namespace and key length. */
 export const MAX_NAME_LENGTH = 120;
@@ -51,9 +51,20 @@ function namespaceProblem(ns: NamespaceRef): string | undefined {
   );
 }
 
+/** Longest store id: room for a VSS user (a 66-character public key) and its own store id. */
+export const MAX_STORE_ID_LENGTH = 256;
+
+function storeIdProblem(ns: NamespaceRef): string | undefined {
+  const id = storeIdOf(ns);
+  if (typeof id !== "string" || id === "") return "store_id must be a non-empty string";
+  if (id.length > MAX_STORE_ID_LENGTH) return `store_id is ${id.length} characters long; the limit is ${MAX_STORE_ID_LENGTH}`;
+  if (/[\u0000-\u001f\u007f]/.test(id)) return "store_id contains a control character";
+  return undefined;
+}
+
 /** Throws `invalid-argument` unless the namespace pair is valid; `operation` names the call. */
 export function validateNamespace(ns: NamespaceRef, operation: string): void {
-  const problem = namespaceProblem(ns);
+  const problem = storeIdProblem(ns) ?? namespaceProblem(ns);
   if (problem !== undefined) {
     throw invalidArgument(`Failed to ${operation} ${displayPath(ns)}: ${problem}`);
   }
@@ -62,6 +73,7 @@ export function validateNamespace(ns: NamespaceRef, operation: string): void {
 /** Throws `invalid-argument` unless the namespace pair and key are valid. */
 export function validateKey(ref: KeyRef, operation: string): void {
   const problem =
+    storeIdProblem(ref) ??
     namespaceProblem(ref) ??
     checkName("key", ref.key) ??
     (ref.key === "" ? "key may not be empty" : undefined);
@@ -78,6 +90,27 @@ export function validateVersion(version: bigint | undefined, ref: KeyRef, operat
       `Failed to ${operation} ${formatPath(ref)}: version ${version} is outside 1..${MAX_VERSION}`,
     );
   }
+}
+
+/** Throws `invalid-argument` unless every key of the batch is valid and the batch is not empty. */
+export function validateTxn(request: TxnRequest): void {
+  if (request.operations.length === 0 && request.checks.length === 0) {
+    throw invalidArgument("Failed to apply a transaction: it has no checks and no operations");
+  }
+  for (const check of request.checks) {
+    validateKey(check, "check");
+    if (typeof check.expect === "bigint" && (check.expect <= 0n || check.expect > MAX_VERSION)) {
+      throw invalidArgument(`Failed to check ${displayPath(check)}: revision ${check.expect} is outside 1..${MAX_VERSION}`);
+    }
+  }
+  const seen = new Set<string>();
+  for (const operation of request.operations) {
+    validateKey(operation, operation.kind);
+    const id = `${storeIdOf(operation)}\0${formatPath(operation)}`;
+    if (seen.has(id)) throw invalidArgument(`Failed to apply a transaction: ${displayPath(operation)} appears in two operations`);
+    seen.add(id);
+  }
+  validateVersion(request.version, request.operations[0] ?? request.checks[0]!, "apply a transaction to");
 }
 
 /**

@@ -1,12 +1,12 @@
 //! Making the backup tier equal to the primary: one key at a time under the versioned lock, for
-//! a full resync and for replaying keys owed under the degraded policy.
+//! a full resync and for replaying the keys the primary's ledger says the backup owes.
 
 import type { Logger } from "../log.js";
 import { StoreError } from "../store/errors.js";
 import { scanAllKeys } from "../store/scan.js";
-import { compareKeys, type KVStore, type KeyRef, type KeyVersion, type VersionedValue } from "../store/types.js";
+import { compareKeys, type BackupLedger, type KeyRef, type KeyVersion, type VersionedValue } from "../store/types.js";
 import { formatPath } from "../store/validate.js";
-import type { OwedKeys } from "./owed-keys.js";
+import type { Tier } from "./tier.js";
 import type { VersionedLock } from "./versioned-lock.js";
 
 export type RepairOutcome = "copied" | "removed" | "unchanged";
@@ -23,18 +23,17 @@ export interface ResyncProgress {
 }
 
 export interface BackupRepairDeps {
-  readonly primary: KVStore;
-  readonly backup: KVStore;
+  readonly primary: Tier;
+  readonly backup: Tier;
   readonly lock: VersionedLock;
-  /** Calls a tier with that tier's retry policy. */
-  readonly callPrimary: <T>(operation: (store: KVStore) => Promise<T>) => Promise<T>;
-  readonly callBackup: <T>(operation: (store: KVStore) => Promise<T>) => Promise<T>;
+  /** The lock's name for a key (store id and path). */
+  readonly lockKey: (ref: KeyRef) => string;
   readonly logger: Logger;
 }
 
-async function readOrAbsent(call: BackupRepairDeps["callPrimary"], ref: KeyRef): Promise<VersionedValue | undefined> {
+async function readOrAbsent(tier: Tier, ref: KeyRef): Promise<VersionedValue | undefined> {
   try {
-    return await call((store) => store.readVersioned(ref));
+    return await tier.call((store) => store.readVersioned(ref), undefined);
   } catch (error) {
     if (error instanceof StoreError && error.code === "not-found") return undefined;
     throw error;
@@ -45,48 +44,60 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 
+function cancelledError(): StoreError {
+  return new StoreError("cancelled", "the resync was cancelled; the backup is partly repaired (run it again)");
+}
+
 export class BackupRepair {
   constructor(private readonly deps: BackupRepairDeps) {}
 
   /**
    * Makes the backup's copy of `ref` equal to the primary's, holding the key's lock so no
-   * mutation of it runs meanwhile (and none is lost: mutations wait their turn).
+   * mutation of it runs meanwhile (and none is lost: mutations wait their turn). The backup never
+   * ends with less than it had: the copy overwrites in place (exact version and revision), and a
+   * key is removed only when the primary really lacks it.
    */
   repairKey(ref: KeyRef): Promise<RepairOutcome> {
-    const { lock, callPrimary, callBackup } = this.deps;
-    return lock.exclusive(formatPath(ref), async () => {
-      const [primary, backup] = await Promise.all([readOrAbsent(callPrimary, ref), readOrAbsent(callBackup, ref)]);
-      if (primary === undefined) {
-        if (backup === undefined) return "unchanged";
-        await callBackup((store) => store.remove(ref));
+    const { lock, primary, backup } = this.deps;
+    return lock.exclusive([this.deps.lockKey(ref)], async () => {
+      const [source, copy] = await Promise.all([readOrAbsent(primary, ref), readOrAbsent(backup, ref)]);
+      if (source === undefined) {
+        if (copy === undefined) return "unchanged";
+        await backup.call((store) => store.remove(ref), undefined);
         return "removed";
       }
-      if (backup !== undefined) {
-        const sameVersion = backup.version === primary.version;
-        if (sameVersion && (primary.version !== 0n || sameBytes(backup.value, primary.value))) return "unchanged";
-        // A backup copy at the same or a newer version would make the versioned write below a
-        // no-op: clear it first (the key's lock keeps everyone else out meanwhile).
-        if (backup.version >= primary.version) await callBackup((store) => store.remove(ref));
+      if (
+        copy !== undefined &&
+        copy.version === source.version &&
+        copy.revision === source.revision &&
+        (source.version !== 0n || sameBytes(copy.value, source.value))
+      ) {
+        return "unchanged";
       }
-      const version = primary.version === 0n ? undefined : primary.version;
-      await callBackup((store) => store.write(ref, primary.value, { version }));
+      await backup.call(
+        (store) => store.write(ref, source.value, { exact: true, version: source.version, revision: source.revision }),
+        undefined,
+      );
       return "copied";
     });
   }
 
   /**
-   * Walks primary and backup together in key order and repairs every key that is missing,
-   * different (by version) or extra in the backup. Safe while writes go on: each repair holds
-   * the key's lock, and writes made meanwhile reach both tiers anyway.
+   * Walks primary and backup together in key order (every store) and repairs every key that is
+   * missing, different or extra in the backup. Safe while writes go on: each repair holds the
+   * key's lock, and writes made meanwhile reach both tiers anyway. Stops when `signal` aborts.
    */
-  async resync(onProgress: (progress: ResyncProgress) => void): Promise<ResyncProgress> {
+  async resync(onProgress: (progress: ResyncProgress) => void, signal: AbortSignal): Promise<ResyncProgress> {
     const { primary, backup } = this.deps;
     let primaryKeys = 0;
-    for await (const _ of scanAllKeys(primary)) primaryKeys++;
+    for await (const _ of scanAllKeys(primary.store, { allStores: true })) {
+      if (signal.aborted) throw cancelledError();
+      primaryKeys++;
+    }
     const progress: ResyncProgress = { scanned: 0, copied: 0, removed: 0, unchanged: 0, primaryKeys, primaryScanned: 0 };
 
-    const primaryScan = scanAllKeys(primary)[Symbol.asyncIterator]();
-    const backupScan = scanAllKeys(backup)[Symbol.asyncIterator]();
+    const primaryScan = scanAllKeys(primary.store, { allStores: true })[Symbol.asyncIterator]();
+    const backupScan = scanAllKeys(backup.store, { allStores: true })[Symbol.asyncIterator]();
     const next = async (scan: AsyncIterator<KeyVersion>): Promise<KeyVersion | undefined> => {
       const result = await scan.next();
       return result.done ? undefined : result.value;
@@ -94,9 +105,10 @@ export class BackupRepair {
     let p = await next(primaryScan);
     let b = await next(backupScan);
     while (p !== undefined || b !== undefined) {
+      if (signal.aborted) throw cancelledError();
       const order = p === undefined ? 1 : b === undefined ? -1 : compareKeys(p, b);
       let outcome: RepairOutcome;
-      if (order === 0 && p!.version === b!.version && p!.version !== 0n) outcome = "unchanged";
+      if (order === 0 && p!.version === b!.version && p!.revision === b!.revision && p!.version !== 0n) outcome = "unchanged";
       else outcome = await this.repairKey(order <= 0 ? p! : b!);
       progress[outcome]++;
       progress.scanned++;
@@ -112,22 +124,34 @@ export class BackupRepair {
   }
 
   /**
-   * Replays every owed key to the backup and forgets those that made it. Stops at the first
-   * failure (the backup is likely still away) and resolves with the number replayed.
+   * Replays every key the ledger says the backup owes and settles those that made it. Stops at
+   * the first failure (the backup is likely still away) and resolves with the number replayed.
+   * A failure to read the ledger itself is thrown, never taken for "nothing owed".
    */
-  async replayOwed(owed: OwedKeys): Promise<number> {
+  async replayOwed(ledger: BackupLedger, signal: AbortSignal): Promise<number> {
     let replayed = 0;
-    for await (const ref of owed.keys()) {
-      try {
-        await this.repairKey(ref);
-      } catch (error) {
-        this.deps.logger.debug({ key: formatPath(ref), err: (error as Error).message }, "replay to backup failed; will retry");
-        break;
+    let after: KeyRef | undefined;
+    for (;;) {
+      const owed = await ledger.listOwed(REPLAY_PAGE, after);
+      for (const entry of owed) {
+        if (signal.aborted) return replayed;
+        try {
+          await this.repairKey(entry);
+        } catch (error) {
+          this.deps.logger.debug({ key: formatPath(entry), err: StoreError.from(error).message }, "replay to backup failed; will retry");
+          return replayed;
+        }
+        // Settles only the version recorded; a newer mutation of the key keeps its own record.
+        await ledger.settleOwed(entry, entry.version);
+        replayed++;
       }
-      await owed.settle(ref);
-      replayed++;
+      if (owed.length < REPLAY_PAGE) break;
+      after = owed.at(-1);
     }
-    if (replayed > 0) this.deps.logger.info({ replayed, owed: owed.size }, "replayed owed keys to the backup");
+    if (replayed > 0) this.deps.logger.info({ replayed }, "replayed owed keys to the backup");
     return replayed;
   }
 }
+
+/** Owed keys read from the ledger at a time. */
+const REPLAY_PAGE = 500;

@@ -1,47 +1,52 @@
-//! The tiered store (SPEC §4): routes each call to the primary, backup and ephemeral tiers and
-//! orders every mutation through the versioned lock. It is itself a `KVStore`.
+//! The tiered store (contract §4): routes each call to the primary, backup and ephemeral tiers
+//! and orders every mutation through the versioned lock. It is itself a `KVStore`, and it owns
+//! the background work on its tiers (replay of owed keys, resync) until `close()`.
 
+import { effectivePageSize } from "../limits.js";
 import type { Logger } from "../log.js";
 import { silentLogger } from "../log.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
-import { decodePageToken, encodePageToken } from "../store/page-token.js";
+import { decodePageToken, encodeKeyCursor, encodePageToken } from "../store/page-token.js";
 import {
   compareKeys,
-  effectivePageSize,
+  isBackupLedger,
+  storeIdOf,
   VersionedReads,
+  type AllKeysPage,
   type AllKeysRequest,
+  type BackupLedger,
   type CallOptions,
-  type KeyVersion,
-  type VersionedValue,
   type KVStore,
   type KeyRef,
+  type KeyVersion,
+  type ListOptions,
   type MutationOptions,
+  type MutationOutcome,
   type NamespaceRef,
   type Page,
   type PageRequest,
   type RemoveOptions,
+  type TxnOperation,
+  type TxnRequest,
+  type TxnResult,
+  type VersionedValue,
 } from "../store/types.js";
-import { formatPath, validateKey, validateNamespace, validateVersion } from "../store/validate.js";
+import { formatPath, validateKey, validateNamespace, validateTxn, validateVersion } from "../store/validate.js";
 import { BackupRepair, type ResyncProgress } from "./backup-repair.js";
+import { backupPolicy, type BackupPolicy, type BackupPolicyName } from "./backup-policy.js";
 import { EphemeralKeys } from "./ephemeral-keys.js";
-import type { OwedKeys } from "./owed-keys.js";
 import { HybridClock } from "./hybrid-clock.js";
-import { DEFAULT_RETRY_POLICY, withRetry, type RetryPolicy } from "./retry.js";
+import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.js";
+import { Tier, tierFailure, type TierName } from "./tier.js";
 import { VersionedLock } from "./versioned-lock.js";
 
-export type TierName = "primary" | "backup" | "ephemeral";
-
-/**
- * `required`: a durable mutation fails unless the backup has it too. `degraded`: when the backup
- * stays unavailable after retries, the mutation is acknowledged from the primary alone and the
- * key is recorded as owed to the backup, to be replayed when it returns.
- */
-export type BackupPolicy = "required" | "degraded";
+export type { TierName } from "./tier.js";
+export type { BackupPolicyName as BackupPolicy } from "./backup-policy.js";
 
 export interface BackupStatus {
   readonly configured: boolean;
-  readonly policy: BackupPolicy;
-  /** Keys acknowledged from the primary alone and not yet replayed to the backup. */
+  readonly policy: BackupPolicyName;
+  /** Keys the primary's ledger says the backup lacks (owed, or not yet confirmed after a crash). */
   readonly owedKeys: number;
   readonly divergences: number;
 }
@@ -57,105 +62,103 @@ export interface TierStoreOptions {
   /** Retry policy per tier; `DEFAULT_RETRY_POLICY` where absent, `NO_RETRY` to switch off. */
   readonly retry?: Partial<Record<TierName, RetryPolicy>>;
   readonly logger?: Logger;
-  /** Source of server-assigned versions. */
+  /** Source of server-assigned versions (seeded from the primary on open). */
   readonly clock?: HybridClock;
-  /** `required` by default. `degraded` needs `owedKeys`. */
-  readonly backupPolicy?: BackupPolicy;
-  /** Where keys owed to the backup are recorded (durably: the primary's database). */
-  readonly owedKeys?: OwedKeys;
-  /** How often owed keys are replayed to the backup, in ms (default 1000). */
+  /** `required` by default. `degraded` needs a primary that keeps a ledger (sqlite:, memory:). */
+  readonly backupPolicy?: BackupPolicyName;
+  /** How often keys owed to the backup are replayed, in ms (default 1000). */
   readonly replayIntervalMs?: number;
 }
 
-/** Counters for metrics and tests. */
-export interface TierStats {
+/** Counters for metrics and tests (a copy: reading it touches nothing inside the store). */
+export interface TierSnapshot {
   /** Mutations that succeeded in some durable tiers and failed in others. */
-  divergences: number;
+  readonly divergences: number;
   /** Retries made, all tiers together. */
-  retries: number;
+  readonly retries: number;
   /** Mutations acknowledged without being applied because a newer one had been. */
-  staleMutations: number;
+  readonly staleMutations: number;
+  /** Keys with a mutation in flight (entries of the versioned lock). */
+  readonly inFlightKeys: number;
 }
 
-interface Tier {
-  readonly name: TierName;
-  readonly store: KVStore;
-  readonly retry: RetryPolicy;
+/** The lock's name for a key: keys of different stores never share a turn. */
+function lockKey(ref: KeyRef): string {
+  return `${storeIdOf(ref)}\0${formatPath(ref)}`;
 }
 
 /**
- * Guarantees, per SPEC §3–§4:
+ * Guarantees, per contract §3–§4:
  * - a durable write or remove resolves only once the primary and the backup (when configured)
- *   both have it; if either fails after retries the call fails, the tiers may differ, and the
- *   divergence is logged with its key and counted;
+ *   both have it, or (degraded policy) once the primary has it together with a durable record
+ *   that the backup owes it; a failure says which tier failed and whether another applied it;
+ * - the primary records every mutation the backup has not confirmed (its ledger), in the same
+ *   commit, so a crash between the two leaves a record that is replayed, not a silent difference;
  * - ephemeral keys live in the ephemeral tier only; reads and lists never consult the backup;
  * - mutations of one key apply in version order in every tier (stale ones are acknowledged and
- *   skipped); the version is the caller's, or assigned on arrival from a hybrid clock.
+ *   reported as stale); the version is the caller's (within the clock's skew), or assigned on
+ *   arrival from a hybrid logical clock seeded from the primary.
  */
 export class TierStore extends VersionedReads implements KVStore {
-  /** The per-key lock; its `size` is the number of keys with a mutation in flight. */
-  readonly lock = new VersionedLock();
-  readonly stats: TierStats = { divergences: 0, retries: 0, staleMutations: 0 };
-
+  private readonly lock = new VersionedLock();
+  private readonly counts = { divergences: 0, retries: 0, staleMutations: 0 };
   private readonly primary: Tier;
   private readonly backup: Tier | undefined;
   private readonly ephemeral: Tier | undefined;
   private readonly ephemeralKeys: EphemeralKeys;
   private readonly logger: Logger;
   private readonly clock: HybridClock;
-  private readonly backupPolicy: BackupPolicy;
-  private readonly owedKeys: OwedKeys | undefined;
+  private readonly policy: BackupPolicy;
+  /** The primary's record of what the backup lacks; only with a backup and a primary that keeps one. */
+  private readonly ledger: BackupLedger | undefined;
   private readonly repair: BackupRepair | undefined;
+  /** Seeds the clock from the primary before the first mutation. */
+  private readonly ready: Promise<void>;
+  /** Aborted by `close()`: stops replay and resync. */
+  private readonly stopping = new AbortController();
   private readonly replayTimer: NodeJS.Timeout | undefined;
-  private replayInFlight: Promise<void> | undefined;
+  private replayRun: Promise<void> | undefined;
+  private resyncRun: Promise<ResyncProgress> | undefined;
+  private closed = false;
 
   constructor(options: TierStoreOptions) {
     super();
+    const onRetry = (tier: TierName, attempt: number, error: StoreError, delayMs: number): void => {
+      this.counts.retries++;
+      this.logger.debug({ tier, attempt, delayMs, err: error.message }, "retrying");
+    };
     const tier = (name: TierName, store: KVStore | undefined): Tier | undefined =>
-      store && { name, store, retry: options.retry?.[name] ?? DEFAULT_RETRY_POLICY };
+      store && new Tier(name, store, options.retry?.[name] ?? DEFAULT_RETRY_POLICY, onRetry);
     this.primary = tier("primary", options.primary)!;
     this.backup = tier("backup", options.backup);
     this.ephemeral = tier("ephemeral", options.ephemeral);
     this.ephemeralKeys = new EphemeralKeys(options.ephemeralKeys);
     this.logger = options.logger ?? silentLogger();
     this.clock = options.clock ?? new HybridClock();
-    this.backupPolicy = options.backupPolicy ?? "required";
-    this.owedKeys = options.owedKeys;
-    if (this.backupPolicy === "degraded" && (this.backup === undefined || this.owedKeys === undefined)) {
-      throw new StoreError("invalid-argument", "the degraded backup policy needs a backup tier and a record of owed keys");
+    this.policy = backupPolicy(options.backupPolicy ?? "required");
+    this.ledger = this.backup !== undefined && isBackupLedger(options.primary) ? options.primary : undefined;
+    if (this.policy.name === "degraded" && this.ledger === undefined) {
+      throw invalidArgument("the degraded backup policy needs a backup tier and a primary that records owed keys (sqlite: or memory:)");
     }
-    const backup = this.backup;
-    if (backup !== undefined) {
-      this.repair = new BackupRepair({
-        primary: this.primary.store,
-        backup: backup.store,
-        lock: this.lock,
-        callPrimary: (operation) => this.call(this.primary, operation, undefined),
-        callBackup: (operation) => this.call(backup, operation, undefined),
-        logger: this.logger,
-      });
+    this.ready = this.primary.store.highestVersion().then((version) => this.clock.observe(version));
+    // A failed seed fails every mutation (below), never silently issues low versions.
+    this.ready.catch(() => {});
+    if (this.backup !== undefined) {
+      this.repair = new BackupRepair({ primary: this.primary, backup: this.backup, lock: this.lock, lockKey, logger: this.logger });
     }
-    if (this.owedKeys !== undefined && this.repair !== undefined) {
-      const [owed, repair] = [this.owedKeys, this.repair];
-      this.replayTimer = setInterval(() => {
-        if (owed.size === 0 || this.replayInFlight !== undefined) return;
-        this.replayInFlight = repair
-          .replayOwed(owed)
-          .then(
-            () => {},
-            (error: unknown) => this.logger.warn({ err: StoreError.from(error).message }, "replaying owed keys failed"),
-          )
-          .finally(() => (this.replayInFlight = undefined));
-      }, options.replayIntervalMs ?? 1000);
+    if (this.ledger !== undefined) {
+      this.replayTimer = setInterval(() => this.replayOwed(), options.replayIntervalMs ?? 1000);
       this.replayTimer.unref();
     }
   }
 
-  private call<T>(tier: Tier, operation: (store: KVStore) => Promise<T>, deadline: number | undefined): Promise<T> {
-    return withRetry(() => operation(tier.store), tier.retry, deadline, (attempt, error, delayMs) => {
-      this.stats.retries++;
-      this.logger.debug({ tier: tier.name, attempt, delayMs, err: error.message }, "retrying");
-    });
+  /** Counters and the lock's size, for metrics. */
+  snapshot(): TierSnapshot {
+    return { ...this.counts, inFlightKeys: this.lock.size };
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new StoreError("unavailable", "the server is shutting down; retry on another instance or later");
   }
 
   /** The ephemeral tier when `ref` is an ephemeral key and that tier exists. */
@@ -170,116 +173,214 @@ export class TierStore extends VersionedReads implements KVStore {
 
   async readVersioned(ref: KeyRef, options: CallOptions = {}): Promise<VersionedValue> {
     validateKey(ref, "read");
+    this.checkOpen();
     const tier = this.ephemeralTierFor(ref) ?? this.primary;
-    return this.call(tier, (store) => store.readVersioned(ref, options), options.deadline);
+    try {
+      return await tier.call((store) => store.readVersioned(ref, options), options.deadline);
+    } catch (error) {
+      throw tierFailure(tier.name, error);
+    }
   }
 
-  async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<void> {
+  /** The version of a mutation: the caller's (within the clock's skew) or the clock's next. */
+  private async versionFor(requested: bigint | undefined, ref: KeyRef, operation: string): Promise<bigint> {
+    validateVersion(requested, ref, operation);
+    await this.ready;
+    if (requested === undefined) return this.clock.next();
+    this.clock.admit(requested, `${operation} ${formatPath(ref)}`);
+    return requested;
+  }
+
+  async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "write");
-    validateVersion(options.version, ref, "write");
-    await this.mutate("write", ref, options, (store, version) =>
-      store.write(ref, value, { version, deadline: options.deadline }),
+    return this.mutateKey("write", ref, options, (store, tierOptions) =>
+      store.write(ref, value, { ...tierOptions, revision: options.revision, exact: options.exact }),
     );
   }
 
-  async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<void> {
+  async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "remove");
-    validateVersion(options.version, ref, "remove");
-    await this.mutate("remove", ref, options, (store, version) =>
-      store.remove(ref, { lazy: options.lazy, version, deadline: options.deadline }),
+    return this.mutateKey("remove", ref, options, (store, tierOptions) =>
+      store.remove(ref, { ...tierOptions, lazy: options.lazy, exact: options.exact }),
     );
   }
 
-  private async mutate(
+  /** Routes one mutation and runs it in the key's turn. */
+  private async mutateKey(
     operation: "write" | "remove",
     ref: KeyRef,
     options: MutationOptions,
-    apply: (store: KVStore, version: bigint) => Promise<void>,
-  ): Promise<void> {
+    apply: (store: KVStore, options: MutationOptions) => Promise<MutationOutcome>,
+  ): Promise<MutationOutcome> {
+    this.checkOpen();
     // The version is fixed on arrival, before any waiting: arrival order is issue order.
-    const version = options.version ?? this.clock.next();
+    const version = await this.versionFor(options.version, ref, operation);
     const ephemeral = this.ephemeralTierFor(ref);
-    const tiers = ephemeral ? [ephemeral] : this.backup ? [this.primary, this.backup] : [this.primary];
     const outcome = await this.lock.run(
-      formatPath(ref),
+      lockKey(ref),
       version,
-      async () => {
-        // Every tier settles before the key is released, so the next mutation of this key can
-        // never overtake a slow tier.
-        const results = await Promise.allSettled(
-          tiers.map((tier) => this.call(tier, (store) => apply(store, version), options.deadline)),
-        );
-        const failed = tiers.filter((_, i) => results[i]!.status === "rejected");
-        if (failed.length === 0) return;
-        const backupFailure = results[tiers.indexOf(this.backup!)];
-        if (failed.length === 1 && failed[0] === this.backup && this.degradesOn(backupFailure)) {
-          await this.oweToBackup(operation, ref, backupFailure as PromiseRejectedResult);
-          return;
-        }
-        if (failed.length < tiers.length) this.reportDivergence(operation, ref, version, tiers, failed);
-        const firstFailure = results.find((r): r is PromiseRejectedResult => r.status === "rejected")!;
-        throw StoreError.from(firstFailure.reason);
-      },
-      options.deadline,
+      () =>
+        ephemeral
+          ? this.callTier(ephemeral, (store) => apply(store, { version }), options.deadline)
+          : this.fanOut(operation, ref, version, (store, owed) => apply(store, { version, owedToBackup: owed }), options.deadline),
+      options,
     );
-    if (outcome === "stale") this.stats.staleMutations++;
+    if (outcome === "stale") this.counts.staleMutations++;
+    return outcome;
   }
 
-  /** Only an unreachable backup degrades; a backup that refuses the request still fails it. */
-  private degradesOn(result: PromiseSettledResult<void> | undefined): boolean {
-    if (this.backupPolicy !== "degraded" || result?.status !== "rejected") return false;
-    const code = StoreError.from(result.reason).code;
-    return code === "unavailable" || code === "deadline-exceeded";
+  private async callTier<T>(tier: Tier, operation: (store: KVStore) => Promise<T>, deadline: number | undefined): Promise<T> {
+    try {
+      return await tier.call(operation, deadline);
+    } catch (error) {
+      throw tierFailure(tier.name, error);
+    }
   }
 
-  /** Degraded policy: acknowledge from the primary alone, once the debt is recorded durably. */
-  private async oweToBackup(operation: string, ref: KeyRef, failure: PromiseRejectedResult): Promise<void> {
-    await this.owedKeys!.add(ref);
+  /**
+   * Applies a durable mutation to the primary and the backup at once; both settle before the key
+   * is released, so the next mutation of this key can never overtake a slow tier. The primary
+   * records the mutation as owed to the backup in its own commit (`owed`), settled once the
+   * backup has it.
+   */
+  private async fanOut<T>(
+    operation: string,
+    ref: KeyRef,
+    version: bigint,
+    apply: (store: KVStore, owedToBackup: boolean) => Promise<T>,
+    deadline: number | undefined,
+  ): Promise<T> {
+    const backup = this.backup;
+    if (backup === undefined) return this.callTier(this.primary, (store) => apply(store, false), deadline);
+    const owed = this.ledger !== undefined;
+    const [primaryResult, backupResult] = await Promise.allSettled([
+      this.primary.call((store) => apply(store, owed), deadline),
+      backup.call((store) => apply(store, false), deadline),
+    ]);
+    if (primaryResult.status === "rejected") {
+      if (backupResult.status === "fulfilled") this.reportDivergence(operation, ref, version, "backup", "primary");
+      throw tierFailure("primary", primaryResult.reason, backupResult.status === "fulfilled" ? ["backup"] : []);
+    }
+    if (backupResult.status === "fulfilled") {
+      if (owed) this.settle(ref, version);
+      return primaryResult.value;
+    }
+    if (owed && this.policy.acknowledgesWithout(backupResult.reason)) {
+      this.logger.warn(
+        { key: formatPath(ref), operation, err: StoreError.from(backupResult.reason).message },
+        "backup unavailable: acknowledged from the primary alone; the key is owed to the backup",
+      );
+      return primaryResult.value;
+    }
+    this.reportDivergence(operation, ref, version, "primary", "backup");
+    throw tierFailure("backup", backupResult.reason, ["primary"]);
+  }
+
+  /** The backup has the mutation: forget the primary's record of it (rides the next commit). */
+  private settle(ref: KeyRef, version: bigint): void {
+    this.ledger!.settleOwed(ref, version).catch((error: unknown) => {
+      // The record stays; the next replay copies the key again, which is harmless.
+      this.logger.warn({ key: formatPath(ref), err: StoreError.from(error).message }, "could not settle an owed key");
+    });
+  }
+
+  private reportDivergence(operation: string, ref: KeyRef, version: bigint, succeeded: TierName, failed: TierName): void {
+    this.counts.divergences++;
     this.logger.warn(
-      { key: formatPath(ref), operation, err: StoreError.from(failure.reason).message, owed: this.owedKeys!.size },
-      "backup unavailable: acknowledged from the primary alone; the key is owed to the backup",
+      { key: formatPath(ref), store: storeIdOf(ref), operation, version: version.toString(), succeeded: [succeeded], failed: [failed] },
+      "tiers diverged: a mutation failed in one tier after succeeding in another (replayed from the ledger, or repair with resync)",
     );
   }
 
-  /** Makes the backup equal to the primary (see `BackupRepair.resync`). */
-  async resync(onProgress: (progress: ResyncProgress) => void = () => {}): Promise<ResyncProgress> {
+  /**
+   * Applies the batch atomically in the primary under every involved key's turn, then mirrors
+   * the outcome to the backup as one atomic batch with the primary's revisions.
+   */
+  async txn(request: TxnRequest): Promise<TxnResult> {
+    validateTxn(request);
+    this.checkOpen();
+    const refs: KeyRef[] = [...request.checks, ...request.operations];
+    const version = await this.versionFor(request.version, refs[0]!, "apply a transaction to");
+    const ephemeral = refs.map((ref) => this.ephemeralTierFor(ref) !== undefined);
+    if (ephemeral.some((e) => e !== ephemeral[0])) {
+      throw invalidArgument("Failed to apply a transaction: it mixes ephemeral keys with durable ones");
+    }
+    return this.lock.exclusive(
+      refs.map(lockKey),
+      async () => {
+        if (ephemeral[0]) return this.callTier(this.ephemeral!, (store) => store.txn({ ...request, version }), request.deadline);
+        const owed = this.ledger !== undefined;
+        const result = await this.callTier(this.primary, (store) => store.txn({ ...request, version, owedToBackup: owed }), request.deadline);
+        if (!result.succeeded) return result;
+        result.outcomes.forEach((outcome) => outcome === "stale" && this.counts.staleMutations++);
+        if (this.backup !== undefined) await this.mirrorTxn(request.operations, result.revisions, version, request.deadline);
+        return result;
+      },
+      request,
+    );
+  }
+
+  private async mirrorTxn(operations: readonly TxnOperation[], revisions: readonly bigint[], version: bigint, deadline: number | undefined): Promise<void> {
+    const mirrored = operations.map((op, i): TxnOperation => (op.kind === "write" ? { ...op, revision: revisions[i] } : op));
+    try {
+      await this.backup!.call((store) => store.txn({ checks: [], operations: mirrored, version }), deadline);
+      if (this.ledger !== undefined) for (const op of operations) this.settle(op, version);
+    } catch (error) {
+      if (this.ledger !== undefined && this.policy.acknowledgesWithout(error)) {
+        this.logger.warn({ keys: operations.length, err: StoreError.from(error).message }, "backup unavailable: transaction acknowledged from the primary alone; its keys are owed");
+        return;
+      }
+      this.reportDivergence("txn", operations[0]!, version, "primary", "backup");
+      throw tierFailure("backup", error, ["primary"]);
+    }
+  }
+
+  /** Makes the backup equal to the primary, one resync at a time (see `BackupRepair.resync`). */
+  async resync(onProgress: (progress: ResyncProgress) => void = () => {}, signal?: AbortSignal): Promise<ResyncProgress> {
+    this.checkOpen();
     if (this.repair === undefined) {
       throw new StoreError("failed-precondition", "resync needs a backup tier; this server has none (--backup)");
     }
-    return this.repair.resync(onProgress);
+    if (this.resyncRun !== undefined) throw new StoreError("failed-precondition", "a resync is already running on this server");
+    const stop = signal === undefined ? this.stopping.signal : AbortSignal.any([signal, this.stopping.signal]);
+    this.resyncRun = this.repair.resync(onProgress, stop);
+    try {
+      return await this.resyncRun;
+    } finally {
+      this.resyncRun = undefined;
+    }
   }
 
-  backupStatus(): BackupStatus {
+  /** One replay of the ledger at a time; failures are logged and retried on the next tick. */
+  private replayOwed(): void {
+    if (this.replayRun !== undefined || this.closed) return;
+    this.replayRun = this.repair!
+      .replayOwed(this.ledger!, this.stopping.signal)
+      .then(
+        () => {},
+        (error: unknown) => this.logger.warn({ err: StoreError.from(error).message }, "replaying owed keys failed"),
+      )
+      .finally(() => (this.replayRun = undefined));
+  }
+
+  async backupStatus(): Promise<BackupStatus> {
     return {
       configured: this.backup !== undefined,
-      policy: this.backupPolicy,
-      owedKeys: this.owedKeys?.size ?? 0,
-      divergences: this.stats.divergences,
+      policy: this.policy.name,
+      owedKeys: this.ledger === undefined ? 0 : await this.ledger.countOwed(),
+      divergences: this.counts.divergences,
     };
   }
 
-  private reportDivergence(operation: string, ref: KeyRef, version: bigint, tiers: Tier[], failed: Tier[]): void {
-    this.stats.divergences++;
-    this.logger.warn(
-      {
-        key: formatPath(ref),
-        operation,
-        version: version.toString(),
-        succeeded: tiers.filter((t) => !failed.includes(t)).map((t) => t.name),
-        failed: failed.map((t) => t.name),
-      },
-      "tiers diverged: a mutation failed in some tiers after succeeding in others (repair with resync)",
-    );
-  }
-
-  async list(ns: NamespaceRef, options: CallOptions = {}): Promise<string[]> {
+  async list(ns: NamespaceRef, options: ListOptions = {}): Promise<string[]> {
     validateNamespace(ns, "list");
+    this.checkOpen();
     const ephemeralKeys = this.ephemeralKeysIn(ns);
-    const primaryKeys = await this.call(this.primary, (store) => store.list(ns, options), options.deadline);
+    const primaryKeys = await this.callTier(this.primary, (store) => store.list(ns, options), options.deadline);
     if (ephemeralKeys.size === 0) return primaryKeys;
     // Primary copies of ephemeral keys are stale (written before the ephemeral tier existed).
-    const live = await this.call(this.ephemeral!, (store) => store.list(ns, options), options.deadline);
-    return [...primaryKeys.filter((k) => !ephemeralKeys.has(k)), ...live.filter((k) => ephemeralKeys.has(k))];
+    const live = await this.callTier(this.ephemeral!, (store) => store.list(ns, options), options.deadline);
+    return [...primaryKeys.filter((k) => !ephemeralKeys.has(k)), ...live.filter((k) => ephemeralKeys.has(k))].slice(0, options.limit);
   }
 
   /**
@@ -289,16 +390,17 @@ export class TierStore extends VersionedReads implements KVStore {
    */
   async listPage(ns: NamespaceRef, page: PageRequest = {}): Promise<Page> {
     validateNamespace(ns, "list");
+    this.checkOpen();
     const ephemeralKeys = this.ephemeralKeysIn(ns);
     if (ephemeralKeys.size === 0) {
-      return this.call(this.primary, (store) => store.listPage(ns, page), page.deadline);
+      return this.callTier(this.primary, (store) => store.listPage(ns, page), page.deadline);
     }
     const size = effectivePageSize(page.pageSize);
     const position = page.pageToken ? decodePageToken(ns, page.pageToken) : "p";
     if (position.startsWith("e")) return this.ephemeralPage(ns, ephemeralKeys, [], position.slice(1), size, page);
     if (!position.startsWith("p")) throw invalidArgument(`Failed to list ${formatPath(ns)}: malformed page_token`);
 
-    const primaryPage = await this.call(
+    const primaryPage = await this.callTier(
       this.primary,
       (store) => store.listPage(ns, { pageSize: size, pageToken: position.slice(1), deadline: page.deadline }),
       page.deadline,
@@ -319,7 +421,7 @@ export class TierStore extends VersionedReads implements KVStore {
     size: number,
     options: CallOptions,
   ): Promise<Page> {
-    const live = await this.call(this.ephemeral!, (store) => store.list(ns, options), options.deadline);
+    const live = await this.callTier(this.ephemeral!, (store) => store.list(ns, options), options.deadline);
     const remaining = live.filter((k) => ephemeralKeys.has(k) && k > afterKey).sort();
     const tail = remaining.slice(0, Math.max(0, size - head.length));
     const last = tail.at(-1) ?? afterKey;
@@ -329,31 +431,47 @@ export class TierStore extends VersionedReads implements KVStore {
 
   /**
    * The keys a read would find: the primary's (minus ephemeral keys when an ephemeral tier holds
-   * them) merged with the ephemeral tier's, in (primary, secondary, key) order.
+   * them) merged with the ephemeral tier's, in (store, primary, secondary, key) order.
    */
-  async listAllKeys(request: AllKeysRequest = {}): Promise<KeyVersion[]> {
+  async listAllKeys(request: AllKeysRequest = {}): Promise<AllKeysPage> {
+    this.checkOpen();
+    if (this.ephemeral === undefined) return this.callTier(this.primary, (store) => store.listAllKeys(request), request.deadline);
     const limit = effectivePageSize(request.limit);
-    const fromTier = async (tier: Tier, keep: (key: KeyVersion) => boolean): Promise<KeyVersion[]> => {
+    const fromTier = async (tier: Tier, keep: (key: KeyVersion) => boolean): Promise<{ kept: KeyVersion[]; more: boolean }> => {
       // Filtering can thin a page: keep fetching until `limit` keys are kept or the tier ends.
       const kept: KeyVersion[] = [];
-      let after = request.after;
+      let pageToken = request.pageToken;
       for (;;) {
-        const page = await this.call(tier, (store) => store.listAllKeys({ ...request, after, limit }), request.deadline);
-        kept.push(...page.filter(keep));
-        if (page.length < limit || kept.length >= limit) return kept;
-        after = page.at(-1);
+        const page = await this.callTier(tier, (store) => store.listAllKeys({ ...request, pageToken, limit }), request.deadline);
+        kept.push(...page.keys.filter(keep));
+        if (page.nextPageToken === "") return { kept, more: false };
+        if (kept.length >= limit) return { kept, more: true };
+        pageToken = page.nextPageToken;
       }
     };
     const routedToEphemeral = (key: KeyRef): boolean => this.ephemeralTierFor(key) !== undefined;
     const durable = await fromTier(this.primary, (key) => !routedToEphemeral(key));
-    const ephemeral = this.ephemeral ? await fromTier(this.ephemeral, routedToEphemeral) : [];
-    return [...durable, ...ephemeral].sort(compareKeys).slice(0, limit);
+    const ephemeral = await fromTier(this.ephemeral, routedToEphemeral);
+    const merged = [...durable.kept, ...ephemeral.kept].sort(compareKeys);
+    const keys = merged.slice(0, limit);
+    const more = merged.length > limit || durable.more || ephemeral.more;
+    return { keys, nextPageToken: more && keys.length > 0 ? encodeKeyCursor(keys.at(-1)!) : "" };
   }
 
+  async highestVersion(): Promise<bigint> {
+    return this.primary.store.highestVersion();
+  }
+
+  /**
+   * Stops accepting work, cancels a running resync and waits for it and for a running replay,
+   * then closes the tiers: no database closes under a running repair.
+   */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     clearInterval(this.replayTimer);
-    await this.replayInFlight;
+    this.stopping.abort();
+    await Promise.allSettled([this.replayRun, this.resyncRun]);
     await Promise.all([this.primary, this.backup, this.ephemeral].map((tier) => tier?.store.close()));
-    await this.owedKeys?.close();
   }
 }

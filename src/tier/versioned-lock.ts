@@ -1,12 +1,18 @@
-//! The server-side versioned lock (SPEC §3): per key, mutations run one at a time in arrival
+//! The server-side versioned lock (contract §3): per key, mutations run one at a time in arrival
 //! order, and one whose version is not above the highest applied is acknowledged unapplied.
 
 import { StoreError } from "../store/errors.js";
+import type { MutationOutcome } from "../store/types.js";
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** How a mutation ended when it did not throw. */
-export type MutationOutcome = "applied" | "stale";
+/** What may end a wait for a key's turn (never a mutation that has started). */
+export interface WaitLimits {
+  /** ms since the epoch. */
+  readonly deadline?: number;
+  /** The caller went away. */
+  readonly signal?: AbortSignal;
+}
 
 interface KeyState {
   /** Highest version applied while this entry lived (0 = none yet: the backends' stored version rules). */
@@ -17,11 +23,45 @@ interface KeyState {
   tail: Promise<void>;
 }
 
+/** Waits for `previous`, unless the deadline passes or the caller goes away first. */
+function waitFor(previous: Promise<void>, key: string, limits: WaitLimits): Promise<void> {
+  const remaining = limits.deadline === undefined ? Infinity : limits.deadline - Date.now();
+  // Node fires timers longer than 2^31-1 ms (~24.8 days) at once; such a deadline cannot pass
+  // during a real wait either.
+  const timed = remaining <= MAX_TIMER_MS;
+  if (!timed && limits.signal === undefined) return previous;
+  return new Promise<void>((resolve, reject) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      limits.signal?.removeEventListener("abort", cancelled);
+    };
+    const cancelled = (): void => {
+      done();
+      reject(new StoreError("cancelled", `the call was cancelled while waiting for an earlier mutation of ${key}; it was not applied`));
+    };
+    const timer = timed
+      ? setTimeout(() => {
+          done();
+          reject(new StoreError("deadline-exceeded", `the deadline passed while waiting for an earlier mutation of ${key}; it was not applied`));
+        }, Math.max(0, remaining))
+      : undefined;
+    if (limits.signal?.aborted) return cancelled();
+    limits.signal?.addEventListener("abort", cancelled, { once: true });
+    void previous.then(() => {
+      done();
+      resolve();
+    });
+  });
+}
+
 /**
  * Different keys never wait for each other. A failed mutation does not raise the applied version
  * (the caller got an error and may retry). Entries exist only while a mutation holds them, so
  * idle keys cost nothing; across idle periods and restarts, the version each backend stores with
  * the value keeps stale writes out (backends apply a versioned mutation only above it).
+ *
+ * A deadline or a cancelled call ends only the *wait* for a key's turn: once a mutation runs, it
+ * runs to its end and its caller learns what happened.
  */
 export class VersionedLock {
   private readonly keys = new Map<string, KeyState>();
@@ -33,73 +73,60 @@ export class VersionedLock {
 
   /**
    * Runs `mutate` for `key` once every earlier mutation of that key is done, unless `version` is
-   * stale by then. Waiting ends at `deadline` (ms since epoch) with `deadline-exceeded`; the
-   * mutation is then skipped, never applied later.
+   * stale by then. `mutate` reports whether the tiers applied it (they may know a newer version).
    */
-  run(key: string, version: bigint, mutate: () => Promise<void>, deadline?: number): Promise<MutationOutcome> {
+  run(key: string, version: bigint, mutate: () => Promise<MutationOutcome>, limits: WaitLimits = {}): Promise<MutationOutcome> {
     return this.inTurn(
       key,
       async (entry) => {
         if (version <= entry.applied) return "stale";
-        await mutate();
-        entry.applied = version;
-        return "applied";
+        const outcome = await mutate();
+        if (outcome === "applied" && version > entry.applied) entry.applied = version;
+        return outcome;
       },
-      deadline,
+      limits,
     );
   }
 
   /**
-   * Runs `task` alone on `key` (in turn with its mutations) without touching the applied
-   * version: for repairs that copy a key's current state between tiers.
+   * Runs `task` holding every key of `keys` (taken in sorted order, so two such tasks never
+   * deadlock), without touching applied versions: for atomic batches and for repairs.
    */
-  exclusive<T>(key: string, task: () => Promise<T>): Promise<T> {
-    return this.inTurn(key, task);
+  exclusive<T>(keys: readonly string[], task: () => Promise<T>, limits: WaitLimits = {}): Promise<T> {
+    const sorted = [...new Set(keys)].sort();
+    const hold = (i: number): Promise<T> => (i === sorted.length ? task() : this.inTurn(sorted[i]!, () => hold(i + 1), limits));
+    return hold(0);
   }
 
-  private async inTurn<T>(key: string, task: (entry: KeyState) => Promise<T>, deadline?: number): Promise<T> {
-    let state = this.keys.get(key);
-    if (state === undefined) {
-      state = { applied: 0n, holders: 0, tail: Promise.resolve() };
-      this.keys.set(key, state);
+  private async inTurn<T>(key: string, task: (entry: KeyState) => Promise<T>, limits: WaitLimits): Promise<T> {
+    let entry = this.keys.get(key);
+    if (entry === undefined) {
+      entry = { applied: 0n, holders: 0, tail: Promise.resolve() };
+      this.keys.set(key, entry);
     }
-    const entry = state;
-    entry.holders++;
-    const previous = entry.tail;
+    const state = entry;
+    state.holders++;
+    const previous = state.tail;
     let release!: () => void;
-    entry.tail = new Promise<void>((resolve) => (release = resolve));
-    let abandoned = false;
-
-    const turn = async (): Promise<T> => {
-      try {
-        await previous;
-        if (abandoned) throw new StoreError("deadline-exceeded", `deadline passed while waiting to mutate ${key}`);
-        return await task(entry);
-      } finally {
-        release();
-        if (--entry.holders === 0) this.keys.delete(key);
-      }
+    state.tail = new Promise<void>((resolve) => (release = resolve));
+    const leave = (): void => {
+      release();
+      if (--state.holders === 0) this.keys.delete(key);
     };
-
-    // The deadline only matters while waiting: with nobody ahead there is no wait, and no timer
-    // (the common case, kept cheap). Node fires timers longer than 2^31-1 ms (~24.8 days) at
-    // once; such a deadline cannot pass during a real wait either.
-    const remaining = deadline === undefined ? Infinity : deadline - Date.now();
-    if (entry.holders === 1 || remaining > MAX_TIMER_MS) return turn();
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        abandoned = true;
-        reject(new StoreError("deadline-exceeded", `deadline passed while waiting to mutate ${key}`));
-      }, Math.max(0, remaining));
-    });
-    const running = turn();
-    // The turn still runs to completion (it releases the key); only the caller stops waiting.
-    running.catch(() => {});
+    // With nobody ahead there is no wait and no timer (the common case, kept cheap).
+    if (state.holders > 1) {
+      try {
+        await waitFor(previous, key, limits);
+      } catch (error) {
+        // This caller stops waiting, but the key is handed on only after those ahead are done.
+        void previous.then(leave);
+        throw error;
+      }
+    }
     try {
-      return await Promise.race([running, expired]);
+      return await task(state);
     } finally {
-      clearTimeout(timer);
+      leave();
     }
   }
 }

@@ -1,15 +1,13 @@
 //! Store URIs: `memory:`, `sqlite:PATH`, `grpc://host:port`, `grpcs://host:port?…`.
 
 import { resolve } from "node:path";
-import { invalidArgument } from "./errors.js";
-import { MemoryStore } from "./memory.js";
-import { openRemoteStore } from "./remote.js";
-import { SqliteStore } from "./sqlite.js";
-import type { KVStore } from "./types.js";
+import { openRemoteStore } from "../remote/remote-store.js";
+import { invalidArgument } from "../store/errors.js";
+import { MemoryStore } from "../store/memory.js";
+import { SqliteStore } from "../store/sqlite.js";
+import type { KVStore } from "../store/types.js";
 
 export interface OpenStoreOptions {
-  /** The tenant the store serves (SPEC §5). */
-  readonly storeId?: string;
   /**
    * `durable` (default) fsyncs every commit; `cache` (the ephemeral tier: rebuildable data) lets
    * SQLite skip the fsync and may lose the latest writes on power loss.
@@ -31,10 +29,7 @@ export async function openStore(uri: string, options: OpenStoreOptions = {}): Pr
       return new MemoryStore();
     case "sqlite":
       if (rest === "") throw invalidArgument(`store URI "${uri}": sqlite: needs a file path`);
-      return new SqliteStore(resolve(rest), {
-        storeId: options.storeId,
-        synchronous: options.durability === "cache" ? "NORMAL" : "FULL",
-      });
+      return new SqliteStore(resolve(rest), { synchronous: options.durability === "cache" ? "NORMAL" : "FULL" });
     case "grpc":
     case "grpcs":
       return openRemoteStore(uri);

@@ -1,0 +1,240 @@
+//! The remote backend: another tierkv (any `KVStoreService`) reached through `TierkvClient`, so
+//! instances chain as backup tiers: `grpc://host:port`, `grpcs://host:port?ca=…&cert=…&key=…`.
+//!
+//! It does not retry by itself: the tier wrapper's retries (exponential backoff, bounded by the
+//! caller's deadline) do, so retries never nest. Retrying a mutation is safe because its version
+//! travels with it: the remote acknowledges a repeat it already applied as stale.
+//!
+//! Mutations issued in the same turn of the event loop travel together in one `Mutate` call (as
+//! group commit does for fsyncs): a gRPC call costs far more CPU than the mutation it carries, and
+//! the remote then commits the whole batch at once. Each mutation still resolves or fails alone.
+//! Batches stay within what the remote accepts: `max_batch_bytes`/`max_batch_items` in the URI
+//! (defaults below), and a batch the remote refuses as a whole is split in two and sent again.
+
+import { readFileSync } from "node:fs";
+import * as grpc from "@grpc/grpc-js";
+import { TierkvClient, type ClientMutation, type MutationResult } from "../client/client.js";
+import { DEFAULT_LIMITS, PER_MUTATION_OVERHEAD_BYTES } from "../limits.js";
+import { invalidArgument, StoreError } from "../store/errors.js";
+import type {
+  AllKeysPage,
+  AllKeysRequest,
+  CallOptions,
+  KVStore,
+  KeyRef,
+  ListOptions,
+  MutationOptions,
+  MutationOutcome,
+  NamespaceRef,
+  Page,
+  PageRequest,
+  RemoveOptions,
+  TxnRequest,
+  TxnResult,
+  VersionedValue,
+} from "../store/types.js";
+import { validateKey } from "../store/validate.js";
+
+/** Query parameters a remote store URI accepts. */
+const PARAMETERS = ["ca", "cert", "key", "token_file", "timeout_ms", "max_batch_bytes", "max_batch_items"] as const;
+
+/** Keepalive and reconnection suited to a long-lived link between two servers. */
+const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  // Pings only while calls are in flight, so an idle link never trips the server's ping policy,
+  // and a dead peer fails in-flight calls within ~40 s even without a deadline.
+  "grpc.keepalive_time_ms": 30_000,
+  "grpc.keepalive_timeout_ms": 10_000,
+  // A restarted peer is found again within seconds (the default backoff grows to 2 minutes).
+  "grpc.initial_reconnect_backoff_ms": 100,
+  "grpc.max_reconnect_backoff_ms": 2_000,
+};
+
+export interface BatchLimits {
+  /** Most value bytes (plus per-mutation overhead) one `Mutate` call carries. */
+  readonly maxBatchBytes: number;
+  /** Most mutations one `Mutate` call carries. */
+  readonly maxBatchItems: number;
+}
+
+/** What a default tierkv accepts, minus nothing: a batch of this size is never refused by one. */
+export const DEFAULT_BATCH_LIMITS: BatchLimits = {
+  maxBatchBytes: 4 * 1024 * 1024,
+  maxBatchItems: Math.min(256, DEFAULT_LIMITS.maxBatchItems),
+};
+
+interface QueuedMutation {
+  readonly mutation: ClientMutation;
+  readonly bytes: number;
+  readonly deadline: number | undefined;
+  readonly resolve: (outcome: MutationOutcome) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/** Batch-level refusals: the remote would not take the call as a whole (size or item count). */
+function refusedAsWhole(error: unknown): boolean {
+  return error instanceof StoreError && (error.code === "resource-exhausted" || error.code === "invalid-argument");
+}
+
+/** A remote tierkv as a `KVStore`: reads pass through, writes and removes travel in batches. */
+export class RemoteStore implements KVStore {
+  private queue: QueuedMutation[] = [];
+  private queuedBytes = 0;
+  private flushScheduled = false;
+  private closed = false;
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(
+    readonly client: TierkvClient,
+    private readonly limits: BatchLimits = DEFAULT_BATCH_LIMITS,
+  ) {}
+
+  read(ref: KeyRef, options?: CallOptions): Promise<Uint8Array> {
+    return this.client.read(ref, options);
+  }
+
+  readVersioned(ref: KeyRef, options?: CallOptions): Promise<VersionedValue> {
+    return this.client.readVersioned(ref, options);
+  }
+
+  list(ns: NamespaceRef, options?: ListOptions): Promise<string[]> {
+    return this.client.list(ns, options);
+  }
+
+  listPage(ns: NamespaceRef, page?: PageRequest): Promise<Page> {
+    return this.client.listPage(ns, page);
+  }
+
+  listAllKeys(request?: AllKeysRequest): Promise<AllKeysPage> {
+    return this.client.listAllKeys(request);
+  }
+
+  /** Unknown over the wire: a tiered store with a remote primary seeds its clock from the wall clock. */
+  async highestVersion(): Promise<bigint> {
+    return 0n;
+  }
+
+  /** One call, so the remote applies the batch atomically as this instance did. */
+  txn(request: TxnRequest): Promise<TxnResult> {
+    return this.client.txn(request);
+  }
+
+  write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
+    return this.enqueue({ ref, version: options.version, write: value, revision: options.revision, exact: options.exact }, options.deadline, value.byteLength);
+  }
+
+  remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
+    return this.enqueue({ ref, version: options.version, remove: { lazy: options.lazy } }, options.deadline, 0);
+  }
+
+  private enqueue(mutation: ClientMutation, deadline: number | undefined, valueBytes: number): Promise<MutationOutcome> {
+    // Checked before joining a batch, so one bad key never fails its neighbours.
+    validateKey(mutation.ref, "write" in mutation ? "write" : "remove");
+    if (this.closed) return Promise.reject(new StoreError("unavailable", "the remote store is closed"));
+    const bytes = valueBytes + PER_MUTATION_OVERHEAD_BYTES;
+    return new Promise((resolve, reject) => {
+      // The size check comes first: a mutation that would overflow the batch starts the next one.
+      if (this.queue.length > 0 && this.queuedBytes + bytes > this.limits.maxBatchBytes) this.flush();
+      this.queue.push({ mutation, bytes, deadline, resolve, reject });
+      this.queuedBytes += bytes;
+      if (this.queue.length >= this.limits.maxBatchItems) this.flush();
+      else if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
+    if (batch.length === 0) return;
+    const sending = this.send(batch);
+    this.inFlight.add(sending);
+    void sending.finally(() => this.inFlight.delete(sending));
+  }
+
+  /** Sends one batch; a batch refused as a whole is split in halves, down to single mutations. */
+  private async send(batch: QueuedMutation[]): Promise<void> {
+    // The call may run only until the earliest of its members' deadlines; without any, the
+    // client's default timeout.
+    const deadlines = batch.flatMap((queued) => (queued.deadline === undefined ? [] : [queued.deadline]));
+    const deadline = deadlines.length === 0 ? undefined : Math.min(...deadlines);
+    let results: MutationResult[];
+    try {
+      results = await this.client.mutate(
+        batch.map((queued) => queued.mutation),
+        { deadline },
+      );
+    } catch (error) {
+      if (batch.length > 1 && refusedAsWhole(error)) {
+        const half = Math.ceil(batch.length / 2);
+        await Promise.all([this.send(batch.slice(0, half)), this.send(batch.slice(half))]);
+      } else {
+        for (const queued of batch) queued.reject(error);
+      }
+      return;
+    }
+    batch.forEach((queued, i) => {
+      const result = results[i]!;
+      if (result instanceof StoreError) queued.reject(result);
+      else queued.resolve(result);
+    });
+  }
+
+  /** Sends what is queued, waits for every batch in flight to settle, then closes the channel. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.flush();
+    await Promise.allSettled([...this.inFlight]);
+    await this.client.close();
+  }
+}
+
+function readParameterFile(uri: URL, name: string): Buffer | undefined {
+  const path = uri.searchParams.get(name);
+  if (path === null) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw invalidArgument(`store URI ${uri.protocol}//${uri.host}: cannot read ${name} file ${path}: ${(error as Error).message}`);
+  }
+}
+
+function positiveParameter(uri: URL, text: string, name: string): number | undefined {
+  const value = uri.searchParams.get(name);
+  if (value === null) return undefined;
+  if (!/^[1-9][0-9]{0,14}$/.test(value)) throw invalidArgument(`store URI "${text}": ${name} must be a positive whole number`);
+  return Number(value);
+}
+
+/** Opens a client for `grpc://host:port` or `grpcs://host:port?…` (see README, "Store URIs"). */
+export function openRemoteStore(text: string): RemoteStore {
+  const uri = new URL(text);
+  if (uri.port === "" || uri.pathname.replace(/^\/$/, "") !== "") {
+    throw invalidArgument(`store URI "${text}": expected ${uri.protocol}//host:port`);
+  }
+  for (const name of uri.searchParams.keys()) {
+    if (!(PARAMETERS as readonly string[]).includes(name)) {
+      throw invalidArgument(`store URI "${text}": unknown parameter "${name}"; known: ${PARAMETERS.join(", ")}`);
+    }
+  }
+  const tls = uri.protocol === "grpcs:";
+  const [ca, cert, key] = [readParameterFile(uri, "ca"), readParameterFile(uri, "cert"), readParameterFile(uri, "key")];
+  if (!tls && (ca || cert || key)) throw invalidArgument(`store URI "${text}": ca/cert/key need grpcs://`);
+  if ((cert === undefined) !== (key === undefined)) throw invalidArgument(`store URI "${text}": cert and key go together`);
+  const token = readParameterFile(uri, "token_file")?.toString("utf8").trim();
+  const timeoutMs = positiveParameter(uri, text, "timeout_ms");
+  const client = new TierkvClient({
+    address: uri.host,
+    credentials: tls ? grpc.credentials.createSsl(ca ?? null, key ?? null, cert ?? null) : grpc.credentials.createInsecure(),
+    ...(token !== undefined && { bearerToken: token }),
+    ...(timeoutMs !== undefined && { timeoutMs }),
+    channelOptions: CHANNEL_OPTIONS,
+  });
+  return new RemoteStore(client, {
+    maxBatchBytes: positiveParameter(uri, text, "max_batch_bytes") ?? DEFAULT_BATCH_LIMITS.maxBatchBytes,
+    maxBatchItems: positiveParameter(uri, text, "max_batch_items") ?? DEFAULT_BATCH_LIMITS.maxBatchItems,
+  });
+}

@@ -1,0 +1,43 @@
+//! One tier of the tiered store: a backend, its name, and the retry policy its calls get; plus
+//! the errors a tier failure turns into for the caller.
+
+import { StoreError } from "../store/errors.js";
+import type { KVStore } from "../store/types.js";
+import { withRetry, type RetryObserver, type RetryPolicy } from "./retry.js";
+
+export type TierName = "primary" | "backup" | "ephemeral";
+
+export class Tier {
+  constructor(
+    readonly name: TierName,
+    readonly store: KVStore,
+    private readonly retry: RetryPolicy,
+    private readonly onRetry: (tier: TierName, ...args: Parameters<RetryObserver>) => void,
+  ) {}
+
+  /** Runs `operation` on this tier's store with its retry policy, never past `deadline`. */
+  call<T>(operation: (store: KVStore) => Promise<T>, deadline: number | undefined): Promise<T> {
+    return withRetry(() => operation(this.store), this.retry, deadline, (...args) => this.onRetry(this.name, ...args));
+  }
+}
+
+/** Codes whose message describes the tier's own trouble (addresses, TLS), not the caller's request. */
+const TRANSPORT_CODES: ReadonlySet<string> = new Set(["unavailable", "deadline-exceeded", "cancelled", "internal"]);
+
+/**
+ * What the caller learns of a tier's failure: which tier, whether it may retry, and whether
+ * another tier already applied the mutation. Transport details (peer addresses, TLS errors) stay
+ * in `cause`, for the log only.
+ */
+export function tierFailure(tier: TierName, error: unknown, appliedIn: readonly TierName[] = []): StoreError {
+  const cause = StoreError.from(error);
+  if (!TRANSPORT_CODES.has(cause.code)) return cause;
+  const applied =
+    appliedIn.length === 0
+      ? "nothing was acknowledged"
+      : `the ${appliedIn.join(" and ")} tier applied it; retrying with the same version is safe`;
+  const what = cause.code === "internal" ? "failed" : cause.code === "deadline-exceeded" ? "did not answer in time" : "is unavailable";
+  // Every tier failure is worth a retry by the caller: the mutation's version makes it idempotent.
+  const code = cause.code === "internal" ? "internal" : "unavailable";
+  return new StoreError(code, `the ${tier} tier ${what}; ${applied}`, { cause });
+}
