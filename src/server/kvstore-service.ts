@@ -8,7 +8,7 @@ import type { HandlerContext, ServiceImpl } from "../rpc/service-definition.js";
 import { toGrpcStatus } from "../rpc/status.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
 import type { KVStore, KeyRef, MutationOptions, MutationOutcome, NamespaceRef, TxnCheck, TxnOperation } from "../store/types.js";
-import { formatPath } from "../store/validate.js";
+import { formatPath, validateVersion } from "../store/validate.js";
 
 /** 0 on the wire means "no version": the server assigns one. */
 function versionOf(version: bigint): bigint | undefined {
@@ -80,12 +80,17 @@ export function kvStoreService(store: KVStore, limits: Limits): ServiceImpl<type
     }
   };
   // Write and Remove, and each mutation of Mutate, go through these two: one set of checks.
-  const write = (ref: KeyRef, value: Uint8Array, version: bigint, options: MutationOptions): Promise<MutationOutcome> => {
+  const write = async (ref: KeyRef, value: Uint8Array, wireVersion: bigint, options: MutationOptions): Promise<MutationOutcome> => {
     checkValueSize(ref, value);
-    return store.write(ref, value, { ...options, version: versionOf(version) });
+    const version = versionOf(wireVersion);
+    validateVersion(version, ref, "write");
+    return store.write(ref, value, { ...options, version });
   };
-  const remove = (ref: KeyRef, lazy: boolean, version: bigint, options: MutationOptions): Promise<MutationOutcome> =>
-    store.remove(ref, { ...options, lazy, version: versionOf(version) });
+  const remove = async (ref: KeyRef, lazy: boolean, wireVersion: bigint, options: MutationOptions): Promise<MutationOutcome> => {
+    const version = versionOf(wireVersion);
+    validateVersion(version, ref, "remove");
+    return store.remove(ref, { ...options, lazy, version });
+  };
 
   return {
     async read(request, context) {

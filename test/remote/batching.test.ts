@@ -8,7 +8,9 @@ import { grpcClientConstructor } from "../../src/rpc/service-definition.js";
 import { silentLogger } from "../../src/log.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
 import { MemoryStore } from "../../src/store/memory.js";
-import { RemoteStore } from "../../src/store/remote.js";
+import { RemoteStore } from "../../src/remote/remote-store.js";
+import { TierkvClient } from "../../src/client/client.js";
+import { DEFAULT_LIMITS } from "../../src/limits.js";
 import type { KeyRef } from "../../src/store/types.js";
 import { errorOf } from "../support/store-assertions.js";
 
@@ -24,7 +26,7 @@ async function countingServer(maxValueBytes = 1024): Promise<{ server: RunningSe
   const server = await startServer({
     listen: "127.0.0.1:0",
     store,
-    maxValueBytes,
+    limits: { ...DEFAULT_LIMITS, maxValueBytes },
     logger: silentLogger(),
     observeCall: (method) => calls.set(method, (calls.get(method) ?? 0) + 1),
   });
@@ -36,7 +38,7 @@ const key = (i: number): KeyRef => ({ primaryNamespace: "monitors", secondaryNam
 
 it("sends the mutations of one turn in a single Mutate call, each applied", async () => {
   const { server, store, calls } = await countingServer();
-  const remote = new RemoteStore({ address: server.address });
+  const remote = new RemoteStore(new TierkvClient({ address: server.address }));
   cleanup.push(() => remote.close());
   await remote.list(key(0)); // connect first, so the burst below is one turn's worth
   await Promise.all([
@@ -51,7 +53,7 @@ it("sends the mutations of one turn in a single Mutate call, each applied", asyn
 
 it("fails only the mutations that are wrong, with their own codes and messages", async () => {
   const { server, store } = await countingServer(16);
-  const remote = new RemoteStore({ address: server.address });
+  const remote = new RemoteStore(new TierkvClient({ address: server.address }));
   cleanup.push(() => remote.close());
   const results = await Promise.allSettled([
     remote.write(key(1), Buffer.from("fine")),

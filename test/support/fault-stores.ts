@@ -1,26 +1,44 @@
 //! KVStore wrappers that inject faults and record traffic, for tier tests.
 
 import { StoreError, type StoreErrorCode } from "../../src/store/errors.js";
-import type {
-  AllKeysRequest,
-  CallOptions,
-  KeyVersion,
-  VersionedValue,
-  KVStore,
-  KeyRef,
-  MutationOptions,
-  NamespaceRef,
-  Page,
-  PageRequest,
-  RemoveOptions,
+import {
+  isBackupLedger,
+  type AllKeysPage,
+  type AllKeysRequest,
+  type BackupLedger,
+  type CallOptions,
+  type KVStore,
+  type KeyRef,
+  type ListOptions,
+  type MutationOptions,
+  type MutationOutcome,
+  type NamespaceRef,
+  type Page,
+  type PageRequest,
+  type RemoveOptions,
+  type TxnRequest,
+  type TxnResult,
+  type VersionedValue,
 } from "../../src/store/types.js";
 import { formatPath } from "../../src/store/validate.js";
 
-type Operation = "read" | "write" | "remove" | "list" | "listPage" | "listAllKeys";
+type Operation = "read" | "write" | "remove" | "txn" | "list" | "listPage" | "listAllKeys";
 
-/** Forwards everything to `inner`; subclasses override `before` to delay, fail or record. */
+/**
+ * Forwards everything to `inner`; subclasses override `before` to delay, fail or record. When
+ * `inner` keeps a backup ledger, so does the wrapper (ledger calls pass through unchanged).
+ */
 export class ForwardingStore implements KVStore {
-  constructor(readonly inner: KVStore) {}
+  constructor(readonly inner: KVStore) {
+    if (isBackupLedger(inner)) {
+      const ledger: BackupLedger = {
+        settleOwed: (ref, version) => inner.settleOwed(ref, version),
+        listOwed: (limit, after) => inner.listOwed(limit, after),
+        countOwed: () => inner.countOwed(),
+      };
+      Object.assign(this, ledger);
+    }
+  }
 
   /** Runs before each call reaches `inner`. */
   protected async before(_operation: Operation, _target: string): Promise<void> {}
@@ -32,15 +50,19 @@ export class ForwardingStore implements KVStore {
     await this.before("read", formatPath(ref));
     return this.inner.readVersioned(ref, options);
   }
-  async write(ref: KeyRef, value: Uint8Array, options?: MutationOptions): Promise<void> {
+  async write(ref: KeyRef, value: Uint8Array, options?: MutationOptions): Promise<MutationOutcome> {
     await this.before("write", formatPath(ref));
     return this.inner.write(ref, value, options);
   }
-  async remove(ref: KeyRef, options?: RemoveOptions): Promise<void> {
+  async remove(ref: KeyRef, options?: RemoveOptions): Promise<MutationOutcome> {
     await this.before("remove", formatPath(ref));
     return this.inner.remove(ref, options);
   }
-  async list(ns: NamespaceRef, options?: CallOptions): Promise<string[]> {
+  async txn(request: TxnRequest): Promise<TxnResult> {
+    await this.before("txn", request.operations.map(formatPath).join(","));
+    return this.inner.txn(request);
+  }
+  async list(ns: NamespaceRef, options?: ListOptions): Promise<string[]> {
     await this.before("list", formatPath(ns));
     return this.inner.list(ns, options);
   }
@@ -48,9 +70,12 @@ export class ForwardingStore implements KVStore {
     await this.before("listPage", formatPath(ns));
     return this.inner.listPage(ns, page);
   }
-  async listAllKeys(request?: AllKeysRequest): Promise<KeyVersion[]> {
+  async listAllKeys(request?: AllKeysRequest): Promise<AllKeysPage> {
     await this.before("listAllKeys", "");
     return this.inner.listAllKeys(request);
+  }
+  highestVersion(): Promise<bigint> {
+    return this.inner.highestVersion();
   }
   close(): Promise<void> {
     return this.inner.close();
@@ -65,7 +90,7 @@ export class DelayedStore extends ForwardingStore {
     super(inner);
   }
   protected override async before(operation: Operation): Promise<void> {
-    if (operation === "write" || operation === "remove") {
+    if (operation === "write" || operation === "remove" || operation === "txn") {
       await sleep(this.minMs + Math.random() * (this.maxMs - this.minMs));
     }
   }
@@ -78,7 +103,7 @@ export class FlakyStore extends ForwardingStore {
     inner: KVStore,
     public failures: number,
     private readonly code: StoreErrorCode = "unavailable",
-    private readonly operations: readonly Operation[] = ["read", "write", "remove", "list", "listPage", "listAllKeys"],
+    private readonly operations: readonly Operation[] = ["read", "write", "remove", "txn", "list", "listPage", "listAllKeys"],
   ) {
     super(inner);
   }

@@ -1,6 +1,7 @@
 //! An in-process tierkv server on an ephemeral loopback port, for gRPC-level tests.
 
 import { TierkvClient } from "../../src/client/client.js";
+import { DEFAULT_LIMITS, type Limits } from "../../src/limits.js";
 import { silentLogger } from "../../src/log.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
 import type { KVStore } from "../../src/store/types.js";
@@ -15,11 +16,11 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(store: KVStore, options: { maxValueBytes?: number } = {}): Promise<TestServer> {
+export async function startTestServer(store: KVStore, limits: Partial<Limits> = {}): Promise<TestServer> {
   const server = await startServer({
     listen: "127.0.0.1:0",
     store,
-    maxValueBytes: options.maxValueBytes ?? 64 * 1024 * 1024,
+    limits: { ...DEFAULT_LIMITS, ...limits },
     logger: silentLogger(),
   });
   const client = new TierkvClient({ address: server.address, timeoutMs: 20_000 });

@@ -1,11 +1,10 @@
-// TierStore backup tier (SPEC §4): failures reach the caller and are counted; a healthy backup mirrors primary.
+// TierStore backup tier (contract §4): failures reach the caller and are counted; a healthy backup mirrors primary.
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { StoreErrorCode } from "../../src/store/errors.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { SqliteStore } from "../../src/store/sqlite.js";
 import type { KVStore, KeyRef } from "../../src/store/types.js";
-import { OwedKeys } from "../../src/tier/owed-keys.js";
 import { TierStore } from "../../src/tier/tier-store.js";
 import { FlakyStore, RecordingStore } from "../support/fault-stores.js";
 import { startTestServer, type TestServer } from "../support/server.js";
@@ -40,14 +39,14 @@ describe("TierStore with a failing backup", () => {
     const writeError = await errorOf(tier.write(KEY, bytes("v1")));
     expect(writeError.code).toBe("unavailable");
     expect(backup.calls).toBe(FAST_RETRY.maxAttempts);
-    expect(tier.stats.divergences).toBe(1);
-    expect(tier.stats.retries).toBe(FAST_RETRY.maxAttempts - 1);
+    expect(tier.snapshot().divergences).toBe(1);
+    expect(tier.snapshot().retries).toBe(FAST_RETRY.maxAttempts - 1);
     // The primary took the write: the tiers now differ, which is what the counter reports.
     expect(text(await primary.read(KEY))).toBe("v1");
 
     const removeError = await errorOf(tier.remove(KEY));
     expect(removeError.code).toBe("unavailable");
-    expect(tier.stats.divergences).toBe(2);
+    expect(tier.snapshot().divergences).toBe(2);
     expect((await errorOf(primary.read(KEY))).code).toBe("not-found");
   });
 
@@ -57,8 +56,8 @@ describe("TierStore with a failing backup", () => {
     const error = await errorOf(tier.write(KEY, bytes("v")));
     expect(error.code).toBe("internal");
     expect(backup.calls).toBe(1);
-    expect(tier.stats.retries).toBe(0);
-    expect(tier.stats.divergences).toBe(1);
+    expect(tier.snapshot().retries).toBe(0);
+    expect(tier.snapshot().divergences).toBe(1);
   });
 
   it("counts a divergence when the primary fails and the backup succeeds", async () => {
@@ -66,14 +65,14 @@ describe("TierStore with a failing backup", () => {
     const primary = new FlakyStore(new MemoryStore(), ALWAYS, "unavailable");
     const tier = tierWith(backupStore, primary);
     expect((await errorOf(tier.write(KEY, bytes("v")))).code).toBe("unavailable");
-    expect(tier.stats.divergences).toBe(1);
+    expect(tier.snapshot().divergences).toBe(1);
     expect(text(await backupStore.read(KEY))).toBe("v");
   });
 
   it("counts no divergence when every durable tier fails", async () => {
     const tier = tierWith(failingBackup("unavailable"), new FlakyStore(new MemoryStore(), ALWAYS, "unavailable"));
     expect((await errorOf(tier.write(KEY, bytes("v")))).code).toBe("unavailable");
-    expect(tier.stats.divergences).toBe(0);
+    expect(tier.snapshot().divergences).toBe(0);
   });
 
   it("lets the caller repair the backup by retrying with the same version once the backup recovers", async () => {
@@ -104,7 +103,7 @@ describe("TierStore with a failing backup", () => {
     const removeError = await errorOf(server.client.remove(KEY));
     expect(removeError.code).toBe("unavailable");
     expect((await errorOf(server.client.read(KEY))).code).toBe("not-found");
-    expect(tier.stats.divergences).toBe(2);
+    expect(tier.snapshot().divergences).toBe(2);
   });
 });
 
@@ -136,7 +135,7 @@ describe("TierStore with a healthy sqlite backup", () => {
     let removes = 0;
     // Batches of 10 run concurrently; the versioned lock applies same-key mutations in call order.
     for (let batch = 0; batch < 20; batch++) {
-      const pending: Promise<void>[] = [];
+      const pending: Promise<unknown>[] = [];
       for (let i = 0; i < 10; i++) {
         const ref = pick(keys);
         const id = JSON.stringify(ref);
@@ -156,7 +155,7 @@ describe("TierStore with a healthy sqlite backup", () => {
 
     expect(backup.of("write")).toHaveLength(writes);
     expect(backup.of("remove")).toHaveLength(removes);
-    expect(tier.stats.divergences).toBe(0);
+    expect(tier.snapshot().divergences).toBe(0);
     for (const namespace of namespaces) {
       const primaryKeys = sorted(await primary.list(namespace));
       expect(sorted(await backup.inner.list(namespace))).toEqual(primaryKeys);
@@ -180,21 +179,21 @@ describe("degraded backup policy (in process)", () => {
   it("acknowledges from the primary alone only when the backup is unreachable, and records the key", async () => {
     const primary = new MemoryStore();
     const backup = new FlakyStore(new MemoryStore(), Number.MAX_SAFE_INTEGER, "unavailable");
-    const owed = await OwedKeys.open(new MemoryStore());
-    const tier = new TierStore({ primary, backup, backupPolicy: "degraded", owedKeys: owed, retry: { backup: FAST_RETRY } });
-    await tier.write(at(ns("monitors"), "m1"), bytes("v1"));
-    await tier.remove(at(ns("monitors"), "m2"));
+    const tier = new TierStore({ primary, backup, backupPolicy: "degraded", retry: { backup: FAST_RETRY } });
+    expect(await tier.write(at(ns("monitors"), "m1"), bytes("v1"))).toBe("applied");
+    expect(await tier.remove(at(ns("monitors"), "m2"))).toBe("applied");
     expect(text(await primary.read(at(ns("monitors"), "m1")))).toBe("v1");
-    expect(tier.backupStatus()).toMatchObject({ policy: "degraded", owedKeys: 2 });
+    expect(await tier.backupStatus()).toMatchObject({ policy: "degraded", owedKeys: 2 });
+    expect((await primary.listOwed(10)).map((k) => k.key)).toEqual(["m1", "m2"]);
     await tier.close();
   });
 
   it("still fails a write the backup refuses for another reason", async () => {
     const backup = new FlakyStore(new MemoryStore(), Number.MAX_SAFE_INTEGER, "invalid-argument");
-    const owed = await OwedKeys.open(new MemoryStore());
-    const tier = new TierStore({ primary: new MemoryStore(), backup, backupPolicy: "degraded", owedKeys: owed });
+    const tier = new TierStore({ primary: new MemoryStore(), backup, backupPolicy: "degraded" });
     expect((await errorOf(tier.write(at(ns("monitors"), "m1"), bytes("v1")))).code).toBe("invalid-argument");
-    expect(tier.backupStatus().owedKeys).toBe(0);
+    // The refused mutation stays in the primary's ledger: the replay will repair the backup.
+    expect((await tier.backupStatus()).owedKeys).toBe(1);
     await tier.close();
   });
 });

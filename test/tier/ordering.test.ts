@@ -1,4 +1,4 @@
-// Ordering under reordering (SPEC §3): one set of scenarios, run against every tier setup whose
+// Ordering under reordering (contract §3): one set of scenarios, run against every tier setup whose
 // tiers complete operations after random delays.
 import { afterEach, describe, expect, it } from "vitest";
 import { MemoryStore } from "../../src/store/memory.js";
@@ -75,7 +75,7 @@ for (const setup of SETUPS) {
     const stores = (): KVStore[] => [tier, ...tiers];
 
     afterEach(async () => {
-      expect(tier.lock.size).toBe(0);
+      expect(tier.snapshot().inFlightKeys).toBe(0);
       await tier.close();
     });
 
@@ -88,7 +88,7 @@ for (const setup of SETUPS) {
     for (const lastIsRemove of [false, true]) {
       it(`interleaved writes and removes ending in a ${lastIsRemove ? "remove" : "write"} leave its result in every tier`, async () => {
         ({ tier, tiers } = setup.make());
-        const calls: Promise<void>[] = [];
+        const calls: Promise<unknown>[] = [];
         for (let i = 0; i < OPERATIONS; i++) {
           const remove = i === OPERATIONS - 1 ? lastIsRemove : i % 3 === 2;
           calls.push(remove ? tier.remove(setup.key, { lazy: i % 2 === 0 }) : tier.write(setup.key, bytes(`v${i}`)));
@@ -105,14 +105,14 @@ for (const setup of SETUPS) {
       versions.sort(() => Math.random() - 0.5);
       await Promise.all(versions.map((version) => tier.write(setup.key, bytes(`v${version}`), { version })));
       for (const store of stores()) expect(await valueIn(store, setup.key)).toBe(`v${OPERATIONS}`);
-      expect(tier.stats.staleMutations).toBeGreaterThan(0);
+      expect(tier.snapshot().staleMutations).toBeGreaterThan(0);
     });
 
     it("acknowledges but does not apply a write or remove older than the applied version", async () => {
       ({ tier, tiers } = setup.make());
-      await tier.write(setup.key, bytes("current"), { version: 100n });
-      await tier.write(setup.key, bytes("late"), { version: 99n });
-      await tier.remove(setup.key, { version: 50n });
+      expect(await tier.write(setup.key, bytes("current"), { version: 100n })).toBe("applied");
+      expect(await tier.write(setup.key, bytes("late"), { version: 99n })).toBe("stale");
+      expect(await tier.remove(setup.key, { version: 50n })).toBe("stale");
       for (const store of stores()) expect(await valueIn(store, setup.key)).toBe("current");
     });
   });
@@ -132,6 +132,6 @@ describe("ordering over gRPC", () => {
     await client.write(durableKey, bytes("warm-up")); // connects, so the burst goes out in order
     await Promise.all(Array.from({ length: OPERATIONS }, (_, i) => client.write(durableKey, bytes(`v${i}`))));
     for (const store of [client, primary, backup]) expect(await valueIn(store, durableKey)).toBe(`v${OPERATIONS - 1}`);
-    expect(tier.lock.size).toBe(0);
+    expect(tier.snapshot().inFlightKeys).toBe(0);
   });
 });

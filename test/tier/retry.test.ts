@@ -1,4 +1,4 @@
-// Retries (SPEC §4): withRetry's attempts, deadline and retryable codes, and the TierStore's per-tier policies.
+// Retries (contract §4): withRetry's attempts, deadline and retryable codes, and the TierStore's per-tier policies.
 import { describe, expect, it } from "vitest";
 import { StoreError, type StoreErrorCode } from "../../src/store/errors.js";
 import { MemoryStore } from "../../src/store/memory.js";
@@ -104,7 +104,7 @@ describe("TierStore retries", () => {
     const tier = new TierStore({ primary, retry: { primary: FAST_RETRY } });
     await tier.write(KEY, bytes("v"));
     expect(primary.calls).toBe(3);
-    expect(tier.stats.retries).toBe(2);
+    expect(tier.snapshot().retries).toBe(2);
     expect(text(await tier.read(KEY))).toBe("v");
     await tier.close();
   });
@@ -117,7 +117,7 @@ describe("TierStore retries", () => {
     expect(text(await tier.read(KEY))).toBe("v");
     primary.failures = 2;
     expect(await tier.list(MONITORS)).toEqual(["chan_1"]);
-    expect(tier.stats.retries).toBe(4);
+    expect(tier.snapshot().retries).toBe(4);
     await tier.close();
   });
 
@@ -127,12 +127,12 @@ describe("TierStore retries", () => {
     const tier = new TierStore({ primary, backup, retry: { primary: NO_RETRY, backup: NO_RETRY } });
     expect((await errorOf(tier.write(KEY, bytes("v1")))).code).toBe("unavailable");
     expect(primary.calls).toBe(1);
-    expect(tier.stats.retries).toBe(0);
+    expect(tier.snapshot().retries).toBe(0);
 
     backup.failures = 1;
     expect((await errorOf(tier.write(KEY, bytes("v2")))).code).toBe("unavailable");
     expect(backup.calls).toBe(2);
-    expect(tier.stats.retries).toBe(0);
+    expect(tier.snapshot().retries).toBe(0);
 
     // Healthy again: the next call goes through.
     await tier.write(KEY, bytes("v3"));

@@ -1,4 +1,4 @@
-// TierStore routing (SPEC §4): which tier each call reaches, and listing across primary and ephemeral.
+// TierStore routing (contract §4): which tier each call reaches, and listing across primary and ephemeral.
 import { describe, expect, it } from "vitest";
 import type { KeyRef, NamespaceRef } from "../../src/store/types.js";
 import { formatPath } from "../../src/store/validate.js";

@@ -1,4 +1,4 @@
-// The versioned lock and hybrid clock (SPEC §3): per-key ordering, stale and failed mutations, deadlines, no leaks.
+// The versioned lock and hybrid clock (contract §3): per-key ordering, stale and failed mutations, deadlines, no leaks.
 import { describe, expect, it, vi } from "vitest";
 import { StoreError } from "../../src/store/errors.js";
 import { HybridClock } from "../../src/tier/hybrid-clock.js";
@@ -39,8 +39,8 @@ describe("VersionedLock", () => {
   it("does not make a mutation of one key wait for a blocked mutation of another", async () => {
     const lock = new VersionedLock();
     const blockA = gate();
-    const a = track(lock.run("A", 1n, () => blockA.promise));
-    const mutateB = vi.fn(async () => {});
+    const a = track(lock.run("A", 1n, () => blockA.promise.then(() => "applied" as const)));
+    const mutateB = vi.fn(async () => "applied" as const);
     await expect(lock.run("B", 1n, mutateB)).resolves.toBe("applied");
     expect(mutateB).toHaveBeenCalledOnce();
     expect(a.done).toBe(false);
@@ -63,6 +63,7 @@ describe("VersionedLock", () => {
         await g.promise;
         events.push(`end ${i}`);
         running--;
+        return "applied" as const;
       }),
     );
     await settle();
@@ -78,12 +79,12 @@ describe("VersionedLock", () => {
   it("acknowledges a stale mutation without running it", async () => {
     const lock = new VersionedLock();
     const first = gate();
-    const stale = vi.fn(async () => {});
+    const stale = vi.fn(async () => "applied" as const);
     const runs = [
-      lock.run("K", 10n, () => first.promise),
+      lock.run("K", 10n, () => first.promise.then(() => "applied" as const)),
       lock.run("K", 10n, stale),
       lock.run("K", 5n, stale),
-      lock.run("K", 11n, async () => {}),
+      lock.run("K", 11n, async () => "applied" as const),
       lock.run("K", 11n, stale),
     ];
     first.open();
@@ -94,10 +95,10 @@ describe("VersionedLock", () => {
   it("does not raise the applied version for a failed mutation", async () => {
     const lock = new VersionedLock();
     const failure = new StoreError("unavailable", "tier down");
-    const applied = vi.fn(async () => {});
+    const applied = vi.fn(async () => "applied" as const);
     const runs = [
-      lock.run("K", 10n, async () => {}),
-      lock.run("K", 30n, async () => {
+      lock.run("K", 10n, async () => "applied" as const),
+      lock.run("K", 30n, async (): Promise<"applied"> => {
         throw failure;
       }),
       lock.run("K", 20n, applied),
@@ -124,6 +125,7 @@ describe("VersionedLock", () => {
         lock.run(key, version, async () => {
           await settle();
           if (i % 13 === 0) throw new StoreError("unavailable", "injected");
+          return "applied" as const;
         }),
       );
     }
@@ -139,15 +141,15 @@ describe("VersionedLock", () => {
   it("gives up waiting at the deadline, never applies that mutation later, and keeps the queue working", async () => {
     const lock = new VersionedLock();
     const first = gate();
-    const held = lock.run("K", 1n, () => first.promise);
-    const expired = vi.fn(async () => {});
-    const error = await errorOf(lock.run("K", 2n, expired, Date.now() + 50));
+    const held = lock.run("K", 1n, () => first.promise.then(() => "applied" as const));
+    const expired = vi.fn(async () => "applied" as const);
+    const error = await errorOf(lock.run("K", 2n, expired, { deadline: Date.now() + 50 }));
     expect(error.code).toBe("deadline-exceeded");
 
     // The caller retries the same version after the deadline; it queues behind the held one.
-    const retried = vi.fn(async () => {});
+    const retried = vi.fn(async () => "applied" as const);
     const retry = lock.run("K", 2n, retried);
-    const next = lock.run("K", 3n, async () => {}, Date.now() + 10_000);
+    const next = lock.run("K", 3n, async () => "applied" as const, { deadline: Date.now() + 10_000 });
     first.open();
     await expect(held).resolves.toBe("applied");
     // The abandoned mutation did not raise the applied version, so the retry of version 2 applies.
@@ -161,7 +163,7 @@ describe("VersionedLock", () => {
 
   it("applies a mutation whose deadline is not reached", async () => {
     const lock = new VersionedLock();
-    await expect(lock.run("K", 1n, async () => {}, Date.now() + 10_000)).resolves.toBe("applied");
+    await expect(lock.run("K", 1n, async () => "applied" as const, { deadline: Date.now() + 10_000 })).resolves.toBe("applied");
     expect(lock.size).toBe(0);
   });
 
@@ -170,8 +172,79 @@ describe("VersionedLock", () => {
   it("honours a deadline further away than setTimeout's 24.8-day range", async () => {
     const lock = new VersionedLock();
     const thirtyDays = 30 * 24 * 60 * 60 * 1000;
-    const slow = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 20));
-    await expect(lock.run("K", 1n, slow, Date.now() + thirtyDays)).resolves.toBe("applied");
+    const slow = (): Promise<"applied"> => new Promise((resolve) => setTimeout(() => resolve("applied"), 20));
+    await expect(lock.run("K", 1n, slow, { deadline: Date.now() + thirtyDays })).resolves.toBe("applied");
+    expect(lock.size).toBe(0);
+  });
+
+  it("reports what a running mutation did even when the deadline passes while it runs", async () => {
+    const lock = new VersionedLock();
+    const first = gate();
+    const held = lock.run("K", 1n, () => first.promise.then(() => "applied" as const));
+    const running = gate();
+    // Queued behind `held` with a deadline; it starts in time, then runs past its deadline.
+    const second = lock.run(
+      "K",
+      2n,
+      async () => {
+        await running.promise;
+        return "applied" as const;
+      },
+      { deadline: Date.now() + 100 },
+    );
+    first.open();
+    await held;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    running.open();
+    await expect(second).resolves.toBe("applied");
+    expect(lock.size).toBe(0);
+  });
+
+  it("does not raise the applied version when the tiers report the mutation stale", async () => {
+    const lock = new VersionedLock();
+    const first = gate();
+    const held = lock.run("K", 5n, () => first.promise.then(() => "stale" as const));
+    const lower = vi.fn(async () => "applied" as const);
+    const next = lock.run("K", 3n, lower);
+    first.open();
+    await expect(held).resolves.toBe("stale");
+    await expect(next).resolves.toBe("applied");
+    expect(lower).toHaveBeenCalledOnce();
+  });
+
+  it("ends the wait of a cancelled call with cancelled, and never runs it", async () => {
+    const lock = new VersionedLock();
+    const first = gate();
+    const held = lock.run("K", 1n, () => first.promise.then(() => "applied" as const));
+    const controller = new AbortController();
+    const never = vi.fn(async () => "applied" as const);
+    const waiting = lock.run("K", 2n, never, { signal: controller.signal });
+    setTimeout(() => controller.abort(), 20);
+    expect((await errorOf(waiting)).code).toBe("cancelled");
+    first.open();
+    await held;
+    await settle();
+    expect(never).not.toHaveBeenCalled();
+    expect(lock.size).toBe(0);
+  });
+
+  it("holds several keys at once without deadlock, whatever order callers name them in", async () => {
+    const lock = new VersionedLock();
+    const events: string[] = [];
+    const task = (name: string) => async (): Promise<void> => {
+      events.push(`start ${name}`);
+      await settle();
+      events.push(`end ${name}`);
+    };
+    await Promise.all([
+      lock.exclusive(["a", "b"], task("ab")),
+      lock.exclusive(["b", "a"], task("ba")),
+      lock.exclusive(["b"], task("b")),
+    ]);
+    // Never interleaved: each task ran alone on the keys it shares with the others.
+    expect(events).toHaveLength(6);
+    for (let i = 0; i < 6; i += 2) expect(events[i + 1]).toBe(events[i]!.replace("start", "end"));
+    expect(events[0]).toBe("start ab");
     expect(lock.size).toBe(0);
   });
 });
@@ -213,6 +286,23 @@ describe("HybridClock", () => {
     now -= 60_000;
     const after = clock.next();
     expect(after).toBeGreaterThan(before);
+  });
+
+  it("issues versions above every version it observed (a seed from the primary, a caller's)", () => {
+    const clock = new HybridClock(() => NOW);
+    clock.observe(1n << 62n);
+    expect(clock.next()).toBe((1n << 62n) + 1n);
+    clock.observe(5n);
+    expect(clock.next()).toBe((1n << 62n) + 2n);
+  });
+
+  it("refuses a caller version beyond the allowed skew, and accepts and observes one within it", () => {
+    const clock = new HybridClock(() => NOW, 60_000);
+    const tooFar = BigInt(NOW + 61_000) << 20n;
+    expect(() => clock.admit(tooFar, "write k")).toThrowError(/more than 60000 ms ahead/);
+    const near = BigInt(NOW + 59_000) << 20n;
+    clock.admit(near, "write k");
+    expect(clock.next()).toBe(near + 1n);
   });
 
   it("uses Date.now by default", () => {
