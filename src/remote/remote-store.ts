@@ -128,7 +128,11 @@ export class RemoteStore implements KVStore {
 
   private enqueue(mutation: ClientMutation, deadline: number | undefined, valueBytes: number): Promise<MutationOutcome> {
     // Checked before joining a batch, so one bad key never fails its neighbours.
-    validateKey(mutation.ref, "write" in mutation ? "write" : "remove");
+    try {
+      validateKey(mutation.ref, "write" in mutation ? "write" : "remove");
+    } catch (error) {
+      return Promise.reject(error);
+    }
     if (this.closed) return Promise.reject(new StoreError("unavailable", "the remote store is closed"));
     const bytes = valueBytes + PER_MUTATION_OVERHEAD_BYTES;
     return new Promise((resolve, reject) => {

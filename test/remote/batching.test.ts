@@ -10,7 +10,7 @@ import { startServer, type RunningServer } from "../../src/server/server.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { RemoteStore } from "../../src/remote/remote-store.js";
 import { TierkvClient } from "../../src/client/client.js";
-import { DEFAULT_LIMITS } from "../../src/limits.js";
+import { DEFAULT_LIMITS, type Limits } from "../../src/limits.js";
 import type { KeyRef } from "../../src/store/types.js";
 import { errorOf } from "../support/store-assertions.js";
 
@@ -20,13 +20,16 @@ afterEach(async () => {
 });
 
 /** A server over a MemoryStore that counts the calls of each method. */
-async function countingServer(maxValueBytes = 1024): Promise<{ server: RunningServer; store: MemoryStore; calls: Map<string, number> }> {
+async function countingServer(
+  maxValueBytes = 1024,
+  limits: Partial<Limits> = {},
+): Promise<{ server: RunningServer; store: MemoryStore; calls: Map<string, number> }> {
   const store = new MemoryStore();
   const calls = new Map<string, number>();
   const server = await startServer({
     listen: "127.0.0.1:0",
     store,
-    limits: { ...DEFAULT_LIMITS, maxValueBytes },
+    limits: { ...DEFAULT_LIMITS, maxValueBytes, ...limits },
     logger: silentLogger(),
     observeCall: (method) => calls.set(method, (calls.get(method) ?? 0) + 1),
   });
@@ -85,4 +88,48 @@ it("answers a mutation that is neither a write nor a remove with INVALID_ARGUMEN
   expect(response.results).toHaveLength(1);
   expect(response.results[0]!.code).toBe(grpc.status.INVALID_ARGUMENT);
   expect(response.results[0]!.message).toContain("neither a write nor a remove");
+});
+
+it("splits a batch the remote refuses as a whole, until every mutation is applied", async () => {
+  // The remote takes at most 4 mutations and 3,000 value bytes per call; this side does not know.
+  const { server, store, calls } = await countingServer(1024, { maxBatchItems: 4, maxBatchBytes: 3_000 });
+  const remote = new RemoteStore(new TierkvClient({ address: server.address }));
+  cleanup.push(() => remote.close());
+  await remote.list(key(0));
+  const outcomes = await Promise.all(Array.from({ length: 40 }, (_, i) => remote.write(key(i), Buffer.alloc(1000, i))));
+  expect(outcomes).toEqual(Array(40).fill("applied"));
+  expect(await store.list(key(0))).toHaveLength(40);
+  expect(calls.get("Mutate")!).toBeGreaterThan(10);
+});
+
+it("sizes batches to the limits in the URI, checking the size before adding a mutation", async () => {
+  const { server, calls } = await countingServer(4096);
+  const remote = new RemoteStore(new TierkvClient({ address: server.address }), { maxBatchBytes: 10 * 1024, maxBatchItems: 100 });
+  cleanup.push(() => remote.close());
+  await remote.list(key(0));
+  // 3,000 value bytes + 2 KiB overhead each: two fit in 10 KiB, a third would not.
+  await Promise.all(Array.from({ length: 6 }, (_, i) => remote.write(key(i), Buffer.alloc(3000))));
+  expect(calls.get("Mutate")).toBe(3);
+});
+
+it("rejects a mutation with a bad key on its own, before it joins a batch", async () => {
+  const { server, store } = await countingServer();
+  const remote = new RemoteStore(new TierkvClient({ address: server.address }));
+  cleanup.push(() => remote.close());
+  const results = await Promise.allSettled([
+    remote.write(key(1), Buffer.from("ok")),
+    remote.write({ ...key(2), key: "bad/key" }, Buffer.from("x")),
+    remote.write(key(3), Buffer.from("ok")),
+  ]);
+  expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+  expect((await store.list(key(0))).sort()).toEqual(["m1", "m3"]);
+});
+
+it("settles every queued mutation on close()", async () => {
+  const { server, store } = await countingServer();
+  const remote = new RemoteStore(new TierkvClient({ address: server.address }));
+  const writes = Array.from({ length: 10 }, (_, i) => remote.write(key(i), Buffer.from("v")));
+  await remote.close();
+  expect(await Promise.all(writes)).toEqual(Array(10).fill("applied"));
+  expect(await store.list(key(0))).toHaveLength(10);
 });
