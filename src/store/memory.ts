@@ -203,6 +203,7 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
   }
 
   async listAllKeys(request: AllKeysRequest = {}): Promise<AllKeysPage> {
+    if (!request.allStores) validateNamespace({ storeId: storeIdOf(request), primaryNamespace: "", secondaryNamespace: "" }, "list all keys");
     const start = allKeysStart(request);
     const limit = effectivePageSize(request.limit);
     const all: KeyVersion[] = [];

@@ -411,6 +411,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   }
 
   async listAllKeys(request: AllKeysRequest = {}): Promise<AllKeysPage> {
+    if (!request.allStores) validateNamespace({ storeId: storeIdOf(request), primaryNamespace: "", secondaryNamespace: "" }, "list all keys");
     const limit = effectivePageSize(request.limit);
     const after = { ...keyParams(allKeysStart(request)), limit: limit + 1 };
     const statement = request.allStores ? this.stmt.allKeysOfAllStores : this.stmt.allKeysOfStore;
