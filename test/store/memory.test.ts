@@ -1,12 +1,11 @@
-// The memory backend against the shared conformance suite.
+// The memory backend against the shared conformance suite and the backup-ledger contract.
 import { MemoryStore } from "../../src/store/memory.js";
-import { describeConformance } from "../conformance/kvstore-conformance.js";
+import { describeBackupLedger, describeConformance } from "../conformance/kvstore-conformance.js";
 
-describeConformance(
-  "memory",
-  async () => {
-    const store = new MemoryStore();
-    return { store, close: () => store.close() };
-  },
-  { pageOrder: "newest-created-first", durable: false },
-);
+const openMemory = async () => {
+  const store = new MemoryStore();
+  return { store, close: () => store.close() };
+};
+
+describeConformance("memory", openMemory, { pageOrder: "newest-created-first", durable: false });
+describeBackupLedger("memory", openMemory);

@@ -5,7 +5,7 @@ import { SqliteStore } from "../../src/store/sqlite.js";
 import type { StoreUnderTest } from "../conformance/kvstore-conformance.js";
 import { removeTempDirs, tempDir } from "./temp.js";
 
-export async function openSqliteHarness(): Promise<StoreUnderTest & { readonly path: string }> {
+export async function openSqliteHarness(): Promise<StoreUnderTest<SqliteStore> & { readonly path: string }> {
   const path = join(tempDir(), "kv.db");
   let store = new SqliteStore(path);
   return {
