@@ -191,7 +191,8 @@ export class TierkvClient extends VersionedReads implements KVStore {
   /** Every key of the namespace pair, in no particular order. */
   async list(ns: NamespaceRef, options?: ListOptions): Promise<string[]> {
     validateNamespace(ns, "list");
-    return (await this.call("list", namespaceFields(ns), options)).keys;
+    // The server caps List on its own (--max-list-keys); `limit` is applied here.
+    return (await this.call("list", namespaceFields(ns), options)).keys.slice(0, options?.limit);
   }
 
   /** One page of keys (newest-created first where the server's store can). */

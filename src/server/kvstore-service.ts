@@ -52,8 +52,11 @@ function toCheck(check: WireCheck): TxnCheck {
 function toOperation(operation: WireOperation): TxnOperation {
   const ref = scoped(operation);
   switch (operation.kind.case) {
-    case "write":
-      return { ...ref, kind: "write", value: operation.kind.value.value };
+    case "write": {
+      // A revision travels when a chained instance mirrors its primary's outcome.
+      const { value, revision } = operation.kind.value;
+      return { ...ref, kind: "write", value, ...(revision !== 0n && { revision }) };
+    }
     case "remove":
       return { ...ref, kind: "remove" };
     default:

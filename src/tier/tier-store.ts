@@ -313,7 +313,9 @@ export class TierStore extends VersionedReads implements KVStore {
         const result = await this.callTier(this.primary, (store) => store.txn({ ...request, version, owedToBackup: owed }), request.deadline);
         if (!result.succeeded) return result;
         result.outcomes.forEach((outcome) => outcome === "stale" && this.counts.staleMutations++);
-        if (this.backup !== undefined) await this.mirrorTxn(request.operations, result.revisions, version, request.deadline);
+        if (this.backup !== undefined && request.operations.length > 0) {
+          await this.mirrorTxn(request.operations, result.revisions, version, request.deadline);
+        }
         return result;
       },
       request,
@@ -346,6 +348,12 @@ export class TierStore extends VersionedReads implements KVStore {
     this.resyncRun = this.repair.resync(onProgress, stop);
     try {
       return await this.resyncRun;
+    } catch (error) {
+      const cause = StoreError.from(error);
+      if (cause.code === "cancelled") throw cause;
+      // Tier details (addresses, TLS) go to the log; the caller learns what to do.
+      this.logger.warn({ err: cause.message }, "resync stopped");
+      throw new StoreError(cause.code === "internal" ? "internal" : "unavailable", "resync stopped: a tier failed (see the server log); keys repaired so far stay repaired; run it again", { cause });
     } finally {
       this.resyncRun = undefined;
     }

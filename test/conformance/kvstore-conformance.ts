@@ -35,6 +35,13 @@ export interface ConformanceOptions {
   readonly assignsVersions?: boolean;
 }
 
+/**
+ * Caller versions of the suite: `n` above a base five minutes ahead of now, so they are above
+ * every version a store's own clock assigns during the run, and within its allowed skew.
+ */
+const VERSION_BASE = BigInt(Date.now() + 5 * 60 * 1000) << 20n;
+const v = (n: bigint): bigint => VERSION_BASE + n;
+
 const ROOT: NamespaceRef = { primaryNamespace: "", secondaryNamespace: "" };
 const NS: NamespaceRef = { primaryNamespace: "monitors", secondaryNamespace: "updates" };
 const at = (ns: NamespaceRef, key: string): KeyRef => ({ ...ns, key });
@@ -233,54 +240,54 @@ export function describeConformance(
       it("reports applied for writes and removes", async () => {
         expect(await store.write(at(NS, "k"), bytes("one"))).toBe("applied");
         expect(await store.write(at(NS, "k"), bytes("two"))).toBe("applied");
-        expect(await store.write(at(NS, "k"), bytes("three"), { version: 5n })).toBe("applied");
-        expect(await store.remove(at(NS, "k"), { version: 6n })).toBe("applied");
+        expect(await store.write(at(NS, "k"), bytes("three"), { version: v(5n) })).toBe("applied");
+        expect(await store.remove(at(NS, "k"), { version: v(6n) })).toBe("applied");
         expect((await errorOf(store.read(at(NS, "k")))).code).toBe("not-found");
       });
 
       it("does not apply a write at or below the stored version, and says so", async () => {
-        expect(await store.write(at(NS, "k"), bytes("new"), { version: 20n })).toBe("applied");
+        expect(await store.write(at(NS, "k"), bytes("new"), { version: v(20n) })).toBe("applied");
         const before = await store.readVersioned(at(NS, "k"));
-        expect(await store.write(at(NS, "k"), bytes("older"), { version: 10n })).toBe("stale");
-        expect(await store.write(at(NS, "k"), bytes("same"), { version: 20n })).toBe("stale");
+        expect(await store.write(at(NS, "k"), bytes("older"), { version: v(10n) })).toBe("stale");
+        expect(await store.write(at(NS, "k"), bytes("same"), { version: v(20n) })).toBe("stale");
         const after = await store.readVersioned(at(NS, "k"));
         expect(text(after.value)).toBe("new");
-        expect(after.version).toBe(20n);
+        expect(after.version).toBe(v(20n));
         expect(after.revision).toBe(before.revision);
-        expect(await store.write(at(NS, "k"), bytes("newer"), { version: 30n })).toBe("applied");
+        expect(await store.write(at(NS, "k"), bytes("newer"), { version: v(30n) })).toBe("applied");
         expect(text(await store.read(at(NS, "k")))).toBe("newer");
-        expect((await store.readVersioned(at(NS, "k"))).version).toBe(30n);
+        expect((await store.readVersioned(at(NS, "k"))).version).toBe(v(30n));
       });
 
       it("does not apply a remove at or below the stored version, and says so", async () => {
-        await store.write(at(NS, "k"), bytes("kept"), { version: 20n });
-        expect(await store.remove(at(NS, "k"), { version: 10n })).toBe("stale");
-        expect(await store.remove(at(NS, "k"), { version: 20n, lazy: true })).toBe("stale");
+        await store.write(at(NS, "k"), bytes("kept"), { version: v(20n) });
+        expect(await store.remove(at(NS, "k"), { version: v(10n) })).toBe("stale");
+        expect(await store.remove(at(NS, "k"), { version: v(20n), lazy: true })).toBe("stale");
         const kept = await store.readVersioned(at(NS, "k"));
         expect(text(kept.value)).toBe("kept");
-        expect(kept.version).toBe(20n);
+        expect(kept.version).toBe(v(20n));
         expect(kept.revision).toBe(1n);
         expect(await store.list(NS)).toEqual(["k"]);
-        expect(await store.remove(at(NS, "k"), { version: 21n })).toBe("applied");
+        expect(await store.remove(at(NS, "k"), { version: v(21n) })).toBe("applied");
         expect((await errorOf(store.read(at(NS, "k")))).code).toBe("not-found");
       });
 
       it("reports applied when removing an absent key, with or without a version", async () => {
         expect(await store.remove(at(NS, "absent"))).toBe("applied");
-        expect(await store.remove(at(NS, "absent"), { version: 3n })).toBe("applied");
+        expect(await store.remove(at(NS, "absent"), { version: v(3n) })).toBe("applied");
         expect(await store.list(NS)).toEqual([]);
       });
 
       it("applies an unversioned write over a versioned key", async () => {
-        await store.write(at(NS, "k"), bytes("versioned"), { version: 42n });
+        await store.write(at(NS, "k"), bytes("versioned"), { version: v(42n) });
         expect(await store.write(at(NS, "k"), bytes("plain"))).toBe("applied");
         const stored = await store.readVersioned(at(NS, "k"));
         expect(text(stored.value)).toBe("plain");
         expect(stored.revision).toBe(2n);
-        if (options.assignsVersions) expect(stored.version).toBeGreaterThan(42n);
-        else expect(stored.version).toBe(42n);
+        if (options.assignsVersions) expect(stored.version).toBeGreaterThan(v(42n));
+        else expect(stored.version).toBe(v(42n));
         // The version it kept still orders later versioned mutations.
-        expect(await store.write(at(NS, "k"), bytes("late"), { version: 41n })).toBe("stale");
+        expect(await store.write(at(NS, "k"), bytes("late"), { version: v(41n) })).toBe("stale");
         expect(text(await store.read(at(NS, "k")))).toBe("plain");
       });
 
@@ -291,7 +298,7 @@ export function describeConformance(
         await store.write(at(NS, "k"), bytes("1"));
         expect((await store.readVersioned(at(NS, "k"))).revision).toBe(1n);
         await store.write(at(NS, "k"), bytes("2"));
-        await store.write(at(NS, "k"), bytes("3"), { version: 7n });
+        await store.write(at(NS, "k"), bytes("3"), { version: v(7n) });
         const stored = await store.readVersioned(at(NS, "k"));
         expect(stored.revision).toBe(3n);
         expect(text(stored.value)).toBe("3");
@@ -322,18 +329,18 @@ export function describeConformance(
       });
 
       it("stores exactly the version and revision of an exact write, even below the stored version", async () => {
-        await store.write(at(NS, "k"), bytes("current"), { version: 50n });
-        await store.write(at(NS, "k"), bytes("current"), { version: 51n });
-        expect(await store.write(at(NS, "k"), bytes("repaired"), { version: 10n, revision: 9n, exact: true })).toBe("applied");
+        await store.write(at(NS, "k"), bytes("current"), { version: v(50n) });
+        await store.write(at(NS, "k"), bytes("current"), { version: v(51n) });
+        expect(await store.write(at(NS, "k"), bytes("repaired"), { version: v(10n), revision: 9n, exact: true })).toBe("applied");
         const stored = await store.readVersioned(at(NS, "k"));
         expect(text(stored.value)).toBe("repaired");
-        expect(stored.version).toBe(10n);
+        expect(stored.version).toBe(v(10n));
         expect(stored.revision).toBe(9n);
         const [listed] = (await store.listAllKeys()).keys;
-        expect(listed).toMatchObject({ key: "k", version: 10n, revision: 9n });
+        expect(listed).toMatchObject({ key: "k", version: v(10n), revision: 9n });
         // An exact copy of an absent key creates it with exactly that state too.
-        expect(await store.write(at(NS, "new"), bytes("copied"), { version: 3n, revision: 5n, exact: true })).toBe("applied");
-        expect(await store.readVersioned(at(NS, "new"))).toMatchObject({ version: 3n, revision: 5n });
+        expect(await store.write(at(NS, "new"), bytes("copied"), { version: v(3n), revision: 5n, exact: true })).toBe("applied");
+        expect(await store.readVersioned(at(NS, "new"))).toMatchObject({ version: v(3n), revision: 5n });
       });
     });
 
@@ -392,7 +399,7 @@ export function describeConformance(
       ];
       for (const [what, make] of failing) {
         it(`changes nothing when a check expects ${what}`, async () => {
-          await store.write(A, bytes("a1"), { version: 10n });
+          await store.write(A, bytes("a1"), { version: v(10n) });
           await store.write(A, bytes("a2"));
           await store.write(C, bytes("c1"));
           await store.write(inStore("alice", A), bytes("alice"));
@@ -422,9 +429,9 @@ export function describeConformance(
       }
 
       it("skips operations at or below the stored version (stale), applying the rest", async () => {
-        await store.write(A, bytes("a-newer"), { version: 20n });
-        await store.write(B, bytes("b-older"), { version: 5n });
-        await store.write(C, bytes("c-newer"), { version: 30n });
+        await store.write(A, bytes("a-newer"), { version: v(20n) });
+        await store.write(B, bytes("b-older"), { version: v(5n) });
+        await store.write(C, bytes("c-newer"), { version: v(30n) });
         const result = succeeded(
           await store.txn({
             checks: [],
@@ -434,18 +441,18 @@ export function describeConformance(
               { ...C, kind: "remove" },
               { ...at(NS, "d"), kind: "write", value: bytes("d-txn") },
             ],
-            version: 10n,
+            version: v(10n),
           }),
         );
         expect(result.outcomes).toEqual(["stale", "applied", "stale", "applied"]);
         expect(result.revisions[1]).toBe(2n);
         expect(result.revisions[3]).toBe(1n);
-        expect(await store.readVersioned(A)).toMatchObject({ version: 20n, revision: 1n });
+        expect(await store.readVersioned(A)).toMatchObject({ version: v(20n), revision: 1n });
         expect(text(await store.read(A))).toBe("a-newer");
-        expect(await store.readVersioned(B)).toMatchObject({ version: 10n, revision: 2n });
+        expect(await store.readVersioned(B)).toMatchObject({ version: v(10n), revision: 2n });
         expect(text(await store.read(B))).toBe("b-txn");
-        expect(await store.readVersioned(C)).toMatchObject({ version: 30n, revision: 1n });
-        expect(await store.readVersioned(at(NS, "d"))).toMatchObject({ version: 10n, revision: 1n });
+        expect(await store.readVersioned(C)).toMatchObject({ version: v(30n), revision: 1n });
+        expect(await store.readVersioned(at(NS, "d"))).toMatchObject({ version: v(10n), revision: 1n });
       });
 
       it("rejects a key that appears in two operations, and changes nothing", async () => {
@@ -549,10 +556,10 @@ export function describeConformance(
 
       it("keeps versions per store", async () => {
         const k = at(NS, "k");
-        await store.write(alice(k), bytes("a"), { version: 100n });
-        expect(await store.write(bob(k), bytes("b"), { version: 5n })).toBe("applied");
-        expect(await store.remove(bob(k), { version: 50n })).toBe("applied");
-        expect(await store.readVersioned(alice(k))).toMatchObject({ version: 100n });
+        await store.write(alice(k), bytes("a"), { version: v(100n) });
+        expect(await store.write(bob(k), bytes("b"), { version: v(5n) })).toBe("applied");
+        expect(await store.remove(bob(k), { version: v(50n) })).toBe("applied");
+        expect(await store.readVersioned(alice(k))).toMatchObject({ version: v(100n) });
       });
 
       it("checks and applies a txn in the store each key names", async () => {
@@ -602,21 +609,21 @@ export function describeConformance(
       });
 
       it("lists one store's keys, or every store's in store order", async () => {
-        await store.write(bob(at(NS, "b")), bytes("v"), { version: 2n });
-        await store.write(at(ROOT, "d"), bytes("v"), { version: 3n });
-        await store.write(alice(at(NS, "a")), bytes("v"), { version: 1n });
-        await store.write(alice(at(ROOT, "a0")), bytes("v"), { version: 4n });
+        await store.write(bob(at(NS, "b")), bytes("v"), { version: v(2n) });
+        await store.write(at(ROOT, "d"), bytes("v"), { version: v(3n) });
+        await store.write(alice(at(NS, "a")), bytes("v"), { version: v(1n) });
+        await store.write(alice(at(ROOT, "a0")), bytes("v"), { version: v(4n) });
 
         const ofAlice = await store.listAllKeys({ storeId: "alice" });
         expect(ofAlice.nextPageToken).toBe("");
         expect(ofAlice.keys).toEqual([
-          { storeId: "alice", primaryNamespace: "", secondaryNamespace: "", key: "a0", version: 4n, revision: 1n },
-          { storeId: "alice", primaryNamespace: "monitors", secondaryNamespace: "updates", key: "a", version: 1n, revision: 1n },
+          { storeId: "alice", primaryNamespace: "", secondaryNamespace: "", key: "a0", version: v(4n), revision: 1n },
+          { storeId: "alice", primaryNamespace: "monitors", secondaryNamespace: "updates", key: "a", version: v(1n), revision: 1n },
         ]);
         expect((await store.listAllKeys({ storeId: "bob" })).keys.map(addressOf)).toEqual(["bob:monitors/updates/b"]);
         const ofDefault = await store.listAllKeys();
         expect(ofDefault.keys).toEqual([
-          { storeId: "default", primaryNamespace: "", secondaryNamespace: "", key: "d", version: 3n, revision: 1n },
+          { storeId: "default", primaryNamespace: "", secondaryNamespace: "", key: "d", version: v(3n), revision: 1n },
         ]);
         expect((await store.listAllKeys({ storeId: "default" })).keys).toEqual(ofDefault.keys);
         expect((await store.listAllKeys({ storeId: "carol" })).keys).toEqual([]);
@@ -698,16 +705,16 @@ export function describeConformance(
 
     describe("readVersioned and listAllKeys", () => {
       it("returns the version that wrote the value", async () => {
-        await store.write(at(NS, "k"), bytes("v"), { version: 42n });
+        await store.write(at(NS, "k"), bytes("v"), { version: v(42n) });
         const { value, version, revision } = await store.readVersioned(at(NS, "k"));
         expect(text(value)).toBe("v");
-        expect(version).toBe(42n);
+        expect(version).toBe(v(42n));
         expect(revision).toBe(1n);
         expect((await errorOf(store.readVersioned(at(NS, "absent")))).code).toBe("not-found");
       });
 
       it("keeps versions above 2^53 exact", async () => {
-        const version = (1n << 62n) + 1n;
+        const version = v(1n);
         await store.write(at(NS, "k"), bytes("v"), { version });
         expect((await store.readVersioned(at(NS, "k"))).version).toBe(version);
         expect((await store.listAllKeys()).keys[0]!.version).toBe(version);
@@ -722,16 +729,16 @@ export function describeConformance(
           at({ primaryNamespace: "zeta", secondaryNamespace: "x" }, "k"),
           at({ primaryNamespace: "alpha", secondaryNamespace: "" }, "k"),
         ];
-        for (const [i, ref] of refs.entries()) await store.write(ref, bytes("v"), { version: BigInt(i + 1) });
+        for (const [i, ref] of refs.entries()) await store.write(ref, bytes("v"), { version: v(BigInt(i + 1)) });
         await store.remove(at(NS, "b"));
         const { keys, pages } = await walkAllKeys(store, {}, 2);
         expect(pages).toBe(3);
         expect(keys.map((k) => ({ path: `${k.primaryNamespace}|${k.secondaryNamespace}|${k.key}`, version: k.version }))).toEqual([
-          { path: "||manager", version: 1n },
-          { path: "alpha||k", version: 6n },
-          { path: "monitors||z", version: 4n },
-          { path: "monitors|updates|a", version: 3n },
-          { path: "zeta|x|k", version: 5n },
+          { path: "||manager", version: v(1n) },
+          { path: "alpha||k", version: v(6n) },
+          { path: "monitors||z", version: v(4n) },
+          { path: "monitors|updates|a", version: v(3n) },
+          { path: "zeta|x|k", version: v(5n) },
         ]);
         expect(keys.every((k) => k.storeId === "default")).toBe(true);
       });
@@ -780,19 +787,19 @@ export function describeConformance(
 
     describe("highestVersion", () => {
       it("is at least the highest version ever applied, even after removes", async () => {
-        await store.write(at(NS, "a"), bytes("v"), { version: 5n });
-        await store.write(at(NS, "b"), bytes("v"), { version: 200n });
-        await store.write(inStore("alice", at(NS, "c")), bytes("v"), { version: 120n });
-        expect(await store.highestVersion()).toBeGreaterThanOrEqual(200n);
+        await store.write(at(NS, "a"), bytes("v"), { version: v(5n) });
+        await store.write(at(NS, "b"), bytes("v"), { version: v(200n) });
+        await store.write(inStore("alice", at(NS, "c")), bytes("v"), { version: v(120n) });
+        expect(await store.highestVersion()).toBeGreaterThanOrEqual(v(200n));
         // A stale mutation does not lower it; removing the key that held it does not either.
-        await store.write(at(NS, "b"), bytes("stale"), { version: 50n });
+        await store.write(at(NS, "b"), bytes("stale"), { version: v(50n) });
         await store.remove(at(NS, "b"));
-        expect(await store.highestVersion()).toBeGreaterThanOrEqual(200n);
-        await store.remove(at(NS, "a"), { version: 300n });
-        expect(await store.highestVersion()).toBeGreaterThanOrEqual(300n);
-        await store.txn({ checks: [], operations: [{ ...at(NS, "t"), kind: "write", value: bytes("v") }], version: 400n });
+        expect(await store.highestVersion()).toBeGreaterThanOrEqual(v(200n));
+        await store.remove(at(NS, "a"), { version: v(300n) });
+        expect(await store.highestVersion()).toBeGreaterThanOrEqual(v(300n));
+        await store.txn({ checks: [], operations: [{ ...at(NS, "t"), kind: "write", value: bytes("v") }], version: v(400n) });
         const highest = await store.highestVersion();
-        expect(highest).toBeGreaterThanOrEqual(400n);
+        expect(highest).toBeGreaterThanOrEqual(v(400n));
         if (options.durable) {
           store = await harness.reopen!();
           expect(await store.highestVersion()).toBeGreaterThanOrEqual(highest);
@@ -835,14 +842,14 @@ export function describeConformance(
 
     if (options.durable) {
       it("keeps data, versions, revisions and stores across close and reopen", async () => {
-        await store.write(at(NS, "k"), bytes("durable"), { version: 9n });
-        await store.write(at(NS, "k"), bytes("durable"), { version: 10n });
+        await store.write(at(NS, "k"), bytes("durable"), { version: v(9n) });
+        await store.write(at(NS, "k"), bytes("durable"), { version: v(10n) });
         await store.write(at(ROOT, "r"), bytes("root"));
         await store.write(inStore("alice", at(ROOT, "r")), bytes("alice's root"));
         const before = await snapshot(store);
         store = await harness.reopen!();
         expect(text(await store.read(at(NS, "k")))).toBe("durable");
-        expect(await store.readVersioned(at(NS, "k"))).toMatchObject({ version: 10n, revision: 2n });
+        expect(await store.readVersioned(at(NS, "k"))).toMatchObject({ version: v(10n), revision: 2n });
         expect(await store.list(ROOT)).toEqual(["r"]);
         expect(text(await store.read(inStore("alice", at(ROOT, "r"))))).toBe("alice's root");
         expect(await snapshot(store)).toEqual(before);

@@ -1,6 +1,6 @@
 // The remote backend (grpc://) passes the shared suite against a real second server process.
 import { join } from "node:path";
-import { openStore } from "../../src/store/open.js";
+import { openStore } from "../../src/tier/open-store.js";
 import { describeConformance } from "../conformance/kvstore-conformance.js";
 import { spawnServer } from "../support/process.js";
 import { removeTempDirs, tempDir } from "../support/temp.js";
@@ -19,5 +19,5 @@ describeConformance(
       },
     };
   },
-  { pageOrder: "newest-created-first", durable: false },
+  { pageOrder: "newest-created-first", durable: false, assignsVersions: true },
 );

@@ -1,4 +1,4 @@
-// SPEC §1 over the wire: every invalid request gets INVALID_ARGUMENT with a useful message (and no
+// contract §1 over the wire: every invalid request gets INVALID_ARGUMENT with a useful message (and no
 // stack trace) and changes nothing; the valid requests around the limits are accepted.
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
@@ -210,7 +210,7 @@ describe("value size", () => {
   });
 
   it("rejects a value larger than the transport's message limit as well", async () => {
-    // grpc-js refuses this before the handler runs; SPEC §1 allows RESOURCE_EXHAUSTED here.
+    // grpc-js refuses this before the handler runs; contract §1 allows RESOURCE_EXHAUSTED here.
     const value = new Uint8Array(MAX_VALUE_BYTES + 128 * 1024);
     const error = await call("write", { primaryNamespace: "ns", secondaryNamespace: "sub", key: "seed", value }).then(
       () => undefined,

@@ -12,7 +12,7 @@ describeConformance(
     const store = new TierStore({ primary: new MemoryStore() });
     return { store, close: () => store.close() };
   },
-  { pageOrder: "newest-created-first", durable: false },
+  { pageOrder: "newest-created-first", durable: false, assignsVersions: true },
 );
 
 describeConformance(
@@ -41,5 +41,5 @@ describeConformance(
       },
     };
   },
-  { pageOrder: "newest-created-first", durable: true },
+  { pageOrder: "newest-created-first", durable: true, assignsVersions: true },
 );
