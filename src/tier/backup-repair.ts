@@ -102,23 +102,43 @@ export class BackupRepair {
       const result = await scan.next();
       return result.done ? undefined : result.value;
     };
+    // Keys are repaired RESYNC_WINDOW at a time (distinct keys never wait for each other), so
+    // the copies to a remote backup travel in batches instead of one round trip per key.
+    const running = new Set<Promise<void>>();
+    let failure: unknown;
+    const repair = (ref: KeyRef): void => {
+      const task = this.repairKey(ref).then(
+        (outcome) => {
+          progress[outcome]++;
+          onProgress(progress);
+        },
+        (error: unknown) => void (failure ??= error),
+      );
+      running.add(task);
+      void task.finally(() => running.delete(task));
+    };
     let p = await next(primaryScan);
     let b = await next(backupScan);
-    while (p !== undefined || b !== undefined) {
-      if (signal.aborted) throw cancelledError();
+    while ((p !== undefined || b !== undefined) && failure === undefined) {
+      if (signal.aborted) break;
       const order = p === undefined ? 1 : b === undefined ? -1 : compareKeys(p, b);
-      let outcome: RepairOutcome;
-      if (order === 0 && p!.version === b!.version && p!.revision === b!.revision && p!.version !== 0n) outcome = "unchanged";
-      else outcome = await this.repairKey(order <= 0 ? p! : b!);
-      progress[outcome]++;
       progress.scanned++;
+      if (order === 0 && p!.version === b!.version && p!.revision === b!.revision && p!.version !== 0n) {
+        progress.unchanged++;
+        onProgress(progress);
+      } else {
+        repair(order <= 0 ? p! : b!);
+        if (running.size >= RESYNC_WINDOW) await Promise.race(running);
+      }
       if (order <= 0) {
         progress.primaryScanned++;
         p = await next(primaryScan);
       }
       if (order >= 0) b = await next(backupScan);
-      onProgress(progress);
     }
+    await Promise.all(running);
+    if (failure !== undefined) throw failure;
+    if (signal.aborted) throw cancelledError();
     this.deps.logger.info({ ...progress }, "resync done");
     return progress;
   }
@@ -152,6 +172,9 @@ export class BackupRepair {
     return replayed;
   }
 }
+
+/** Keys a resync repairs at once. */
+const RESYNC_WINDOW = 64;
 
 /** Owed keys read from the ledger at a time. */
 const REPLAY_PAGE = 500;
