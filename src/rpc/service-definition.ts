@@ -27,6 +27,30 @@ function deserializer<Desc extends DescMessage>(schema: Desc): (bytes: Buffer) =
   return (bytes) => fromBinary(schema, bytes);
 }
 
+/**
+ * What the server's deserializer returns for bytes that are not a valid request. grpc-js answers
+ * a deserializer that throws with INTERNAL "Error deserializing request", but a bad request is the
+ * caller's fault: the handler wrapper answers this marker with INVALID_ARGUMENT instead.
+ */
+class UndecodableRequest {
+  constructor(readonly error: StoreError) {}
+}
+
+/** The server side of `deserializer`: never throws, so grpc-js hands every request to the handler. */
+function requestDeserializer<Desc extends DescMessage>(schema: Desc): (bytes: Buffer) => MessageShape<Desc> | UndecodableRequest {
+  return (bytes) => {
+    try {
+      return fromBinary(schema, bytes);
+    } catch (error) {
+      // protobuf-es's reasons ("premature EOF", "invalid varint", ...) help the caller and carry
+      // nothing about the server.
+      const reason = error instanceof Error ? `: ${error.message}` : "";
+      const message = `request is not a valid ${schema.typeName} message${reason}`;
+      return new UndecodableRequest(new StoreError("invalid-argument", message, { cause: error }));
+    }
+  };
+}
+
 /** The methods of `service`; only unary and server-streaming RPCs are supported. */
 function supportedMethods(service: DescService): DescMethod[] {
   for (const method of service.methods) {
@@ -47,7 +71,7 @@ export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinit
       responseStream: method.methodKind === "server_streaming",
       originalName: method.name,
       requestSerialize: serializer(method.input),
-      requestDeserialize: deserializer(method.input),
+      requestDeserialize: requestDeserializer(method.input),
       responseSerialize: serializer(method.output),
       responseDeserialize: deserializer(method.output),
     } as grpc.MethodDefinition<unknown, unknown>;
@@ -120,6 +144,7 @@ export function grpcHandlers<S extends DescService>(
           let cancelled = false;
           call.once("cancelled", () => (cancelled = true));
           try {
+            if (call.request instanceof UndecodableRequest) throw call.request.error;
             for await (const response of handler(call.request, contextOf(call)) as AsyncIterable<unknown>) {
               if (cancelled) return;
               if (!call.write(respond(response))) await new Promise((resolve) => call.once("drain", resolve));
@@ -135,6 +160,10 @@ export function grpcHandlers<S extends DescService>(
     } else {
       const unary: grpc.handleUnaryCall<unknown, unknown> = (call, callback) => {
         const started = process.hrtime.bigint();
+        if (call.request instanceof UndecodableRequest) {
+          callback(fail(call.request.error, started));
+          return;
+        }
         (handler(call.request, contextOf(call)) as Promise<unknown>).then(
           (response) => {
             callback(null, respond(response));
