@@ -119,7 +119,11 @@ function contextOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWri
   return { metadata: call.metadata, ...(deadline !== undefined && { deadline }) };
 }
 
-/** Wraps `impl` into grpc-js handlers: errors become statuses through `toGrpcStatus`. */
+/**
+ * Wraps `impl` into grpc-js handlers: errors become statuses through `toGrpcStatus`, and anything
+ * else a handler throws (synchronously or not) becomes INTERNAL "internal error" and reaches
+ * `observe` with its cause.
+ */
 export function grpcHandlers<S extends DescService>(
   service: S,
   impl: ServiceImpl<S>,
@@ -160,17 +164,20 @@ export function grpcHandlers<S extends DescService>(
     } else {
       const unary: grpc.handleUnaryCall<unknown, unknown> = (call, callback) => {
         const started = process.hrtime.bigint();
-        if (call.request instanceof UndecodableRequest) {
-          callback(fail(call.request.error, started));
-          return;
-        }
-        (handler(call.request, contextOf(call)) as Promise<unknown>).then(
-          (response) => {
-            callback(null, respond(response));
-            observe(method.name, undefined, elapsed(started));
-          },
-          (error: unknown) => callback(fail(error, started)),
-        );
+        // An async function, so a handler that throws synchronously and a response that cannot
+        // be built are caught like a rejection instead of escaping to grpc-js or the process.
+        void (async () => {
+          let response: MessageShape<DescMessage>;
+          try {
+            if (call.request instanceof UndecodableRequest) throw call.request.error;
+            response = respond(await handler(call.request, contextOf(call)));
+          } catch (error) {
+            callback(fail(error, started));
+            return;
+          }
+          callback(null, response);
+          observe(method.name, undefined, elapsed(started));
+        })();
       };
       handlers[method.localName] = unary as grpc.UntypedHandleCall;
     }

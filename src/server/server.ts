@@ -47,6 +47,18 @@ function hostOf(listen: string): string {
   return listen.slice(0, colon);
 }
 
+/**
+ * The observer of every call of the server: logs failures (internal ones at error, with their
+ * cause; the caller's at debug), then tells `observeCall`.
+ */
+export function callObserver(logger: Logger, observeCall?: CallObserver): CallObserver {
+  return (method, error, seconds) => {
+    if (error?.code === "internal") logger.error({ err: error.cause ?? error, method }, "request failed");
+    else if (error !== undefined) logger.debug({ method, code: error.code, msg: error.message }, "request rejected");
+    observeCall?.(method, error, seconds);
+  };
+}
+
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { logger } = options;
   const messageLimit = options.maxValueBytes + MESSAGE_OVERHEAD_BYTES;
@@ -54,12 +66,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     "grpc.max_receive_message_length": messageLimit,
     "grpc.max_send_message_length": messageLimit,
   });
-  const observe: CallObserver = (method, error, seconds) => {
-    options.observeCall?.(method, error, seconds);
-    if (error === undefined) return;
-    if (error.code === "internal") logger.error({ err: error.cause ?? error, method }, "request failed");
-    else logger.debug({ method, code: error.code, msg: error.message }, "request rejected");
-  };
+  const observe = callObserver(logger, options.observeCall);
   const service = kvStoreService(options.store, { maxValueBytes: options.maxValueBytes });
   server.addService(grpcServiceDefinition(KVStoreService), grpcHandlers(KVStoreService, service, observe));
   if (options.admin !== undefined) {
