@@ -52,10 +52,11 @@ function hostOf(listen: string): string {
  * cause; the caller's at debug), then tells `observeCall`.
  */
 export function callObserver(logger: Logger, observeCall?: CallObserver): CallObserver {
-  return (method, error, seconds) => {
-    if (error?.code === "internal") logger.error({ err: error.cause ?? error, method }, "request failed");
+  return (method, error, seconds, outcome) => {
+    if (outcome === "cancelled") logger.debug({ method, err: error?.cause }, "request cancelled before its answer");
+    else if (error?.code === "internal") logger.error({ err: error.cause ?? error, method }, "request failed");
     else if (error !== undefined) logger.debug({ method, code: error.code, msg: error.message }, "request rejected");
-    observeCall?.(method, error, seconds);
+    observeCall?.(method, error, seconds, outcome);
   };
 }
 

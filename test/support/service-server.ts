@@ -13,7 +13,8 @@ import {
   type MessageInitShape,
   type MessageShape,
 } from "@bufbuild/protobuf";
-import { grpcServiceDefinition } from "../../src/rpc/service-definition.js";
+import { grpcServiceDefinition, type CallObserver, type CallOutcome } from "../../src/rpc/service-definition.js";
+import type { StoreError } from "../../src/store/errors.js";
 
 export interface ServiceServer {
   /** `127.0.0.1:port`. */
@@ -35,6 +36,20 @@ export async function startServiceServer(service: DescService, handlers: grpc.Un
       server.forceShutdown();
     },
   };
+}
+
+/** One report to a CallObserver. */
+export interface ObservedCall {
+  readonly method: string;
+  readonly error: StoreError | undefined;
+  readonly seconds: number;
+  readonly outcome: CallOutcome;
+}
+
+/** A CallObserver that records every report in `calls`. */
+export function recordingObserver(): { observe: CallObserver; calls: ObservedCall[] } {
+  const calls: ObservedCall[] = [];
+  return { calls, observe: (method, error, seconds, outcome) => void calls.push({ method, error, seconds, outcome }) };
 }
 
 /** What a test sets on a call. */
