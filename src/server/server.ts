@@ -18,6 +18,13 @@ export interface ServerOptions {
   /** Serves AdminService (resync, backup status) when given: the tiered store. */
   readonly admin?: AdminOperations;
   readonly maxValueBytes: number;
+  /**
+   * Largest message received or sent, in bytes; by default room for the largest value
+   * (`maxValueBytes` plus framing).
+   */
+  readonly messageLimitBytes?: number;
+  /** Largest number of calls in flight on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). */
+  readonly maxConcurrentStreams?: number;
   readonly logger: Logger;
   readonly credentials?: grpc.ServerCredentials;
   /** Told of every finished call (metrics). */
@@ -47,6 +54,29 @@ function hostOf(listen: string): string {
   return listen.slice(0, colon);
 }
 
+/** Both limits travel as 32-bit fields: a gRPC message's length prefix, SETTINGS_MAX_CONCURRENT_STREAMS. */
+const UINT32_MAX = 2 ** 32 - 1;
+
+/** Rejects a setting that is not an integer in [1, max], by name: grpc-js would fail obscurely. */
+function checkCount(name: string, value: number | undefined, max: number): void {
+  if (value === undefined) return;
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    throw new Error(`${name} must be an integer from 1 to ${max}, not ${value}`);
+  }
+}
+
+/** grpc-js's options for the message and stream limits. */
+function channelOptions(options: ServerOptions): grpc.ChannelOptions {
+  checkCount("messageLimitBytes", options.messageLimitBytes, UINT32_MAX);
+  checkCount("maxConcurrentStreams", options.maxConcurrentStreams, UINT32_MAX);
+  const messageLimit = options.messageLimitBytes ?? options.maxValueBytes + MESSAGE_OVERHEAD_BYTES;
+  return {
+    "grpc.max_receive_message_length": messageLimit,
+    "grpc.max_send_message_length": messageLimit,
+    ...(options.maxConcurrentStreams !== undefined && { "grpc.max_concurrent_streams": options.maxConcurrentStreams }),
+  };
+}
+
 /**
  * The observer of every call of the server: logs failures (internal ones at error, with their
  * cause; the caller's at debug), then tells `observeCall`.
@@ -62,11 +92,7 @@ export function callObserver(logger: Logger, observeCall?: CallObserver): CallOb
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { logger } = options;
-  const messageLimit = options.maxValueBytes + MESSAGE_OVERHEAD_BYTES;
-  const server = new grpc.Server({
-    "grpc.max_receive_message_length": messageLimit,
-    "grpc.max_send_message_length": messageLimit,
-  });
+  const server = new grpc.Server(channelOptions(options));
   const observe = callObserver(logger, options.observeCall);
   const service = kvStoreService(options.store, { maxValueBytes: options.maxValueBytes });
   server.addService(grpcServiceDefinition(KVStoreService), grpcHandlers(KVStoreService, service, observe));

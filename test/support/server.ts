@@ -2,7 +2,7 @@
 
 import { TierkvClient } from "../../src/client/client.js";
 import { silentLogger } from "../../src/log.js";
-import { startServer, type RunningServer } from "../../src/server/server.js";
+import { startServer, type RunningServer, type ServerOptions } from "../../src/server/server.js";
 import type { KVStore } from "../../src/store/types.js";
 
 export interface TestServer {
@@ -15,12 +15,16 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(store: KVStore, options: { maxValueBytes?: number } = {}): Promise<TestServer> {
+/** The server settings a test may change; the rest are fixed. */
+export type TestServerOptions = Partial<Pick<ServerOptions, "maxValueBytes" | "messageLimitBytes" | "maxConcurrentStreams">>;
+
+export async function startTestServer(store: KVStore, options: TestServerOptions = {}): Promise<TestServer> {
   const server = await startServer({
     listen: "127.0.0.1:0",
     store,
-    maxValueBytes: options.maxValueBytes ?? 64 * 1024 * 1024,
     logger: silentLogger(),
+    ...options,
+    maxValueBytes: options.maxValueBytes ?? 64 * 1024 * 1024,
   });
   const client = new TierkvClient({ address: server.address, timeoutMs: 20_000 });
   return {
