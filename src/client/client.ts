@@ -131,6 +131,12 @@ export class TierkvClient extends VersionedReads implements KVStore {
    */
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "write");
+    if (options.revision !== undefined || options.exact) {
+      // Mirroring and repair (the replicate role) travel as a one-item Mutate: Write keeps to LDK's shape.
+      const [result] = await this.mutate([{ ref, version: options.version, write: value, revision: options.revision, exact: options.exact }], options);
+      if (result instanceof StoreError) throw result;
+      return result!;
+    }
     const response = await this.call("write", { ...keyFields(ref), value, version: options.version ?? 0n }, options);
     return response.applied ? "applied" : "stale";
   }

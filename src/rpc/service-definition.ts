@@ -27,6 +27,30 @@ function deserializer<Desc extends DescMessage>(schema: Desc): (bytes: Buffer) =
   return (bytes) => fromBinary(schema, bytes);
 }
 
+/**
+ * What the server's deserializer returns for bytes that are not a valid request. grpc-js answers
+ * a deserializer that throws with INTERNAL "Error deserializing request", but a bad request is the
+ * caller's fault: the handler wrapper answers this marker with INVALID_ARGUMENT instead.
+ */
+class UndecodableRequest {
+  constructor(readonly error: StoreError) {}
+}
+
+/** The server side of `deserializer`: never throws, so grpc-js hands every request to the handler. */
+function requestDeserializer<Desc extends DescMessage>(schema: Desc): (bytes: Buffer) => MessageShape<Desc> | UndecodableRequest {
+  return (bytes) => {
+    try {
+      return fromBinary(schema, bytes);
+    } catch (error) {
+      // protobuf-es's reasons ("premature EOF", "invalid varint", ...) help the caller and carry
+      // nothing about the server.
+      const reason = error instanceof Error ? `: ${error.message}` : "";
+      const message = `request is not a valid ${schema.typeName} message${reason}`;
+      return new UndecodableRequest(new StoreError("invalid-argument", message, { cause: error }));
+    }
+  };
+}
+
 /** The methods of `service`; only unary and server-streaming RPCs are supported. */
 function supportedMethods(service: DescService): DescMethod[] {
   for (const method of service.methods) {
@@ -47,7 +71,7 @@ export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinit
       responseStream: method.methodKind === "server_streaming",
       originalName: method.name,
       requestSerialize: serializer(method.input),
-      requestDeserialize: deserializer(method.input),
+      requestDeserialize: requestDeserializer(method.input),
       responseSerialize: serializer(method.output),
       responseDeserialize: deserializer(method.output),
     } as grpc.MethodDefinition<unknown, unknown>;
@@ -59,10 +83,13 @@ export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinit
 export interface HandlerContext {
   /** Absolute deadline in ms since the epoch, when the caller set one. */
   readonly deadline?: number;
-  /** Aborts when the call is cancelled (the client went away). */
-  readonly signal?: AbortSignal;
   /** Request metadata (authorization and friends). */
   readonly metadata: grpc.Metadata;
+  /**
+   * Aborts when the call ends before the handler answered: the caller cancelled or went away, or
+   * its deadline passed. The reason is a StoreError (`deadline-exceeded` or `unavailable`).
+   */
+  readonly signal: AbortSignal;
 }
 
 /**
@@ -80,24 +107,114 @@ export type ServiceImpl<S extends DescService> = {
 
 type AnyHandler = (request: unknown, context: HandlerContext) => Promise<unknown> | AsyncIterable<unknown>;
 
-function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): number | undefined {
+type ServerCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
+
+function deadlineOf(call: ServerCall): number | undefined {
   const deadline = call.getDeadline();
   if (deadline instanceof Date) return deadline.getTime();
   return Number.isFinite(deadline) ? deadline : undefined;
 }
 
 /**
- * Called when a call ends: its method name, the error it failed with (before it becomes a
- * status), and how long it took. For logs and metrics.
+ * How a call ended: answered (`ok`), answered with an error status (`failed`, including a
+ * deadline that passed), or `cancelled` before it was answered (the caller went away, or the
+ * server cancelled it at shutdown).
  */
-export type CallObserver = (method: string, error: StoreError | undefined, seconds: number) => void;
+export type CallOutcome = "ok" | "failed" | "cancelled";
 
-function contextOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): HandlerContext {
-  const deadline = deadlineOf(call);
-  return { metadata: call.metadata, ...(deadline !== undefined && { deadline }) };
+/**
+ * Called once when a call ends: its method name, the error it failed with (before it becomes a
+ * status; for a cancelled call, why it was cancelled), how long it took and its outcome. For logs
+ * and metrics.
+ */
+export type CallObserver = (method: string, error: StoreError | undefined, seconds: number, outcome: CallOutcome) => void;
+
+/**
+ * grpc-js's deadline timer and `Date.now()` run on different clocks, so the timer can fire a
+ * little before the deadline by our reckoning; a cancellation this close to it is the deadline's.
+ */
+const DEADLINE_SLACK_MS = 50;
+
+/** Why a call grpc-js reported as cancelled ended: the deadline, or anything else. */
+function cancellationOf(deadline: number | undefined): StoreError {
+  if (deadline !== undefined && Date.now() >= deadline - DEADLINE_SLACK_MS) {
+    return new StoreError("deadline-exceeded", "the call's deadline passed before it was answered");
+  }
+  return new StoreError("unavailable", "the call was cancelled before it was answered");
 }
 
-/** Wraps `impl` into grpc-js handlers: errors become statuses through `toGrpcStatus`. */
+/**
+ * One call's bookkeeping, from the handler's start until the call is answered or cancelled: its
+ * duration, its cancellation signal, and the one report to the observer.
+ */
+class CallScope {
+  readonly context: HandlerContext;
+  private readonly started = process.hrtime.bigint();
+  private readonly controller = new AbortController();
+  // grpc-js emits 'cancelled' after every call, answered or not: only one before the answer counts.
+  private readonly onCancelled = (): void => this.controller.abort(cancellationOf(this.context.deadline));
+
+  constructor(
+    private readonly call: ServerCall,
+    private readonly method: string,
+    private readonly observe: CallObserver,
+  ) {
+    const deadline = deadlineOf(call);
+    this.context = { metadata: call.metadata, signal: this.controller.signal, ...(deadline !== undefined && { deadline }) };
+    call.once("cancelled", this.onCancelled);
+  }
+
+  get cancelled(): boolean {
+    return this.controller.signal.aborted;
+  }
+
+  /** Resolves once the stream can take more, or at once when the call is cancelled (it never drains then). */
+  drained(): Promise<void> {
+    const { signal } = this.controller;
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      const done = (): void => {
+        this.call.off("drain", done);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      this.call.once("drain", done);
+      signal.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  /** The handler answered. */
+  succeeded(): void {
+    this.end(undefined);
+  }
+
+  /** The handler failed with `error`: returns the status to answer (moot when cancelled). */
+  failed(error: unknown): Partial<grpc.StatusObject> {
+    const storeError = StoreError.from(error);
+    this.end(storeError);
+    return toGrpcStatus(storeError);
+  }
+
+  private end(error: StoreError | undefined): void {
+    this.call.off("cancelled", this.onCancelled);
+    const seconds = Number(process.hrtime.bigint() - this.started) / 1e9;
+    if (this.cancelled) {
+      // The signal's reason, with what the handler did after it (often: failed because of it).
+      const reason = StoreError.from(this.controller.signal.reason);
+      const outcome = reason.code === "deadline-exceeded" ? "failed" : "cancelled";
+      this.observe(this.method, new StoreError(reason.code, reason.message, { cause: error }), seconds, outcome);
+    } else {
+      this.observe(this.method, error, seconds, error === undefined ? "ok" : "failed");
+    }
+  }
+}
+
+/**
+ * Wraps `impl` into grpc-js handlers: errors become statuses through `toGrpcStatus`, anything
+ * else a handler throws (synchronously or not) becomes INTERNAL "internal error" and reaches
+ * `observe` with its cause, and a cancelled call aborts the handler's signal and closes its
+ * response generator.
+ */
 export function grpcHandlers<S extends DescService>(
   service: S,
   impl: ServiceImpl<S>,
@@ -106,44 +223,48 @@ export function grpcHandlers<S extends DescService>(
   const handlers: grpc.UntypedServiceImplementation = {};
   for (const method of supportedMethods(service)) {
     const handler = (impl as unknown as Record<string, AnyHandler>)[method.localName]!;
-    const elapsed = (started: bigint): number => Number(process.hrtime.bigint() - started) / 1e9;
-    const fail = (error: unknown, started: bigint): Partial<grpc.StatusObject> => {
-      const storeError = StoreError.from(error);
-      observe(method.name, storeError, elapsed(started));
-      return toGrpcStatus(storeError);
-    };
     const respond = (response: unknown): MessageShape<DescMessage> =>
       create(method.output, response as MessageInitShape<DescMessage>);
 
     if (method.methodKind === "server_streaming") {
       const streaming: grpc.handleServerStreamingCall<unknown, unknown> = (call) => {
+        const scope = new CallScope(call, method.name, observe);
         void (async () => {
-          const started = process.hrtime.bigint();
-          let cancelled = false;
-          call.once("cancelled", () => (cancelled = true));
           try {
-            for await (const response of handler(call.request, contextOf(call)) as AsyncIterable<unknown>) {
-              if (cancelled) return;
-              if (!call.write(respond(response))) await new Promise((resolve) => call.once("drain", resolve));
+            if (call.request instanceof UndecodableRequest) throw call.request.error;
+            // Leaving this loop early calls the generator's return(), so its finally blocks run.
+            for await (const response of handler(call.request, scope.context) as AsyncIterable<unknown>) {
+              if (scope.cancelled) break;
+              if (!call.write(respond(response))) await scope.drained();
+              if (scope.cancelled) break;
             }
-            call.end();
-            observe(method.name, undefined, elapsed(started));
           } catch (error) {
-            call.emit("error", fail(error, started));
+            const status = scope.failed(error);
+            if (!scope.cancelled) call.emit("error", status);
+            return;
           }
+          scope.succeeded();
+          if (!scope.cancelled) call.end();
         })();
       };
       handlers[method.localName] = streaming as grpc.UntypedHandleCall;
     } else {
       const unary: grpc.handleUnaryCall<unknown, unknown> = (call, callback) => {
-        const started = process.hrtime.bigint();
-        (handler(call.request, contextOf(call)) as Promise<unknown>).then(
-          (response) => {
-            callback(null, respond(response));
-            observe(method.name, undefined, elapsed(started));
-          },
-          (error: unknown) => callback(fail(error, started)),
-        );
+        const scope = new CallScope(call, method.name, observe);
+        // An async function, so a handler that throws synchronously and a response that cannot
+        // be built are caught like a rejection instead of escaping to grpc-js or the process.
+        void (async () => {
+          let response: MessageShape<DescMessage>;
+          try {
+            if (call.request instanceof UndecodableRequest) throw call.request.error;
+            response = respond(await handler(call.request, scope.context));
+          } catch (error) {
+            callback(scope.failed(error));
+            return;
+          }
+          scope.succeeded();
+          callback(null, response);
+        })();
       };
       handlers[method.localName] = unary as grpc.UntypedHandleCall;
     }

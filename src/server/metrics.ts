@@ -3,13 +3,17 @@
 
 import { createServer, type Server } from "node:http";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { CallOutcome } from "../rpc/service-definition.js";
 import type { StoreError } from "../store/errors.js";
 import type { TierStore } from "../tier/tier-store.js";
 
 export interface Metrics {
   readonly registry: Registry;
-  /** Records one finished RPC: its method, its error (none on success) and its duration. */
-  observeCall(method: string, error: StoreError | undefined, seconds: number): void;
+  /**
+   * Records one finished RPC: its method, its error (none on success), its duration and its
+   * outcome. A call cancelled before its answer counts under the code `cancelled`.
+   */
+  observeCall(method: string, error: StoreError | undefined, seconds: number, outcome: CallOutcome): void;
 }
 
 /** A counter whose value is read from `value()` at scrape time. */
@@ -62,8 +66,8 @@ export function createMetrics(store: TierStore): Metrics {
   });
   return {
     registry,
-    observeCall(method, error, seconds) {
-      calls.inc({ method, code: error?.code ?? "ok" });
+    observeCall(method, error, seconds, outcome) {
+      calls.inc({ method, code: outcome === "cancelled" ? "cancelled" : (error?.code ?? "ok") });
       latency.observe({ method }, seconds);
     },
   };

@@ -20,6 +20,8 @@ export interface ServerOptions {
   readonly admin?: AdminOperations;
   /** Request limits (value size, batch size, List size, streams per connection). */
   readonly limits: Limits;
+  /** Largest message received or sent, in bytes; by default derived from `limits`. */
+  readonly messageLimitBytes?: number;
   readonly logger: Logger;
   readonly credentials?: grpc.ServerCredentials;
   /** Told of every finished call (metrics). */
@@ -46,20 +48,46 @@ function hostOf(listen: string): string {
   return listen.slice(0, colon);
 }
 
-export async function startServer(options: ServerOptions): Promise<RunningServer> {
-  const { logger } = options;
-  const messageLimit = messageLimitBytes(options.limits);
-  const server = new grpc.Server({
+/** Both limits travel as 32-bit fields: a gRPC message's length prefix, SETTINGS_MAX_CONCURRENT_STREAMS. */
+const UINT32_MAX = 2 ** 32 - 1;
+
+/** Rejects a setting that is not an integer in [1, max], by name: grpc-js would fail obscurely. */
+function checkCount(name: string, value: number | undefined, max: number): void {
+  if (value === undefined) return;
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    throw new Error(`${name} must be an integer from 1 to ${max}, not ${value}`);
+  }
+}
+
+/** grpc-js's options for the message and stream limits. */
+function channelOptions(options: ServerOptions): grpc.ChannelOptions {
+  checkCount("messageLimitBytes", options.messageLimitBytes, UINT32_MAX);
+  checkCount("maxConcurrentStreams", options.limits.maxConcurrentStreams, UINT32_MAX);
+  const messageLimit = options.messageLimitBytes ?? messageLimitBytes(options.limits);
+  return {
     "grpc.max_receive_message_length": messageLimit,
     "grpc.max_send_message_length": messageLimit,
     "grpc.max_concurrent_streams": options.limits.maxConcurrentStreams,
-  });
-  const observe: CallObserver = (method, error, seconds) => {
-    options.observeCall?.(method, error, seconds);
-    if (error === undefined) return;
-    if (error.code === "internal") logger.error({ err: error.cause ?? error, method }, "request failed");
-    else logger.debug({ method, code: error.code, msg: error.message }, "request rejected");
   };
+}
+
+/**
+ * The observer of every call of the server: logs failures (internal ones at error, with their
+ * cause; the caller's at debug), then tells `observeCall`.
+ */
+export function callObserver(logger: Logger, observeCall?: CallObserver): CallObserver {
+  return (method, error, seconds, outcome) => {
+    if (outcome === "cancelled") logger.debug({ method, err: error?.cause }, "request cancelled before its answer");
+    else if (error?.code === "internal") logger.error({ err: error.cause ?? error, method }, "request failed");
+    else if (error !== undefined) logger.debug({ method, code: error.code, msg: error.message }, "request rejected");
+    observeCall?.(method, error, seconds, outcome);
+  };
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const { logger } = options;
+  const server = new grpc.Server(channelOptions(options));
+  const observe = callObserver(logger, options.observeCall);
   const service = kvStoreService(options.store, options.limits);
   server.addService(grpcServiceDefinition(KVStoreService), grpcHandlers(KVStoreService, service, observe));
   if (options.admin !== undefined) {

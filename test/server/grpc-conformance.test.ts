@@ -16,5 +16,5 @@ describeConformance(
       },
     };
   },
-  { pageOrder: "newest-created-first", durable: false },
+  { pageOrder: "newest-created-first", durable: false, highestVersionUnknown: true },
 );

@@ -3,7 +3,7 @@
 import { TierkvClient } from "../../src/client/client.js";
 import { DEFAULT_LIMITS, type Limits } from "../../src/limits.js";
 import { silentLogger } from "../../src/log.js";
-import { startServer, type RunningServer } from "../../src/server/server.js";
+import { startServer, type RunningServer, type ServerOptions } from "../../src/server/server.js";
 import type { KVStore } from "../../src/store/types.js";
 
 export interface TestServer {
@@ -16,11 +16,16 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(store: KVStore, limits: Partial<Limits> = {}): Promise<TestServer> {
+/** The server settings a test may change; the rest are the defaults. */
+export type TestServerOptions = Partial<Limits> & Pick<ServerOptions, "messageLimitBytes">;
+
+export async function startTestServer(store: KVStore, options: TestServerOptions = {}): Promise<TestServer> {
+  const { messageLimitBytes, ...limits } = options;
   const server = await startServer({
     listen: "127.0.0.1:0",
     store,
     limits: { ...DEFAULT_LIMITS, ...limits },
+    ...(messageLimitBytes !== undefined && { messageLimitBytes }),
     logger: silentLogger(),
   });
   const client = new TierkvClient({ address: server.address, timeoutMs: 20_000 });
