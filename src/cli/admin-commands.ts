@@ -2,7 +2,7 @@
 
 import { TierkvAdminClient } from "../client/admin-client.js";
 import type { ResyncResponse } from "../../gen/tierkv/v1/admin_pb.js";
-import type { ClientSettings } from "./client-commands.js";
+import { clientOptionsOf, type ClientSettings } from "./client-commands.js";
 
 /** Seconds between progress lines when stderr is not a terminal. */
 const LOG_INTERVAL_MS = 2_000;
@@ -24,7 +24,7 @@ function bar(progress: ResyncResponse): string {
 
 /** Runs a resync on the server, showing progress on stderr; prints the final counts on stdout. */
 export async function resync(settings: ClientSettings): Promise<void> {
-  const client = new TierkvAdminClient({ address: settings.server, timeoutMs: settings.timeoutMs });
+  const client = new TierkvAdminClient(clientOptionsOf(settings));
   const terminal = process.stderr.isTTY === true;
   let lastLog = Date.now();
   try {
@@ -46,7 +46,7 @@ export async function resync(settings: ClientSettings): Promise<void> {
 
 /** Prints the server's backup status as JSON. */
 export async function backupStatus(settings: ClientSettings): Promise<void> {
-  const client = new TierkvAdminClient({ address: settings.server, timeoutMs: settings.timeoutMs });
+  const client = new TierkvAdminClient(clientOptionsOf(settings));
   try {
     const status = await client.backupStatus();
     const json = {

@@ -1,16 +1,52 @@
 //! `tierkv get|put|rm|ls`: one-shot client calls against a running server.
 
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { TierkvClient } from "../client/client.js";
+import * as grpc from "@grpc/grpc-js";
+import { TierkvClient, type ClientOptions } from "../client/client.js";
 import { parseKeyPath, parseNamespacePath } from "../store/validate.js";
+import { SettingsError } from "./settings.js";
 
 export interface ClientSettings {
   readonly server: string;
   readonly timeoutMs: number;
+  /** The bearer token (from TIERKV_TOKEN or the first line of --token-file). */
+  readonly token?: string;
+  /** TLS: the server's CA, and a client certificate and key for mutual TLS. */
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
+}
+
+function readSettingFile(flag: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new SettingsError(`${flag} ${path}: ${(error as Error).message}`);
+  }
+}
+
+/** The client options of the CLI's settings: TLS when --ca, --cert or --key is given. */
+export function clientOptionsOf(settings: ClientSettings): ClientOptions {
+  const { ca, cert, key } = settings;
+  if ((cert === undefined) !== (key === undefined)) throw new SettingsError("--cert and --key go together");
+  const tls = ca !== undefined || cert !== undefined;
+  return {
+    address: settings.server,
+    timeoutMs: settings.timeoutMs,
+    ...(settings.token !== undefined && { bearerToken: settings.token }),
+    ...(tls && {
+      credentials: grpc.credentials.createSsl(
+        ca === undefined ? null : readSettingFile("--ca", ca),
+        key === undefined ? null : readSettingFile("--key", key),
+        cert === undefined ? null : readSettingFile("--cert", cert),
+      ),
+    }),
+  };
 }
 
 async function withClient<T>(settings: ClientSettings, run: (client: TierkvClient) => Promise<T>): Promise<T> {
-  const client = new TierkvClient({ address: settings.server, timeoutMs: settings.timeoutMs });
+  const client = new TierkvClient(clientOptionsOf(settings));
   try {
     return await run(client);
   } finally {

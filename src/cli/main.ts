@@ -2,6 +2,9 @@
 //! The `tierkv` command line: `serve`, and `get|put|rm|ls` against a running server.
 
 import { Command, Option } from "commander";
+import { readFileSync } from "node:fs";
+import { addToken } from "../auth/identities-file.js";
+import { ROLES, type Role } from "../auth/principal.js";
 import { StoreError } from "../store/errors.js";
 import { backupStatus, resync } from "./admin-commands.js";
 import { get, ls, put, rm, type ClientSettings } from "./client-commands.js";
@@ -14,11 +17,30 @@ const program = new Command("tierkv")
   .addOption(
     new Option("--server <host:port>", "server for get/put/rm/ls").env("TIERKV_SERVER").default("127.0.0.1:50051"),
   )
-  .addOption(new Option("--timeout <ms>", "deadline of each call in ms").env("TIERKV_TIMEOUT").default("30000"));
+  .addOption(new Option("--timeout <ms>", "deadline of each call in ms").env("TIERKV_TIMEOUT").default("30000"))
+  .addOption(new Option("--token-file <file>", "file whose first line is the bearer token (or set TIERKV_TOKEN)").env("TIERKV_TOKEN_FILE"))
+  .addOption(new Option("--ca <file>", "PEM CA of the server's certificate: connect with TLS").env("TIERKV_CA"))
+  .addOption(new Option("--cert <file>", "PEM client certificate for mutual TLS (with --key)").env("TIERKV_CERT"))
+  .addOption(new Option("--key <file>", "PEM private key of --cert").env("TIERKV_KEY"));
 
 function clientSettings(): ClientSettings {
-  const options = program.opts<{ server: string; timeout: string }>();
-  return { server: options.server, timeoutMs: parsePositiveInteger(options.timeout, "--timeout") };
+  const options = program.opts<{ server: string; timeout: string; tokenFile?: string; ca?: string; cert?: string; key?: string }>();
+  // A token comes from the environment or a file, never the command line (where ps shows it).
+  const fromEnv = process.env["TIERKV_TOKEN"];
+  const token =
+    fromEnv !== undefined && fromEnv !== ""
+      ? fromEnv
+      : options.tokenFile === undefined
+        ? undefined
+        : readFileSync(options.tokenFile, "utf8").split("\n")[0]!.trim();
+  return {
+    server: options.server,
+    timeoutMs: parsePositiveInteger(options.timeout, "--timeout"),
+    ...(token !== undefined && { token }),
+    ...(options.ca !== undefined && { ca: options.ca }),
+    ...(options.cert !== undefined && { cert: options.cert }),
+    ...(options.key !== undefined && { key: options.key }),
+  };
 }
 
 addSettingOptions(
@@ -72,6 +94,31 @@ program
   .command("backup-status")
   .description("print the server's backup policy, keys owed to the backup and divergences, as JSON")
   .action(() => backupStatus(clientSettings()));
+
+const token = program.command("token").description("manage the bearer tokens of an identities file (--tokens-file)");
+token
+  .command("add")
+  .description("create a token for a store and roles; appends its SHA-256 to the file and prints the token (once) as the last line")
+  .requiredOption("--tokens-file <file>", "the identities file (created when missing)")
+  .requiredOption("--store <id>", "the store (tenant) the token's holder reads and writes")
+  .option("--role <role...>", `roles: ${ROLES.join(", ")}`, ["write"])
+  .option("--name <name>", "a name for logs")
+  .option("--max-keys <n>", "quota: most keys the store may hold")
+  .option("--max-bytes <n>", "quota: most value bytes the store may hold")
+  .action((options: { tokensFile: string; store: string; role: string[]; name?: string; maxKeys?: string; maxBytes?: string }) => {
+    const roles = options.role.flatMap((r) => r.split(",")).map((r) => {
+      if (!(ROLES as readonly string[]).includes(r)) throw new SettingsError(`--role ${r}: expected one of ${ROLES.join(", ")}`);
+      return r as Role;
+    });
+    const secret = addToken(options.tokensFile, {
+      store: options.store,
+      roles,
+      ...(options.name !== undefined && { name: options.name }),
+      ...(options.maxKeys !== undefined && { maxKeys: parsePositiveInteger(options.maxKeys, "--max-keys") }),
+      ...(options.maxBytes !== undefined && { maxBytes: parsePositiveInteger(options.maxBytes, "--max-bytes") }),
+    });
+    process.stdout.write(`added a token for store ${options.store} (roles ${roles.join(", ")}) to ${options.tokensFile}; it is shown only now:\n${secret}\n`);
+  });
 
 try {
   await program.parseAsync();

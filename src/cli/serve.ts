@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { DEFAULT_LIMITS, type Limits } from "../limits.js";
+import { AUTH_MODES, Authenticator, type AuthMode } from "../auth/authenticator.js";
 import { DEFAULT_MAX_VERSION_SKEW_MS, HybridClock } from "../tier/hybrid-clock.js";
 import { LOG_LEVELS, createLogger, type Logger } from "../log.js";
 import { createMetrics, serveMetrics } from "../server/metrics.js";
@@ -21,6 +22,8 @@ import {
   parseOptionalString,
   parsePositiveInteger,
   parseString,
+  parseBoolean,
+  commaListOf,
   parseStringList,
   SettingsError,
   type Setting,
@@ -146,6 +149,66 @@ export const SERVE_SETTINGS = {
     defaultValue: undefined,
     parse: parseOptionalString,
   } satisfies Setting<string | undefined>,
+  auth: {
+    flag: "--auth <mode...>",
+    description: "how callers are identified: none (loopback only), tokens, jwt, mtls; several may be given (tokens,jwt)",
+    defaultValue: ["none"] as AuthMode[],
+    parse: commaListOf(AUTH_MODES),
+  } satisfies Setting<AuthMode[]>,
+  tokensFile: {
+    flag: "--tokens-file <file>",
+    description: "identities file: token hashes and certificate subjects with their store, roles and quota (see `tierkv token add`)",
+    defaultValue: undefined,
+    parse: parseOptionalString,
+  } satisfies Setting<string | undefined>,
+  jwtJwksFile: {
+    flag: "--jwt-jwks-file <file>",
+    description: "JWKS document with the keys JWTs are signed with (--auth jwt)",
+    defaultValue: undefined,
+    parse: parseOptionalString,
+  } satisfies Setting<string | undefined>,
+  jwtPublicKeyFile: {
+    flag: "--jwt-public-key-file <file>",
+    description: "PEM public key JWTs are signed with (--auth jwt; instead of --jwt-jwks-file)",
+    defaultValue: undefined,
+    parse: parseOptionalString,
+  } satisfies Setting<string | undefined>,
+  jwtIssuer: {
+    flag: "--jwt-issuer <iss>",
+    description: "required iss claim of JWTs",
+    defaultValue: undefined,
+    parse: parseOptionalString,
+  } satisfies Setting<string | undefined>,
+  jwtAudience: {
+    flag: "--jwt-audience <aud>",
+    description: "required aud claim of JWTs",
+    defaultValue: undefined,
+    parse: parseOptionalString,
+  } satisfies Setting<string | undefined>,
+  jwtStoreClaim: {
+    flag: "--jwt-store-claim <claim>",
+    description: "the JWT claim that names the caller's store",
+    defaultValue: "sub",
+    parse: parseString,
+  } satisfies Setting<string>,
+  insecureNoAuth: {
+    flag: "--insecure-no-auth",
+    description: "allow --auth none on a non-loopback address (anyone who reaches the port can do anything)",
+    defaultValue: false,
+    parse: parseBoolean,
+  } satisfies Setting<boolean>,
+  maxConnectionAgeMs: {
+    flag: "--max-connection-age-ms <ms>",
+    description: "close client connections after this long (with a grace period), so load balancers can rebalance; 0 = never",
+    defaultValue: 0,
+    parse: parseNonNegativeInteger,
+  } satisfies Setting<number>,
+  printConfig: {
+    flag: "--print-config",
+    description: "print the effective configuration (secrets redacted) as JSON and exit",
+    defaultValue: false,
+    parse: parseBoolean,
+  } satisfies Setting<boolean>,
   metricsListen: {
     flag: "--metrics-listen <host:port>",
     description: "serve Prometheus metrics at http://host:port/metrics (off by default)",
@@ -232,10 +295,60 @@ function serverCredentials(settings: ServeSettings): grpc.ServerCredentials {
   );
 }
 
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
+
+/** The authenticator the settings ask for; refuses open mode off loopback unless told it is wanted. */
+export async function openAuthenticator(settings: ServeSettings, logger: Logger): Promise<Authenticator> {
+  const host = settings.listen.slice(0, settings.listen.lastIndexOf(":"));
+  if (settings.auth.includes("none") && !LOOPBACK_HOSTS.has(host)) {
+    if (!settings.insecureNoAuth) {
+      throw new SettingsError(
+        `--auth none on ${settings.listen} would let anyone who reaches the port read and change every key; ` +
+          "listen on 127.0.0.1, choose --auth tokens|jwt|mtls, or pass --insecure-no-auth",
+      );
+    }
+    logger.warn({ listen: settings.listen }, "serving without authentication on a non-loopback address (--insecure-no-auth)");
+  }
+  if (settings.auth.includes("mtls") && settings.tlsClientCa === undefined) throw new SettingsError("--auth mtls needs --tls-client-ca");
+  try {
+    return await Authenticator.open(
+      {
+        modes: settings.auth,
+        tokensFile: settings.tokensFile,
+        jwt: {
+          jwksFile: settings.jwtJwksFile,
+          publicKeyFile: settings.jwtPublicKeyFile,
+          issuer: settings.jwtIssuer,
+          audience: settings.jwtAudience,
+          storeClaim: settings.jwtStoreClaim,
+        },
+      },
+      logger,
+    );
+  } catch (error) {
+    throw new SettingsError((error as Error).message);
+  }
+}
+
+/** Store URIs may carry a password (postgres://user:pass@…): shown as ***. */
+function redactUri(uri: string | undefined): string | undefined {
+  return uri?.replace(/^([a-z]+:\/\/[^:@/]*:)[^@/]*@/i, "$1***@");
+}
+
+/** The effective configuration, as `--print-config` shows it. */
+export function printableConfig(settings: ServeSettings): Record<string, unknown> {
+  return { ...settings, primary: redactUri(settings.primary), backup: redactUri(settings.backup), ephemeral: redactUri(settings.ephemeral) };
+}
+
 /** Runs the server until SIGINT/SIGTERM, then stops cleanly and exits 0. */
 export async function serve(settings: ServeSettings): Promise<void> {
+  if (settings.printConfig) {
+    process.stdout.write(`${JSON.stringify(printableConfig(settings), null, 2)}\n`);
+    return;
+  }
   const logger = createLogger(settings.logLevel);
   const credentials = serverCredentials(settings);
+  const authenticator = await openAuthenticator(settings, logger);
   const store = await openTierStore(settings, logger);
   const metrics = createMetrics(store);
   // Every failed start path closes what was opened before it.
@@ -250,6 +363,8 @@ export async function serve(settings: ServeSettings): Promise<void> {
       limits: limitsOf(settings),
       logger,
       credentials,
+      authenticate: authenticator.authenticate,
+      maxConnectionAgeMs: settings.maxConnectionAgeMs,
       observeCall: metrics.observeCall,
     });
   } catch (error) {
@@ -275,15 +390,18 @@ export async function serve(settings: ServeSettings): Promise<void> {
   // Handlers go in before "listening" is announced: whoever waits for that line may signal at once.
   process.on("SIGINT", (signal) => void stop(signal));
   process.on("SIGTERM", (signal) => void stop(signal));
+  // SIGHUP re-reads the identities file and JWT keys; calls in flight are not disturbed.
+  process.on("SIGHUP", () => void authenticator.reload());
   logger.info(
     {
       address: server.address,
       tls: settings.tlsCert !== undefined,
       metrics: metricsServer?.address,
-      primary: settings.primary,
-      backup: settings.backup,
+      primary: redactUri(settings.primary),
+      backup: redactUri(settings.backup),
       backupPolicy: settings.backupPolicy,
-      ephemeral: settings.ephemeral,
+      ephemeral: redactUri(settings.ephemeral),
+      auth: settings.auth,
     },
     "listening",
   );

@@ -145,3 +145,16 @@ export function listOf<T extends string>(choices: readonly T[]): (raw: unknown, 
   const one = oneOf(choices);
   return (raw, origin) => parseStringList(raw, origin).map((item) => one(item, origin));
 }
+
+/** A switch: `--flag` alone, or true/false from the environment or the file. */
+export function parseBoolean(raw: unknown, origin: string): boolean {
+  if (raw === true || raw === "true" || raw === "1") return true;
+  if (raw === false || raw === "false" || raw === "0") return false;
+  throw new SettingsError(`${origin}: expected true or false, got ${JSON.stringify(raw)}`);
+}
+
+/** Like `listOf`, and each item may itself be a comma-separated list (`--auth tokens,jwt`). */
+export function commaListOf<T extends string>(choices: readonly T[]): (raw: unknown, origin: string) => T[] {
+  const list = listOf(choices);
+  return (raw, origin) => list(parseStringList(raw, origin).flatMap((item) => item.split(",")).filter((i) => i !== ""), origin);
+}

@@ -12,6 +12,8 @@ import {
   type MessageInitShape,
   type MessageShape,
 } from "@bufbuild/protobuf";
+import type { Authenticate, Credentials } from "../auth/authenticator.js";
+import { OPEN_PRINCIPAL, type Principal } from "../auth/principal.js";
 import { StoreError } from "../store/errors.js";
 import { toGrpcStatus } from "./status.js";
 
@@ -90,7 +92,24 @@ export interface HandlerContext {
    * its deadline passed. The reason is a StoreError (`deadline-exceeded` or `unavailable`).
    */
   readonly signal: AbortSignal;
+  /** Who is calling, authenticated before the handler runs. */
+  readonly principal: Principal;
 }
+
+/** What a call knows before authentication. */
+type CallContext = Omit<HandlerContext, "principal">;
+
+/** The credentials a gRPC call presented: its authorization metadata and TLS client certificate. */
+function credentialsOf(call: ServerCall): Credentials {
+  const authorization = call.metadata.get("authorization")[0];
+  return {
+    ...(typeof authorization === "string" && { authorization }),
+    peerCertificate: call.getAuthContext().sslPeerCertificate,
+  };
+}
+
+/** Open mode: every caller is the open principal (tests and servers without auth). */
+const OPEN: Authenticate = async () => OPEN_PRINCIPAL;
 
 /**
  * A service implementation, typed from the generated descriptor: per RPC an async function
@@ -148,7 +167,7 @@ function cancellationOf(deadline: number | undefined): StoreError {
  * duration, its cancellation signal, and the one report to the observer.
  */
 class CallScope {
-  readonly context: HandlerContext;
+  readonly context: CallContext;
   private readonly started = process.hrtime.bigint();
   private readonly controller = new AbortController();
   // grpc-js emits 'cancelled' after every call, answered or not: only one before the answer counts.
@@ -219,6 +238,7 @@ export function grpcHandlers<S extends DescService>(
   service: S,
   impl: ServiceImpl<S>,
   observe: CallObserver = () => {},
+  authenticate: Authenticate = OPEN,
 ): grpc.UntypedServiceImplementation {
   const handlers: grpc.UntypedServiceImplementation = {};
   for (const method of supportedMethods(service)) {
@@ -231,9 +251,11 @@ export function grpcHandlers<S extends DescService>(
         const scope = new CallScope(call, method.name, observe);
         void (async () => {
           try {
+            // Who calls is settled before the body is looked at (VSS's Authorizer does the same).
+            const principal = await authenticate(credentialsOf(call));
             if (call.request instanceof UndecodableRequest) throw call.request.error;
             // Leaving this loop early calls the generator's return(), so its finally blocks run.
-            for await (const response of handler(call.request, scope.context) as AsyncIterable<unknown>) {
+            for await (const response of handler(call.request, { ...scope.context, principal }) as AsyncIterable<unknown>) {
               if (scope.cancelled) break;
               if (!call.write(respond(response))) await scope.drained();
               if (scope.cancelled) break;
@@ -256,8 +278,9 @@ export function grpcHandlers<S extends DescService>(
         void (async () => {
           let response: MessageShape<DescMessage>;
           try {
+            const principal = await authenticate(credentialsOf(call));
             if (call.request instanceof UndecodableRequest) throw call.request.error;
-            response = respond(await handler(call.request, scope.context));
+            response = respond(await handler(call.request, { ...scope.context, principal }));
           } catch (error) {
             callback(scope.failed(error));
             return;

@@ -3,6 +3,8 @@
 import { AdminService, type ResyncResponse } from "../../gen/tierkv/v1/admin_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "../rpc/service-definition.js";
+import { allows, type Principal } from "../auth/principal.js";
+import { StoreError } from "../store/errors.js";
 import type { ResyncProgress } from "../tier/backup-repair.js";
 import type { BackupStatus } from "../tier/tier-store.js";
 
@@ -28,11 +30,16 @@ function progressMessage(progress: ResyncProgress, done: boolean): MessageInitSh
   } satisfies Partial<ResyncResponse>;
 }
 
+function requireAdmin(principal: Principal): void {
+  if (!allows(principal, "admin")) throw new StoreError("permission-denied", `${principal.name} may not use AdminService (needs the admin role)`);
+}
+
 export function adminService(operations: AdminOperations): ServiceImpl<typeof AdminService> {
   return {
     // A caller that goes away cancels the resync: stopping half-way is safe (every key repaired
     // so far stays repaired), and a resync nobody watches should not hold the backup busy.
     async *resync(_request, context) {
+      requireAdmin(context.principal);
       let latest: ResyncProgress | undefined;
       const run = operations.resync((progress) => (latest = progress), context.signal);
       let final: ResyncProgress | undefined;
@@ -49,7 +56,8 @@ export function adminService(operations: AdminOperations): ServiceImpl<typeof Ad
       yield progressMessage(final!, true);
     },
 
-    async backupStatus() {
+    async backupStatus(_request, context) {
+      requireAdmin(context.principal);
       const status = await operations.backupStatus();
       return {
         configured: status.configured,

@@ -6,6 +6,7 @@ import { KVStoreService, type MutationResultSchema, type TxnCheck as WireCheck, 
 import { effectivePageSize, type Limits } from "../limits.js";
 import type { HandlerContext, ServiceImpl } from "../rpc/service-definition.js";
 import { toGrpcStatus } from "../rpc/status.js";
+import { AuthorizedStore } from "../auth/authorized-store.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
 import type { KVStore, KeyRef, MutationOptions, MutationOutcome, NamespaceRef, TxnCheck, TxnOperation } from "../store/types.js";
 import { formatPath, validateVersion } from "../store/validate.js";
@@ -64,7 +65,12 @@ function toOperation(operation: WireOperation): TxnOperation {
   }
 }
 
-export function kvStoreService(store: KVStore, limits: Limits): ServiceImpl<typeof KVStoreService> {
+/**
+ * `tiers` is the tiered store; each call reaches it through an `AuthorizedStore` for the caller,
+ * which scopes every key to the caller's store and checks the caller's roles.
+ */
+export function kvStoreService(tiers: KVStore, limits: Limits): ServiceImpl<typeof KVStoreService> {
+  const storeFor = (context: HandlerContext): KVStore => new AuthorizedStore(tiers, context.principal);
   const checkValueSize = (ref: KeyRef, value: Uint8Array): void => {
     if (value.byteLength > limits.maxValueBytes) {
       throw invalidArgument(
@@ -83,13 +89,13 @@ export function kvStoreService(store: KVStore, limits: Limits): ServiceImpl<type
     }
   };
   // Write and Remove, and each mutation of Mutate, go through these two: one set of checks.
-  const write = async (ref: KeyRef, value: Uint8Array, wireVersion: bigint, options: MutationOptions): Promise<MutationOutcome> => {
+  const write = async (store: KVStore, ref: KeyRef, value: Uint8Array, wireVersion: bigint, options: MutationOptions): Promise<MutationOutcome> => {
     checkValueSize(ref, value);
     const version = versionOf(wireVersion);
     validateVersion(version, ref, "write");
     return store.write(ref, value, { ...options, version });
   };
-  const remove = async (ref: KeyRef, lazy: boolean, wireVersion: bigint, options: MutationOptions): Promise<MutationOutcome> => {
+  const remove = async (store: KVStore, ref: KeyRef, lazy: boolean, wireVersion: bigint, options: MutationOptions): Promise<MutationOutcome> => {
     const version = versionOf(wireVersion);
     validateVersion(version, ref, "remove");
     return store.remove(ref, { ...options, lazy, version });
@@ -97,21 +103,22 @@ export function kvStoreService(store: KVStore, limits: Limits): ServiceImpl<type
 
   return {
     async read(request, context) {
-      return store.readVersioned(scoped(request), callOptions(context));
+      return storeFor(context).readVersioned(scoped(request), callOptions(context));
     },
 
     async write(request, context) {
-      return applied(await write(scoped(request), request.value, request.version, callOptions(context)));
+      return applied(await write(storeFor(context), scoped(request), request.value, request.version, callOptions(context)));
     },
 
     async remove(request, context) {
-      return applied(await remove(scoped(request), request.lazy, request.version, callOptions(context)));
+      return applied(await remove(storeFor(context), scoped(request), request.lazy, request.version, callOptions(context)));
     },
 
     async mutate(request, context) {
       const valueBytes = request.mutations.reduce((sum, m) => sum + (m.kind.case === "write" ? m.kind.value.value.byteLength : 0), 0);
       checkBatch("Mutate", request.mutations.length, valueBytes);
       const options = callOptions(context);
+      const store = storeFor(context);
       const outcomes = await Promise.allSettled(
         request.mutations.map((mutation) => {
           const ref = scoped(mutation);
@@ -119,10 +126,10 @@ export function kvStoreService(store: KVStore, limits: Limits): ServiceImpl<type
             case "write": {
               const { value, revision, exact } = mutation.kind.value;
               const mirror = { revision: revision === 0n ? undefined : revision, exact };
-              return write(ref, value, mutation.version, { ...options, ...mirror });
+              return write(store, ref, value, mutation.version, { ...options, ...mirror });
             }
             case "remove":
-              return remove(ref, mutation.kind.value.lazy, mutation.version, options);
+              return remove(store, ref, mutation.kind.value.lazy, mutation.version, options);
             default:
               return Promise.reject(invalidArgument(`Failed to mutate ${formatPath(mutation)}: the mutation is neither a write nor a remove`));
           }
@@ -142,7 +149,7 @@ export function kvStoreService(store: KVStore, limits: Limits): ServiceImpl<type
       const valueBytes = operations.reduce((sum, op) => sum + (op.kind === "write" ? op.value.byteLength : 0), 0);
       checkBatch("Txn", request.checks.length + operations.length, valueBytes);
       for (const op of operations) if (op.kind === "write") checkValueSize(op, op.value);
-      const result = await store.txn({
+      const result = await storeFor(context).txn({
         checks: request.checks.map(toCheck),
         operations,
         version: versionOf(request.version),
@@ -159,7 +166,7 @@ export function kvStoreService(store: KVStore, limits: Limits): ServiceImpl<type
     async list(request, context) {
       const ns = scoped(request);
       // One more than allowed tells a namespace that is too large, without reading all of it.
-      const keys = await store.list(ns, { ...callOptions(context), limit: limits.maxListKeys + 1 });
+      const keys = await storeFor(context).list(ns, { ...callOptions(context), limit: limits.maxListKeys + 1 });
       if (keys.length > limits.maxListKeys) {
         throw new StoreError(
           "failed-precondition",
@@ -172,12 +179,12 @@ export function kvStoreService(store: KVStore, limits: Limits): ServiceImpl<type
 
     async listPage(request, context) {
       checkPageSize(request.pageSize, request);
-      return store.listPage(scoped(request), { pageSize: request.pageSize, pageToken: request.pageToken, ...callOptions(context) });
+      return storeFor(context).listPage(scoped(request), { pageSize: request.pageSize, pageToken: request.pageToken, ...callOptions(context) });
     },
 
     async listAllKeys(request, context) {
       checkPageSize(request.pageSize);
-      return store.listAllKeys({
+      return storeFor(context).listAllKeys({
         storeId: request.storeId === "" ? undefined : request.storeId,
         allStores: request.allStores,
         pageToken: request.pageToken,

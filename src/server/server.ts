@@ -6,6 +6,7 @@ import { AdminService } from "../../gen/tierkv/v1/admin_pb.js";
 import { KVStoreService } from "../../gen/tierkv/v1/kvstore_pb.js";
 import { messageLimitBytes, type Limits } from "../limits.js";
 import type { Logger } from "../log.js";
+import type { Authenticate } from "../auth/authenticator.js";
 import { grpcHandlers, grpcServiceDefinition, type CallObserver } from "../rpc/service-definition.js";
 import type { KVStore } from "../store/types.js";
 import { adminService, type AdminOperations } from "./admin-service.js";
@@ -23,6 +24,10 @@ export interface ServerOptions {
   /** Largest message received or sent, in bytes; by default derived from `limits`. */
   readonly messageLimitBytes?: number;
   readonly logger: Logger;
+  /** Close connections after this long (plus a 30 s grace), so load balancers can rebalance; 0 or absent: never. */
+  readonly maxConnectionAgeMs?: number;
+  /** Who calls; open mode (every caller may do everything in store `default`) when absent. */
+  readonly authenticate?: Authenticate;
   readonly credentials?: grpc.ServerCredentials;
   /** Told of every finished call (metrics). */
   readonly observeCall?: CallObserver;
@@ -48,6 +53,11 @@ function hostOf(listen: string): string {
   return listen.slice(0, colon);
 }
 
+const KEEPALIVE_TIME_MS = 60_000;
+const KEEPALIVE_TIMEOUT_MS = 20_000;
+/** How long calls on a connection past its maximum age get to finish. */
+const CONNECTION_AGE_GRACE_MS = 30_000;
+
 /** Both limits travel as 32-bit fields: a gRPC message's length prefix, SETTINGS_MAX_CONCURRENT_STREAMS. */
 const UINT32_MAX = 2 ** 32 - 1;
 
@@ -68,6 +78,10 @@ function channelOptions(options: ServerOptions): grpc.ChannelOptions {
     "grpc.max_receive_message_length": messageLimit,
     "grpc.max_send_message_length": messageLimit,
     "grpc.max_concurrent_streams": options.limits.maxConcurrentStreams,
+    // Pings idle connections so a vanished client is noticed and its resources freed.
+    "grpc.keepalive_time_ms": KEEPALIVE_TIME_MS,
+    "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
+    ...(options.maxConnectionAgeMs ? { "grpc.max_connection_age_ms": options.maxConnectionAgeMs, "grpc.max_connection_age_grace_ms": CONNECTION_AGE_GRACE_MS } : {}),
   };
 }
 
@@ -89,10 +103,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const server = new grpc.Server(channelOptions(options));
   const observe = callObserver(logger, options.observeCall);
   const service = kvStoreService(options.store, options.limits);
-  server.addService(grpcServiceDefinition(KVStoreService), grpcHandlers(KVStoreService, service, observe));
+  server.addService(grpcServiceDefinition(KVStoreService), grpcHandlers(KVStoreService, service, observe, options.authenticate));
   if (options.admin !== undefined) {
     const admin = adminService(options.admin);
-    server.addService(grpcServiceDefinition(AdminService), grpcHandlers(AdminService, admin, observe));
+    server.addService(grpcServiceDefinition(AdminService), grpcHandlers(AdminService, admin, observe, options.authenticate));
   }
   const health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((name) => [name, "SERVING"])));
   health.addToServer(server);

@@ -1,0 +1,101 @@
+//! `authenticate(call) → Principal`: the one place every surface (gRPC, VSS, Connect) learns who
+//! is calling, from a bearer token, a JWT, a client certificate, or nobody (open mode).
+
+import type { PeerCertificate } from "node:tls";
+import type { Logger } from "../log.js";
+import { StoreError } from "../store/errors.js";
+import { Identities } from "./identities-file.js";
+import { JwtVerifier, type JwtSettings } from "./jwt.js";
+import { OPEN_PRINCIPAL, type Principal } from "./principal.js";
+
+export type AuthMode = "none" | "tokens" | "jwt" | "mtls";
+export const AUTH_MODES: readonly AuthMode[] = ["none", "tokens", "jwt", "mtls"];
+
+export interface AuthSettings {
+  readonly modes: readonly AuthMode[];
+  /** The identities file (`tokens`, and roles for `mtls` subjects). */
+  readonly tokensFile?: string;
+  readonly jwt?: JwtSettings;
+}
+
+/** What a surface hands over about a request: its `authorization` header and its TLS peer. */
+export interface Credentials {
+  readonly authorization?: string;
+  readonly peerCertificate?: PeerCertificate;
+}
+
+/** The credentials of a request as the caller presented them, or a refusal. */
+export type Authenticate = (credentials: Credentials) => Promise<Principal>;
+
+const unauthenticated = (reason: string): StoreError => new StoreError("unauthenticated", reason);
+
+export class Authenticator {
+  private identities: Identities | undefined;
+  private jwt: JwtVerifier | undefined;
+
+  private constructor(
+    private readonly settings: AuthSettings,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Loads the identities file and JWT keys the modes need; throws an Error naming what is wrong. */
+  static async open(settings: AuthSettings, logger: Logger): Promise<Authenticator> {
+    const authenticator = new Authenticator(settings, logger);
+    await authenticator.load();
+    return authenticator;
+  }
+
+  get modes(): readonly AuthMode[] {
+    return this.settings.modes;
+  }
+
+  private async load(): Promise<void> {
+    const { modes, tokensFile, jwt } = this.settings;
+    if (modes.includes("tokens") && tokensFile === undefined) throw new Error("--auth tokens needs --tokens-file");
+    const identities = tokensFile === undefined ? undefined : Identities.load(tokensFile);
+    const verifier = modes.includes("jwt") ? await JwtVerifier.load(jwt ?? { storeClaim: "sub" }) : undefined;
+    // Both loaded: swap together, so a call never sees half a reload.
+    this.identities = identities;
+    this.jwt = verifier;
+  }
+
+  /** Re-reads the identities file and JWT keys; on failure keeps the old ones and says why. */
+  async reload(): Promise<boolean> {
+    try {
+      await this.load();
+      this.logger.info({ modes: this.settings.modes }, "credentials reloaded");
+      return true;
+    } catch (error) {
+      this.logger.error({ err: (error as Error).message }, "credentials not reloaded: keeping the previous ones");
+      return false;
+    }
+  }
+
+  readonly authenticate: Authenticate = async ({ authorization, peerCertificate }) => {
+    const { modes } = this.settings;
+    if (authorization !== undefined && authorization !== "") {
+      const match = /^Bearer\s+(\S+)$/i.exec(authorization);
+      if (match === null) throw unauthenticated("invalid credentials: the authorization header is not \"Bearer <token>\"");
+      const token = match[1]!;
+      const known = modes.includes("tokens") ? this.identities?.byToken(token) : undefined;
+      if (known !== undefined) return known;
+      // A JWT has three dot-separated parts; anything else is an unknown token.
+      if (this.jwt !== undefined && token.split(".").length === 3) return this.jwt.verify(token);
+      throw unauthenticated("invalid credentials: unknown token");
+    }
+    if (modes.includes("mtls") && peerCertificate !== undefined && Object.keys(peerCertificate).length > 0) {
+      return this.fromCertificate(peerCertificate);
+    }
+    if (modes.includes("none")) return OPEN_PRINCIPAL;
+    throw unauthenticated("missing credentials: send authorization: Bearer <token> or a client certificate");
+  };
+
+  /** The subject's common name (or first DNS name) names the store; the identities file may give roles. */
+  private fromCertificate(certificate: PeerCertificate): Principal {
+    // A subject may repeat CN; the first one counts.
+    const commonName = [certificate.subject?.CN].flat()[0];
+    const subject = commonName ?? /DNS:([^,\s]+)/.exec(certificate.subjectaltname ?? "")?.[1];
+    if (subject === undefined || subject === "") throw unauthenticated("invalid credentials: the client certificate names no subject");
+    return this.identities?.byCertificateSubject(subject) ?? { name: `cert:${subject}`, storeId: subject, roles: new Set(["write"]) };
+  }
+}

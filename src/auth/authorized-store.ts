@@ -1,0 +1,115 @@
+//! The one wrapper that enforces access (etcd's authApplier idea): a `KVStore` view of the tiered
+//! store for one principal. Every reference gets the caller's store unless the caller may name
+//! another; every call needs its role. Handlers of every surface call the store through it.
+
+import { StoreError } from "../store/errors.js";
+import type {
+  AllKeysPage,
+  AllKeysRequest,
+  CallOptions,
+  KVStore,
+  KeyRef,
+  ListOptions,
+  MutationOptions,
+  MutationOutcome,
+  NamespaceRef,
+  Page,
+  PageRequest,
+  RemoveOptions,
+  TxnRequest,
+  TxnResult,
+  VersionedValue,
+} from "../store/types.js";
+import { allows, type Principal, type Role } from "./principal.js";
+
+function denied(principal: Principal, what: string): StoreError {
+  return new StoreError("permission-denied", `${principal.name} may not ${what}`);
+}
+
+export class AuthorizedStore implements KVStore {
+  constructor(
+    private readonly inner: KVStore,
+    private readonly principal: Principal,
+  ) {}
+
+  private require(role: Role, what: string): void {
+    if (!allows(this.principal, role)) throw denied(this.principal, what);
+  }
+
+  /**
+   * `ref` in the store it may address: the caller's own when it names none. Naming another store
+   * takes `replicate` (a chained instance forwarding its tenants), or `admin` for reading.
+   */
+  private scope<T extends { readonly storeId?: string }>(ref: T, access: "read" | "write"): T & { storeId: string } {
+    const own = this.principal.storeId;
+    if (ref.storeId === undefined || ref.storeId === own) return { ...ref, storeId: own };
+    if (!(allows(this.principal, "replicate") || (access === "read" && allows(this.principal, "admin")))) {
+      throw denied(this.principal, `${access} another store`);
+    }
+    return { ...ref, storeId: ref.storeId };
+  }
+
+  /** Mirroring fields (exact copies, given revisions, ledger records) belong to replication. */
+  private checkMirroring(options: MutationOptions): void {
+    if (options.exact || options.revision !== undefined || options.owedToBackup) this.require("replicate", "mirror revisions or repair keys");
+  }
+
+  read(ref: KeyRef, options?: CallOptions): Promise<Uint8Array> {
+    this.require("read", "read");
+    return this.inner.read(this.scope(ref, "read"), options);
+  }
+
+  readVersioned(ref: KeyRef, options?: CallOptions): Promise<VersionedValue> {
+    this.require("read", "read");
+    return this.inner.readVersioned(this.scope(ref, "read"), options);
+  }
+
+  write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
+    this.require("write", "write");
+    this.checkMirroring(options);
+    return this.inner.write(this.scope(ref, "write"), value, options);
+  }
+
+  remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
+    this.require("write", "remove");
+    this.checkMirroring(options);
+    return this.inner.remove(this.scope(ref, "write"), options);
+  }
+
+  txn(request: TxnRequest): Promise<TxnResult> {
+    this.require("write", "apply transactions");
+    if (request.owedToBackup || request.operations.some((op) => op.kind === "write" && op.revision !== undefined)) {
+      this.require("replicate", "mirror revisions");
+    }
+    return this.inner.txn({
+      ...request,
+      checks: request.checks.map((check) => this.scope(check, "write")),
+      operations: request.operations.map((op) => this.scope(op, "write")),
+    });
+  }
+
+  list(ns: NamespaceRef, options?: ListOptions): Promise<string[]> {
+    this.require("read", "list");
+    return this.inner.list(this.scope(ns, "read"), options);
+  }
+
+  listPage(ns: NamespaceRef, page?: PageRequest): Promise<Page> {
+    this.require("read", "list");
+    return this.inner.listPage(this.scope(ns, "read"), page);
+  }
+
+  listAllKeys(request: AllKeysRequest = {}): Promise<AllKeysPage> {
+    this.require("read", "list");
+    if (request.allStores && !(allows(this.principal, "replicate") || allows(this.principal, "admin"))) {
+      throw denied(this.principal, "list every store");
+    }
+    return this.inner.listAllKeys(request.allStores ? request : this.scope(request, "read"));
+  }
+
+  highestVersion(): Promise<bigint> {
+    return this.inner.highestVersion();
+  }
+
+  /** The view owns nothing: the tiered store is closed by its owner. */
+  async close(): Promise<void> {}
+}
