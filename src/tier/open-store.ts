@@ -1,8 +1,10 @@
-//! Store URIs: `memory:`, `sqlite:PATH`, `grpc://host:port`, `grpcs://host:port?…`.
+//! Store URIs: `memory:`, `sqlite:PATH`, `fs:DIR` (an LDK data directory), `grpc://host:port`,
+//! `grpcs://host:port?…`.
 
 import { resolve } from "node:path";
 import { openRemoteStore } from "../remote/remote-store.js";
 import { invalidArgument } from "../store/errors.js";
+import { FsStore } from "../store/fs.js";
 import { MemoryStore } from "../store/memory.js";
 import { SqliteStore } from "../store/sqlite.js";
 import type { KVStore } from "../store/types.js";
@@ -10,13 +12,13 @@ import type { KVStore } from "../store/types.js";
 export interface OpenStoreOptions {
   /**
    * `durable` (default) fsyncs every commit; `cache` (the ephemeral tier: rebuildable data) lets
-   * SQLite skip the fsync and may lose the latest writes on power loss.
+   * SQLite (and fs:) skip the fsync and may lose the latest writes on power loss.
    */
   readonly durability?: "durable" | "cache";
 }
 
 /** The schemes `openStore` understands, for help texts and error messages. */
-export const STORE_URI_SCHEMES = ["memory:", "sqlite:PATH", "grpc://HOST:PORT", "grpcs://HOST:PORT"] as const;
+export const STORE_URI_SCHEMES = ["memory:", "sqlite:PATH", "fs:DIR", "grpc://HOST:PORT", "grpcs://HOST:PORT"] as const;
 
 /** Opens the backend a store URI names; throws `invalid-argument` for an unknown or bad URI. */
 export async function openStore(uri: string, options: OpenStoreOptions = {}): Promise<KVStore> {
@@ -30,6 +32,9 @@ export async function openStore(uri: string, options: OpenStoreOptions = {}): Pr
     case "sqlite":
       if (rest === "") throw invalidArgument(`store URI "${uri}": sqlite: needs a file path`);
       return new SqliteStore(resolve(rest), { synchronous: options.durability === "cache" ? "NORMAL" : "FULL" });
+    case "fs":
+      if (rest === "") throw invalidArgument(`store URI "${uri}": fs: needs a directory`);
+      return FsStore.open(resolve(rest), { fsync: options.durability !== "cache" });
     case "grpc":
     case "grpcs":
       return openRemoteStore(uri);

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { FsStore, OTHER_STORES_DIR } from "../../src/store/fs.js";
 import type { KeyRef, KeyVersion, NamespaceRef } from "../../src/store/types.js";
 import { openStore } from "../../src/tier/open-store.js";
-import { describeConformance } from "../support/fs-conformance.js";
+import { describeConformance } from "../conformance/kvstore-conformance.js";
 import { openFsHarness } from "../support/fs-harness.js";
 import { errorOf, walkPages } from "../support/store-assertions.js";
 import { removeTempDirs, tempDir } from "../support/temp.js";
