@@ -6,7 +6,7 @@ import type { Logger } from "../log.js";
 import { StoreError } from "../store/errors.js";
 import { Identities } from "./identities-file.js";
 import { JwtVerifier, type JwtSettings } from "./jwt.js";
-import { OPEN_PRINCIPAL, type Principal } from "./principal.js";
+import { OPEN_PRINCIPAL, type Principal, type Quota } from "./principal.js";
 
 export type AuthMode = "none" | "tokens" | "jwt" | "mtls";
 export const AUTH_MODES: readonly AuthMode[] = ["none", "tokens", "jwt", "mtls"];
@@ -16,6 +16,8 @@ export interface AuthSettings {
   /** The identities file (`tokens`, and roles for `mtls` subjects). */
   readonly tokensFile?: string;
   readonly jwt?: JwtSettings;
+  /** The quota of identities that carry none of their own. */
+  readonly defaultQuota?: Quota;
 }
 
 /** What a surface hands over about a request: its `authorization` header and its TLS peer. */
@@ -71,7 +73,13 @@ export class Authenticator {
     }
   }
 
-  readonly authenticate: Authenticate = async ({ authorization, peerCertificate }) => {
+  readonly authenticate: Authenticate = async (credentials) => {
+    const principal = await this.identify(credentials);
+    const quota = this.settings.defaultQuota;
+    return principal.quota !== undefined || quota === undefined || principal === OPEN_PRINCIPAL ? principal : { ...principal, quota };
+  };
+
+  private async identify({ authorization, peerCertificate }: Credentials): Promise<Principal> {
     const { modes } = this.settings;
     if (authorization !== undefined && authorization !== "") {
       const match = /^Bearer\s+(\S+)$/i.exec(authorization);
@@ -88,7 +96,7 @@ export class Authenticator {
     }
     if (modes.includes("none")) return OPEN_PRINCIPAL;
     throw unauthenticated("missing credentials: send authorization: Bearer <token> or a client certificate");
-  };
+  }
 
   /** The subject's common name (or first DNS name) names the store; the identities file may give roles. */
   private fromCertificate(certificate: PeerCertificate): Principal {

@@ -54,6 +54,11 @@ export class AuthorizedStore implements KVStore {
     if (options.exact || options.revision !== undefined || options.owedToBackup) this.require("replicate", "mirror revisions or repair keys");
   }
 
+  /** The caller's quota travels with its mutations (the tiered store checks it in the key's turn). */
+  private withQuota<T extends { quota?: MutationOptions["quota"] }>(options: T): T {
+    return this.principal.quota === undefined ? options : { ...options, quota: this.principal.quota };
+  }
+
   read(ref: KeyRef, options?: CallOptions): Promise<Uint8Array> {
     this.require("read", "read");
     return this.inner.read(this.scope(ref, "read"), options);
@@ -67,13 +72,13 @@ export class AuthorizedStore implements KVStore {
   write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     this.require("write", "write");
     this.checkMirroring(options);
-    return this.inner.write(this.scope(ref, "write"), value, options);
+    return this.inner.write(this.scope(ref, "write"), value, this.withQuota(options));
   }
 
   remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
     this.require("write", "remove");
     this.checkMirroring(options);
-    return this.inner.remove(this.scope(ref, "write"), options);
+    return this.inner.remove(this.scope(ref, "write"), this.withQuota(options));
   }
 
   txn(request: TxnRequest): Promise<TxnResult> {
@@ -82,7 +87,7 @@ export class AuthorizedStore implements KVStore {
       this.require("replicate", "mirror revisions");
     }
     return this.inner.txn({
-      ...request,
+      ...this.withQuota(request),
       checks: request.checks.map((check) => this.scope(check, "write")),
       operations: request.operations.map((op) => this.scope(op, "write")),
     });

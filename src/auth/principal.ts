@@ -1,7 +1,10 @@
 //! Who is calling: the identity every surface authenticates before any store operation, and the
 //! roles it holds (contract §6, tenancy).
 
-/** What a caller may do. `write` includes `read`; `replicate` includes both, for every store. */
+/**
+ * What a caller may do. `write` includes `read`; `replicate` includes both, for every store;
+ * `admin` includes `read`, of every store (AuthorizedStore lets it name any store for reading).
+ */
 export type Role = "read" | "write" | "admin" | "replicate";
 
 export const ROLES: readonly Role[] = ["read", "write", "admin", "replicate"];
@@ -21,9 +24,13 @@ export interface Principal {
   readonly quota?: Quota;
 }
 
-/** The roles that grant each role's rights: `write` and `replicate` can read, `replicate` can write. */
+/**
+ * The roles that grant each role's rights: `write`, `admin` and `replicate` can read, `replicate`
+ * can write. (Without `admin` here, an admin-only caller was refused every read before its right
+ * to read other stores and list every store was looked at.)
+ */
 const GRANTED_BY: Record<Role, readonly Role[]> = {
-  read: ["read", "write", "replicate"],
+  read: ["read", "write", "admin", "replicate"],
   write: ["write", "replicate"],
   admin: ["admin"],
   replicate: ["replicate"],

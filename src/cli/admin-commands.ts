@@ -60,3 +60,14 @@ export async function backupStatus(settings: ClientSettings): Promise<void> {
     client.close();
   }
 }
+
+/** Prints one store's usage (keys, value bytes) as JSON. */
+export async function storeUsage(settings: ClientSettings, storeId: string): Promise<void> {
+  const client = new TierkvAdminClient(clientOptionsOf(settings));
+  try {
+    const usage = await client.storeUsage(storeId);
+    process.stdout.write(`${JSON.stringify({ store: usage.storeId, keys: Number(usage.keys), bytes: Number(usage.bytes) })}\n`);
+  } finally {
+    client.close();
+  }
+}

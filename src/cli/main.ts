@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { addToken } from "../auth/identities-file.js";
 import { ROLES, type Role } from "../auth/principal.js";
 import { StoreError } from "../store/errors.js";
-import { backupStatus, resync } from "./admin-commands.js";
+import { backupStatus, resync, storeUsage } from "./admin-commands.js";
 import { get, ls, put, rm, type ClientSettings } from "./client-commands.js";
 import { serve, SERVE_SETTINGS } from "./serve.js";
 import { addSettingOptions, parsePositiveInteger, resolveSettings, SettingsError } from "./settings.js";
@@ -94,6 +94,12 @@ program
   .command("backup-status")
   .description("print the server's backup policy, keys owed to the backup and divergences, as JSON")
   .action(() => backupStatus(clientSettings()));
+
+program
+  .command("store-usage")
+  .description("print the keys and value bytes a store (tenant) holds, as JSON (admin role)")
+  .argument("<store>", "the store id")
+  .action((store: string) => storeUsage(clientSettings(), store));
 
 const token = program.command("token").description("manage the bearer tokens of an identities file (--tokens-file)");
 token

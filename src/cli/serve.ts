@@ -191,6 +191,18 @@ export const SERVE_SETTINGS = {
     defaultValue: "sub",
     parse: parseString,
   } satisfies Setting<string>,
+  quotaMaxKeys: {
+    flag: "--quota-max-keys <n>",
+    description: "most keys a store may hold, for identities without a quota of their own (0 = no limit)",
+    defaultValue: 0,
+    parse: parseNonNegativeInteger,
+  } satisfies Setting<number>,
+  quotaMaxBytes: {
+    flag: "--quota-max-bytes <n>",
+    description: "most value bytes a store may hold, for identities without a quota of their own (0 = no limit)",
+    defaultValue: 0,
+    parse: parseNonNegativeInteger,
+  } satisfies Setting<number>,
   insecureNoAuth: {
     flag: "--insecure-no-auth",
     description: "allow --auth none on a non-loopback address (anyone who reaches the port can do anything)",
@@ -322,6 +334,12 @@ export async function openAuthenticator(settings: ServeSettings, logger: Logger)
           audience: settings.jwtAudience,
           storeClaim: settings.jwtStoreClaim,
         },
+        ...((settings.quotaMaxKeys > 0 || settings.quotaMaxBytes > 0) && {
+          defaultQuota: {
+            ...(settings.quotaMaxKeys > 0 && { maxKeys: settings.quotaMaxKeys }),
+            ...(settings.quotaMaxBytes > 0 && { maxBytes: settings.quotaMaxBytes }),
+          },
+        }),
       },
       logger,
     );

@@ -2,7 +2,7 @@
 
 import type * as grpc from "@grpc/grpc-js";
 import { create, type MessageShape } from "@bufbuild/protobuf";
-import { AdminService, type BackupStatusResponse, type ResyncResponse } from "../../gen/tierkv/v1/admin_pb.js";
+import { AdminService, type BackupStatusResponse, type ResyncResponse, type StoreUsageResponse } from "../../gen/tierkv/v1/admin_pb.js";
 import { grpcClientConstructor } from "../rpc/service-definition.js";
 import { fromGrpcError } from "../rpc/status.js";
 import { DEFAULT_TIMEOUT_MS, openChannel, type ClientOptions } from "./client.js";
@@ -16,6 +16,12 @@ type RawAdmin = {
     metadata: grpc.Metadata,
     options: grpc.CallOptions,
     callback: (error: grpc.ServiceError | null, response?: BackupStatusResponse) => void,
+  ): grpc.ClientUnaryCall;
+  storeUsage(
+    request: unknown,
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+    callback: (error: grpc.ServiceError | null, response?: StoreUsageResponse) => void,
   ): grpc.ClientUnaryCall;
 };
 
@@ -46,6 +52,19 @@ export class TierkvAdminClient {
   }
 
   /** The backup tier's policy, backlog of owed keys and divergence count. */
+  /** Keys and value bytes one store holds (admin role). */
+  storeUsage(storeId: string): Promise<StoreUsageResponse> {
+    const request = create(AdminService.method.storeUsage.input, { storeId });
+    return new Promise((resolve, reject) =>
+      (this.raw as unknown as RawAdmin).storeUsage(
+        request,
+        this.metadata,
+        { deadline: Date.now() + this.timeoutMs },
+        (error, response) => (error ? reject(fromGrpcError(error, this.address)) : resolve(response!)),
+      ),
+    );
+  }
+
   backupStatus(): Promise<BackupStatusResponse> {
     const request = create(AdminService.method.backupStatus.input);
     return new Promise((resolve, reject) =>

@@ -5,6 +5,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "../rpc/service-definition.js";
 import { allows, type Principal } from "../auth/principal.js";
 import { StoreError } from "../store/errors.js";
+import type { StoreUsage } from "../store/types.js";
 import type { ResyncProgress } from "../tier/backup-repair.js";
 import type { BackupStatus } from "../tier/tier-store.js";
 
@@ -13,6 +14,7 @@ export interface AdminOperations {
   /** One at a time (the store refuses a second with failed-precondition); stops when `signal` aborts. */
   resync(onProgress: (progress: ResyncProgress) => void, signal?: AbortSignal): Promise<ResyncProgress>;
   backupStatus(): Promise<BackupStatus>;
+  storeUsage(storeId: string): Promise<StoreUsage>;
 }
 
 /** How often a running resync reports progress. */
@@ -54,6 +56,13 @@ export function adminService(operations: AdminOperations): ServiceImpl<typeof Ad
         if (latest !== undefined && final === undefined) yield progressMessage(latest, false);
       }
       yield progressMessage(final!, true);
+    },
+
+    async storeUsage(request, context) {
+      requireAdmin(context.principal);
+      if (request.storeId === "") throw new StoreError("invalid-argument", "StoreUsage needs a store_id");
+      const usage = await operations.storeUsage(request.storeId);
+      return { storeId: request.storeId, keys: BigInt(usage.keys), bytes: BigInt(usage.bytes) };
     },
 
     async backupStatus(_request, context) {

@@ -23,6 +23,8 @@ import {
   type Page,
   type PageRequest,
   type RemoveOptions,
+  type StoreUsage,
+  type StoreUsageReader,
   type TxnRequest,
   type TxnResult,
   type VersionedValue,
@@ -93,7 +95,7 @@ function keyId(ref: KeyRef): string {
   return `${namespaceId(ref)}\0${ref.key}`;
 }
 
-export class MemoryStore extends VersionedReads implements KVStore, BackupLedger {
+export class MemoryStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader {
   private readonly namespaces = new Map<string, Namespace>();
   /** Keys the backup tier owes, with the version recorded (see `BackupLedger`). */
   private readonly owed = new Map<string, KeyVersion>();
@@ -242,6 +244,17 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
 
   async countOwed(): Promise<number> {
     return this.owed.size;
+  }
+
+  async storeUsage(storeId: string): Promise<StoreUsage> {
+    let keys = 0;
+    let bytes = 0;
+    for (const ns of this.namespaces.values()) {
+      if (ns.ref.storeId !== storeId) continue;
+      keys += ns.byKey.size;
+      for (const entry of ns.byKey.values()) bytes += entry.value.byteLength;
+    }
+    return { keys, bytes };
   }
 
   async highestVersion(): Promise<bigint> {

@@ -37,6 +37,8 @@ import {
   type Page,
   type PageRequest,
   type RemoveOptions,
+  type StoreUsage,
+  type StoreUsageReader,
   type TxnRequest,
   type TxnResult,
   type VersionedValue,
@@ -218,6 +220,9 @@ function prepareStatements(db: Database.Database) {
       )
       .safeIntegers(true),
     countOwed: db.prepare<[], number>(`SELECT count(*) FROM owed`).pluck(),
+    usage: db.prepare<[{ storeId: string }], { keys: number; bytes: number }>(
+      `SELECT count(*) AS keys, coalesce(sum(length(value)), 0) AS bytes FROM kv WHERE store_id = @storeId`,
+    ),
     // The clock's high-water mark: raised once per commit, read once on open.
     raiseHighest: db.prepare<[{ version: bigint }]>(
       `UPDATE clock SET highest_version = @version WHERE highest_version < @version`,
@@ -226,7 +231,7 @@ function prepareStatements(db: Database.Database) {
   };
 }
 
-export class SqliteStore extends VersionedReads implements KVStore, BackupLedger {
+export class SqliteStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader {
   private readonly db: Database.Database;
   private readonly stmt: ReturnType<typeof prepareStatements>;
   private pending: PendingMutation[] = [];
@@ -429,6 +434,10 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
 
   async countOwed(): Promise<number> {
     return this.guarded(() => this.stmt.countOwed.get() ?? 0);
+  }
+
+  async storeUsage(storeId: string): Promise<StoreUsage> {
+    return this.guarded(() => this.stmt.usage.get({ storeId }) ?? { keys: 0, bytes: 0 });
   }
 
   async highestVersion(): Promise<bigint> {

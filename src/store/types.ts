@@ -50,6 +50,8 @@ export interface MutationOptions extends CallOptions {
    * (`BackupLedger`). Only the tiered store sets it, and only on a primary that is a ledger.
    */
   readonly owedToBackup?: boolean;
+  /** The tenant's limits (contract §7): a write past them is refused, changing nothing. Tiered store only. */
+  readonly quota?: { readonly maxKeys?: number; readonly maxBytes?: number };
 }
 
 export interface RemoveOptions extends MutationOptions {
@@ -139,6 +141,8 @@ export interface TxnRequest extends CallOptions {
   readonly version?: bigint;
   /** As `MutationOptions.owedToBackup`, for every key of the batch. */
   readonly owedToBackup?: boolean;
+  /** As `MutationOptions.quota`, for the batch as a whole. */
+  readonly quota?: MutationOptions["quota"];
 }
 
 /**
@@ -191,6 +195,20 @@ export interface KVStore {
  * tier does not have it yet: a crash between the primary's commit and the backup's answer then
  * leaves a record to replay instead of a silent difference (contract §4).
  */
+export interface StoreUsageReader {
+  /** Keys and value bytes the store (tenant) holds now. Reads every row of the store once. */
+  storeUsage(storeId: string): Promise<StoreUsage>;
+}
+
+export interface StoreUsage {
+  readonly keys: number;
+  readonly bytes: number;
+}
+
+export function isStoreUsageReader(store: KVStore): store is KVStore & StoreUsageReader {
+  return typeof (store as Partial<StoreUsageReader>).storeUsage === "function";
+}
+
 export interface BackupLedger {
   /** Forgets that the backup owes `ref`, unless a later mutation recorded it again (higher version). */
   settleOwed(ref: KeyRef, version: bigint): Promise<void>;

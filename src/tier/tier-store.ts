@@ -26,6 +26,7 @@ import {
   type Page,
   type PageRequest,
   type RemoveOptions,
+  type StoreUsage,
   type TxnOperation,
   type TxnRequest,
   type TxnResult,
@@ -39,6 +40,7 @@ import { HybridClock } from "./hybrid-clock.js";
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.js";
 import { Tier, tierFailure, type TierName } from "./tier.js";
 import { VersionedLock } from "./versioned-lock.js";
+import { StoreQuotas } from "./quotas.js";
 
 export type { TierName } from "./tier.js";
 export type { BackupPolicyName as BackupPolicy } from "./backup-policy.js";
@@ -101,6 +103,7 @@ function lockKey(ref: KeyRef): string {
  */
 export class TierStore extends VersionedReads implements KVStore {
   private readonly lock = new VersionedLock();
+  private readonly quotas: StoreQuotas;
   private readonly counts = { divergences: 0, retries: 0, staleMutations: 0 };
   private readonly primary: Tier;
   private readonly backup: Tier | undefined;
@@ -130,6 +133,7 @@ export class TierStore extends VersionedReads implements KVStore {
     const tier = (name: TierName, store: KVStore | undefined): Tier | undefined =>
       store && new Tier(name, store, options.retry?.[name] ?? DEFAULT_RETRY_POLICY, onRetry);
     this.primary = tier("primary", options.primary)!;
+    this.quotas = new StoreQuotas(options.primary);
     this.backup = tier("backup", options.backup);
     this.ephemeral = tier("ephemeral", options.ephemeral);
     this.ephemeralKeys = new EphemeralKeys(options.ephemeralKeys);
@@ -193,14 +197,14 @@ export class TierStore extends VersionedReads implements KVStore {
 
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "write");
-    return this.mutateKey("write", ref, options, (store, tierOptions) =>
+    return this.mutateKey("write", ref, value.byteLength, options, (store, tierOptions) =>
       store.write(ref, value, { ...tierOptions, revision: options.revision, exact: options.exact }),
     );
   }
 
   async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "remove");
-    return this.mutateKey("remove", ref, options, (store, tierOptions) =>
+    return this.mutateKey("remove", ref, 0, options, (store, tierOptions) =>
       store.remove(ref, { ...tierOptions, lazy: options.lazy, exact: options.exact }),
     );
   }
@@ -209,6 +213,7 @@ export class TierStore extends VersionedReads implements KVStore {
   private async mutateKey(
     operation: "write" | "remove",
     ref: KeyRef,
+    bytes: number,
     options: MutationOptions,
     apply: (store: KVStore, options: MutationOptions) => Promise<MutationOutcome>,
   ): Promise<MutationOutcome> {
@@ -219,10 +224,20 @@ export class TierStore extends VersionedReads implements KVStore {
     const outcome = await this.lock.run(
       lockKey(ref),
       version,
-      () =>
-        ephemeral
-          ? this.callTier(ephemeral, (store) => apply(store, { version }), options.deadline)
-          : this.fanOut(operation, ref, version, (store, owed) => apply(store, { version, owedToBackup: owed }), options.deadline),
+      async () => {
+        if (ephemeral) return this.callTier(ephemeral, (store) => apply(store, { version }), options.deadline);
+        // Checked in the key's turn, so the size it replaces is the one stored.
+        const record =
+          operation === "write" ? await this.quotas.admitWrite(ref, bytes, options.quota) : await this.quotas.admitRemove(ref, options.quota);
+        try {
+          const result = await this.fanOut(operation, ref, version, (store, owed) => apply(store, { version, owedToBackup: owed }), options.deadline);
+          record(result === "applied");
+          return result;
+        } catch (error) {
+          this.quotas.forget(ref);
+          throw error;
+        }
+      },
       options,
     );
     if (outcome === "stale") this.counts.staleMutations++;
@@ -310,7 +325,8 @@ export class TierStore extends VersionedReads implements KVStore {
       async () => {
         if (ephemeral[0]) return this.callTier(this.ephemeral!, (store) => store.txn({ ...request, version }), request.deadline);
         const owed = this.ledger !== undefined;
-        const result = await this.callTier(this.primary, (store) => store.txn({ ...request, version, owedToBackup: owed }), request.deadline);
+        const recorded = await this.quotas.admitBatch(request.operations, request.quota);
+        const result = await this.callTier(this.primary, (store) => store.txn({ ...request, version, owedToBackup: owed }), request.deadline).finally(recorded);
         if (!result.succeeded) return result;
         result.outcomes.forEach((outcome) => outcome === "stale" && this.counts.staleMutations++);
         if (this.backup !== undefined && request.operations.length > 0) {
@@ -468,6 +484,11 @@ export class TierStore extends VersionedReads implements KVStore {
 
   async highestVersion(): Promise<bigint> {
     return this.primary.store.highestVersion();
+  }
+
+  /** Keys and value bytes a store holds now (admin output). */
+  storeUsage(storeId: string): Promise<StoreUsage> {
+    return this.quotas.current(storeId);
   }
 
   /**

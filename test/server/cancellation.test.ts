@@ -28,6 +28,7 @@ let backupStatus: Admin["backupStatus"];
 const admin: Admin = {
   resync: (request, context) => resync(request, context),
   backupStatus: (request, context) => backupStatus(request, context),
+  storeUsage: async () => ({}),
 };
 
 const { observe, calls: observed } = recordingObserver();

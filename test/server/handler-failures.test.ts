@@ -64,6 +64,9 @@ async function* progressThenThrow(): AsyncGenerator<{ scanned: bigint }> {
 }
 
 const admin: ServiceImpl<typeof AdminService> = {
+  async storeUsage() {
+    throw new Error("storeUsage rejected");
+  },
   // The metadata picks the fault, so one implementation covers every way a stream can fail.
   resync(_request, { metadata }) {
     switch (metadata.get("x-fault")[0]) {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tierkv/v1/admin.proto.
  */
 export const file_tierkv_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChV0aWVya3YvdjEvYWRtaW4ucHJvdG8SCXRpZXJrdi52MSIPCg1SZXN5bmNSZXF1ZXN0IpIBCg5SZXN5bmNSZXNwb25zZRIPCgdzY2FubmVkGAEgASgEEg4KBmNvcGllZBgCIAEoBBIPCgdyZW1vdmVkGAMgASgEEhEKCXVuY2hhbmdlZBgEIAEoBBIMCgRkb25lGAUgASgIEhQKDHByaW1hcnlfa2V5cxgGIAEoBBIXCg9wcmltYXJ5X3NjYW5uZWQYByABKAQiFQoTQmFja3VwU3RhdHVzUmVxdWVzdCJiChRCYWNrdXBTdGF0dXNSZXNwb25zZRISCgpjb25maWd1cmVkGAEgASgIEg4KBnBvbGljeRgCIAEoCRIRCglvd2VkX2tleXMYAyABKAQSEwoLZGl2ZXJnZW5jZXMYBCABKAQyoAEKDEFkbWluU2VydmljZRI/CgZSZXN5bmMSGC50aWVya3YudjEuUmVzeW5jUmVxdWVzdBoZLnRpZXJrdi52MS5SZXN5bmNSZXNwb25zZTABEk8KDEJhY2t1cFN0YXR1cxIeLnRpZXJrdi52MS5CYWNrdXBTdGF0dXNSZXF1ZXN0Gh8udGllcmt2LnYxLkJhY2t1cFN0YXR1c1Jlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChV0aWVya3YvdjEvYWRtaW4ucHJvdG8SCXRpZXJrdi52MSIPCg1SZXN5bmNSZXF1ZXN0IpIBCg5SZXN5bmNSZXNwb25zZRIPCgdzY2FubmVkGAEgASgEEg4KBmNvcGllZBgCIAEoBBIPCgdyZW1vdmVkGAMgASgEEhEKCXVuY2hhbmdlZBgEIAEoBBIMCgRkb25lGAUgASgIEhQKDHByaW1hcnlfa2V5cxgGIAEoBBIXCg9wcmltYXJ5X3NjYW5uZWQYByABKAQiFQoTQmFja3VwU3RhdHVzUmVxdWVzdCJiChRCYWNrdXBTdGF0dXNSZXNwb25zZRISCgpjb25maWd1cmVkGAEgASgIEg4KBnBvbGljeRgCIAEoCRIRCglvd2VkX2tleXMYAyABKAQSEwoLZGl2ZXJnZW5jZXMYBCABKAQiJQoRU3RvcmVVc2FnZVJlcXVlc3QSEAoIc3RvcmVfaWQYASABKAkiQwoSU3RvcmVVc2FnZVJlc3BvbnNlEhAKCHN0b3JlX2lkGAEgASgJEgwKBGtleXMYAiABKAQSDQoFYnl0ZXMYAyABKAQy6wEKDEFkbWluU2VydmljZRI/CgZSZXN5bmMSGC50aWVya3YudjEuUmVzeW5jUmVxdWVzdBoZLnRpZXJrdi52MS5SZXN5bmNSZXNwb25zZTABEk8KDEJhY2t1cFN0YXR1cxIeLnRpZXJrdi52MS5CYWNrdXBTdGF0dXNSZXF1ZXN0Gh8udGllcmt2LnYxLkJhY2t1cFN0YXR1c1Jlc3BvbnNlEkkKClN0b3JlVXNhZ2USHC50aWVya3YudjEuU3RvcmVVc2FnZVJlcXVlc3QaHS50aWVya3YudjEuU3RvcmVVc2FnZVJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message tierkv.v1.ResyncRequest
@@ -142,6 +142,52 @@ export const BackupStatusResponseSchema: GenMessage<BackupStatusResponse> = /*@_
   messageDesc(file_tierkv_v1_admin, 3);
 
 /**
+ * @generated from message tierkv.v1.StoreUsageRequest
+ */
+export type StoreUsageRequest = Message<"tierkv.v1.StoreUsageRequest"> & {
+  /**
+   * The store (tenant) to report.
+   *
+   * @generated from field: string store_id = 1;
+   */
+  storeId: string;
+};
+
+/**
+ * Describes the message tierkv.v1.StoreUsageRequest.
+ * Use `create(StoreUsageRequestSchema)` to create a new message.
+ */
+export const StoreUsageRequestSchema: GenMessage<StoreUsageRequest> = /*@__PURE__*/
+  messageDesc(file_tierkv_v1_admin, 4);
+
+/**
+ * @generated from message tierkv.v1.StoreUsageResponse
+ */
+export type StoreUsageResponse = Message<"tierkv.v1.StoreUsageResponse"> & {
+  /**
+   * @generated from field: string store_id = 1;
+   */
+  storeId: string;
+
+  /**
+   * @generated from field: uint64 keys = 2;
+   */
+  keys: bigint;
+
+  /**
+   * @generated from field: uint64 bytes = 3;
+   */
+  bytes: bigint;
+};
+
+/**
+ * Describes the message tierkv.v1.StoreUsageResponse.
+ * Use `create(StoreUsageResponseSchema)` to create a new message.
+ */
+export const StoreUsageResponseSchema: GenMessage<StoreUsageResponse> = /*@__PURE__*/
+  messageDesc(file_tierkv_v1_admin, 5);
+
+/**
  * AdminService runs maintenance inside the server, where the versioned lock orders it with the
  * writes that go on meanwhile.
  *
@@ -169,6 +215,16 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof BackupStatusRequestSchema;
     output: typeof BackupStatusResponseSchema;
+  },
+  /**
+   * StoreUsage reports the keys and value bytes one store (tenant) holds: what its quota counts.
+   *
+   * @generated from rpc tierkv.v1.AdminService.StoreUsage
+   */
+  storeUsage: {
+    methodKind: "unary";
+    input: typeof StoreUsageRequestSchema;
+    output: typeof StoreUsageResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tierkv_v1_admin, 0);
