@@ -1,9 +1,10 @@
-//! Store URIs: `memory:`, `sqlite:PATH`, `grpc://host:port`, `grpcs://host:port?…`.
+//! Store URIs: `memory:`, `sqlite:PATH`, `postgres://…`, `grpc://host:port`, `grpcs://host:port?…`.
 
 import { resolve } from "node:path";
 import { openRemoteStore } from "../remote/remote-store.js";
 import { invalidArgument } from "../store/errors.js";
 import { MemoryStore } from "../store/memory.js";
+import { openPostgresStore } from "../store/postgres.js";
 import { SqliteStore } from "../store/sqlite.js";
 import type { KVStore } from "../store/types.js";
 
@@ -16,7 +17,7 @@ export interface OpenStoreOptions {
 }
 
 /** The schemes `openStore` understands, for help texts and error messages. */
-export const STORE_URI_SCHEMES = ["memory:", "sqlite:PATH", "grpc://HOST:PORT", "grpcs://HOST:PORT"] as const;
+export const STORE_URI_SCHEMES = ["memory:", "sqlite:PATH", "postgres://USER@HOST:PORT/DB", "grpc://HOST:PORT", "grpcs://HOST:PORT"] as const;
 
 /** Opens the backend a store URI names; throws `invalid-argument` for an unknown or bad URI. */
 export async function openStore(uri: string, options: OpenStoreOptions = {}): Promise<KVStore> {
@@ -30,6 +31,9 @@ export async function openStore(uri: string, options: OpenStoreOptions = {}): Pr
     case "sqlite":
       if (rest === "") throw invalidArgument(`store URI "${uri}": sqlite: needs a file path`);
       return new SqliteStore(resolve(rest), { synchronous: options.durability === "cache" ? "NORMAL" : "FULL" });
+    case "postgres":
+    case "postgresql":
+      return openPostgresStore(uri);
     case "grpc":
     case "grpcs":
       return openRemoteStore(uri);
