@@ -1,15 +1,24 @@
-//! The behaviour every KVStore must have (SPEC §1–§3), written once and run against each
-//! backend from a few lines of its own spec file.
+//! The behaviour every KVStore must have (contract §1–§4), written once and run against each
+//! backend from a few lines of its own spec file: `describeConformance` for the KVStore contract,
+//! `describeBackupLedger` for backends that are also a `BackupLedger`.
 
 import { randomBytes } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { errorOf, walkPages } from "../support/store-assertions.js";
-import type { KVStore, KeyRef, NamespaceRef } from "../../src/store/types.js";
+import { addressOf, errorOf, snapshot, text, walkAllKeys, walkPages } from "../support/store-assertions.js";
+import {
+  compareKeys,
+  type BackupLedger,
+  type KVStore,
+  type KeyRef,
+  type KeyVersion,
+  type NamespaceRef,
+  type TxnResult,
+} from "../../src/store/types.js";
 
-export interface StoreUnderTest {
-  readonly store: KVStore;
+export interface StoreUnderTest<S extends KVStore = KVStore> {
+  readonly store: S;
   /** Closes the store and opens the same data again (durable backends only). */
-  readonly reopen?: () => Promise<KVStore>;
+  readonly reopen?: () => Promise<S>;
   /** Releases everything the harness made (servers, files). The current store included. */
   close(): Promise<void>;
 }
@@ -19,12 +28,32 @@ export interface ConformanceOptions {
   readonly pageOrder: "newest-created-first" | "key-order";
   /** The harness can `reopen` the same data: persistence is tested. */
   readonly durable: boolean;
+  /**
+   * The store gives an unversioned mutation a version of its own (the tiered store's clock)
+   * instead of applying it unconditionally and keeping the stored version. Default false.
+   */
+  readonly assignsVersions?: boolean;
 }
+
+/**
+ * Caller versions of the suite: `n` above a base five minutes ahead of now, so they are above
+ * every version a store's own clock assigns during the run, and within its allowed skew.
+ */
+const VERSION_BASE = BigInt(Date.now() + 5 * 60 * 1000) << 20n;
+const v = (n: bigint): bigint => VERSION_BASE + n;
 
 const ROOT: NamespaceRef = { primaryNamespace: "", secondaryNamespace: "" };
 const NS: NamespaceRef = { primaryNamespace: "monitors", secondaryNamespace: "updates" };
 const at = (ns: NamespaceRef, key: string): KeyRef => ({ ...ns, key });
-const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
+const inStore = (storeId: string, ref: KeyRef): KeyRef => ({ ...ref, storeId });
+const bytes = (value: string): Uint8Array => new TextEncoder().encode(value);
+
+/** The successful result of a txn; fails the test when it did not succeed. */
+function succeeded(result: TxnResult): { outcomes: readonly string[]; revisions: readonly bigint[] } {
+  expect(result).toMatchObject({ succeeded: true });
+  if (!result.succeeded) throw new Error("unreachable");
+  return result;
+}
 
 export function describeConformance(
   name: string,
@@ -69,7 +98,7 @@ export function describeConformance(
       it("overwrites", async () => {
         await store.write(at(NS, "k"), bytes("one"));
         await store.write(at(NS, "k"), bytes("two"));
-        expect(Buffer.from(await store.read(at(NS, "k"))).toString()).toBe("two");
+        expect(text(await store.read(at(NS, "k")))).toBe("two");
       });
 
       it("keeps namespaces apart", async () => {
@@ -77,14 +106,14 @@ export function describeConformance(
         await store.write(at(NS, "k"), bytes("a"));
         await store.write(at(other, "k"), bytes("b"));
         await store.write(at({ primaryNamespace: "monitors", secondaryNamespace: "" }, "k"), bytes("c"));
-        expect(Buffer.from(await store.read(at(NS, "k"))).toString()).toBe("a");
-        expect(Buffer.from(await store.read(at(other, "k"))).toString()).toBe("b");
+        expect(text(await store.read(at(NS, "k")))).toBe("a");
+        expect(text(await store.read(at(other, "k")))).toBe("b");
         expect(await store.list(other)).toEqual(["k"]);
       });
 
       it("serves the root namespace", async () => {
         await store.write(at(ROOT, "manager"), bytes("m"));
-        expect(Buffer.from(await store.read(at(ROOT, "manager"))).toString()).toBe("m");
+        expect(text(await store.read(at(ROOT, "manager")))).toBe("m");
         expect(await store.list(ROOT)).toEqual(["manager"]);
         expect((await store.listPage(ROOT)).keys).toEqual(["manager"]);
       });
@@ -93,29 +122,29 @@ export function describeConformance(
         const value = bytes("original");
         await store.write(at(NS, "k"), value);
         value.fill(0);
-        expect(Buffer.from(await store.read(at(NS, "k"))).toString()).toBe("original");
+        expect(text(await store.read(at(NS, "k")))).toBe("original");
       });
     });
 
     describe("remove", () => {
       it("removes a key", async () => {
         await store.write(at(NS, "k"), bytes("v"));
-        await store.remove(at(NS, "k"));
+        expect(await store.remove(at(NS, "k"))).toBe("applied");
         expect((await errorOf(store.read(at(NS, "k")))).code).toBe("not-found");
         expect(await store.list(NS)).toEqual([]);
       });
 
       it("succeeds for an absent key", async () => {
-        await store.remove(at(NS, "never-written"));
-        await store.remove(at(NS, "never-written"), { lazy: true });
+        expect(await store.remove(at(NS, "never-written"))).toBe("applied");
+        expect(await store.remove(at(NS, "never-written"), { lazy: true })).toBe("applied");
       });
 
       it("hides the value at once after a lazy remove, and a later write cancels it", async () => {
         await store.write(at(NS, "k"), bytes("v1"));
-        await store.remove(at(NS, "k"), { lazy: true });
+        expect(await store.remove(at(NS, "k"), { lazy: true })).toBe("applied");
         expect((await errorOf(store.read(at(NS, "k")))).code).toBe("not-found");
         await store.write(at(NS, "k"), bytes("v2"));
-        expect(Buffer.from(await store.read(at(NS, "k"))).toString()).toBe("v2");
+        expect(text(await store.read(at(NS, "k")))).toBe("v2");
         expect(await store.list(NS)).toEqual(["k"]);
       });
     });
@@ -133,6 +162,18 @@ export function describeConformance(
           keys: [],
           nextPageToken: "",
         });
+      });
+
+      it("returns at most `limit` distinct keys of the namespace", async () => {
+        const written = Array.from({ length: 10 }, (_, i) => `key_${i}`);
+        for (const key of written) await store.write(at(NS, key), bytes(key));
+        await store.write(at({ primaryNamespace: "monitors", secondaryNamespace: "" }, "outside"), bytes("x"));
+        const keys = await store.list(NS, { limit: 3 });
+        expect(keys).toHaveLength(3);
+        expect(new Set(keys).size).toBe(3);
+        for (const key of keys) expect(written).toContain(key);
+        expect((await store.list(NS, { limit: 10 })).sort()).toEqual([...written].sort());
+        expect((await store.list(NS, { limit: 11 })).sort()).toEqual([...written].sort());
       });
     });
 
@@ -195,38 +236,488 @@ export function describeConformance(
       });
     });
 
-    describe("versions (SPEC §3)", () => {
-      it("does not apply a write older than the stored version", async () => {
-        await store.write(at(NS, "k"), bytes("new"), { version: 20n });
-        await store.write(at(NS, "k"), bytes("stale"), { version: 10n });
-        expect(Buffer.from(await store.read(at(NS, "k"))).toString()).toBe("new");
-        await store.write(at(NS, "k"), bytes("newer"), { version: 30n });
-        expect(Buffer.from(await store.read(at(NS, "k"))).toString()).toBe("newer");
+    describe("versions and outcomes (contract §3)", () => {
+      it("reports applied for writes and removes", async () => {
+        expect(await store.write(at(NS, "k"), bytes("one"))).toBe("applied");
+        expect(await store.write(at(NS, "k"), bytes("two"))).toBe("applied");
+        expect(await store.write(at(NS, "k"), bytes("three"), { version: v(5n) })).toBe("applied");
+        expect(await store.remove(at(NS, "k"), { version: v(6n) })).toBe("applied");
+        expect((await errorOf(store.read(at(NS, "k")))).code).toBe("not-found");
       });
 
-      it("does not apply a remove older than the stored version", async () => {
-        await store.write(at(NS, "k"), bytes("kept"), { version: 20n });
-        await store.remove(at(NS, "k"), { version: 10n });
-        expect(Buffer.from(await store.read(at(NS, "k"))).toString()).toBe("kept");
-        await store.remove(at(NS, "k"), { version: 21n });
+      it("does not apply a write at or below the stored version, and says so", async () => {
+        expect(await store.write(at(NS, "k"), bytes("new"), { version: v(20n) })).toBe("applied");
+        const before = await store.readVersioned(at(NS, "k"));
+        expect(await store.write(at(NS, "k"), bytes("older"), { version: v(10n) })).toBe("stale");
+        expect(await store.write(at(NS, "k"), bytes("same"), { version: v(20n) })).toBe("stale");
+        const after = await store.readVersioned(at(NS, "k"));
+        expect(text(after.value)).toBe("new");
+        expect(after.version).toBe(v(20n));
+        expect(after.revision).toBe(before.revision);
+        expect(await store.write(at(NS, "k"), bytes("newer"), { version: v(30n) })).toBe("applied");
+        expect(text(await store.read(at(NS, "k")))).toBe("newer");
+        expect((await store.readVersioned(at(NS, "k"))).version).toBe(v(30n));
+      });
+
+      it("does not apply a remove at or below the stored version, and says so", async () => {
+        await store.write(at(NS, "k"), bytes("kept"), { version: v(20n) });
+        expect(await store.remove(at(NS, "k"), { version: v(10n) })).toBe("stale");
+        expect(await store.remove(at(NS, "k"), { version: v(20n), lazy: true })).toBe("stale");
+        const kept = await store.readVersioned(at(NS, "k"));
+        expect(text(kept.value)).toBe("kept");
+        expect(kept.version).toBe(v(20n));
+        expect(kept.revision).toBe(1n);
+        expect(await store.list(NS)).toEqual(["k"]);
+        expect(await store.remove(at(NS, "k"), { version: v(21n) })).toBe("applied");
         expect((await errorOf(store.read(at(NS, "k")))).code).toBe("not-found");
+      });
+
+      it("reports applied when removing an absent key, with or without a version", async () => {
+        expect(await store.remove(at(NS, "absent"))).toBe("applied");
+        expect(await store.remove(at(NS, "absent"), { version: v(3n) })).toBe("applied");
+        expect(await store.list(NS)).toEqual([]);
+      });
+
+      it("applies an unversioned write over a versioned key", async () => {
+        await store.write(at(NS, "k"), bytes("versioned"), { version: v(42n) });
+        expect(await store.write(at(NS, "k"), bytes("plain"))).toBe("applied");
+        const stored = await store.readVersioned(at(NS, "k"));
+        expect(text(stored.value)).toBe("plain");
+        expect(stored.revision).toBe(2n);
+        if (options.assignsVersions) expect(stored.version).toBeGreaterThan(v(42n));
+        else expect(stored.version).toBe(v(42n));
+        // The version it kept still orders later versioned mutations.
+        expect(await store.write(at(NS, "k"), bytes("late"), { version: v(41n) })).toBe("stale");
+        expect(text(await store.read(at(NS, "k")))).toBe("plain");
+      });
+
+    });
+
+    describe("revisions (contract §3)", () => {
+      it("counts 1 on creation and +1 per write, in readVersioned and listAllKeys", async () => {
+        await store.write(at(NS, "k"), bytes("1"));
+        expect((await store.readVersioned(at(NS, "k"))).revision).toBe(1n);
+        await store.write(at(NS, "k"), bytes("2"));
+        await store.write(at(NS, "k"), bytes("3"), { version: v(7n) });
+        const stored = await store.readVersioned(at(NS, "k"));
+        expect(stored.revision).toBe(3n);
+        expect(text(stored.value)).toBe("3");
+        await store.write(at(NS, "other"), bytes("x"));
+        const { keys } = await store.listAllKeys();
+        expect(keys.map((k) => [k.key, k.revision])).toEqual([
+          ["k", 3n],
+          ["other", 1n],
+        ]);
+      });
+
+      it("starts again at 1 when a removed key is written again", async () => {
+        await store.write(at(NS, "k"), bytes("1"));
+        await store.write(at(NS, "k"), bytes("2"));
+        await store.remove(at(NS, "k"));
+        await store.write(at(NS, "k"), bytes("again"));
+        expect((await store.readVersioned(at(NS, "k"))).revision).toBe(1n);
+      });
+
+      it("stores the revision a write gives, and counts on from it", async () => {
+        await store.write(at(NS, "k"), bytes("mirrored"), { revision: 17n });
+        expect((await store.readVersioned(at(NS, "k"))).revision).toBe(17n);
+        await store.write(at(NS, "k"), bytes("next"));
+        expect((await store.readVersioned(at(NS, "k"))).revision).toBe(18n);
+        await store.write(at(NS, "k"), bytes("lower"), { revision: 4n });
+        expect((await store.readVersioned(at(NS, "k"))).revision).toBe(4n);
+        expect((await store.listAllKeys()).keys[0]!.revision).toBe(4n);
+      });
+
+      it("stores exactly the version and revision of an exact write, even below the stored version", async () => {
+        await store.write(at(NS, "k"), bytes("current"), { version: v(50n) });
+        await store.write(at(NS, "k"), bytes("current"), { version: v(51n) });
+        expect(await store.write(at(NS, "k"), bytes("repaired"), { version: v(10n), revision: 9n, exact: true })).toBe("applied");
+        const stored = await store.readVersioned(at(NS, "k"));
+        expect(text(stored.value)).toBe("repaired");
+        expect(stored.version).toBe(v(10n));
+        expect(stored.revision).toBe(9n);
+        const [listed] = (await store.listAllKeys()).keys;
+        expect(listed).toMatchObject({ key: "k", version: v(10n), revision: 9n });
+        // An exact copy of an absent key creates it with exactly that state too.
+        expect(await store.write(at(NS, "new"), bytes("copied"), { version: v(3n), revision: 5n, exact: true })).toBe("applied");
+        expect(await store.readVersioned(at(NS, "new"))).toMatchObject({ version: v(3n), revision: 5n });
+      });
+    });
+
+    describe("txn (contract §2)", () => {
+      const A = at(NS, "a");
+      const B = at(NS, "b");
+      const C = at(NS, "c");
+
+      it("applies every operation when every check holds, and returns the revisions", async () => {
+        await store.write(A, bytes("a1"));
+        await store.write(C, bytes("c1"));
+        const result = succeeded(
+          await store.txn({
+            checks: [
+              { ...A, expect: 1n },
+              { ...B, expect: "absent" },
+              { ...C, expect: "present" },
+            ],
+            operations: [
+              { ...A, kind: "write", value: bytes("a2") },
+              { ...B, kind: "write", value: bytes("b1") },
+              { ...C, kind: "remove" },
+            ],
+          }),
+        );
+        expect(result.outcomes).toEqual(["applied", "applied", "applied"]);
+        expect(result.revisions).toEqual([2n, 1n, 0n]);
+        expect(await store.readVersioned(A)).toMatchObject({ revision: 2n });
+        expect(text(await store.read(A))).toBe("a2");
+        expect(await store.readVersioned(B)).toMatchObject({ revision: 1n });
+        expect(text(await store.read(B))).toBe("b1");
+        expect((await errorOf(store.read(C))).code).toBe("not-found");
+      });
+
+      it("applies operations without checks, and checks without operations", async () => {
+        const result = succeeded(await store.txn({ checks: [], operations: [{ ...A, kind: "write", value: bytes("x") }] }));
+        expect(result).toMatchObject({ outcomes: ["applied"], revisions: [1n] });
+        expect(succeeded(await store.txn({ checks: [{ ...A, expect: "present" }], operations: [] }))).toMatchObject({
+          outcomes: [],
+          revisions: [],
+        });
+      });
+
+      it("stores the revision a write operation gives", async () => {
+        await store.write(A, bytes("a1"));
+        const result = succeeded(await store.txn({ checks: [], operations: [{ ...A, kind: "write", value: bytes("a2"), revision: 40n }] }));
+        expect(result.revisions).toEqual([40n]);
+        expect((await store.readVersioned(A)).revision).toBe(40n);
+      });
+
+      const failing: Array<[string, (a: KeyRef, absent: KeyRef) => { expect: "absent" | "present" | bigint; ref: KeyRef }]> = [
+        ["absent on a present key", (a) => ({ ref: a, expect: "absent" })],
+        ["present on an absent key", (_, absent) => ({ ref: absent, expect: "present" })],
+        ["a revision other than the stored one", (a) => ({ ref: a, expect: 5n })],
+        ["a revision on an absent key", (_, absent) => ({ ref: absent, expect: 1n })],
+      ];
+      for (const [what, make] of failing) {
+        it(`changes nothing when a check expects ${what}`, async () => {
+          await store.write(A, bytes("a1"), { version: v(10n) });
+          await store.write(A, bytes("a2"));
+          await store.write(C, bytes("c1"));
+          await store.write(inStore("alice", A), bytes("alice"));
+          const before = await snapshot(store);
+          const bad = make(A, B);
+          const result = await store.txn({
+            checks: [
+              { ...C, expect: "present" },
+              { ...bad.ref, expect: bad.expect },
+              { ...A, expect: 999n },
+            ],
+            operations: [
+              { ...A, kind: "write", value: bytes("changed") },
+              { ...B, kind: "write", value: bytes("created") },
+              { ...C, kind: "remove" },
+              { ...inStore("alice", A), kind: "remove" },
+            ],
+          });
+          expect(result).toEqual({ succeeded: false, failedCheck: 1 });
+          expect(await snapshot(store)).toEqual(before);
+          expect(before.map((e) => e.address)).toEqual([
+            "alice:monitors/updates/a",
+            "default:monitors/updates/a",
+            "default:monitors/updates/c",
+          ]);
+        });
+      }
+
+      it("skips operations at or below the stored version (stale), applying the rest", async () => {
+        await store.write(A, bytes("a-newer"), { version: v(20n) });
+        await store.write(B, bytes("b-older"), { version: v(5n) });
+        await store.write(C, bytes("c-newer"), { version: v(30n) });
+        const result = succeeded(
+          await store.txn({
+            checks: [],
+            operations: [
+              { ...A, kind: "write", value: bytes("a-txn") },
+              { ...B, kind: "write", value: bytes("b-txn") },
+              { ...C, kind: "remove" },
+              { ...at(NS, "d"), kind: "write", value: bytes("d-txn") },
+            ],
+            version: v(10n),
+          }),
+        );
+        expect(result.outcomes).toEqual(["stale", "applied", "stale", "applied"]);
+        expect(result.revisions[1]).toBe(2n);
+        expect(result.revisions[3]).toBe(1n);
+        expect(await store.readVersioned(A)).toMatchObject({ version: v(20n), revision: 1n });
+        expect(text(await store.read(A))).toBe("a-newer");
+        expect(await store.readVersioned(B)).toMatchObject({ version: v(10n), revision: 2n });
+        expect(text(await store.read(B))).toBe("b-txn");
+        expect(await store.readVersioned(C)).toMatchObject({ version: v(30n), revision: 1n });
+        expect(await store.readVersioned(at(NS, "d"))).toMatchObject({ version: v(10n), revision: 1n });
+      });
+
+      it("rejects a key that appears in two operations, and changes nothing", async () => {
+        await store.write(A, bytes("a1"));
+        const before = await snapshot(store);
+        const error = await errorOf(
+          store.txn({
+            checks: [],
+            operations: [
+              { ...B, kind: "write", value: bytes("b") },
+              { ...A, kind: "write", value: bytes("x") },
+              { ...A, kind: "remove" },
+            ],
+          }),
+        );
+        expect(error.code).toBe("invalid-argument");
+        expect(await snapshot(store)).toEqual(before);
+      });
+
+      it("rejects an empty transaction", async () => {
+        expect((await errorOf(store.txn({ checks: [], operations: [] }))).code).toBe("invalid-argument");
+      });
+
+      it("rejects an invalid key in a check or an operation, and changes nothing", async () => {
+        await store.write(A, bytes("a1"));
+        const before = await snapshot(store);
+        const invalid = at(NS, "not/valid");
+        const requests = [
+          { checks: [], operations: [{ ...B, kind: "write" as const, value: bytes("b") }, { ...invalid, kind: "write" as const, value: bytes("x") }] },
+          { checks: [], operations: [{ ...A, kind: "remove" as const }, { ...invalid, kind: "remove" as const }] },
+          { checks: [{ ...invalid, expect: "absent" as const }], operations: [{ ...A, kind: "remove" as const }] },
+          { checks: [{ ...A, expect: 0n }], operations: [{ ...A, kind: "remove" as const }] },
+          { checks: [], operations: [{ ...A, kind: "remove" as const }], version: 0n },
+        ];
+        for (const request of requests) {
+          expect((await errorOf(store.txn(request))).code).toBe("invalid-argument");
+        }
+        expect(await snapshot(store)).toEqual(before);
+      });
+
+      it("loses no update when 16 callers increment one counter with conditional txns", async () => {
+        const counter = at(NS, "counter");
+        await store.write(counter, bytes("0"));
+        const workers = 16;
+        const incrementsEach = 5;
+        let successes = 0;
+        let conflicts = 0;
+        const increment = async (): Promise<void> => {
+          for (let done = 0; done < incrementsEach; ) {
+            if (successes + conflicts > 20_000) throw new Error("no progress");
+            const { value, revision } = await store.readVersioned(counter);
+            const next = Number(text(value)) + 1;
+            const result = await store.txn({
+              checks: [{ ...counter, expect: revision }],
+              operations: [{ ...counter, kind: "write", value: bytes(String(next)) }],
+            });
+            if (result.succeeded) {
+              expect(result.revisions).toEqual([revision + 1n]);
+              successes++;
+              done++;
+            } else {
+              expect(result.failedCheck).toBe(0);
+              conflicts++;
+            }
+          }
+        };
+        await Promise.all(Array.from({ length: workers }, increment));
+        expect(successes).toBe(workers * incrementsEach);
+        const final = await store.readVersioned(counter);
+        expect(Number(text(final.value))).toBe(successes);
+        expect(final.revision).toBe(BigInt(successes) + 1n);
+      });
+    });
+
+    describe("stores (tenants)", () => {
+      const alice = (ref: KeyRef): KeyRef => inStore("alice", ref);
+      const bob = (ref: KeyRef): KeyRef => inStore("bob", ref);
+
+      it("keeps the same namespace and key apart in two stores", async () => {
+        const k = at(NS, "k");
+        await store.write(alice(k), bytes("alice's"));
+        await store.write(bob(k), bytes("bob's"));
+        await store.write(bob(k), bytes("bob's again"));
+        expect(text(await store.read(alice(k)))).toBe("alice's");
+        expect(await store.readVersioned(alice(k))).toMatchObject({ revision: 1n });
+        expect(text(await store.read(bob(k)))).toBe("bob's again");
+        expect(await store.readVersioned(bob(k))).toMatchObject({ revision: 2n });
+        expect((await errorOf(store.read(k))).code).toBe("not-found");
+        expect(await store.list({ ...NS, storeId: "alice" })).toEqual(["k"]);
+        expect(await store.list({ ...NS, storeId: "bob" })).toEqual(["k"]);
+        expect(await store.list(NS)).toEqual([]);
+        expect((await store.listPage({ ...NS, storeId: "alice" })).keys).toEqual(["k"]);
+        expect((await store.listPage(NS)).keys).toEqual([]);
+
+        expect(await store.remove(alice(k))).toBe("applied");
+        expect((await errorOf(store.read(alice(k)))).code).toBe("not-found");
+        expect(text(await store.read(bob(k)))).toBe("bob's again");
+        expect(await store.list({ ...NS, storeId: "alice" })).toEqual([]);
+        expect(await store.list({ ...NS, storeId: "bob" })).toEqual(["k"]);
+      });
+
+      it("keeps versions per store", async () => {
+        const k = at(NS, "k");
+        await store.write(alice(k), bytes("a"), { version: v(100n) });
+        expect(await store.write(bob(k), bytes("b"), { version: v(5n) })).toBe("applied");
+        expect(await store.remove(bob(k), { version: v(50n) })).toBe("applied");
+        expect(await store.readVersioned(alice(k))).toMatchObject({ version: v(100n) });
+      });
+
+      it("checks and applies a txn in the store each key names", async () => {
+        const k = at(NS, "k");
+        await store.write(alice(k), bytes("a1"));
+        await store.write(alice(k), bytes("a2"));
+        await store.write(bob(k), bytes("b1"));
+        // Bob's key is at revision 1, alice's at 2: the check names bob's.
+        const result = succeeded(
+          await store.txn({
+            checks: [
+              { ...bob(k), expect: 1n },
+              { ...k, expect: "absent" },
+            ],
+            operations: [
+              { ...bob(k), kind: "write", value: bytes("b2") },
+              { ...alice(k), kind: "remove" },
+              { ...k, kind: "write", value: bytes("default") },
+            ],
+          }),
+        );
+        expect(result.revisions).toEqual([2n, 0n, 1n]);
+        expect(text(await store.read(bob(k)))).toBe("b2");
+        expect((await errorOf(store.read(alice(k)))).code).toBe("not-found");
+        expect(text(await store.read(k))).toBe("default");
+        // A check on alice's (now absent) key fails although bob's and the default store's exist.
+        const before = await snapshot(store);
+        expect(await store.txn({ checks: [{ ...alice(k), expect: "present" }], operations: [{ ...bob(k), kind: "remove" }] })).toEqual({
+          succeeded: false,
+          failedCheck: 0,
+        });
+        expect(await snapshot(store)).toEqual(before);
+      });
+
+      it("refuses a listPage token of one store in another", async () => {
+        for (let i = 0; i < 3; i++) {
+          await store.write(alice(at(NS, `k${i}`)), bytes("v"));
+          await store.write(bob(at(NS, `k${i}`)), bytes("v"));
+        }
+        const { nextPageToken } = await store.listPage({ ...NS, storeId: "alice" }, { pageSize: 1 });
+        expect(nextPageToken).not.toBe("");
+        const error = await errorOf(store.listPage({ ...NS, storeId: "bob" }, { pageToken: nextPageToken }));
+        expect(error.code).toBe("invalid-argument");
+        expect(error.message).toContain("page_token");
+        expect((await errorOf(store.listPage(NS, { pageToken: nextPageToken }))).code).toBe("invalid-argument");
+        expect(await walkPages(store, { ...NS, storeId: "alice" }, 1)).toHaveLength(3);
+      });
+
+      it("lists one store's keys, or every store's in store order", async () => {
+        await store.write(bob(at(NS, "b")), bytes("v"), { version: v(2n) });
+        await store.write(at(ROOT, "d"), bytes("v"), { version: v(3n) });
+        await store.write(alice(at(NS, "a")), bytes("v"), { version: v(1n) });
+        await store.write(alice(at(ROOT, "a0")), bytes("v"), { version: v(4n) });
+
+        const ofAlice = await store.listAllKeys({ storeId: "alice" });
+        expect(ofAlice.nextPageToken).toBe("");
+        expect(ofAlice.keys).toEqual([
+          { storeId: "alice", primaryNamespace: "", secondaryNamespace: "", key: "a0", version: v(4n), revision: 1n },
+          { storeId: "alice", primaryNamespace: "monitors", secondaryNamespace: "updates", key: "a", version: v(1n), revision: 1n },
+        ]);
+        expect((await store.listAllKeys({ storeId: "bob" })).keys.map(addressOf)).toEqual(["bob:monitors/updates/b"]);
+        const ofDefault = await store.listAllKeys();
+        expect(ofDefault.keys).toEqual([
+          { storeId: "default", primaryNamespace: "", secondaryNamespace: "", key: "d", version: v(3n), revision: 1n },
+        ]);
+        expect((await store.listAllKeys({ storeId: "default" })).keys).toEqual(ofDefault.keys);
+        expect((await store.listAllKeys({ storeId: "carol" })).keys).toEqual([]);
+
+        const all = await store.listAllKeys({ allStores: true });
+        expect(all.nextPageToken).toBe("");
+        expect(all.keys.map(addressOf)).toEqual([
+          "alice://a0",
+          "alice:monitors/updates/a",
+          "bob:monitors/updates/b",
+          "default://d",
+        ]);
+      });
+
+      it("refuses a listAllKeys token of one store in another, but not across all stores", async () => {
+        for (let i = 0; i < 3; i++) {
+          await store.write(alice(at(NS, `k${i}`)), bytes("v"));
+          await store.write(bob(at(NS, `k${i}`)), bytes("v"));
+        }
+        const first = await store.listAllKeys({ storeId: "alice", limit: 1 });
+        expect(first.keys.map(addressOf)).toEqual(["alice:monitors/updates/k0"]);
+        expect(first.nextPageToken).not.toBe("");
+        const error = await errorOf(store.listAllKeys({ storeId: "bob", pageToken: first.nextPageToken }));
+        expect(error.code).toBe("invalid-argument");
+        expect(error.message).toContain("page_token");
+        expect((await errorOf(store.listAllKeys({ pageToken: first.nextPageToken }))).code).toBe("invalid-argument");
+        const rest = await store.listAllKeys({ storeId: "alice", pageToken: first.nextPageToken });
+        expect(rest.keys.map(addressOf)).toEqual(["alice:monitors/updates/k1", "alice:monitors/updates/k2"]);
+        const across = await store.listAllKeys({ allStores: true, pageToken: first.nextPageToken });
+        expect(across.keys.map((k) => k.storeId)).toEqual(["alice", "alice", "bob", "bob", "bob"]);
+      });
+
+      it("rejects a malformed listAllKeys token", async () => {
+        for (const token of ["garbage", Buffer.from("[2,\"default\"]").toString("base64url")]) {
+          const error = await errorOf(store.listAllKeys({ pageToken: token }));
+          expect(error.code).toBe("invalid-argument");
+          expect(error.message).toContain("page_token");
+        }
+      });
+
+      const badStoreIds: Array<[string, string]> = [
+        ["an empty store id", ""],
+        ["a control character in the store id", "ali\u0001ce"],
+        ["a 257-character store id", "s".repeat(257)],
+      ];
+      for (const [what, storeId] of badStoreIds) {
+        it(`rejects ${what} in every operation and changes nothing`, async () => {
+          await store.write(at(NS, "k"), bytes("v"));
+          const before = await snapshot(store);
+          const ref = inStore(storeId, at(NS, "k"));
+          const ns = { ...NS, storeId };
+          const errors = await Promise.all([
+            errorOf(store.write(ref, bytes("x"))),
+            errorOf(store.read(ref)),
+            errorOf(store.readVersioned(ref)),
+            errorOf(store.remove(ref)),
+            errorOf(store.list(ns)),
+            errorOf(store.listPage(ns)),
+            errorOf(store.txn({ checks: [], operations: [{ ...ref, kind: "write", value: bytes("x") }] })),
+            errorOf(store.txn({ checks: [{ ...ref, expect: "absent" }], operations: [{ ...at(NS, "k"), kind: "remove" }] })),
+          ]);
+          for (const error of errors) expect(error.code).toBe("invalid-argument");
+          if (storeId !== "") {
+            // Over the wire an empty store id means "the default store"; every other bad one is refused.
+            expect((await errorOf(store.listAllKeys({ storeId }))).code).toBe("invalid-argument");
+          }
+          expect(await snapshot(store)).toEqual(before);
+        });
+      }
+
+      it("accepts a 256-character store id with any printable characters", async () => {
+        const storeId = "ü/ €.:@".padEnd(256, "x");
+        const ref = inStore(storeId, at(NS, "k"));
+        await store.write(ref, bytes("v"));
+        expect(text(await store.read(ref))).toBe("v");
+        expect((await store.listAllKeys({ storeId })).keys.map((k) => k.storeId)).toEqual([storeId]);
       });
     });
 
     describe("readVersioned and listAllKeys", () => {
       it("returns the version that wrote the value", async () => {
-        await store.write(at(NS, "k"), bytes("v"), { version: 42n });
-        const { value, version } = await store.readVersioned(at(NS, "k"));
-        expect(Buffer.from(value).toString()).toBe("v");
-        expect(version).toBe(42n);
+        await store.write(at(NS, "k"), bytes("v"), { version: v(42n) });
+        const { value, version, revision } = await store.readVersioned(at(NS, "k"));
+        expect(text(value)).toBe("v");
+        expect(version).toBe(v(42n));
+        expect(revision).toBe(1n);
         expect((await errorOf(store.readVersioned(at(NS, "absent")))).code).toBe("not-found");
       });
 
       it("keeps versions above 2^53 exact", async () => {
-        const version = (1n << 62n) + 1n;
+        const version = v(1n);
         await store.write(at(NS, "k"), bytes("v"), { version });
         expect((await store.readVersioned(at(NS, "k"))).version).toBe(version);
-        expect((await store.listAllKeys())[0]!.version).toBe(version);
+        expect((await store.listAllKeys()).keys[0]!.version).toBe(version);
       });
 
       it("walks every key of every namespace in (primary, secondary, key) order", async () => {
@@ -238,31 +729,85 @@ export function describeConformance(
           at({ primaryNamespace: "zeta", secondaryNamespace: "x" }, "k"),
           at({ primaryNamespace: "alpha", secondaryNamespace: "" }, "k"),
         ];
-        for (const [i, ref] of refs.entries()) await store.write(ref, bytes("v"), { version: BigInt(i + 1) });
+        for (const [i, ref] of refs.entries()) await store.write(ref, bytes("v"), { version: v(BigInt(i + 1)) });
         await store.remove(at(NS, "b"));
-        const walked: Array<{ path: string; version: bigint }> = [];
-        let after: KeyRef | undefined;
-        for (let pages = 0; pages < 100; pages++) {
-          const page = await store.listAllKeys({ after, limit: 2 });
-          walked.push(...page.map((k) => ({ path: `${k.primaryNamespace}|${k.secondaryNamespace}|${k.key}`, version: k.version })));
-          if (page.length < 2) break;
-          after = page.at(-1);
-        }
-        expect(walked).toEqual([
-          { path: "||manager", version: 1n },
-          { path: "alpha||k", version: 6n },
-          { path: "monitors||z", version: 4n },
-          { path: "monitors|updates|a", version: 3n },
-          { path: "zeta|x|k", version: 5n },
+        const { keys, pages } = await walkAllKeys(store, {}, 2);
+        expect(pages).toBe(3);
+        expect(keys.map((k) => ({ path: `${k.primaryNamespace}|${k.secondaryNamespace}|${k.key}`, version: k.version }))).toEqual([
+          { path: "||manager", version: v(1n) },
+          { path: "alpha||k", version: v(6n) },
+          { path: "monitors||z", version: v(4n) },
+          { path: "monitors|updates|a", version: v(3n) },
+          { path: "zeta|x|k", version: v(5n) },
         ]);
+        expect(keys.every((k) => k.storeId === "default")).toBe(true);
+      });
+
+      it("walks 49 keys of several namespaces and stores with limit 7, each exactly once and in order", async () => {
+        const written: KeyRef[] = [];
+        const namespaces = [ROOT, NS, { primaryNamespace: "monitors", secondaryNamespace: "" }, { primaryNamespace: "zeta", secondaryNamespace: "x" }];
+        const stores = [undefined, "alice", "bob"];
+        for (let i = 0; i < 49; i++) {
+          const ref: KeyRef = { ...namespaces[i % namespaces.length]!, key: `k${(i * 37) % 101}` };
+          const storeId = stores[i % stores.length];
+          written.push(storeId === undefined ? ref : inStore(storeId, ref));
+        }
+        // Written in a scrambled order, so the order listed is the store's doing.
+        for (const ref of [...written].reverse()) await store.write(ref, bytes(addressOf(ref)));
+        const expected = [...written].sort(compareKeys).map(addressOf);
+        expect(new Set(expected).size).toBe(49);
+
+        const all = await walkAllKeys(store, { allStores: true }, 7);
+        expect(all.keys.map(addressOf)).toEqual(expected);
+        expect(all.pages).toBe(7);
+        for (const key of all.keys) expect(key.revision).toBe(1n);
+
+        for (const storeId of ["alice", "bob", "default"]) {
+          const one = await walkAllKeys(store, { storeId }, 7);
+          expect(one.keys.map(addressOf)).toEqual(expected.filter((a) => a.startsWith(`${storeId}:`)));
+          expect(one.keys.every((k) => k.storeId === storeId)).toBe(true);
+        }
+      });
+
+      it("ends with an empty token when the last page is full", async () => {
+        for (let i = 0; i < 4; i++) await store.write(at(NS, `k${i}`), bytes("v"));
+        const first = await store.listAllKeys({ limit: 2 });
+        expect(first.keys).toHaveLength(2);
+        expect(first.nextPageToken).not.toBe("");
+        const second = await store.listAllKeys({ limit: 2, pageToken: first.nextPageToken });
+        expect(second.keys.map((k) => k.key)).toEqual(["k2", "k3"]);
+        expect(second.nextPageToken).toBe("");
       });
 
       it("lists no keys for an empty store", async () => {
-        expect(await store.listAllKeys()).toEqual([]);
+        expect(await store.listAllKeys()).toEqual({ keys: [], nextPageToken: "" });
+        expect(await store.listAllKeys({ allStores: true })).toEqual({ keys: [], nextPageToken: "" });
       });
     });
 
-    describe("validation (SPEC §1)", () => {
+    describe("highestVersion", () => {
+      it("is at least the highest version ever applied, even after removes", async () => {
+        await store.write(at(NS, "a"), bytes("v"), { version: v(5n) });
+        await store.write(at(NS, "b"), bytes("v"), { version: v(200n) });
+        await store.write(inStore("alice", at(NS, "c")), bytes("v"), { version: v(120n) });
+        expect(await store.highestVersion()).toBeGreaterThanOrEqual(v(200n));
+        // A stale mutation does not lower it; removing the key that held it does not either.
+        await store.write(at(NS, "b"), bytes("stale"), { version: v(50n) });
+        await store.remove(at(NS, "b"));
+        expect(await store.highestVersion()).toBeGreaterThanOrEqual(v(200n));
+        await store.remove(at(NS, "a"), { version: v(300n) });
+        expect(await store.highestVersion()).toBeGreaterThanOrEqual(v(300n));
+        await store.txn({ checks: [], operations: [{ ...at(NS, "t"), kind: "write", value: bytes("v") }], version: v(400n) });
+        const highest = await store.highestVersion();
+        expect(highest).toBeGreaterThanOrEqual(v(400n));
+        if (options.durable) {
+          store = await harness.reopen!();
+          expect(await store.highestVersion()).toBeGreaterThanOrEqual(highest);
+        }
+      });
+    });
+
+    describe("validation (contract §1)", () => {
       const bad: Array<[string, KeyRef]> = [
         ["empty key", at(NS, "")],
         ["slash in key", at(NS, "a/b")],
@@ -276,12 +821,14 @@ export function describeConformance(
             errorOf(store.write(ref, bytes("v"))),
             errorOf(store.read(ref)),
             errorOf(store.remove(ref)),
+            errorOf(store.txn({ checks: [], operations: [{ ...ref, kind: "write", value: bytes("v") }] })),
           ]);
           for (const error of errors) expect(error.code).toBe("invalid-argument");
           if (ref.key !== "" && !ref.key.includes("/") && ref.key.length <= 120) {
             expect((await errorOf(store.list(ref))).code).toBe("invalid-argument");
           }
           expect(await store.list(NS)).toEqual([]);
+          expect(await store.listAllKeys({ allStores: true })).toEqual({ keys: [], nextPageToken: "" });
         });
       }
 
@@ -294,13 +841,173 @@ export function describeConformance(
     });
 
     if (options.durable) {
-      it("keeps data across close and reopen", async () => {
-        await store.write(at(NS, "k"), bytes("durable"));
+      it("keeps data, versions, revisions and stores across close and reopen", async () => {
+        await store.write(at(NS, "k"), bytes("durable"), { version: v(9n) });
+        await store.write(at(NS, "k"), bytes("durable"), { version: v(10n) });
         await store.write(at(ROOT, "r"), bytes("root"));
+        await store.write(inStore("alice", at(ROOT, "r")), bytes("alice's root"));
+        const before = await snapshot(store);
         store = await harness.reopen!();
-        expect(Buffer.from(await store.read(at(NS, "k"))).toString()).toBe("durable");
+        expect(text(await store.read(at(NS, "k")))).toBe("durable");
+        expect(await store.readVersioned(at(NS, "k"))).toMatchObject({ version: v(10n), revision: 2n });
         expect(await store.list(ROOT)).toEqual(["r"]);
+        expect(text(await store.read(inStore("alice", at(ROOT, "r"))))).toBe("alice's root");
+        expect(await snapshot(store)).toEqual(before);
       });
     }
+  });
+}
+
+/** A ledger entry as `store:path@version`, for readable comparisons. */
+const owedEntry = (key: KeyVersion): string => `${addressOf(key)}@${key.version}`;
+
+/**
+ * The `BackupLedger` contract (contract §4): what `owedToBackup` records in the same commit as the
+ * mutation, how it is listed, settled and counted. Only backends that are ledgers call this.
+ */
+export function describeBackupLedger(name: string, open: () => Promise<StoreUnderTest<KVStore & BackupLedger>>): void {
+  describe(`BackupLedger: ${name}`, () => {
+    let harness: StoreUnderTest<KVStore & BackupLedger>;
+    let store: KVStore & BackupLedger;
+    beforeEach(async () => {
+      harness = await open();
+      store = harness.store;
+    });
+    afterEach(async () => {
+      await harness.close();
+    });
+
+    const owed = async (): Promise<string[]> => (await store.listOwed(1000)).map(owedEntry);
+
+    it("starts empty", async () => {
+      expect(await store.listOwed(10)).toEqual([]);
+      expect(await store.countOwed()).toBe(0);
+    });
+
+    it("records a write or remove only when it is owed to the backup", async () => {
+      await store.write(at(NS, "plain"), bytes("v"), { version: 1n });
+      await store.remove(at(NS, "plain-removed"), { version: 2n });
+      expect(await store.countOwed()).toBe(0);
+      expect(await store.write(at(NS, "w"), bytes("v"), { version: 5n, owedToBackup: true })).toBe("applied");
+      expect(await store.remove(at(NS, "r"), { version: 6n, owedToBackup: true })).toBe("applied");
+      await store.write(at(ROOT, "unversioned"), bytes("v"), { owedToBackup: true });
+      expect(await store.listOwed(10)).toEqual([
+        { storeId: "default", primaryNamespace: "", secondaryNamespace: "", key: "unversioned", version: 0n, revision: 0n },
+        { storeId: "default", primaryNamespace: "monitors", secondaryNamespace: "updates", key: "r", version: 6n, revision: 0n },
+        { storeId: "default", primaryNamespace: "monitors", secondaryNamespace: "updates", key: "w", version: 5n, revision: 0n },
+      ]);
+      expect(await store.countOwed()).toBe(3);
+      // The mutation itself was applied as usual.
+      expect(await store.readVersioned(at(NS, "w"))).toMatchObject({ version: 5n, revision: 1n });
+    });
+
+    it("records every key of a txn that succeeded, and none of one that failed", async () => {
+      await store.write(at(NS, "a"), bytes("a"));
+      const failed = await store.txn({
+        checks: [{ ...at(NS, "a"), expect: "absent" }],
+        operations: [{ ...at(NS, "b"), kind: "write", value: bytes("b") }],
+        version: 7n,
+        owedToBackup: true,
+      });
+      expect(failed).toEqual({ succeeded: false, failedCheck: 0 });
+      expect(await store.countOwed()).toBe(0);
+      const result = await store.txn({
+        checks: [{ ...at(NS, "a"), expect: "present" }],
+        operations: [
+          { ...at(NS, "b"), kind: "write", value: bytes("b") },
+          { ...at(NS, "a"), kind: "remove" },
+          { ...inStore("alice", at(NS, "a")), kind: "write", value: bytes("alice") },
+        ],
+        version: 8n,
+        owedToBackup: true,
+      });
+      expect(result.succeeded).toBe(true);
+      expect(await owed()).toEqual(["alice:monitors/updates/a@8", "default:monitors/updates/a@8", "default:monitors/updates/b@8"]);
+      expect(await store.countOwed()).toBe(3);
+    });
+
+    it("keeps the highest version recorded for a key", async () => {
+      const k = at(NS, "k");
+      await store.write(k, bytes("1"), { version: 5n, owedToBackup: true });
+      await store.write(k, bytes("2"), { version: 9n, owedToBackup: true });
+      expect(await owed()).toEqual(["default:monitors/updates/k@9"]);
+      // A stale mutation may be recorded again, but never lowers what is owed.
+      await store.write(k, bytes("stale"), { version: 7n, owedToBackup: true });
+      expect(await owed()).toEqual(["default:monitors/updates/k@9"]);
+      expect(await store.countOwed()).toBe(1);
+    });
+
+    it("lists owed keys in (store, primary, secondary, key) order, paged with `after`", async () => {
+      const refs: KeyRef[] = [];
+      for (const storeId of ["bob", "default", "alice"]) {
+        for (const ns of [NS, ROOT, { primaryNamespace: "monitors", secondaryNamespace: "" }]) {
+          for (const key of ["z", "a", "m"]) refs.push(inStore(storeId, at(ns, key)));
+        }
+      }
+      for (const [i, ref] of refs.entries()) {
+        await store.write(ref, bytes("v"), { version: BigInt(i + 1), owedToBackup: true });
+      }
+      const expected = [...refs].sort(compareKeys).map(addressOf);
+      expect((await store.listOwed(1000)).map(addressOf)).toEqual(expected);
+
+      const walked: KeyVersion[] = [];
+      let after: KeyRef | undefined;
+      for (let pages = 0; pages < 100; pages++) {
+        const page = await store.listOwed(4, after);
+        expect(page.length).toBeLessThanOrEqual(4);
+        walked.push(...page);
+        if (page.length < 4) break;
+        after = page.at(-1);
+      }
+      expect(walked.map(addressOf)).toEqual(expected);
+      for (const key of walked) {
+        expect(key.version).toBe(BigInt(refs.findIndex((r) => addressOf(r) === addressOf(key)) + 1));
+      }
+      // `after` need not be an owed key itself.
+      const fromMiddle = await store.listOwed(2, inStore("bob", at(ROOT, "b")));
+      expect(fromMiddle.map(addressOf)).toEqual(["bob://m", "bob://z"]);
+      expect(await store.countOwed()).toBe(27);
+    });
+
+    it("settles a key only up to the version given", async () => {
+      const k = at(NS, "k");
+      const other = inStore("alice", at(NS, "k"));
+      await store.write(k, bytes("v"), { version: 5n, owedToBackup: true });
+      await store.write(other, bytes("v"), { version: 5n, owedToBackup: true });
+      await store.settleOwed(k, 4n);
+      expect(await owed()).toEqual(["alice:monitors/updates/k@5", "default:monitors/updates/k@5"]);
+      await store.settleOwed(k, 5n);
+      expect(await owed()).toEqual(["alice:monitors/updates/k@5"]);
+      expect(await store.countOwed()).toBe(1);
+
+      // Recorded again by a later mutation while the backup was catching up on an earlier one.
+      await store.write(k, bytes("v"), { version: 12n, owedToBackup: true });
+      await store.settleOwed(k, 5n);
+      expect(await owed()).toEqual(["alice:monitors/updates/k@5", "default:monitors/updates/k@12"]);
+      await store.settleOwed(k, 20n);
+      await store.settleOwed(other, 5n);
+      expect(await owed()).toEqual([]);
+      expect(await store.countOwed()).toBe(0);
+      // Settling what is not owed is harmless, and leaves the data alone.
+      await store.settleOwed(at(NS, "never"), 1n);
+      expect(await store.readVersioned(k)).toMatchObject({ version: 12n, revision: 2n });
+    });
+
+    it("settles an unversioned record with version 0", async () => {
+      await store.write(at(NS, "k"), bytes("v"), { owedToBackup: true });
+      await store.settleOwed(at(NS, "k"), 0n);
+      expect(await store.countOwed()).toBe(0);
+    });
+
+    it("keeps the ledger across close and reopen (durable backends)", async (context) => {
+      if (harness.reopen === undefined) context.skip();
+      await store.write(at(NS, "a"), bytes("v"), { version: 3n, owedToBackup: true });
+      await store.remove(inStore("bob", at(ROOT, "b")), { version: 4n, owedToBackup: true });
+      await store.write(at(NS, "settled"), bytes("v"), { version: 5n, owedToBackup: true });
+      await store.settleOwed(at(NS, "settled"), 5n);
+      store = await harness.reopen!();
+      expect(await owed()).toEqual(["bob://b@4", "default:monitors/updates/a@3"]);
+      expect(await store.countOwed()).toBe(2);
+    });
   });
 }
