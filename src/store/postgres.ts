@@ -11,8 +11,9 @@
 //!   secondary, seq) gives the newest-created-first `listPage`.
 //! - `tierkv_owed`: the backup ledger (`BackupLedger`), written in the mutation's own transaction.
 //! - The clock's high-water mark (`highestVersion`) is `max(version)` over an index on
-//!   `tierkv_kv.version` (one index probe, no scan), raised by `tierkv_clock`, a one-row table
-//!   that only versioned removes update (a removed key takes its version out of the index).
+//!   `tierkv_kv.version` (one index probe, no scan), or `tierkv_clock`, a one-row table that
+//!   only removes and exact writes raise: they take a version out of the index (the removed or
+//!   overwritten one, and a remove's own).
 //!   Why not a one-row table raised by every commit, as SQLite does: with several instances every
 //!   writing transaction would queue on that one row lock until the previous one committed (its
 //!   fsync included), serialising all writers of the database. The version index costs one
@@ -523,7 +524,8 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
 
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "write");
-    return this.enqueue(ref, value.byteLength, !options.owedToBackup, async (tx) => {
+    // An exact write may lower the stored version: it reads the old one for the clock row first.
+    return this.enqueue(ref, value.byteLength, !options.owedToBackup && !options.exact, async (tx) => {
       const outcome = await applyWrite(tx, ref, value, options);
       if (options.owedToBackup) tx.owe(ref, options.version ?? 0n);
       return outcome;
@@ -533,9 +535,8 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
   async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "remove");
     // A lazy remove rides the same group commit: nothing to gain from deferring it further.
-    // A versioned remove may raise the clock row, and reads the version when it removed nothing.
-    const oneStatement = !options.owedToBackup && (options.exact || options.version === undefined);
-    return this.enqueue(ref, 0, oneStatement, async (tx) => {
+    // A remove raises the clock row to the version it removed.
+    return this.enqueue(ref, 0, false, async (tx) => {
       const outcome = await applyRemove(tx, ref, options.exact ? undefined : options.version);
       if (options.owedToBackup) tx.owe(ref, options.version ?? 0n);
       return outcome;
@@ -576,6 +577,7 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
   }
 
   async listAllKeys(request: AllKeysRequest = {}): Promise<AllKeysPage> {
+    if (!request.allStores) validateNamespace({ storeId: storeIdOf(request), primaryNamespace: "", secondaryNamespace: "" }, "list all keys");
     const limit = effectivePageSize(request.limit);
     const after = [...keyParams(allKeysStart(request)), limit + 1];
     const rows = await this.query<DbKeyVersion>(request.allStores ? "allKeysOfAllStores" : "allKeysOfStore", after);
@@ -752,18 +754,22 @@ async function applyWrite(
   value: Uint8Array,
   options: Pick<MutationOptions, "version" | "revision" | "exact">,
 ): Promise<MutationOutcome> {
-  const exact = options.exact === true;
-  const values = exact
-    ? [...keyParams(ref), value, options.version ?? 0n, options.revision ?? 0n]
-    : [...keyParams(ref), value, options.version ?? null, options.revision ?? null];
-  const result = await tx.query(exact ? "writeExact" : "write", values);
+  if (options.exact) {
+    // The version it replaces leaves the version index: the clock row keeps it.
+    const [old] = (await tx.query<StoredState>("lock", keyParams(ref))).rows;
+    tx.raise(old?.version);
+    await tx.query("writeExact", [...keyParams(ref), value, options.version ?? 0n, options.revision ?? 0n]);
+    return "applied";
+  }
+  const result = await tx.query("write", [...keyParams(ref), value, options.version ?? null, options.revision ?? null]);
   return result.rowCount === 0 ? "stale" : "applied";
 }
 
 async function applyRemove(tx: Tx, ref: KeyRef, version: bigint | undefined): Promise<MutationOutcome> {
-  const removed = await tx.query("remove", [...keyParams(ref), version ?? null]);
-  if (removed.rowCount !== 0) {
+  const [removed] = (await tx.query<{ version: bigint }>("remove", [...keyParams(ref), version ?? null])).rows;
+  if (removed !== undefined) {
     // The removed key takes its version out of the version index: the clock row keeps it.
+    tx.raise(removed.version);
     tx.raise(version);
     return "applied";
   }
@@ -828,6 +834,7 @@ async function runTxn(tx: Tx, request: TxnRequest, refs: ReadonlyMap<string, Key
       } else {
         if (stored !== undefined) {
           await tx.query("delete", params);
+          tx.raise(stored.version);
           tx.raise(request.version);
         }
         outcomes.push("applied");

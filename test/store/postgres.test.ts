@@ -13,13 +13,13 @@ import {
 } from "../../src/store/postgres.js";
 import type { KeyRef } from "../../src/store/types.js";
 import { openStore } from "../../src/tier/open-store.js";
-import { describeConformance, type StoreUnderTest } from "../conformance/kvstore-conformance.js";
+import { describeBackupLedger, describeConformance, type StoreUnderTest } from "../conformance/kvstore-conformance.js";
 import { freePort, usePostgres } from "../support/postgres.js";
 import { errorOf } from "../support/store-assertions.js";
 
 const postgres = usePostgres();
 
-async function openHarness(): Promise<StoreUnderTest & { readonly uri: string }> {
+async function openHarness(): Promise<StoreUnderTest<PostgresStore> & { readonly uri: string }> {
   const uri = await postgres().createDatabase();
   let store = await openPostgresStore(uri);
   return {
@@ -39,6 +39,7 @@ async function openHarness(): Promise<StoreUnderTest & { readonly uri: string }>
 }
 
 describeConformance("postgres", openHarness, { pageOrder: "newest-created-first", durable: true });
+describeBackupLedger("postgres", openHarness);
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 const text = (value: Uint8Array): string => Buffer.from(value).toString();
