@@ -74,7 +74,7 @@ export const DEFAULT_POOL_MAX = 10;
 /** Default time to connect (or to wait for a pooled connection), `connect_timeout` in seconds. */
 export const DEFAULT_CONNECT_TIMEOUT_S = 10;
 /** Attempts of a transaction that failed with a serialization failure or deadlock. */
-const MAX_ATTEMPTS = 4;
+const MAX_ATTEMPTS = 5;
 /** Any constant identifies tierkv's migration lock among the database's advisory locks. */
 const MIGRATION_LOCK_ID = "7596506447153934336";
 
@@ -480,6 +480,7 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
   private closed = false;
   private idle: Array<() => void> = [];
   private readonly maxRunning: number;
+  private retried = 0;
   private readonly maxBatch: number;
 
   private constructor(
@@ -490,6 +491,11 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
     super();
     this.maxRunning = poolMax;
     this.maxBatch = options.groupCommit === false ? 1 : GROUP_COMMIT_MAX_MUTATIONS;
+  }
+
+  /** Transactions run again after a serialization failure or deadlock (for metrics and tests). */
+  get retriedTransactions(): number {
+    return this.retried;
   }
 
   /** Connects, creates or upgrades the schema, and returns the store. */
@@ -741,7 +747,9 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
         // A connection the server ended may still look usable for a moment: never pool it again.
         if (!isRetryable(error) && postgresStoreError(error).code === "unavailable") broken = true;
         if (!isRetryable(error) || attempt >= MAX_ATTEMPTS) throw error;
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
+        this.retried++;
+        // Randomised, growing back-off, so the transactions that collided do not collide again.
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 2 ** attempt * 2));
       } finally {
         client.release(broken);
       }

@@ -52,7 +52,10 @@ const at = (key: string): KeyRef => ({ primaryNamespace: "ns", secondaryNamespac
 
 /** Runs `body` with `count` stores (each its own pool: an "instance") on one fresh database. */
 async function withInstances<T>(count: number, body: (stores: PostgresStore[], uri: string) => Promise<T>): Promise<T> {
-  const uri = await postgres().createDatabase();
+  return withInstancesOn(await postgres().createDatabase(), count, body);
+}
+
+async function withInstancesOn<T>(uri: string, count: number, body: (stores: PostgresStore[], uri: string) => Promise<T>): Promise<T> {
   const stores: PostgresStore[] = [];
   try {
     for (let i = 0; i < count; i++) stores.push(await openPostgresStore(uri));
@@ -234,6 +237,67 @@ describe("postgres: several instances on one database", () => {
     });
   });
 
+  it("retries a statement that failed with a serialization failure", async () => {
+    const uri = await postgres().createDatabase();
+    const database = new URL(uri).pathname.slice(1);
+    await postgres().admin(`ALTER DATABASE ${database} SET default_transaction_isolation = 'serializable'`);
+    await withInstancesOn(uri, 1, async ([store]) => {
+      await store!.write(at("k"), bytes("v1"), { version: 1n });
+      // Another session changes the row while the store's statement waits for it: under
+      // SERIALIZABLE that statement fails with 40001 once the other commits, and is run again.
+      const other = new pg.Client({ connectionString: uri });
+      await other.connect();
+      try {
+        await other.query("BEGIN");
+        await other.query("UPDATE tierkv_kv SET version = 2, value = 'v2' WHERE key = 'k'");
+        const write = store!.write(at("k"), bytes("v3"), { version: 3n });
+        expect(await waitForLockWaiter(uri)).toBeDefined();
+        await other.query("COMMIT");
+        expect(await write).toBe("applied");
+      } finally {
+        await other.end();
+      }
+      expect(store!.retriedTransactions).toBe(1);
+      expect(await store!.readVersioned(at("k"))).toMatchObject({ version: 3n, revision: 2n });
+    });
+  });
+
+  it("keeps every key's highest version on a database that defaults to SERIALIZABLE (conflicts retried)", async () => {
+    const uri = await postgres().createDatabase();
+    const database = new URL(uri).pathname.slice(1);
+    await postgres().admin(`ALTER DATABASE ${database} SET default_transaction_isolation = 'serializable'`);
+    await withInstancesOn(uri, 2, async ([a, b]) => {
+      const applied = new Map<string, bigint>();
+      const calls: Array<Promise<string>> = [];
+      for (let version = 1n; version <= 40n; version++) {
+        for (let i = 0; i < 5; i++) {
+          const store = (version + BigInt(i)) % 2n === 0n ? a! : b!;
+          const v = (version * 7n + BigInt(i)) % 40n + 1n;
+          const key = `k${i}`;
+          const done = (outcome: string): string => {
+            if (v > (applied.get(key) ?? 0n)) applied.set(key, v);
+            return outcome;
+          };
+          calls.push(store.write(at(key), bytes(`v${v}`), { version: v }).then(done, (e: StoreError) => e.code));
+          calls.push(
+            store
+              .txn({ checks: [], operations: [{ ...at(key), kind: "write", value: bytes(`v${v}`) }], version: v })
+              .then(() => done("txn"), (e: StoreError) => e.code),
+          );
+        }
+      }
+      const outcomes = await Promise.all(calls);
+      // Most calls get through their retries; one that never does says `unavailable`, nothing else.
+      for (const outcome of outcomes) expect(["applied", "stale", "txn", "unavailable"]).toContain(outcome);
+      expect(outcomes.filter((o) => o === "unavailable").length).toBeLessThan(outcomes.length / 10);
+      for (const [key, version] of applied) {
+        const stored = await a!.readVersioned(at(key));
+        expect(stored.version).toBe(version);
+        expect(text(stored.value)).toBe(`v${version}`);
+      }
+    });
+  });
+
   it("orders a plain write and a txn on an absent key one way or the other, never both", async () => {
     await withInstances(2, async ([a, b]) => {
       for (let i = 0; i < 10; i++) {
@@ -361,17 +425,9 @@ describe("postgres errors", () => {
         await holder.query("BEGIN");
         await holder.query("SELECT 1 FROM tierkv_kv WHERE key = 'k' FOR UPDATE");
         const write = errorOf(store!.write(at("k"), bytes("w")));
-        let terminated = false;
-        for (let i = 0; i < 250 && !terminated; i++) {
-          const waiting = await postgres().admin<{ pid: number }>(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            [],
-            uri,
-          );
-          if (waiting.length > 0) terminated = (await postgres().admin("SELECT pg_terminate_backend($1)", [waiting[0]!.pid], uri)).length > 0;
-          else await new Promise((resolve) => setTimeout(resolve, 20));
-        }
-        expect(terminated).toBe(true);
+        const waiter = await waitForLockWaiter(uri);
+        expect(waiter).toBeDefined();
+        await postgres().admin("SELECT pg_terminate_backend($1)", [waiter], uri);
         const error = await write;
         expect(error.code).toBe("unavailable");
         expect(error.message).not.toMatch(/127\.0\.0\.1|tierkv_test_|tierkv_kv/);
@@ -397,3 +453,17 @@ describe("postgres errors", () => {
     });
   });
 });
+
+/** The backend of `uri`'s database that waits for a lock (polls for up to 5 s). */
+async function waitForLockWaiter(uri: string): Promise<number | undefined> {
+  for (let i = 0; i < 250; i++) {
+    const waiting = await postgres().admin<{ pid: number }>(
+      "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+      [],
+      uri,
+    );
+    if (waiting.length > 0) return waiting[0]!.pid;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return undefined;
+}
