@@ -35,8 +35,17 @@
 //! as `unavailable`.
 //!
 //! Group commit: mutations that arrive in the same turn of the event loop share one transaction
-//! (bounded by count and bytes), and up to `pool_max` such transactions run at once. A key's
-//! mutations never run in two transactions at once, so they apply in the order they were made.
+//! (bounded by count and bytes, spread over the free connections), and up to `pool_max` such
+//! transactions run at once. A key's mutations never run in two transactions at once, so they
+//! apply in the order they were made. A lone mutation of one statement skips BEGIN/COMMIT.
+//! Measured (fsync on, pool 10, 100-byte versioned writes, 2.5 s per point, noisy VM disk):
+//! about even with one transaction per mutation up to 16 concurrent writers, 1.2–3× the
+//! throughput from 64 up (e.g. 256 writers: ~2,200–4,000/s against ~800–1,700/s; same ranking
+//! through a proxy adding 1 ms each way). `groupCommit: false` turns it off.
+//!
+//! ListPage order: newest-created first by `seq`. With several instances, `seq` follows the
+//! order rows were inserted, not committed: a page walk running beside another instance's
+//! creations may miss a key created meanwhile (as any walk may).
 
 import { readFileSync } from "node:fs";
 import pg from "pg";
