@@ -1,11 +1,12 @@
-//! Store URIs: `memory:`, `sqlite:PATH`, `fs:DIR` (an LDK data directory), `grpc://host:port`,
-//! `grpcs://host:port?…`.
+//! Store URIs: `memory:`, `sqlite:PATH`, `fs:DIR` (an LDK data directory), `postgres://…`,
+//! `grpc://host:port`, `grpcs://host:port?…`.
 
 import { resolve } from "node:path";
 import { openRemoteStore } from "../remote/remote-store.js";
 import { invalidArgument } from "../store/errors.js";
 import { FsStore } from "../store/fs.js";
 import { MemoryStore } from "../store/memory.js";
+import { openPostgresStore } from "../store/postgres.js";
 import { SqliteStore } from "../store/sqlite.js";
 import type { KVStore } from "../store/types.js";
 
@@ -18,7 +19,14 @@ export interface OpenStoreOptions {
 }
 
 /** The schemes `openStore` understands, for help texts and error messages. */
-export const STORE_URI_SCHEMES = ["memory:", "sqlite:PATH", "fs:DIR", "grpc://HOST:PORT", "grpcs://HOST:PORT"] as const;
+export const STORE_URI_SCHEMES = [
+  "memory:",
+  "sqlite:PATH",
+  "fs:DIR",
+  "postgres://USER@HOST:PORT/DB",
+  "grpc://HOST:PORT",
+  "grpcs://HOST:PORT",
+] as const;
 
 /** Opens the backend a store URI names; throws `invalid-argument` for an unknown or bad URI. */
 export async function openStore(uri: string, options: OpenStoreOptions = {}): Promise<KVStore> {
@@ -35,6 +43,9 @@ export async function openStore(uri: string, options: OpenStoreOptions = {}): Pr
     case "fs":
       if (rest === "") throw invalidArgument(`store URI "${uri}": fs: needs a directory`);
       return FsStore.open(resolve(rest), { fsync: options.durability !== "cache" });
+    case "postgres":
+    case "postgresql":
+      return openPostgresStore(uri);
     case "grpc":
     case "grpcs":
       return openRemoteStore(uri);

@@ -1,0 +1,875 @@
+//! The PostgreSQL backend (node-postgres): one database shared by several tierkv instances.
+//!
+//! URI: `postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=…&sslrootcert=FILE&pool_max=N`
+//! (`postgresql://` too); see `parsePostgresUri` for every parameter.
+//!
+//! Schema (versioned in `tierkv_migrations`, migrated on open inside one transaction under an
+//! advisory lock, so instances opening at once never race; a newer schema is refused):
+//! - `tierkv_kv`, keyed by (store_id, primary_namespace, secondary_namespace, key), all `COLLATE
+//!   "C"` so the primary key's order is `compareKeys`'s (`listAllKeys` walks that index); `seq`
+//!   (a sequence, set on creation and kept by overwrites) with an index on (store_id, primary,
+//!   secondary, seq) gives the newest-created-first `listPage`.
+//! - `tierkv_owed`: the backup ledger (`BackupLedger`), written in the mutation's own transaction.
+//! - The clock's high-water mark (`highestVersion`) is `max(version)` over an index on
+//!   `tierkv_kv.version` (one index probe, no scan), or `tierkv_clock`, a one-row table that
+//!   only removes and exact writes raise: they take a version out of the index (the removed or
+//!   overwritten one, and a remove's own).
+//!   Why not a one-row table raised by every commit, as SQLite does: with several instances every
+//!   writing transaction would queue on that one row lock until the previous one committed (its
+//!   fsync included), serialising all writers of the database. The version index costs one
+//!   index entry per write instead, and removes, which are rarer, take the row lock last.
+//!
+//! Several instances, one database: every single mutation is decided by the database in one
+//! statement (`INSERT … ON CONFLICT DO UPDATE … WHERE stored.version < excluded.version`,
+//! `DELETE … WHERE version < $v`), so there is no read-then-write race. A Txn runs alone in a
+//! READ COMMITTED transaction that first locks every key it checks or writes in one global order
+//! (`SELECT … FOR UPDATE` for a present key; for an absent key, a placeholder row inserted and
+//! deleted again before commit, whose uncommitted index entry makes every other writer of that
+//! key wait), then decides with the rules of `mutation-rules.ts` on the locked state: two
+//! instances' conflicting transactions are serialised and a failed check rolls everything back.
+//!
+//! Deadlock freedom: every transaction takes its row locks in one global order — `tierkv_kv`
+//! rows by (store, primary, secondary, key), then `tierkv_owed` rows in the same order, then the
+//! clock row. A batch sorts its mutations by key (stably: one key's mutations keep their order).
+//! Serialization failures and deadlocks that happen anyway are retried a few times, then reported
+//! as `unavailable`.
+//!
+//! Group commit: mutations that arrive in the same turn of the event loop share one transaction
+//! (bounded by count and bytes, spread over the free connections), and up to `pool_max` such
+//! transactions run at once. A key's mutations never run in two transactions at once, so they
+//! apply in the order they were made. A lone mutation of one statement skips BEGIN/COMMIT.
+//! Measured (fsync on, pool 10, 100-byte versioned writes, 2.5 s per point, noisy VM disk):
+//! about even with one transaction per mutation up to 16 concurrent writers, 1.2–3× the
+//! throughput from 64 up (e.g. 256 writers: ~2,200–4,000/s against ~800–1,700/s; same ranking
+//! through a proxy adding 1 ms each way). `groupCommit: false` turns it off.
+//!
+//! ListPage order: newest-created first by `seq`. With several instances, `seq` follows the
+//! order rows were inserted, not committed: a page walk running beside another instance's
+//! creations may miss a key created meanwhile (as any walk may).
+
+import { readFileSync } from "node:fs";
+import pg from "pg";
+import { effectivePageSize, GROUP_COMMIT_MAX_BYTES, GROUP_COMMIT_MAX_MUTATIONS } from "../limits.js";
+import { invalidArgument, notFound, StoreError } from "./errors.js";
+import { firstFailedCheck, isStale, stateAfterWrite, type StoredState } from "./mutation-rules.js";
+import { allKeysPage, allKeysStart, decodeSequenceToken, encodePageToken } from "./page-token.js";
+import {
+  storeIdOf,
+  VersionedReads,
+  type AllKeysPage,
+  type AllKeysRequest,
+  type BackupLedger,
+  type KVStore,
+  type KeyRef,
+  type KeyVersion,
+  type ListOptions,
+  type MutationOptions,
+  type MutationOutcome,
+  type NamespaceRef,
+  type Page,
+  type PageRequest,
+  type RemoveOptions,
+  type TxnRequest,
+  type TxnResult,
+  type VersionedValue,
+} from "./types.js";
+import { formatPath, validateKey, validateNamespace, validateTxn } from "./validate.js";
+
+/** The latest version in `tierkv_migrations` this tierkv writes; a newer database is refused. */
+export const POSTGRES_SCHEMA_VERSION = 1;
+
+/** Default size of the connection pool (`pool_max`). */
+export const DEFAULT_POOL_MAX = 10;
+/** Default time to connect (or to wait for a pooled connection), `connect_timeout` in seconds. */
+export const DEFAULT_CONNECT_TIMEOUT_S = 10;
+/** Attempts of a transaction that failed with a serialization failure or deadlock. */
+const MAX_ATTEMPTS = 5;
+/** Any constant identifies tierkv's migration lock among the database's advisory locks. */
+const MIGRATION_LOCK_ID = "7596506447153934336";
+
+const MIGRATIONS: readonly string[] = [
+  // 0 → 1: the initial schema.
+  `CREATE TABLE tierkv_kv (
+     store_id text COLLATE "C" NOT NULL,
+     primary_namespace text COLLATE "C" NOT NULL,
+     secondary_namespace text COLLATE "C" NOT NULL,
+     key text COLLATE "C" NOT NULL,
+     seq bigserial NOT NULL,
+     value bytea NOT NULL,
+     version bigint NOT NULL,
+     revision bigint NOT NULL,
+     PRIMARY KEY (store_id, primary_namespace, secondary_namespace, key)
+   );
+   CREATE INDEX tierkv_kv_by_creation ON tierkv_kv (store_id, primary_namespace, secondary_namespace, seq);
+   CREATE INDEX tierkv_kv_by_version ON tierkv_kv (version);
+   CREATE TABLE tierkv_owed (
+     store_id text COLLATE "C" NOT NULL,
+     primary_namespace text COLLATE "C" NOT NULL,
+     secondary_namespace text COLLATE "C" NOT NULL,
+     key text COLLATE "C" NOT NULL,
+     version bigint NOT NULL,
+     PRIMARY KEY (store_id, primary_namespace, secondary_namespace, key)
+   );
+   CREATE TABLE tierkv_clock (
+     id integer PRIMARY KEY CHECK (id = 0),
+     highest_version bigint NOT NULL
+   );
+   INSERT INTO tierkv_clock VALUES (0, 0);`,
+];
+
+// ---------------------------------------------------------------------------------------------
+// URI
+
+export interface PostgresStoreOptions {
+  /**
+   * Group commit (default true): the mutations of one event-loop turn share a transaction.
+   * false gives every mutation a transaction of its own (for measurements).
+   */
+  readonly groupCommit?: boolean;
+}
+
+const URI_PARAMETERS = new Set(["sslmode", "sslrootcert", "sslcert", "sslkey", "pool_max", "connect_timeout", "application_name"]);
+
+/** The URI with its password hidden, for messages. */
+export function redactPostgresUri(uri: string): string {
+  return uri.replace(/^([a-z]+:\/\/[^:/@]*):[^@/]*@/i, "$1:***@");
+}
+
+/**
+ * The pool configuration a store URI names. Parameters (all optional):
+ * - `sslmode`: `disable` (default: no TLS), `require` (encrypted; the certificate is checked
+ *   against `sslrootcert` when given, else not at all, as libpq does), `verify-ca` (chain only),
+ *   `verify-full` (chain and host name; the system's CAs unless `sslrootcert`).
+ * - `sslrootcert`, `sslcert`, `sslkey`: PEM files (CA bundle; client certificate and key).
+ * - `pool_max`: most connections (default 10); `connect_timeout`: seconds (default 10).
+ * - `application_name` (default `tierkv`).
+ */
+export function parsePostgresUri(uri: string): pg.PoolConfig {
+  const bad = (problem: string): StoreError => invalidArgument(`store URI "${redactPostgresUri(uri)}": ${problem}`);
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    throw bad("not a valid postgres:// URI");
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") throw bad("expected postgres:// or postgresql://");
+  if (url.hostname === "") throw bad("names no host");
+  for (const name of url.searchParams.keys()) {
+    if (!URI_PARAMETERS.has(name)) throw bad(`unknown parameter "${name}"; expected one of ${[...URI_PARAMETERS].join(", ")}`);
+  }
+  const param = (name: string): string | undefined => url.searchParams.get(name) ?? undefined;
+  const integer = (name: string, fallback: number, max: number): number => {
+    const text = param(name);
+    if (text === undefined) return fallback;
+    if (!/^[0-9]+$/.test(text) || Number(text) < 1 || Number(text) > max) throw bad(`${name} must be an integer in 1..${max}`);
+    return Number(text);
+  };
+  const file = (name: string): string | undefined => {
+    const path = param(name);
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path, "utf8");
+    } catch (error) {
+      throw new StoreError("invalid-argument", `store URI: cannot read the ${name} file`, { cause: error });
+    }
+  };
+  const database = decodeURIComponent(url.pathname.replace(/^\//, ""));
+  const config: pg.PoolConfig = {
+    host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+    port: url.port === "" ? 5432 : Number(url.port),
+    user: url.username === "" ? undefined : decodeURIComponent(url.username),
+    password: url.password === "" ? undefined : decodeURIComponent(url.password),
+    database: database === "" ? undefined : database,
+    max: integer("pool_max", DEFAULT_POOL_MAX, 1000),
+    connectionTimeoutMillis: integer("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S, 3600) * 1000,
+    application_name: param("application_name") ?? "tierkv",
+    // Notices a peer that vanished without closing the connection.
+    keepAlive: true,
+  };
+  const mode = param("sslmode") ?? (param("sslrootcert") !== undefined ? "verify-full" : "disable");
+  const ca = file("sslrootcert");
+  const cert = file("sslcert");
+  const key = file("sslkey");
+  const identity = { ...(ca === undefined ? {} : { ca }), ...(cert === undefined ? {} : { cert }), ...(key === undefined ? {} : { key }) };
+  switch (mode) {
+    case "disable":
+      config.ssl = false;
+      break;
+    case "require":
+      config.ssl = ca === undefined ? { ...identity, rejectUnauthorized: false } : { ...identity, checkServerIdentity: () => undefined };
+      break;
+    case "verify-ca":
+      if (ca === undefined) throw bad("sslmode=verify-ca needs sslrootcert");
+      config.ssl = { ...identity, checkServerIdentity: () => undefined };
+      break;
+    case "verify-full":
+      config.ssl = identity;
+      break;
+    default:
+      throw bad(`sslmode must be disable, require, verify-ca or verify-full`);
+  }
+  return config;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+const UNREACHABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "EHOSTDOWN",
+  "ENETUNREACH",
+  "ENETDOWN",
+]);
+
+/** SQLSTATEs after which the same transaction, run again, may succeed. */
+function isRetryable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === "40001" || code === "40P01";
+}
+
+/** The innermost error with a code (Node wraps failed connects to every address in an AggregateError). */
+function codeOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === "string") return code;
+  if (error instanceof AggregateError) {
+    for (const inner of error.errors) {
+      const found = codeOf(inner);
+      if (found !== undefined) return found;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * What a caller may learn of a PostgreSQL failure: the kind, never SQL text, a host name, a port
+ * or a path. The original stays in `cause` for the server log.
+ */
+export function postgresStoreError(error: unknown): StoreError {
+  if (error instanceof StoreError) return error;
+  const unavailable = (message: string): StoreError => new StoreError("unavailable", message, { cause: error });
+  const code = codeOf(error);
+  if (code !== undefined) {
+    if (code === "53100") return new StoreError("resource-exhausted", "the database's disk is full", { cause: error });
+    if (code.startsWith("53")) return unavailable("the database is out of resources (memory or connections); retry");
+    if (code === "40001" || code === "40P01") return unavailable("the database is busy (transactions kept conflicting); retry");
+    if (code.startsWith("08")) return unavailable("the connection to the database failed");
+    if (code.startsWith("57P")) return unavailable("the database is shutting down or restarting");
+    if (code === "57014") return unavailable("the database cancelled the statement");
+    if (code.startsWith("28")) return unavailable("the database refused tierkv's credentials");
+    if (code === "3D000") return unavailable("the database does not exist");
+    if (code === "25006") return unavailable("the database is read-only");
+    if (code === "22003") return new StoreError("invalid-argument", "a version or revision is out of range", { cause: error });
+    if (code === "54000") return new StoreError("invalid-argument", "a value is too large for the database", { cause: error });
+    if (UNREACHABLE_CODES.has(code)) return unavailable("the database cannot be reached");
+    if (/CERT|SSL|TLS|^UNABLE_TO_|^INVALID_CA$|HOSTNAME_MISMATCH|^PATH_LENGTH_EXCEEDED$|^INVALID_PURPOSE$/.test(code)) {
+      return unavailable("the database's TLS certificate was not accepted");
+    }
+  }
+  const message = error instanceof Error ? error.message : "";
+  if (/Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection closed/i.test(message)) {
+    return unavailable("the connection to the database failed");
+  }
+  if (/does not support SSL/i.test(message)) return unavailable("the database does not accept TLS connections");
+  if (/Cannot use a pool after calling end|Client was closed/i.test(message)) return unavailable("the store is closed");
+  return new StoreError("internal", "internal error", { cause: error });
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQL
+
+const PK = "store_id = $1 AND primary_namespace = $2 AND secondary_namespace = $3 AND key = $4";
+const NS = "store_id = $1 AND primary_namespace = $2 AND secondary_namespace = $3";
+const ALL_KEYS_COLUMNS = "store_id, primary_namespace, secondary_namespace, key, version, revision";
+
+const SQL = {
+  read: `SELECT value, version, revision FROM tierkv_kv WHERE ${PK}`,
+  // Applied when the stored version is below the mutation's (or it has none): no row returned
+  // means stale. The revision given, or 1 on creation and +1 per write; an unversioned write
+  // keeps the stored version.
+  write: `INSERT INTO tierkv_kv AS kv (store_id, primary_namespace, secondary_namespace, key, value, version, revision)
+          VALUES ($1, $2, $3, $4, $5, coalesce($6::bigint, 0), coalesce($7::bigint, 1))
+          ON CONFLICT (store_id, primary_namespace, secondary_namespace, key) DO UPDATE
+            SET value = excluded.value,
+                version = coalesce($6::bigint, kv.version),
+                revision = coalesce($7::bigint, kv.revision + 1)
+            WHERE $6::bigint IS NULL OR kv.version < $6::bigint
+          RETURNING revision`,
+  writeExact: `INSERT INTO tierkv_kv AS kv (store_id, primary_namespace, secondary_namespace, key, value, version, revision)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)
+               ON CONFLICT (store_id, primary_namespace, secondary_namespace, key) DO UPDATE
+                 SET value = excluded.value, version = excluded.version, revision = excluded.revision
+               RETURNING revision`,
+  remove: `DELETE FROM tierkv_kv WHERE ${PK} AND ($5::bigint IS NULL OR version < $5::bigint) RETURNING version`,
+  version: `SELECT version FROM tierkv_kv WHERE ${PK}`,
+  lock: `SELECT version, revision FROM tierkv_kv WHERE ${PK} FOR UPDATE`,
+  placeholder: `INSERT INTO tierkv_kv (store_id, primary_namespace, secondary_namespace, key, value, version, revision)
+                VALUES ($1, $2, $3, $4, '', 0, 0) ON CONFLICT DO NOTHING RETURNING seq`,
+  update: `UPDATE tierkv_kv SET value = $5, version = $6, revision = $7 WHERE ${PK}`,
+  delete: `DELETE FROM tierkv_kv WHERE ${PK}`,
+  list: `SELECT key FROM tierkv_kv WHERE ${NS} LIMIT $4`,
+  page: `SELECT key, seq FROM tierkv_kv WHERE ${NS} AND seq < $4 ORDER BY seq DESC LIMIT $5`,
+  allKeysOfStore: `SELECT ${ALL_KEYS_COLUMNS} FROM tierkv_kv
+                   WHERE store_id = $1 AND (primary_namespace, secondary_namespace, key) > ($2, $3, $4)
+                   ORDER BY store_id, primary_namespace, secondary_namespace, key LIMIT $5`,
+  allKeysOfAllStores: `SELECT ${ALL_KEYS_COLUMNS} FROM tierkv_kv
+                       WHERE (store_id, primary_namespace, secondary_namespace, key) > ($1, $2, $3, $4)
+                       ORDER BY store_id, primary_namespace, secondary_namespace, key LIMIT $5`,
+  recordOwed: `INSERT INTO tierkv_owed AS owed (store_id, primary_namespace, secondary_namespace, key, version)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (store_id, primary_namespace, secondary_namespace, key) DO UPDATE
+                 SET version = greatest(owed.version, excluded.version)`,
+  settleOwed: `DELETE FROM tierkv_owed WHERE ${PK} AND version <= $5`,
+  listOwed: `SELECT store_id, primary_namespace, secondary_namespace, key, version, 0::bigint AS revision FROM tierkv_owed
+             WHERE (store_id, primary_namespace, secondary_namespace, key) > ($1, $2, $3, $4)
+             ORDER BY store_id, primary_namespace, secondary_namespace, key LIMIT $5`,
+  countOwed: `SELECT count(*) AS n FROM tierkv_owed`,
+  raiseClock: `UPDATE tierkv_clock SET highest_version = $1 WHERE highest_version < $1`,
+  highest: `SELECT greatest((SELECT max(version) FROM tierkv_kv), (SELECT highest_version FROM tierkv_clock)) AS v`,
+} as const;
+
+/** Statements are prepared once per connection under their name. */
+function statement(name: keyof typeof SQL, values: readonly unknown[]): pg.QueryConfig {
+  return { name: `tierkv_${name}`, text: SQL[name], values: values as unknown[] };
+}
+
+/** int8 columns arrive as bigint (versions exceed 2^53); everything else as node-postgres parses it. */
+const TYPES = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === pg.types.builtins.INT8 ? (text: string) => BigInt(text) : pg.types.getTypeParser(oid, format ?? "text")) as typeof pg.types.getTypeParser,
+};
+
+type KeyParams = [string, string, string, string];
+
+function keyParams(ref: KeyRef): KeyParams {
+  return [storeIdOf(ref), ref.primaryNamespace, ref.secondaryNamespace, ref.key];
+}
+
+function namespaceParams(ns: NamespaceRef): [string, string, string] {
+  return [storeIdOf(ns), ns.primaryNamespace, ns.secondaryNamespace];
+}
+
+/** A key's identity and position in the global lock order (NUL never appears in a valid name). */
+function keyId(ref: KeyRef): string {
+  return keyParams(ref).join("\0");
+}
+
+function byId<T extends { readonly id: string }>(a: T, b: T): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+interface DbKeyVersion {
+  store_id: string;
+  primary_namespace: string;
+  secondary_namespace: string;
+  key: string;
+  version: bigint;
+  revision: bigint;
+}
+
+function toKeyVersion(row: DbKeyVersion): KeyVersion {
+  return {
+    storeId: row.store_id,
+    primaryNamespace: row.primary_namespace,
+    secondaryNamespace: row.secondary_namespace,
+    key: row.key,
+    version: row.version,
+    revision: row.revision,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Migrations
+
+async function migrate(pool: pg.Pool): Promise<void> {
+  const client = await pool.connect();
+  try {
+    const current = async (): Promise<number> => {
+      const exists = await client.query<{ t: string | null }>(`SELECT to_regclass('tierkv_migrations')::text AS t`);
+      if (exists.rows[0]?.t == null) return 0;
+      const result = await client.query<{ v: number | null }>(`SELECT max(version) AS v FROM tierkv_migrations`);
+      return result.rows[0]?.v ?? 0;
+    };
+    const refuseNewer = (version: number): void => {
+      if (version > MIGRATIONS.length) {
+        throw new StoreError(
+          "failed-precondition",
+          `the database has schema version ${version}, newer than this tierkv understands (${MIGRATIONS.length})`,
+        );
+      }
+    };
+    // The common case, an up-to-date schema, needs neither the lock nor DDL rights.
+    const seen = await current();
+    refuseNewer(seen);
+    if (seen === MIGRATIONS.length) return;
+    await client.query("BEGIN");
+    try {
+      await client.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_ID})`);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS tierkv_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
+      );
+      const locked = await current();
+      refuseNewer(locked);
+      for (let v = locked; v < MIGRATIONS.length; v++) {
+        await client.query(MIGRATIONS[v]!);
+        await client.query(`INSERT INTO tierkv_migrations (version) VALUES ($1)`, [v + 1]);
+      }
+      await client.query("COMMIT");
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw error;
+    }
+  } finally {
+    client.release();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transactions and group commit
+
+/** The work of one transaction besides its `tierkv_kv` statements, done after all of them. */
+class Tx {
+  readonly owed: Array<{ id: string; text: "recordOwed" | "settleOwed"; values: unknown[] }> = [];
+  highest = 0n;
+  rollback = false;
+
+  constructor(readonly client: pg.PoolClient) {}
+
+  async query<R extends pg.QueryResultRow>(name: keyof typeof SQL, values: readonly unknown[]): Promise<pg.QueryResult<R>> {
+    return this.client.query<R>(statement(name, values));
+  }
+
+  owe(ref: KeyRef, version: bigint): void {
+    this.owed.push({ id: keyId(ref), text: "recordOwed", values: [...keyParams(ref), version] });
+  }
+
+  settle(ref: KeyRef, version: bigint): void {
+    this.owed.push({ id: keyId(ref), text: "settleOwed", values: [...keyParams(ref), version] });
+  }
+
+  raise(version: bigint | undefined): void {
+    if (version !== undefined && version > this.highest) this.highest = version;
+  }
+
+  /** The ledger rows in key order, then the clock row: the tail of the global lock order. */
+  async finish(): Promise<void> {
+    for (const op of [...this.owed].sort(byId)) await this.client.query(statement(op.text, op.values));
+    if (this.highest > 0n) await this.client.query(statement("raiseClock", [this.highest]));
+  }
+}
+
+/** A mutation (or Txn) waiting for a transaction. */
+interface Unit {
+  /** Position in the lock order (a Txn, alone in its transaction, locks its keys itself). */
+  readonly id: string;
+  /** Every key it touches: none of them may be in another running transaction. */
+  readonly keys: readonly string[];
+  readonly bytes: number;
+  /** Runs alone in its transaction (a Txn). */
+  readonly alone: boolean;
+  /** Makes exactly one statement: alone in a batch, it needs no BEGIN and COMMIT. */
+  readonly oneStatement: boolean;
+  readonly run: (tx: Tx) => Promise<unknown>;
+  readonly resolve: (result: unknown) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+export class PostgresStore extends VersionedReads implements KVStore, BackupLedger {
+  private pending: Unit[] = [];
+  /** Keys of the mutations in running transactions, with how many of those touch each. */
+  private readonly busy = new Map<string, number>();
+  private running = 0;
+  private scheduled = false;
+  private closed = false;
+  private idle: Array<() => void> = [];
+  private readonly maxRunning: number;
+  private retried = 0;
+  private readonly maxBatch: number;
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    poolMax: number,
+    options: PostgresStoreOptions,
+  ) {
+    super();
+    this.maxRunning = poolMax;
+    this.maxBatch = options.groupCommit === false ? 1 : GROUP_COMMIT_MAX_MUTATIONS;
+  }
+
+  /** Transactions run again after a serialization failure or deadlock (for metrics and tests). */
+  get retriedTransactions(): number {
+    return this.retried;
+  }
+
+  /** Connects, creates or upgrades the schema, and returns the store. */
+  static async open(uri: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
+    const config = parsePostgresUri(uri);
+    const pool = new pg.Pool({ ...config, types: TYPES });
+    // A connection the server drops emits "error": while pooled on the pool, while checked out
+    // on the client (the statement in flight rejects as well). Either way the next query
+    // reconnects; without these listeners the event would crash the process.
+    pool.on("error", () => undefined);
+    pool.on("connect", (client) => client.on("error", () => undefined));
+    try {
+      await migrate(pool);
+    } catch (error) {
+      await pool.end().catch(() => undefined);
+      throw postgresStoreError(error);
+    }
+    return new PostgresStore(pool, config.max ?? DEFAULT_POOL_MAX, options);
+  }
+
+  private async query<R extends pg.QueryResultRow>(name: keyof typeof SQL, values: readonly unknown[]): Promise<R[]> {
+    if (this.closed) throw new StoreError("unavailable", "the store is closed");
+    try {
+      return (await this.pool.query<R>(statement(name, values))).rows;
+    } catch (error) {
+      throw postgresStoreError(error);
+    }
+  }
+
+  async readVersioned(ref: KeyRef): Promise<VersionedValue> {
+    validateKey(ref, "read");
+    const [row] = await this.query<{ value: Buffer; version: bigint; revision: bigint }>("read", keyParams(ref));
+    if (row === undefined) throw notFound("read", formatPath(ref));
+    return row;
+  }
+
+  async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
+    validateKey(ref, "write");
+    // An exact write may lower the stored version: it reads the old one for the clock row first.
+    return this.enqueue(ref, value.byteLength, !options.owedToBackup && !options.exact, async (tx) => {
+      const outcome = await applyWrite(tx, ref, value, options);
+      if (options.owedToBackup) tx.owe(ref, options.version ?? 0n);
+      return outcome;
+    });
+  }
+
+  async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
+    validateKey(ref, "remove");
+    // A lazy remove rides the same group commit: nothing to gain from deferring it further.
+    // A remove raises the clock row to the version it removed.
+    return this.enqueue(ref, 0, false, async (tx) => {
+      const outcome = await applyRemove(tx, ref, options.exact ? undefined : options.version);
+      if (options.owedToBackup) tx.owe(ref, options.version ?? 0n);
+      return outcome;
+    });
+  }
+
+  async txn(request: TxnRequest): Promise<TxnResult> {
+    validateTxn(request);
+    const refs = new Map<string, KeyRef>();
+    for (const ref of [...request.checks, ...request.operations]) refs.set(keyId(ref), ref);
+    const bytes = request.operations.reduce((sum, op) => sum + (op.kind === "write" ? op.value.byteLength : 0), 0);
+    return this.schedule<TxnResult>({ id: "", keys: [...refs.keys()], bytes, alone: true, oneStatement: false }, (tx) => runTxn(tx, request, refs));
+  }
+
+  async settleOwed(ref: KeyRef, version: bigint): Promise<void> {
+    await this.enqueue(ref, 0, true, async (tx) => tx.settle(ref, version));
+  }
+
+  async list(ns: NamespaceRef, options: ListOptions = {}): Promise<string[]> {
+    validateNamespace(ns, "list");
+    const rows = await this.query<{ key: string }>("list", [...namespaceParams(ns), options.limit ?? null]);
+    return rows.map((row) => row.key);
+  }
+
+  async listPage(ns: NamespaceRef, page: PageRequest = {}): Promise<Page> {
+    validateNamespace(ns, "list");
+    const before = page.pageToken ? decodeSequenceToken(ns, page.pageToken) : Number.MAX_SAFE_INTEGER;
+    const size = effectivePageSize(page.pageSize);
+    // One extra row tells whether another page follows, so the last page has an empty token.
+    const rows = await this.query<{ key: string; seq: bigint }>("page", [...namespaceParams(ns), before, size + 1]);
+    const more = rows.length > size;
+    if (more) rows.pop();
+    const last = rows.at(-1);
+    return {
+      keys: rows.map((row) => row.key),
+      nextPageToken: more && last ? encodePageToken(ns, String(last.seq)) : "",
+    };
+  }
+
+  async listAllKeys(request: AllKeysRequest = {}): Promise<AllKeysPage> {
+    if (!request.allStores) validateNamespace({ storeId: storeIdOf(request), primaryNamespace: "", secondaryNamespace: "" }, "list all keys");
+    const limit = effectivePageSize(request.limit);
+    const after = [...keyParams(allKeysStart(request)), limit + 1];
+    const rows = await this.query<DbKeyVersion>(request.allStores ? "allKeysOfAllStores" : "allKeysOfStore", after);
+    return allKeysPage(rows.map(toKeyVersion), limit);
+  }
+
+  async listOwed(limit: number, after?: KeyRef): Promise<KeyVersion[]> {
+    const from = after === undefined ? ["", "", "", ""] : keyParams(after);
+    return (await this.query<DbKeyVersion>("listOwed", [...from, limit])).map(toKeyVersion);
+  }
+
+  async countOwed(): Promise<number> {
+    const [row] = await this.query<{ n: bigint }>("countOwed", []);
+    return Number(row?.n ?? 0n);
+  }
+
+  async highestVersion(): Promise<bigint> {
+    const [row] = await this.query<{ v: bigint | null }>("highest", []);
+    return row?.v ?? 0n;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // Mutations already accepted are committed, not dropped.
+    this.pump();
+    if (this.running > 0 || this.pending.length > 0) await new Promise<void>((resolve) => this.idle.push(resolve));
+    await this.pool.end().catch(() => undefined);
+  }
+
+  // -- group commit ----------------------------------------------------------------------------
+
+  private enqueue<T>(ref: KeyRef, bytes: number, oneStatement: boolean, run: (tx: Tx) => Promise<T>): Promise<T> {
+    const id = keyId(ref);
+    return this.schedule({ id, keys: [id], bytes, alone: false, oneStatement }, run);
+  }
+
+  private schedule<T>(unit: Omit<Unit, "run" | "resolve" | "reject">, run: (tx: Tx) => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreError("unavailable", "the store is closed"));
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ ...unit, run, resolve: resolve as (result: unknown) => void, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        // After the current I/O phase: every request already read from the sockets joins in.
+        setImmediate(() => {
+          this.scheduled = false;
+          this.pump();
+        });
+      }
+    });
+  }
+
+  /** Starts transactions for pending units while connections are free. */
+  private pump(): void {
+    while (this.running < this.maxRunning && this.pending.length > 0) {
+      // Spread the waiting mutations over the free connections: every statement of a batch is a
+      // round trip of its own, so one long batch on one connection would leave the others idle.
+      const share = Math.ceil(this.pending.length / (this.maxRunning - this.running));
+      const batch = this.takeBatch(Math.min(share, this.maxBatch));
+      if (batch.length === 0) break;
+      for (const unit of batch) for (const key of unit.keys) this.busy.set(key, (this.busy.get(key) ?? 0) + 1);
+      this.running++;
+      void this.commit(batch).finally(() => {
+        for (const unit of batch) {
+          for (const key of unit.keys) {
+            const left = this.busy.get(key)! - 1;
+            if (left === 0) this.busy.delete(key);
+            else this.busy.set(key, left);
+          }
+        }
+        this.running--;
+        this.pump();
+        if (this.running === 0 && this.pending.length === 0) for (const resolve of this.idle.splice(0)) resolve();
+      });
+    }
+  }
+
+  /**
+   * The next transaction's units, in arrival order: bounded by count and bytes, none touching a
+   * key of a running transaction or of an earlier unit left waiting (so a key's mutations keep
+   * their order), and a Txn alone.
+   */
+  private takeBatch(size: number): Unit[] {
+    const batch: Unit[] = [];
+    const rest: Unit[] = [];
+    const blocked = new Set<string>();
+    let bytes = 0;
+    for (const unit of this.pending) {
+      const free = unit.keys.every((key) => !this.busy.has(key) && !blocked.has(key));
+      const fits =
+        batch.length < size &&
+        !(batch.length > 0 && (unit.alone || batch[0]!.alone)) &&
+        (batch.length === 0 || bytes + unit.bytes <= GROUP_COMMIT_MAX_BYTES);
+      if (free && fits) {
+        batch.push(unit);
+        bytes += unit.bytes;
+      } else {
+        rest.push(unit);
+        for (const key of unit.keys) blocked.add(key);
+      }
+    }
+    this.pending = rest;
+    return batch;
+  }
+
+  /** Runs `batch` in one transaction; one failing mutation does not fail its neighbours. */
+  private async commit(batch: Unit[]): Promise<void> {
+    let results: unknown[];
+    try {
+      results = await this.transaction(batch);
+    } catch (error) {
+      const failure = postgresStoreError(error);
+      if (batch.length === 1 || failure.code === "unavailable") {
+        for (const unit of batch) unit.reject(failure);
+        return;
+      }
+      // Commit each alone to find the bad one.
+      for (const unit of batch) {
+        try {
+          unit.resolve((await this.transaction([unit]))[0]);
+        } catch (single) {
+          unit.reject(postgresStoreError(single));
+        }
+      }
+      return;
+    }
+    batch.forEach((unit, i) => unit.resolve(results[i]));
+  }
+
+  /**
+   * One transaction over `batch` (sorted by key: the lock order), retried on serialization
+   * failures and deadlocks. Returns the results in the batch's order. A lone mutation of one
+   * statement runs without BEGIN and COMMIT: one round trip instead of three.
+   */
+  private async transaction(batch: readonly Unit[]): Promise<unknown[]> {
+    const order = batch.map((unit, index) => ({ unit, index, id: unit.id })).sort(byId);
+    const autocommit = batch.length === 1 && batch[0]!.oneStatement;
+    for (let attempt = 1; ; attempt++) {
+      const client = await this.pool.connect();
+      let broken = false;
+      try {
+        if (!autocommit) await client.query("BEGIN");
+        const tx = new Tx(client);
+        const results: unknown[] = new Array(batch.length);
+        try {
+          for (const { unit, index } of order) results[index] = await unit.run(tx);
+          await tx.finish();
+          if (!autocommit) await client.query(tx.rollback ? "ROLLBACK" : "COMMIT");
+        } catch (error) {
+          if (!autocommit) await client.query("ROLLBACK").catch(() => {
+            broken = true;
+          });
+          throw error;
+        }
+        return results;
+      } catch (error) {
+        // A connection the server ended may still look usable for a moment: never pool it again.
+        if (!isRetryable(error) && postgresStoreError(error).code === "unavailable") broken = true;
+        if (!isRetryable(error) || attempt >= MAX_ATTEMPTS) throw error;
+        this.retried++;
+        // Randomised, growing back-off, so the transactions that collided do not collide again.
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 2 ** attempt * 2));
+      } finally {
+        client.release(broken);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mutations (run inside a Tx)
+
+async function applyWrite(
+  tx: Tx,
+  ref: KeyRef,
+  value: Uint8Array,
+  options: Pick<MutationOptions, "version" | "revision" | "exact">,
+): Promise<MutationOutcome> {
+  if (options.exact) {
+    // The version it replaces leaves the version index: the clock row keeps it.
+    const [old] = (await tx.query<StoredState>("lock", keyParams(ref))).rows;
+    tx.raise(old?.version);
+    await tx.query("writeExact", [...keyParams(ref), value, options.version ?? 0n, options.revision ?? 0n]);
+    return "applied";
+  }
+  const result = await tx.query("write", [...keyParams(ref), value, options.version ?? null, options.revision ?? null]);
+  return result.rowCount === 0 ? "stale" : "applied";
+}
+
+async function applyRemove(tx: Tx, ref: KeyRef, version: bigint | undefined): Promise<MutationOutcome> {
+  const [removed] = (await tx.query<{ version: bigint }>("remove", [...keyParams(ref), version ?? null])).rows;
+  if (removed !== undefined) {
+    // The removed key takes its version out of the version index: the clock row keeps it.
+    tx.raise(removed.version);
+    tx.raise(version);
+    return "applied";
+  }
+  if (version === undefined) return "applied";
+  // Nothing was removed: the key is absent (applied) or holds this version or a later one
+  // (stale). Either answer is what a remove at this point of the history would have got.
+  const [row] = (await tx.query<{ version: bigint }>("version", keyParams(ref))).rows;
+  return row !== undefined && row.version >= version ? "stale" : "applied";
+}
+
+/**
+ * A Txn alone in its transaction: lock every key in key order (a present key's row FOR UPDATE;
+ * an absent key through a placeholder row, deleted again below), decide on the locked state,
+ * apply. A failed check rolls back, placeholders included.
+ */
+async function runTxn(tx: Tx, request: TxnRequest, refs: ReadonlyMap<string, KeyRef>): Promise<TxnResult> {
+  const states = new Map<string, StoredState | undefined>();
+  const placeholders = new Set<string>();
+  for (const id of [...refs.keys()].sort()) {
+    const params = keyParams(refs.get(id)!);
+    for (let tries = 0; ; tries++) {
+      const [row] = (await tx.query<StoredState>("lock", params)).rows;
+      if (row !== undefined) {
+        states.set(id, { version: row.version, revision: row.revision });
+        break;
+      }
+      if ((await tx.query("placeholder", params)).rowCount !== 0) {
+        states.set(id, undefined);
+        placeholders.add(id);
+        break;
+      }
+      // Created (or re-created) by another transaction in between: lock that row instead.
+      if (tries >= 100) throw new StoreError("unavailable", "the database is busy (a key kept changing); retry");
+    }
+  }
+  const failedCheck = firstFailedCheck(request.checks, (check) => states.get(keyId(check)));
+  if (failedCheck >= 0) {
+    tx.rollback = true;
+    return { succeeded: false, failedCheck };
+  }
+  const outcomes: MutationOutcome[] = [];
+  const revisions: bigint[] = [];
+  for (const operation of request.operations) {
+    const id = keyId(operation);
+    const stored = states.get(id);
+    const params = keyParams(operation);
+    if (operation.kind === "write") {
+      const options = { version: request.version, revision: operation.revision };
+      if (isStale(stored, options)) {
+        outcomes.push("stale");
+        revisions.push(stored!.revision);
+      } else {
+        const next = stateAfterWrite(stored, options);
+        await tx.query("update", [...params, operation.value, next.version, next.revision]);
+        placeholders.delete(id);
+        outcomes.push("applied");
+        revisions.push(next.revision);
+      }
+    } else {
+      if (isStale(stored, { version: request.version })) {
+        outcomes.push("stale");
+      } else {
+        if (stored !== undefined) {
+          await tx.query("delete", params);
+          tx.raise(stored.version);
+          tx.raise(request.version);
+        }
+        outcomes.push("applied");
+      }
+      revisions.push(0n);
+    }
+    if (request.owedToBackup) tx.owe(operation, request.version ?? 0n);
+  }
+  // Keys only checked (or removed while absent) leave no row behind.
+  for (const id of placeholders) await tx.query("delete", keyParams(refs.get(id)!));
+  return { succeeded: true, outcomes, revisions };
+}
+
+/** Opens the store a `postgres://` or `postgresql://` URI names. */
+export function openPostgresStore(uri: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
+  return PostgresStore.open(uri, options);
+}
