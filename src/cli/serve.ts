@@ -5,6 +5,7 @@ import * as grpc from "@grpc/grpc-js";
 import { DEFAULT_LIMITS, type Limits } from "../limits.js";
 import { AUTH_MODES, Authenticator, type AuthMode } from "../auth/authenticator.js";
 import { DEFAULT_MAX_VERSION_SKEW_MS, HybridClock } from "../tier/hybrid-clock.js";
+import { startTracing } from "./tracing.js";
 import { LOG_LEVELS, createLogger, type Logger } from "../log.js";
 import { createMetrics, serveMetrics } from "../server/metrics.js";
 import { startServer } from "../server/server.js";
@@ -365,6 +366,7 @@ export async function serve(settings: ServeSettings): Promise<void> {
     return;
   }
   const logger = createLogger(settings.logLevel);
+  const stopTracing = startTracing(process.env);
   const credentials = serverCredentials(settings);
   const authenticator = await openAuthenticator(settings, logger);
   const store = await openTierStore(settings, logger);
@@ -402,6 +404,7 @@ export async function serve(settings: ServeSettings): Promise<void> {
     await server.shutdown(SHUTDOWN_GRACE_MS);
     await metricsServer?.close();
     await store.close();
+    await stopTracing?.();
     logger.info("stopped");
     process.exit(0);
   };

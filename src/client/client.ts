@@ -5,6 +5,7 @@ import { create, type MessageInitShape, type MessageShape } from "@bufbuild/prot
 import { KVStoreService } from "../../gen/tierkv/v1/kvstore_pb.js";
 import { grpcClientConstructor } from "../rpc/service-definition.js";
 import { fromGrpcError, fromStatus } from "../rpc/status.js";
+import { withTraceContext } from "../rpc/tracing.js";
 import { StoreError } from "../store/errors.js";
 import { effectivePageSize, messageLimitBytes, DEFAULT_LIMITS } from "../limits.js";
 import {
@@ -108,7 +109,7 @@ export class TierkvClient extends VersionedReads implements KVStore {
     const deadline = options.deadline ?? Date.now() + this.timeoutMs;
     const unary = (this.raw as unknown as Record<K, RawUnary>)[method].bind(this.raw);
     return new Promise((resolve, reject) => {
-      const call = unary(request, this.metadata, { deadline }, (error, response) => {
+      const call = unary(request, withTraceContext(this.metadata), { deadline }, (error, response) => {
         options.signal?.removeEventListener("abort", cancel);
         if (error) reject(fromGrpcError(error, this.address));
         else resolve(response as Response<K>);

@@ -15,6 +15,8 @@ import {
 import type { Authenticate, Credentials } from "../auth/authenticator.js";
 import { OPEN_PRINCIPAL, type Principal } from "../auth/principal.js";
 import { StoreError } from "../store/errors.js";
+import { formatPath } from "../store/validate.js";
+import { inServerSpan } from "./tracing.js";
 import { toGrpcStatus } from "./status.js";
 
 function serializer<Desc extends DescMessage>(schema: Desc): (message: MessageShape<Desc>) => Buffer {
@@ -146,7 +148,27 @@ export type CallOutcome = "ok" | "failed" | "cancelled";
  * status; for a cancelled call, why it was cancelled), how long it took and its outcome. For logs
  * and metrics.
  */
-export type CallObserver = (method: string, error: StoreError | undefined, seconds: number, outcome: CallOutcome) => void;
+export type CallObserver = (
+  method: string,
+  error: StoreError | undefined,
+  seconds: number,
+  outcome: CallOutcome,
+  subject?: CallSubject,
+) => void;
+
+/** What a call was about, for debug logs: never values or credentials. */
+export interface CallSubject {
+  readonly store: string;
+  /** `primary/secondary/key` (or the namespace) when the request names one. */
+  readonly path?: string;
+}
+
+/** The path a request names, if it names one (most KVStoreService requests do). */
+function pathOf(request: unknown): string | undefined {
+  const fields = request as { primaryNamespace?: unknown; secondaryNamespace?: unknown; key?: unknown };
+  if (typeof fields.primaryNamespace !== "string" || typeof fields.secondaryNamespace !== "string") return undefined;
+  return formatPath({ primaryNamespace: fields.primaryNamespace, secondaryNamespace: fields.secondaryNamespace, ...(typeof fields.key === "string" && { key: fields.key }) });
+}
 
 /**
  * grpc-js's deadline timer and `Date.now()` run on different clocks, so the timer can fire a
@@ -181,6 +203,14 @@ class CallScope {
     const deadline = deadlineOf(call);
     this.context = { metadata: call.metadata, signal: this.controller.signal, ...(deadline !== undefined && { deadline }) };
     call.once("cancelled", this.onCancelled);
+  }
+
+  /** Set once the caller is known: what the call is about, for the observer. */
+  subject: CallSubject | undefined;
+
+  identified(principal: Principal, request: unknown): void {
+    const path = pathOf(request);
+    this.subject = { store: principal.storeId, ...(path !== undefined && { path }) };
   }
 
   get cancelled(): boolean {
@@ -221,9 +251,9 @@ class CallScope {
       // The signal's reason, with what the handler did after it (often: failed because of it).
       const reason = StoreError.from(this.controller.signal.reason);
       const outcome = reason.code === "deadline-exceeded" ? "failed" : "cancelled";
-      this.observe(this.method, new StoreError(reason.code, reason.message, { cause: error }), seconds, outcome);
+      this.observe(this.method, new StoreError(reason.code, reason.message, { cause: error }), seconds, outcome, this.subject);
     } else {
-      this.observe(this.method, error, seconds, error === undefined ? "ok" : "failed");
+      this.observe(this.method, error, seconds, error === undefined ? "ok" : "failed", this.subject);
     }
   }
 }
@@ -243,6 +273,7 @@ export function grpcHandlers<S extends DescService>(
   const handlers: grpc.UntypedServiceImplementation = {};
   for (const method of supportedMethods(service)) {
     const handler = (impl as unknown as Record<string, AnyHandler>)[method.localName]!;
+    const spanName = `${service.typeName}/${method.name}`;
     const respond = (response: unknown): MessageShape<DescMessage> =>
       create(method.output, response as MessageInitShape<DescMessage>);
 
@@ -251,15 +282,19 @@ export function grpcHandlers<S extends DescService>(
         const scope = new CallScope(call, method.name, observe);
         void (async () => {
           try {
-            // Who calls is settled before the body is looked at (VSS's Authorizer does the same).
-            const principal = await authenticate(credentialsOf(call));
-            if (call.request instanceof UndecodableRequest) throw call.request.error;
-            // Leaving this loop early calls the generator's return(), so its finally blocks run.
-            for await (const response of handler(call.request, { ...scope.context, principal }) as AsyncIterable<unknown>) {
-              if (scope.cancelled) break;
-              if (!call.write(respond(response))) await scope.drained();
-              if (scope.cancelled) break;
-            }
+            await inServerSpan(spanName, call.metadata, async (span) => {
+              // Who calls is settled before the body is looked at (VSS's Authorizer does the same).
+              const principal = await authenticate(credentialsOf(call));
+              span.setAttribute("tierkv.store", principal.storeId);
+              scope.identified(principal, call.request);
+              if (call.request instanceof UndecodableRequest) throw call.request.error;
+              // Leaving this loop early calls the generator's return(), so its finally blocks run.
+              for await (const response of handler(call.request, { ...scope.context, principal }) as AsyncIterable<unknown>) {
+                if (scope.cancelled) break;
+                if (!call.write(respond(response))) await scope.drained();
+                if (scope.cancelled) break;
+              }
+            });
           } catch (error) {
             const status = scope.failed(error);
             if (!scope.cancelled) call.emit("error", status);
@@ -278,9 +313,13 @@ export function grpcHandlers<S extends DescService>(
         void (async () => {
           let response: MessageShape<DescMessage>;
           try {
-            const principal = await authenticate(credentialsOf(call));
-            if (call.request instanceof UndecodableRequest) throw call.request.error;
-            response = respond(await handler(call.request, { ...scope.context, principal }));
+            response = await inServerSpan(spanName, call.metadata, async (span) => {
+              const principal = await authenticate(credentialsOf(call));
+              span.setAttribute("tierkv.store", principal.storeId);
+              scope.identified(principal, call.request);
+              if (call.request instanceof UndecodableRequest) throw call.request.error;
+              return respond(await handler(call.request, { ...scope.context, principal }));
+            });
           } catch (error) {
             callback(scope.failed(error));
             return;

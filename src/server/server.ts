@@ -90,11 +90,14 @@ function channelOptions(options: ServerOptions): grpc.ChannelOptions {
  * cause; the caller's at debug), then tells `observeCall`.
  */
 export function callObserver(logger: Logger, observeCall?: CallObserver): CallObserver {
-  return (method, error, seconds, outcome) => {
-    if (outcome === "cancelled") logger.debug({ method, err: error?.cause }, "request cancelled before its answer");
-    else if (error?.code === "internal") logger.error({ err: error.cause ?? error, method }, "request failed");
-    else if (error !== undefined) logger.debug({ method, code: error.code, msg: error.message }, "request rejected");
-    observeCall?.(method, error, seconds, outcome);
+  return (method, error, seconds, outcome, subject) => {
+    if (error?.code === "internal" && outcome !== "cancelled") logger.error({ err: error.cause ?? error, method, ...subject }, "request failed");
+    // One debug line per call: store, method, key path and outcome; never values or tokens.
+    else if (logger.isLevelEnabled("debug")) {
+      const ms = Math.round(seconds * 1e4) / 10;
+      logger.debug({ method, ...subject, outcome, ...(error !== undefined && { code: error.code, msg: error.message }), ms }, "request");
+    }
+    observeCall?.(method, error, seconds, outcome, subject);
   };
 }
 

@@ -3,6 +3,7 @@
 
 import { StoreError } from "../store/errors.js";
 import type { KVStore } from "../store/types.js";
+import { inTierSpan } from "../rpc/tracing.js";
 import { withRetry, type RetryObserver, type RetryPolicy } from "./retry.js";
 
 export type TierName = "primary" | "backup" | "ephemeral";
@@ -17,7 +18,9 @@ export class Tier {
 
   /** Runs `operation` on this tier's store with its retry policy, never past `deadline`. */
   call<T>(operation: (store: KVStore) => Promise<T>, deadline: number | undefined): Promise<T> {
-    return withRetry(() => operation(this.store), this.retry, deadline, (...args) => this.onRetry(this.name, ...args));
+    return inTierSpan(this.name, () =>
+      withRetry(() => operation(this.store), this.retry, deadline, (...args) => this.onRetry(this.name, ...args)),
+    );
   }
 }
 

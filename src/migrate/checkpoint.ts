@@ -1,0 +1,132 @@
+//! The checkpoint of a migration: which source and target it joins, and the position in the
+//! source's `listAllKeys` order up to which every key is copied, so a rerun resumes there.
+
+import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import type { KeyRef } from "../store/types.js";
+
+const FORMAT = 1;
+
+/** The phases of a migration, in order; a checkpoint records the one to resume in. */
+export type MigratePhase = "copy" | "prune" | "verify";
+
+export interface Checkpoint {
+  readonly format: number;
+  /** Normalized store URIs (see `normalizeStoreUri`). */
+  readonly from: string;
+  readonly to: string;
+  /** The first run had `--overwrite`: keys the source lacks are removed from the target. */
+  readonly overwrite: boolean;
+  readonly phase: MigratePhase;
+  /**
+   * The source `listAllKeys` token of the page holding `lastKey` ("" for the first page); every
+   * key up to and including `lastKey` is on the target.
+   */
+  readonly pageToken: string;
+  readonly lastKey: (KeyRef & { readonly storeId: string }) | null;
+  /** Keys copied so far, over every run. */
+  readonly copied: number;
+  readonly startedAt: string;
+}
+
+/**
+ * A store URI reduced to what names the data: local paths made absolute, and the query of a
+ * `grpc(s)://` URI (token file, TLS files, timeouts) left out, so a rerun from another directory
+ * or with a renewed token still matches its checkpoint.
+ */
+export function normalizeStoreUri(uri: string): string {
+  const colon = uri.indexOf(":");
+  const scheme = colon < 0 ? "" : uri.slice(0, colon);
+  const rest = uri.slice(colon + 1);
+  if ((scheme === "sqlite" || scheme === "fs") && rest !== "") return `${scheme}:${resolve(rest)}`;
+  if (scheme === "grpc" || scheme === "grpcs") {
+    try {
+      const url = new URL(uri);
+      return `${scheme}://${url.host}`;
+    } catch {
+      return uri;
+    }
+  }
+  return uri;
+}
+
+/** `<target-description>.migrate-checkpoint`, the description being the normalized target URI made a file name. */
+export function defaultCheckpointName(to: string): string {
+  const description = normalizeStoreUri(to)
+    .replace(/[^A-Za-z0-9._-]+/g, "_")
+    .replace(/^[_.]+|_+$/g, "")
+    .slice(0, 150);
+  return `${description === "" ? "target" : description}.migrate-checkpoint`;
+}
+
+export class CheckpointError extends Error {
+  override readonly name = "CheckpointError";
+}
+
+/** The checkpoint at `path`, or undefined when there is none; throws CheckpointError when unreadable. */
+export function readCheckpoint(path: string): Checkpoint | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    if ((error as { code?: unknown }).code === "ENOENT") return undefined;
+    throw new CheckpointError(`checkpoint ${path} cannot be read: ${(error as Error).message}`);
+  }
+  let parsed: Partial<Checkpoint> | undefined;
+  try {
+    parsed = JSON.parse(text) as Partial<Checkpoint>;
+  } catch {
+    parsed = undefined;
+  }
+  if (
+    parsed?.format !== FORMAT ||
+    typeof parsed.from !== "string" ||
+    typeof parsed.to !== "string" ||
+    typeof parsed.pageToken !== "string" ||
+    typeof parsed.copied !== "number" ||
+    !["copy", "prune", "verify"].includes(parsed.phase as string)
+  ) {
+    throw new CheckpointError(`checkpoint ${path} is not a tierkv migrate checkpoint; remove it (and rerun with --overwrite)`);
+  }
+  return {
+    format: FORMAT,
+    from: parsed.from,
+    to: parsed.to,
+    overwrite: parsed.overwrite === true,
+    phase: parsed.phase!,
+    pageToken: parsed.pageToken,
+    lastKey: parsed.lastKey ?? null,
+    copied: parsed.copied,
+    startedAt: typeof parsed.startedAt === "string" ? parsed.startedAt : new Date().toISOString(),
+  };
+}
+
+export function newCheckpoint(from: string, to: string, overwrite: boolean): Checkpoint {
+  return {
+    format: FORMAT,
+    from: normalizeStoreUri(from),
+    to: normalizeStoreUri(to),
+    overwrite,
+    phase: "copy",
+    pageToken: "",
+    lastKey: null,
+    copied: 0,
+    startedAt: new Date().toISOString(),
+  };
+}
+
+/** Whether `checkpoint` belongs to a migration from `from` to `to`. */
+export function checkpointMatches(checkpoint: Checkpoint, from: string, to: string): boolean {
+  return checkpoint.from === normalizeStoreUri(from) && checkpoint.to === normalizeStoreUri(to);
+}
+
+/** Replaces the file atomically (write aside, rename over), so a kill never leaves half a checkpoint. */
+export function writeCheckpoint(path: string, checkpoint: Checkpoint): void {
+  const aside = `${path}.${process.pid}.tmp`;
+  writeFileSync(aside, `${JSON.stringify(checkpoint)}\n`);
+  renameSync(aside, path);
+}
+
+export function removeCheckpoint(path: string): void {
+  rmSync(path, { force: true });
+}
