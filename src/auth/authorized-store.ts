@@ -26,6 +26,10 @@ function denied(principal: Principal, what: string): StoreError {
   return new StoreError("permission-denied", `${principal.name} may not ${what}`);
 }
 
+/**
+ * Every method is async, so a refusal is a rejected promise like any store failure, never a
+ * synchronous throw (callers such as `Promise.allSettled(refs.map(...))` rely on that).
+ */
 export class AuthorizedStore implements KVStore {
   constructor(
     private readonly inner: KVStore,
@@ -59,29 +63,29 @@ export class AuthorizedStore implements KVStore {
     return this.principal.quota === undefined ? options : { ...options, quota: this.principal.quota };
   }
 
-  read(ref: KeyRef, options?: CallOptions): Promise<Uint8Array> {
+  async read(ref: KeyRef, options?: CallOptions): Promise<Uint8Array> {
     this.require("read", "read");
     return this.inner.read(this.scope(ref, "read"), options);
   }
 
-  readVersioned(ref: KeyRef, options?: CallOptions): Promise<VersionedValue> {
+  async readVersioned(ref: KeyRef, options?: CallOptions): Promise<VersionedValue> {
     this.require("read", "read");
     return this.inner.readVersioned(this.scope(ref, "read"), options);
   }
 
-  write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
+  async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     this.require("write", "write");
     this.checkMirroring(options);
     return this.inner.write(this.scope(ref, "write"), value, this.withQuota(options));
   }
 
-  remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
+  async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
     this.require("write", "remove");
     this.checkMirroring(options);
     return this.inner.remove(this.scope(ref, "write"), this.withQuota(options));
   }
 
-  txn(request: TxnRequest): Promise<TxnResult> {
+  async txn(request: TxnRequest): Promise<TxnResult> {
     this.require("write", "apply transactions");
     if (request.owedToBackup || request.operations.some((op) => op.kind === "write" && op.revision !== undefined)) {
       this.require("replicate", "mirror revisions");
@@ -93,17 +97,17 @@ export class AuthorizedStore implements KVStore {
     });
   }
 
-  list(ns: NamespaceRef, options?: ListOptions): Promise<string[]> {
+  async list(ns: NamespaceRef, options?: ListOptions): Promise<string[]> {
     this.require("read", "list");
     return this.inner.list(this.scope(ns, "read"), options);
   }
 
-  listPage(ns: NamespaceRef, page?: PageRequest): Promise<Page> {
+  async listPage(ns: NamespaceRef, page?: PageRequest): Promise<Page> {
     this.require("read", "list");
     return this.inner.listPage(this.scope(ns, "read"), page);
   }
 
-  listAllKeys(request: AllKeysRequest = {}): Promise<AllKeysPage> {
+  async listAllKeys(request: AllKeysRequest = {}): Promise<AllKeysPage> {
     this.require("read", "list");
     if (request.allStores && !(allows(this.principal, "replicate") || allows(this.principal, "admin"))) {
       throw denied(this.principal, "list every store");
@@ -111,7 +115,7 @@ export class AuthorizedStore implements KVStore {
     return this.inner.listAllKeys(request.allStores ? request : this.scope(request, "read"));
   }
 
-  highestVersion(): Promise<bigint> {
+  async highestVersion(): Promise<bigint> {
     return this.inner.highestVersion();
   }
 
