@@ -13,6 +13,7 @@ import { StoreError } from "../store/errors.js";
 import { openStore } from "../tier/open-store.js";
 import type { KVStore } from "../store/types.js";
 import { parseKeyPath } from "../store/validate.js";
+import { startVssServer, type VssTlsOptions } from "../vss/http-server.js";
 import { DEFAULT_EPHEMERAL_KEYS } from "../tier/ephemeral-keys.js";
 import { NO_RETRY, type RetryPolicy } from "../tier/retry.js";
 import { TierStore, type BackupPolicy, type TierName } from "../tier/tier-store.js";
@@ -152,7 +153,7 @@ export const SERVE_SETTINGS = {
   } satisfies Setting<string | undefined>,
   auth: {
     flag: "--auth <mode...>",
-    description: "how callers are identified: none (loopback only), tokens, jwt, mtls; several may be given (tokens,jwt)",
+    description: "how callers are identified: none (loopback only), tokens, jwt, mtls, sigs (LDK Node's VSS signature header); several may be given (tokens,jwt)",
     defaultValue: ["none"] as AuthMode[],
     parse: commaListOf(AUTH_MODES),
   } satisfies Setting<AuthMode[]>,
@@ -222,6 +223,12 @@ export const SERVE_SETTINGS = {
     defaultValue: false,
     parse: parseBoolean,
   } satisfies Setting<boolean>,
+  vssListen: {
+    flag: "--vss-listen <host:port>",
+    description: "serve the VSS protocol (LDK Node's VssStore) over HTTP at http://host:port/vss (HTTPS with --tls-cert; off by default)",
+    defaultValue: undefined,
+    parse: parseOptionalString,
+  } satisfies Setting<string | undefined>,
   metricsListen: {
     flag: "--metrics-listen <host:port>",
     description: "serve Prometheus metrics at http://host:port/metrics (off by default)",
@@ -312,15 +319,17 @@ const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 
 /** The authenticator the settings ask for; refuses open mode off loopback unless told it is wanted. */
 export async function openAuthenticator(settings: ServeSettings, logger: Logger): Promise<Authenticator> {
-  const host = settings.listen.slice(0, settings.listen.lastIndexOf(":"));
-  if (settings.auth.includes("none") && !LOOPBACK_HOSTS.has(host)) {
+  const listens = [settings.listen, ...(settings.vssListen === undefined ? [] : [settings.vssListen])];
+  for (const listen of listens) {
+    const host = listen.slice(0, listen.lastIndexOf(":"));
+    if (!settings.auth.includes("none") || LOOPBACK_HOSTS.has(host)) continue;
     if (!settings.insecureNoAuth) {
       throw new SettingsError(
-        `--auth none on ${settings.listen} would let anyone who reaches the port read and change every key; ` +
-          "listen on 127.0.0.1, choose --auth tokens|jwt|mtls, or pass --insecure-no-auth",
+        `--auth none on ${listen} would let anyone who reaches the port read and change every key; ` +
+          "listen on 127.0.0.1, choose --auth tokens|jwt|mtls|sigs, or pass --insecure-no-auth",
       );
     }
-    logger.warn({ listen: settings.listen }, "serving without authentication on a non-loopback address (--insecure-no-auth)");
+    logger.warn({ listen }, "serving without authentication on a non-loopback address (--insecure-no-auth)");
   }
   if (settings.auth.includes("mtls") && settings.tlsClientCa === undefined) throw new SettingsError("--auth mtls needs --tls-client-ca");
   try {
@@ -349,9 +358,27 @@ export async function openAuthenticator(settings: ServeSettings, logger: Logger)
   }
 }
 
+/** The VSS listener serves HTTPS with the gRPC server's certificate (and client CA) when TLS is on. */
+function vssTls(settings: ServeSettings): VssTlsOptions | undefined {
+  const { tlsCert, tlsKey, tlsClientCa } = settings;
+  if (tlsCert === undefined || tlsKey === undefined) return undefined;
+  const read = (flag: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw new SettingsError(`${flag} ${path}: ${(error as Error).message}`);
+    }
+  };
+  return {
+    cert: read("--tls-cert", tlsCert),
+    key: read("--tls-key", tlsKey),
+    ...(tlsClientCa !== undefined && { ca: read("--tls-client-ca", tlsClientCa) }),
+  };
+}
+
 /** Store URIs may carry a password (postgres://user:pass@…): shown as ***. */
 function redactUri(uri: string | undefined): string | undefined {
-  return uri?.replace(/^([a-z]+:\/\/[^:@/]*:)[^@/]*@/i, "$1***@");
+  return uri?.replace(/^([a-z]+:\/\/[^:@/]*:)[^@/]*@/i, "$1***@").replace(/([?&]password=)[^&]*/gi, "$1***");
 }
 
 /** The effective configuration, as `--print-config` shows it. */
@@ -373,7 +400,8 @@ export async function serve(settings: ServeSettings): Promise<void> {
   const metrics = createMetrics(store);
   // Every failed start path closes what was opened before it.
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
-  let server: Awaited<ReturnType<typeof startServer>>;
+  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  let vssServer: Awaited<ReturnType<typeof startVssServer>> | undefined;
   try {
     if (settings.metricsListen !== undefined) metricsServer = await serveMetrics(metrics, settings.metricsListen);
     server = await startServer({
@@ -387,7 +415,18 @@ export async function serve(settings: ServeSettings): Promise<void> {
       maxConnectionAgeMs: settings.maxConnectionAgeMs,
       observeCall: metrics.observeCall,
     });
+    if (settings.vssListen !== undefined) {
+      vssServer = await startVssServer({
+        listen: settings.vssListen,
+        store,
+        limits: limitsOf(settings),
+        logger,
+        authenticate: authenticator.authenticate,
+        tls: vssTls(settings),
+      });
+    }
   } catch (error) {
+    await server?.shutdown(0);
     await metricsServer?.close();
     await store.close();
     throw error;
@@ -401,7 +440,7 @@ export async function serve(settings: ServeSettings): Promise<void> {
     }
     stopping = true;
     logger.info({ signal }, "shutting down: finishing in-flight calls");
-    await server.shutdown(SHUTDOWN_GRACE_MS);
+    await Promise.all([server.shutdown(SHUTDOWN_GRACE_MS), vssServer?.close(SHUTDOWN_GRACE_MS)]);
     await metricsServer?.close();
     await store.close();
     await stopTracing?.();
@@ -418,6 +457,7 @@ export async function serve(settings: ServeSettings): Promise<void> {
       address: server.address,
       tls: settings.tlsCert !== undefined,
       metrics: metricsServer?.address,
+      vss: vssServer?.address,
       primary: redactUri(settings.primary),
       backup: redactUri(settings.backup),
       backupPolicy: settings.backupPolicy,
