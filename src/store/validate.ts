@@ -1,4 +1,4 @@
-//! Validation of names and versions (SPEC §1), shared by the server, the client and every backend.
+//! Validation of names and versions (contract §1), shared by the server, the client and every backend.
 
 import { invalidArgument } from "./errors.js";
 import { storeIdOf, type KeyRef, type NamespaceRef, type TxnRequest } from "./types.js";
@@ -70,13 +70,33 @@ export function validateNamespace(ns: NamespaceRef, operation: string): void {
   }
 }
 
+/**
+ * Store ids with this prefix hold VSS stores (src/vss/, contract "VSS"): their keys follow VSS's
+ * rules instead of LDK's, so they never share a store with LDK-named keys.
+ */
+export const VSS_STORE_PREFIX = "vss:";
+
+/** VSS's limit on key length, in characters. */
+export const MAX_VSS_KEY_LENGTH = 600;
+
+/** VSS's key rules: 1 to 600 characters of any text without control characters. */
+function vssKeyProblem(key: string): string | undefined {
+  if (typeof key !== "string") return "key must be a string";
+  if (key === "") return "key may not be empty";
+  const length = key.length > MAX_VSS_KEY_LENGTH ? [...key].length : key.length;
+  if (length > MAX_VSS_KEY_LENGTH) return `key is ${length} characters long; the limit is ${MAX_VSS_KEY_LENGTH}`;
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(key)) return "key contains a control character";
+  return undefined;
+}
+
+function keyProblem(ref: KeyRef): string | undefined {
+  if (storeIdOf(ref).startsWith(VSS_STORE_PREFIX)) return vssKeyProblem(ref.key);
+  return checkName("key", ref.key) ?? (ref.key === "" ? "key may not be empty" : undefined);
+}
+
 /** Throws `invalid-argument` unless the namespace pair and key are valid. */
 export function validateKey(ref: KeyRef, operation: string): void {
-  const problem =
-    storeIdProblem(ref) ??
-    namespaceProblem(ref) ??
-    checkName("key", ref.key) ??
-    (ref.key === "" ? "key may not be empty" : undefined);
+  const problem = storeIdProblem(ref) ?? namespaceProblem(ref) ?? keyProblem(ref);
   if (problem !== undefined) {
     throw invalidArgument(`Failed to ${operation} ${displayPath(ref)}: ${problem}`);
   }

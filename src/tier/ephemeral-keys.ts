@@ -1,4 +1,4 @@
-//! Which keys belong to the ephemeral tier (SPEC §4).
+//! Which keys belong to the ephemeral tier (contract §4).
 
 import type { KeyRef, NamespaceRef } from "../store/types.js";
 import { formatPath, parseKeyPath } from "../store/validate.js";
