@@ -44,7 +44,7 @@ export const SERVE_SETTINGS = {
   } satisfies Setting<string>,
   primary: {
     flag: "--primary <uri>",
-    description: "primary store URI: sqlite:PATH or memory:",
+    description: "primary store URI: sqlite:PATH, postgres://…, fs:DIR (an LDK data directory), grpc(s)://host:port or memory:",
     defaultValue: "sqlite:./data/tierkv.db",
     parse: parseString,
   } satisfies Setting<string>,

@@ -60,6 +60,8 @@ import {
   type AllKeysRequest,
   type BackupLedger,
   type KVStore,
+  type StoreUsage,
+  type StoreUsageReader,
   type KeyRef,
   type KeyVersion,
   type ListOptions,
@@ -330,6 +332,7 @@ const SQL = {
              WHERE (store_id, primary_namespace, secondary_namespace, key) > ($1, $2, $3, $4)
              ORDER BY store_id, primary_namespace, secondary_namespace, key LIMIT $5`,
   countOwed: `SELECT count(*) AS n FROM tierkv_owed`,
+  usage: `SELECT count(*) AS keys, coalesce(sum(octet_length(value)), 0) AS bytes FROM tierkv_kv WHERE store_id = $1`,
   raiseClock: `UPDATE tierkv_clock SET highest_version = $1 WHERE highest_version < $1`,
   highest: `SELECT greatest((SELECT max(version) FROM tierkv_kv), (SELECT highest_version FROM tierkv_clock)) AS v`,
 } as const;
@@ -480,7 +483,7 @@ interface Unit {
   readonly reject: (error: unknown) => void;
 }
 
-export class PostgresStore extends VersionedReads implements KVStore, BackupLedger {
+export class PostgresStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader {
   private pending: Unit[] = [];
   /** Keys of the mutations in running transactions, with how many of those touch each. */
   private readonly busy = new Map<string, number>();
@@ -611,6 +614,11 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
   async countOwed(): Promise<number> {
     const [row] = await this.query<{ n: bigint }>("countOwed", []);
     return Number(row?.n ?? 0n);
+  }
+
+  async storeUsage(storeId: string): Promise<StoreUsage> {
+    const [row] = await this.query<{ keys: bigint | string; bytes: bigint | string }>("usage", [storeId]);
+    return { keys: Number(row?.keys ?? 0), bytes: Number(row?.bytes ?? 0) };
   }
 
   async highestVersion(): Promise<bigint> {

@@ -142,7 +142,7 @@ export class TierStore extends VersionedReads implements KVStore {
     this.policy = backupPolicy(options.backupPolicy ?? "required");
     this.ledger = this.backup !== undefined && isBackupLedger(options.primary) ? options.primary : undefined;
     if (this.policy.name === "degraded" && this.ledger === undefined) {
-      throw invalidArgument("the degraded backup policy needs a backup tier and a primary that records owed keys (sqlite: or memory:)");
+      throw invalidArgument("the degraded backup policy needs a backup tier and a primary that records owed keys (sqlite:, postgres: or memory:)");
     }
     this.ready = this.primary.store.highestVersion().then((version) => this.clock.observe(version));
     // A failed seed fails every mutation (below), never silently issues low versions.
