@@ -5,6 +5,7 @@ import { Command, Option } from "commander";
 import { readFileSync } from "node:fs";
 import { addToken } from "../auth/identities-file.js";
 import { ROLES, type Role } from "../auth/principal.js";
+import { addMigrateCommand } from "../migrate/command.js";
 import { StoreError } from "../store/errors.js";
 import { backupStatus, resync, storeUsage } from "./admin-commands.js";
 import { get, ls, put, rm, type ClientSettings } from "./client-commands.js";
@@ -100,6 +101,8 @@ program
   .description("print the keys and value bytes a store (tenant) holds, as JSON (admin role)")
   .argument("<store>", "the store id")
   .action((store: string) => storeUsage(clientSettings(), store));
+
+addMigrateCommand(program);
 
 const token = program.command("token").description("manage the bearer tokens of an identities file (--tokens-file)");
 token

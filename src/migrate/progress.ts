@@ -5,6 +5,8 @@
 export const LOG_INTERVAL_MS = 2_000;
 /** Milliseconds between redraws of the bar on a terminal. */
 const REDRAW_INTERVAL_MS = 100;
+/** Erases the rest of the line after a redraw, in case the bar got shorter. */
+const CLEAR_TO_END = "\x1b[K";
 export const BAR_WIDTH = 30;
 
 /** `[#######.......]  45% 2250/5000 keys · detail`, as `tierkv resync` draws it. */
@@ -70,7 +72,7 @@ export class Progress {
   private draw(): void {
     this.options.onTick?.();
     const { label, unit } = this.options;
-    if (this.terminal) this.stream.write(`\r${progressBar(this.done, this.total, unit, this.detail)}`);
+    if (this.terminal) this.stream.write(`\r${progressBar(this.done, this.total, unit, this.detail)}${CLEAR_TO_END}`);
     else this.stream.write(`${progressLine(label, this.done, this.total, unit, this.detail)}\n`);
   }
 
@@ -79,6 +81,6 @@ export class Progress {
     if (this.finished) return;
     this.finished = true;
     clearInterval(this.timer);
-    if (this.terminal) this.stream.write(`\r${progressBar(this.done, this.total, this.options.unit, this.detail)}\n`);
+    if (this.terminal) this.stream.write(`\r${progressBar(this.done, this.total, this.options.unit, this.detail)}${CLEAR_TO_END}\n`);
   }
 }

@@ -28,8 +28,8 @@ export interface StoreDigest {
   readonly namespaces: Map<string, NamespaceDigest>;
   readonly keys: number;
   readonly bytes: number;
-  /** Whether any key reported a version other than 0 (unknown). */
-  readonly reportsVersions: boolean;
+  /** Keys that reported a version other than 0 (unknown). */
+  readonly versionedKeys: number;
 }
 
 /** A key of the namespace map: store id, primary and secondary namespace. */
@@ -105,7 +105,7 @@ export async function digestStore(store: KVStore, options: DigestOptions): Promi
   let current: Accumulator | undefined;
   let keys = 0;
   let bytes = 0;
-  let reportsVersions = false;
+  let versionedKeys = 0;
 
   const settle = (acc: Accumulator): void => {
     if (!acc.listed || acc.pending > 0) return;
@@ -146,7 +146,7 @@ export async function digestStore(store: KVStore, options: DigestOptions): Promi
         acc.bytes += stored.value.byteLength;
         keys++;
         bytes += stored.value.byteLength;
-        if (stored.version !== 0n) reportsVersions = true;
+        if (stored.version !== 0n) versionedKeys++;
       } catch (error) {
         if (!(error instanceof StoreError && error.code === "not-found")) throw error;
       } finally {
@@ -157,7 +157,7 @@ export async function digestStore(store: KVStore, options: DigestOptions): Promi
     },
     options.signal,
   );
-  return { namespaces, keys, bytes, reportsVersions };
+  return { namespaces, keys, bytes, versionedKeys };
 }
 
 export interface Mismatch {
