@@ -1,0 +1,59 @@
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class BackupStatusRequest(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
+class BackupStatusResponse(_message.Message):
+    __slots__ = ["configured", "divergences", "owed_keys", "policy"]
+    CONFIGURED_FIELD_NUMBER: _ClassVar[int]
+    DIVERGENCES_FIELD_NUMBER: _ClassVar[int]
+    OWED_KEYS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    configured: bool
+    divergences: int
+    owed_keys: int
+    policy: str
+    def __init__(self, configured: bool = ..., policy: _Optional[str] = ..., owed_keys: _Optional[int] = ..., divergences: _Optional[int] = ...) -> None: ...
+
+class ResyncRequest(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
+class ResyncResponse(_message.Message):
+    __slots__ = ["copied", "done", "primary_keys", "primary_scanned", "removed", "scanned", "unchanged"]
+    COPIED_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_KEYS_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_SCANNED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    SCANNED_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    copied: int
+    done: bool
+    primary_keys: int
+    primary_scanned: int
+    removed: int
+    scanned: int
+    unchanged: int
+    def __init__(self, scanned: _Optional[int] = ..., copied: _Optional[int] = ..., removed: _Optional[int] = ..., unchanged: _Optional[int] = ..., done: bool = ..., primary_keys: _Optional[int] = ..., primary_scanned: _Optional[int] = ...) -> None: ...
+
+class StoreUsageRequest(_message.Message):
+    __slots__ = ["store_id"]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    store_id: str
+    def __init__(self, store_id: _Optional[str] = ...) -> None: ...
+
+class StoreUsageResponse(_message.Message):
+    __slots__ = ["bytes", "keys", "store_id"]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    bytes: int
+    keys: int
+    store_id: str
+    def __init__(self, store_id: _Optional[str] = ..., keys: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
