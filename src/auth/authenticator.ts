@@ -1,15 +1,18 @@
 //! `authenticate(call) → Principal`: the one place every surface (gRPC, VSS, Connect) learns who
-//! is calling, from a bearer token, a JWT, a client certificate, or nobody (open mode).
+//! is calling, from a bearer token, a JWT, a client certificate, LDK Node's VSS signature header,
+//! or nobody (open mode).
 
 import type { PeerCertificate } from "node:tls";
 import type { Logger } from "../log.js";
 import { StoreError } from "../store/errors.js";
+import { VSS_STORE_PREFIX } from "../store/validate.js";
+import { isSignatureHeader, verifySignatureHeader } from "../vss/signature-auth.js";
 import { Identities } from "./identities-file.js";
 import { JwtVerifier, type JwtSettings } from "./jwt.js";
 import { OPEN_PRINCIPAL, type Principal, type Quota } from "./principal.js";
 
-export type AuthMode = "none" | "tokens" | "jwt" | "mtls";
-export const AUTH_MODES: readonly AuthMode[] = ["none", "tokens", "jwt", "mtls"];
+export type AuthMode = "none" | "tokens" | "jwt" | "mtls" | "sigs";
+export const AUTH_MODES: readonly AuthMode[] = ["none", "tokens", "jwt", "mtls", "sigs"];
 
 export interface AuthSettings {
   readonly modes: readonly AuthMode[];
@@ -75,6 +78,10 @@ export class Authenticator {
 
   readonly authenticate: Authenticate = async (credentials) => {
     const principal = await this.identify(credentials);
+    // VSS stores live under store ids of their own: no identity may own one directly.
+    if (principal.storeId.startsWith(VSS_STORE_PREFIX)) {
+      throw unauthenticated(`invalid credentials: store ids starting with "${VSS_STORE_PREFIX}" are reserved for VSS stores`);
+    }
     const quota = this.settings.defaultQuota;
     return principal.quota !== undefined || quota === undefined || principal === OPEN_PRINCIPAL ? principal : { ...principal, quota };
   };
@@ -82,6 +89,7 @@ export class Authenticator {
   private async identify({ authorization, peerCertificate }: Credentials): Promise<Principal> {
     const { modes } = this.settings;
     if (authorization !== undefined && authorization !== "") {
+      if (modes.includes("sigs") && isSignatureHeader(authorization)) return fromSignature(authorization);
       const match = /^Bearer\s+(\S+)$/i.exec(authorization);
       if (match === null) throw unauthenticated("invalid credentials: the authorization header is not \"Bearer <token>\"");
       const token = match[1]!;
@@ -95,7 +103,8 @@ export class Authenticator {
       return this.fromCertificate(peerCertificate);
     }
     if (modes.includes("none")) return OPEN_PRINCIPAL;
-    throw unauthenticated("missing credentials: send authorization: Bearer <token> or a client certificate");
+    const signature = modes.includes("sigs") ? ", a VSS signature header" : "";
+    throw unauthenticated(`missing credentials: send authorization: Bearer <token>${signature} or a client certificate`);
   }
 
   /** The subject's common name (or first DNS name) names the store; the identities file may give roles. */
@@ -106,4 +115,13 @@ export class Authenticator {
     if (subject === undefined || subject === "") throw unauthenticated("invalid credentials: the client certificate names no subject");
     return this.identities?.byCertificateSubject(subject) ?? { name: `cert:${subject}`, storeId: subject, roles: new Set(["write"]) };
   }
+}
+
+/**
+ * `--auth sigs`: LDK Node's default VSS credentials. The signing key is the user: its hex names
+ * the caller's store, with read and write rights (any valid key is its own user, as in VSS).
+ */
+function fromSignature(header: string): Principal {
+  const publicKey = verifySignatureHeader(header);
+  return { name: `sigs:${publicKey}`, storeId: publicKey, roles: new Set(["read", "write"]) };
 }

@@ -89,7 +89,7 @@ import {
   type TxnResult,
   type VersionedValue,
 } from "./types.js";
-import { formatPath, validateKey, validateNamespace, validateTxn } from "./validate.js";
+import { formatPath, validateKey, validateNamespace, validateTxn, VSS_STORE_PREFIX } from "./validate.js";
 
 /** LDK's two on-disk layouts (see the module comment). */
 export type FsLayout = "v1" | "v2";
@@ -116,6 +116,7 @@ const VALID_NAME = /^[A-Za-z0-9_-]{1,120}$/;
 const STAT_CHUNK = 1000;
 
 const REFUSED_TXN = "the fs backend cannot apply atomic transactions; use sqlite or postgres";
+const REFUSED_VSS = "the fs backend cannot hold VSS stores (their keys are not file names); use sqlite, postgres or memory";
 
 /** Last mtime (ms) given to a created key, process-wide: creations get distinct milliseconds. */
 let lastCreationMs = 0n;
@@ -390,6 +391,8 @@ export class FsStore extends VersionedReads implements KVStore {
 
   private storeRoot(storeId: string): string {
     if (storeId === DEFAULT_STORE_ID) return this.root;
+    // VSS keys may hold `/` and `..`: as file names they would leave the store's directory.
+    if (storeId.startsWith(VSS_STORE_PREFIX)) throw new StoreError("failed-precondition", REFUSED_VSS);
     const name = encodeStoreId(storeId);
     const root = join(this.root, OTHER_STORES_DIR, name);
     if (name.startsWith("~")) this.hashedIds.set(root, storeId);
