@@ -13,6 +13,7 @@ import { StoreError } from "../store/errors.js";
 import { openStore } from "../tier/open-store.js";
 import type { KVStore } from "../store/types.js";
 import { parseKeyPath } from "../store/validate.js";
+import { connectService } from "../server/connect-service.js";
 import { startVssServer, type VssTlsOptions } from "../vss/http-server.js";
 import { DEFAULT_EPHEMERAL_KEYS } from "../tier/ephemeral-keys.js";
 import { NO_RETRY, type RetryPolicy } from "../tier/retry.js";
@@ -223,9 +224,16 @@ export const SERVE_SETTINGS = {
     defaultValue: false,
     parse: parseBoolean,
   } satisfies Setting<boolean>,
+  httpCorsOrigin: {
+    flag: "--http-cors-origin <origin...>",
+    description: "browser origins allowed to call the HTTP listener's Connect/gRPC-Web routes (* for any; none by default)",
+    defaultValue: [] as string[],
+    parse: parseStringList,
+  } satisfies Setting<string[]>,
   vssListen: {
     flag: "--vss-listen <host:port>",
-    description: "serve the VSS protocol (LDK Node's VssStore) over HTTP at http://host:port/vss (HTTPS with --tls-cert; off by default)",
+    description:
+      "HTTP listener: the VSS protocol (LDK Node's VssStore) at http://host:port/vss, and KVStoreService over Connect and gRPC-Web at /tierkv.v1.KVStoreService/* (HTTPS with --tls-cert; off by default)",
     defaultValue: undefined,
     parse: parseOptionalString,
   } satisfies Setting<string | undefined>,
@@ -423,6 +431,13 @@ export async function serve(settings: ServeSettings): Promise<void> {
         logger,
         authenticate: authenticator.authenticate,
         tls: vssTls(settings),
+        otherRoutes: connectService({
+          store,
+          limits: limitsOf(settings),
+          authenticate: authenticator.authenticate,
+          logger,
+          corsOrigins: settings.httpCorsOrigin,
+        }),
       });
     }
   } catch (error) {

@@ -51,6 +51,11 @@ export interface VssServerOptions {
   readonly tls?: VssTlsOptions;
   /** Largest request body, in bytes; by default the gRPC message limit of `limits`. */
   readonly maxBodyBytes?: number;
+  /**
+   * Other routes on the same listener (tierkv's own service over Connect and gRPC-Web): asked
+   * first; calls `next` for paths it does not serve.
+   */
+  readonly otherRoutes?: (request: IncomingMessage, response: ServerResponse, next: () => void) => void;
 }
 
 export interface RunningVssServer {
@@ -200,12 +205,16 @@ export async function startVssServer(options: VssServerOptions): Promise<Running
     }
   };
 
-  const listener = (request: IncomingMessage, response: ServerResponse): void => {
+  const answerVss = (request: IncomingMessage, response: ServerResponse): void => {
     handle(request, response).catch((error: unknown) => {
       logger.error({ err: error }, "VSS request failed while answering");
       response.destroy();
     });
   };
+  const { otherRoutes } = options;
+  const listener = otherRoutes
+    ? (request: IncomingMessage, response: ServerResponse): void => otherRoutes(request, response, () => answerVss(request, response))
+    : answerVss;
 
   const tls = options.tls;
   const server: Server = tls
