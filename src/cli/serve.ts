@@ -218,6 +218,12 @@ export const SERVE_SETTINGS = {
     defaultValue: 0,
     parse: parseNonNegativeInteger,
   } satisfies Setting<number>,
+  metricsPerStore: {
+    flag: "--metrics-per-store",
+    description: "also export keys and bytes of each store with a quota (one label per tenant, at most 1000)",
+    defaultValue: false,
+    parse: parseBoolean,
+  } satisfies Setting<boolean>,
   printConfig: {
     flag: "--print-config",
     description: "print the effective configuration (secrets redacted) as JSON and exit",
@@ -405,7 +411,7 @@ export async function serve(settings: ServeSettings): Promise<void> {
   const credentials = serverCredentials(settings);
   const authenticator = await openAuthenticator(settings, logger);
   const store = await openTierStore(settings, logger);
-  const metrics = createMetrics(store);
+  const metrics = createMetrics(store, { perStore: settings.metricsPerStore });
   // Every failed start path closes what was opened before it.
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   let server: Awaited<ReturnType<typeof startServer>> | undefined;

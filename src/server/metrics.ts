@@ -29,7 +29,14 @@ function mirroredCounter(registry: Registry, name: string, help: string, value: 
   });
 }
 
-export function createMetrics(store: TierStore): Metrics {
+/** The most stores per-store gauges report, so label cardinality stays bounded. */
+const MAX_STORE_LABELS = 1000;
+
+/**
+ * `perStore`: also report keys and bytes of each store whose quota is being counted (opt-in:
+ * one label value per tenant with a quota, at most MAX_STORE_LABELS).
+ */
+export function createMetrics(store: TierStore, options: { perStore?: boolean } = {}): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const calls = new Counter({
@@ -64,6 +71,23 @@ export function createMetrics(store: TierStore): Metrics {
       this.set(store.snapshot().inFlightKeys);
     },
   });
+  if (options.perStore) {
+    for (const [name, help, field] of [
+      ["tierkv_store_keys", "keys held by each store with a quota", "keys"],
+      ["tierkv_store_bytes", "value bytes held by each store with a quota", "bytes"],
+    ] as const) {
+      new Gauge({
+        name,
+        help,
+        labelNames: ["store"],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const [storeId, usage] of store.countedUsage(MAX_STORE_LABELS)) this.set({ store: storeId }, usage[field]);
+        },
+      });
+    }
+  }
   return {
     registry,
     observeCall(method, error, seconds, outcome) {

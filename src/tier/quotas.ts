@@ -32,6 +32,11 @@ export class StoreQuotas {
     return read;
   }
 
+  /** Usage of the stores counted here now (those with quotas), at most `limit` of them. */
+  known(limit: number): Array<[string, StoreUsage]> {
+    return [...this.usage].slice(0, limit);
+  }
+
   /** Current usage of a store (for admin output). */
   current(storeId: string): Promise<StoreUsage> {
     return this.usageOf(storeId);

@@ -486,6 +486,11 @@ export class TierStore extends VersionedReads implements KVStore {
     return this.primary.store.highestVersion();
   }
 
+  /** Usage of the stores whose quotas are being counted (metrics; bounded by `limit`). */
+  countedUsage(limit: number): Array<[string, StoreUsage]> {
+    return this.quotas.known(limit);
+  }
+
   /** Keys and value bytes a store holds now (admin output). */
   storeUsage(storeId: string): Promise<StoreUsage> {
     return this.quotas.current(storeId);
