@@ -32,7 +32,7 @@ import {
   type TxnResult,
   type VersionedValue,
 } from "../store/types.js";
-import { formatPath, validateKey, validateNamespace, validateTxn, validateVersion } from "../store/validate.js";
+import { formatPath, validateKey, validateNamespace, validateTxn, validateVersion, VSS_STORE_PREFIX } from "../store/validate.js";
 import { BackupRepair, type ResyncProgress } from "./backup-repair.js";
 import { backupPolicy, type BackupPolicy, type BackupPolicyName } from "./backup-policy.js";
 import { EphemeralKeys } from "./ephemeral-keys.js";
@@ -82,6 +82,10 @@ export interface TierSnapshot {
   readonly staleMutations: number;
   /** Keys with a mutation in flight (entries of the versioned lock). */
   readonly inFlightKeys: number;
+}
+
+function isVssStore(ref: NamespaceRef): boolean {
+  return storeIdOf(ref).startsWith(VSS_STORE_PREFIX);
 }
 
 /** The lock's name for a key: keys of different stores never share a turn. */
@@ -165,14 +169,17 @@ export class TierStore extends VersionedReads implements KVStore {
     if (this.closed) throw new StoreError("unavailable", "the server is shutting down; retry on another instance or later");
   }
 
-  /** The ephemeral tier when `ref` is an ephemeral key and that tier exists. */
+  /**
+   * The ephemeral tier when `ref` is an ephemeral key and that tier exists. Ephemeral keys are LDK
+   * names: a VSS store's key that happens to read `scorer` is a client's data, always durable.
+   */
   private ephemeralTierFor(ref: KeyRef): Tier | undefined {
-    return this.ephemeral && this.ephemeralKeys.has(ref) ? this.ephemeral : undefined;
+    return this.ephemeral && !isVssStore(ref) && this.ephemeralKeys.has(ref) ? this.ephemeral : undefined;
   }
 
   /** Ephemeral keys that `ns` can hold in the ephemeral tier (none without that tier). */
   private ephemeralKeysIn(ns: NamespaceRef): ReadonlySet<string> {
-    return this.ephemeral ? this.ephemeralKeys.inNamespace(ns) : new Set();
+    return this.ephemeral && !isVssStore(ns) ? this.ephemeralKeys.inNamespace(ns) : new Set();
   }
 
   async readVersioned(ref: KeyRef, options: CallOptions = {}): Promise<VersionedValue> {

@@ -247,3 +247,14 @@ describe("TierStore listing across tiers", () => {
     expect(tiers.ephemeral!.calls.filter((c) => !allowed.has(c))).toEqual([]);
   });
 });
+
+describe("ephemeral routing and VSS stores", () => {
+  it("keeps a VSS store's key named like an ephemeral key durable", async () => {
+    const { tier, primary, ephemeral } = recordedTiers();
+    const ref = { storeId: "vss:alice:wallet", primaryNamespace: "", secondaryNamespace: "", key: "scorer" };
+    await tier.write(ref, bytes("client data"));
+    expect(text(await primary.inner.read(ref))).toBe("client data");
+    expect(ephemeral!.of("write")).toEqual([]);
+    await tier.close();
+  });
+});
