@@ -1,6 +1,6 @@
 //! Server-side resource figures from /proc: CPU time (utime + stime) and peak RSS of a process.
 
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 /** Linux reports CPU time in clock ticks; 100 per second on every mainstream kernel config. */
 const TICKS_PER_SECOND = 100;
@@ -12,6 +12,43 @@ export function cpuSeconds(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const [utime, stime] = [Number(fields[11]), Number(fields[12])];
   return (utime + stime) / TICKS_PER_SECOND;
+}
+
+/** `pid`'s stat fields after the command name (field 3 onwards: index 0 is the state). */
+function statFields(pid: number | string): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return undefined; // gone meanwhile
+  }
+}
+
+/**
+ * CPU seconds of `root` and every process below it (PostgreSQL: the postmaster and its backends),
+ * the children they have reaped included, so a backend that exits mid-window is not lost.
+ */
+export function treeCpuSeconds(root: number): number {
+  const children = new Map<number, number[]>();
+  const own = new Map<number, number>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const fields = statFields(entry);
+    if (fields === undefined) continue;
+    const pid = Number(entry);
+    const ppid = Number(fields[1]);
+    // utime, stime, cutime, cstime
+    own.set(pid, (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / TICKS_PER_SECOND);
+    children.set(ppid, [...(children.get(ppid) ?? []), pid]);
+  }
+  let total = 0;
+  const stack = [root];
+  while (stack.length > 0) {
+    const pid = stack.pop()!;
+    total += own.get(pid) ?? 0;
+    stack.push(...(children.get(pid) ?? []));
+  }
+  return total;
 }
 
 /** Peak resident set size of `pid` so far, in bytes (VmHWM). */

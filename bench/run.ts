@@ -1,93 +1,234 @@
 //! `npm run bench`: every workload at every concurrency against every target, side by side in one
 //! run with one load generator; JSON, a markdown table and an SVG chart in bench/results/.
 //!
-//!   npm run bench                 full run (about 6 minutes)
-//!   npm run bench -- --quick      short cells (under 2 minutes)
-//!   npm run bench -- --smoke      tiny cells, for CI: proves the harness works, asserts nothing about speed
+//!   npm run bench                 full run: 3 s cells, 3 interleaved rounds (about 25 minutes)
+//!   npm run bench -- --quick      short cells, 3 interleaved rounds (about 5 minutes)
+//!   npm run bench -- --smoke      tiny cells, 1 round, for CI: proves the harness works, asserts nothing about speed
 //!   npm run bench -- --soak 600   ten minutes of the LDK mix against tierkv, RSS sampled throughout
+//!   npm run bench -- --scale      1,000,000 keys: ListPage, start-up, RSS, resync (not in CI; see bench/scale.ts)
+//!
+//! Rounds: per workload every target is started once; then, round after round, every
+//! concurrency level is measured on every target, the targets' order rotated each round, so
+//! drift of a noisy machine spreads over all targets instead of landing on one. Rows report the
+//! median of the rounds with the spread (min–max).
 
 import { mkdirSync, writeFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
+import { availableParallelism, loadavg } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
 import { openDriver } from "./drivers.js";
-import { measure } from "./loadgen.js";
+import { LoadGenerator, type Measurement } from "./loadgen.js";
+import { startBenchPostgres, type BenchPostgres } from "./postgres.js";
 import { residentBytes } from "./proc-stats.js";
-import { checkTargets, markdown, svgChart, type BenchReport, type ResultRow } from "./report.js";
+import { aggregate, checkTargets, markdown, svgChart, type BenchReport, type ResultRow } from "./report.js";
+import { runScale } from "./scale.js";
 import { measureSqliteCeiling } from "./sqlite-ceiling.js";
-import { etcdInstalled, startTarget, TARGETS, type TargetName } from "./targets.js";
+import { etcdInstalled, startTarget, stopAtExit, TARGET_INFO, TARGETS, vssAvailable, type RunningTarget, type TargetName } from "./targets.js";
 import { DEFAULT_KEY_COUNT, workload, WORKLOADS, type WorkloadName } from "./workloads.js";
 
 interface Mode {
   readonly name: string;
   readonly warmupMs: number;
   readonly durationMs: number;
+  readonly rounds: number;
   readonly concurrency: number[];
   readonly keyCount: number;
+  /** Each load loop measures at least this many operations, however slow the machine. */
+  readonly minOpsPerLoop: number;
+  /** Fresh servers for every workload; smoke mode starts them once for the run. */
+  readonly freshPerWorkload: boolean;
 }
 
 const MODES: Record<"full" | "quick" | "smoke", Mode> = {
-  full: { name: "full", warmupMs: 1000, durationMs: 5000, concurrency: [1, 16, 64], keyCount: DEFAULT_KEY_COUNT },
-  quick: { name: "quick", warmupMs: 150, durationMs: 650, concurrency: [1, 16, 64], keyCount: DEFAULT_KEY_COUNT },
-  smoke: { name: "smoke", warmupMs: 50, durationMs: 150, concurrency: [1, 4], keyCount: 200 },
+  full: { name: "full", warmupMs: 500, durationMs: 3000, rounds: 3, concurrency: [1, 16, 64], keyCount: DEFAULT_KEY_COUNT, minOpsPerLoop: 0, freshPerWorkload: true },
+  quick: { name: "quick", warmupMs: 100, durationMs: 500, rounds: 3, concurrency: [1, 16, 64], keyCount: DEFAULT_KEY_COUNT, minOpsPerLoop: 0, freshPerWorkload: true },
+  smoke: { name: "smoke", warmupMs: 50, durationMs: 150, rounds: 1, concurrency: [1, 4], keyCount: 200, minOpsPerLoop: 1, freshPerWorkload: false },
 };
 
 const defaultOut = fileURLToPath(new URL("../../bench/results", import.meta.url));
 
 const program = new Command("bench")
-  .option("--quick", "short cells: the whole run in under 2 minutes")
-  .option("--smoke", "tiny cells and few keys: checks the harness (CI), not the speed")
+  .option("--quick", "short cells: the whole run in about 5 minutes")
+  .option("--smoke", "tiny cells, one round and few keys: checks the harness (CI), not the speed")
+  .option("--rounds <n>", "interleaved rounds per cell (default: 3; smoke 1)")
   .option("--soak <seconds>", "run the LDK mix against tierkv for this long, sampling server RSS")
+  .option("--scale", "the 1,000,000-key scale mode: ListPage latency, start-up, RSS and resync (minutes; not run in CI)")
+  .option("--scale-keys <n>", "keys per layout in --scale (default 1,000,000; smaller for a trial)")
   .addOption(new Option("--targets <names...>", "targets to run").choices([...TARGETS]))
   .addOption(new Option("--workloads <names...>", "workloads to run").choices([...WORKLOADS]))
   .option("--out <dir>", "where results go", defaultOut)
   .parse();
-const options = program.opts<{ quick?: boolean; smoke?: boolean; soak?: string; targets?: TargetName[]; workloads?: WorkloadName[]; out: string }>();
+const options = program.opts<{
+  quick?: boolean;
+  smoke?: boolean;
+  rounds?: string;
+  soak?: string;
+  scale?: boolean;
+  scaleKeys?: string;
+  targets?: TargetName[];
+  workloads?: WorkloadName[];
+  out: string;
+}>();
 
-async function benchmark(mode: Mode): Promise<BenchReport> {
-  let targets = options.targets ?? [...TARGETS];
-  if (targets.includes("etcd") && !etcdInstalled()) {
-    process.stderr.write("etcd is not installed (Debian: apt-get install etcd-server): skipping it\n");
-    targets = targets.filter((t) => t !== "etcd");
-  }
-  const workloads = options.workloads ?? [...WORKLOADS];
-  const rows: ResultRow[] = [];
-  for (const target of targets) {
-    for (const name of workloads) {
-      // A fresh server per workload: earlier workloads' data and WAL do not weigh on later ones.
-      const running = await startTarget(target);
-      try {
-        const driver = openDriver(running.kind, running.address);
-        await workload(name, mode.keyCount).prepare(driver);
-        driver.close();
-        for (const concurrency of mode.concurrency) {
-          const result = await measure({
-            kind: running.kind,
-            address: running.address,
-            serverPids: running.pids,
-            workload: name,
-            keyCount: mode.keyCount,
-            concurrency,
-            warmupMs: mode.warmupMs,
-            durationMs: mode.durationMs,
-          });
-          rows.push({ target, workload: name, concurrency, ...result });
-          process.stderr.write(
-            `${target.padEnd(28)} ${name.padEnd(9)} c=${String(concurrency).padEnd(3)} ${result.opsPerSecond.toFixed(0).padStart(7)} ops/s  p99 ${result.p99Ms.toFixed(2)} ms  cpu ${result.serverCpuUsPerOp.toFixed(0)} µs/op  errors ${result.errors}\n`,
-          );
-        }
-      } finally {
-        await running.stop();
-      }
+const began = performance.now();
+const log = (line: string): boolean => process.stderr.write(`[${((performance.now() - began) / 1000).toFixed(1).padStart(6)} s] ${line}\n`);
+
+/** The targets this machine can run, the embedded PostgreSQL started when one needs it. */
+async function available(wanted: readonly TargetName[]): Promise<{ targets: TargetName[]; skipped: Partial<Record<TargetName, string>>; postgres?: BenchPostgres }> {
+  const skipped: Partial<Record<TargetName, string>> = {};
+  let postgres: BenchPostgres | undefined;
+  const needsPostgres = wanted.some((t) => TARGET_INFO[t].needs === "postgres");
+  let postgresFailure: string | undefined;
+  if (needsPostgres) {
+    try {
+      const started = performance.now();
+      postgres = await startBenchPostgres();
+      if (postgres.postmasterPid !== undefined) stopAtExit(postgres.postmasterPid);
+      log(`PostgreSQL started in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    } catch (error) {
+      postgresFailure = `PostgreSQL did not start: ${(error as Error).message.split("\n")[0]}`;
     }
   }
+  const targets = wanted.filter((target) => {
+    const needs = TARGET_INFO[target].needs;
+    const why =
+      needs === "etcd" && !etcdInstalled()
+        ? "etcd is not installed (Debian: apt-get install etcd-server)"
+        : needs === "vss" && !vssAvailable()
+          ? "this tierkv has no --vss-listen"
+          : needs === "postgres" && postgres === undefined
+            ? postgresFailure
+            : undefined;
+    if (why !== undefined) {
+      skipped[target] = why;
+      log(`skipping ${target}: ${why}`);
+    }
+    return why === undefined;
+  });
+  return { targets, skipped, ...(postgres !== undefined && { postgres }) };
+}
+
+/** A cell that could not be measured at all (the load generator failed): one error, no figures. */
+function failedCell(error: unknown): Measurement {
   return {
-    startedAt: new Date().toISOString(),
+    opsPerSecond: NaN,
+    ops: 0,
+    errors: 1,
+    firstError: (error as Error).message,
+    p50Ms: NaN,
+    p99Ms: NaN,
+    p999Ms: NaN,
+    serverCpuUsPerOp: NaN,
+    databaseCpuUsPerOp: NaN,
+    clientCpuUsPerOp: NaN,
+    serverPeakRssMiB: NaN,
+  };
+}
+
+/** Order of the targets in round `round`: rotated by one per round. */
+function rotated<T>(items: readonly T[], round: number): T[] {
+  const k = items.length === 0 ? 0 : round % items.length;
+  return [...items.slice(k), ...items.slice(0, k)];
+}
+
+/** Starts `names` side by side; if one fails, stops the others and throws. */
+async function startAll(names: readonly TargetName[], postgres: BenchPostgres | undefined): Promise<Map<TargetName, RunningTarget>> {
+  log(`starting ${names.join(", ")}`);
+  const started = await Promise.allSettled(names.map((t) => startTarget(t, { ...(postgres !== undefined && { postgres }) })));
+  const running = new Map<TargetName, RunningTarget>();
+  started.forEach((result, i) => {
+    if (result.status === "fulfilled") running.set(names[i]!, result.value);
+  });
+  const failed = started.find((result): result is PromiseRejectedResult => result.status === "rejected");
+  if (failed) {
+    await stopAll(running);
+    throw failed.reason;
+  }
+  return running;
+}
+
+async function stopAll(running: Map<TargetName, RunningTarget>): Promise<void> {
+  await Promise.all([...running.values()].map((server) => server.stop()));
+  running.clear();
+}
+
+async function benchmark(mode: Mode, rounds: number): Promise<BenchReport> {
+  const startedAt = new Date().toISOString();
+  const loadAverage = loadavg();
+  const { targets, skipped, postgres } = await available(options.targets ?? [...TARGETS]);
+  const workloads = (options.workloads ?? [...WORKLOADS]).filter((w) => targets.some((t) => TARGET_INFO[t].workloads.includes(w)));
+  const generator = new LoadGenerator();
+  const rows: ResultRow[] = [];
+  // Servers shared by every workload (smoke mode: starting them is most of its time).
+  let shared = new Map<TargetName, RunningTarget>();
+  try {
+    if (!mode.freshPerWorkload) shared = await startAll(targets.filter((t) => workloads.some((w) => TARGET_INFO[t].workloads.includes(w))), postgres);
+    for (const name of workloads) {
+      const here = targets.filter((t) => TARGET_INFO[t].workloads.includes(name));
+      // Fresh servers per workload (quick, full): earlier workloads' data and WAL do not weigh on later ones.
+      const running = mode.freshPerWorkload ? await startAll(here, postgres) : shared;
+      try {
+        for (const target of here) {
+          const server = running.get(target)!;
+          const driver = openDriver(server.kind, server.addresses[0]!, { connections: 64 });
+          try {
+            await workload(name, mode.keyCount).prepare(driver);
+          } finally {
+            driver.close();
+          }
+        }
+        log(`${name}: prepared ${here.join(", ")}`);
+        const samples = new Map<string, Measurement[]>();
+        for (let round = 0; round < rounds; round++) {
+          for (const concurrency of mode.concurrency) {
+            for (const target of rotated(here, round)) {
+              const server = running.get(target)!;
+              const result = await generator
+                .measure({
+                  kind: server.kind,
+                  addresses: server.addresses,
+                  serverPids: server.pids,
+                  ...(server.databasePid !== undefined && { databasePid: server.databasePid }),
+                  workload: name,
+                  keyCount: mode.keyCount,
+                  concurrency,
+                  warmupMs: mode.warmupMs,
+                  durationMs: mode.durationMs,
+                  minOpsPerLoop: mode.minOpsPerLoop,
+                })
+                .catch((error: unknown) => failedCell(error));
+              const cell = `${target}\u0000${concurrency}`;
+              samples.set(cell, [...(samples.get(cell) ?? []), result]);
+              log(
+                `r${round + 1}/${rounds} ${target.padEnd(28)} ${name.padEnd(9)} c=${String(concurrency).padEnd(3)} ${result.opsPerSecond.toFixed(0).padStart(7)} ops/s  ` +
+                  `p50 ${result.p50Ms.toFixed(2)} ms  cpu ${result.serverCpuUsPerOp.toFixed(0)} µs/op  errors ${result.errors}${result.firstError ? ` (${result.firstError})` : ""}`,
+              );
+            }
+          }
+        }
+        // Rows in the order of TARGETS and concurrency, whatever order they were measured in.
+        for (const target of here) {
+          for (const concurrency of mode.concurrency) rows.push(aggregate(target, name, concurrency, samples.get(`${target}\u0000${concurrency}`) ?? []));
+        }
+      } finally {
+        if (mode.freshPerWorkload) await stopAll(running);
+      }
+    }
+  } finally {
+    await stopAll(shared);
+    await generator.close();
+    await postgres?.stop();
+  }
+  return {
+    startedAt,
     mode: mode.name,
-    machine: { cpus: availableParallelism(), node: process.version },
+    machine: { cpus: availableParallelism(), node: process.version, loadAverage },
     warmupMs: mode.warmupMs,
     durationMs: mode.durationMs,
+    rounds,
+    targets: Object.fromEntries(targets.map((t) => [t, TARGET_INFO[t].description])),
+    skipped,
     rows,
     sqliteCeiling: measureSqliteCeiling(mode.name === "smoke" ? 100 : 1000),
     checks: checkTargets(rows),
@@ -97,16 +238,17 @@ async function benchmark(mode: Mode): Promise<BenchReport> {
 /** Chunks of load back to back for `seconds`, server RSS sampled after each. */
 async function soak(seconds: number): Promise<void> {
   const running = await startTarget("tierkv-sqlite");
+  const generator = new LoadGenerator();
   const samples: Array<{ atSeconds: number; rssMiB: number; anonymousMiB: number; fileMiB: number; opsPerSecond: number; errors: number }> = [];
   try {
-    const driver = openDriver(running.kind, running.address);
+    const driver = openDriver(running.kind, running.addresses[0]!);
     await workload("ldk-mix").prepare(driver);
     driver.close();
     const started = Date.now();
     while (Date.now() - started < seconds * 1000) {
-      const chunk = await measure({
+      const chunk = await generator.measure({
         kind: running.kind,
-        address: running.address,
+        addresses: running.addresses,
         serverPids: running.pids,
         workload: "ldk-mix",
         keyCount: DEFAULT_KEY_COUNT,
@@ -125,12 +267,13 @@ async function soak(seconds: number): Promise<void> {
         errors: chunk.errors,
       };
       samples.push(sample);
-      process.stderr.write(
+      log(
         `soak ${sample.atSeconds}s: ${sample.opsPerSecond.toFixed(0)} ops/s, RSS ${sample.rssMiB.toFixed(1)} MiB ` +
-          `(anonymous ${sample.anonymousMiB.toFixed(1)}, file-backed ${sample.fileMiB.toFixed(1)}), errors ${sample.errors}\n`,
+          `(anonymous ${sample.anonymousMiB.toFixed(1)}, file-backed ${sample.fileMiB.toFixed(1)}), errors ${sample.errors}`,
       );
     }
   } finally {
+    await generator.close();
     await running.stop();
   }
   // Flat: anonymous memory (where a leak would show) at the end within 10% (or 16 MiB) of what it
@@ -152,13 +295,16 @@ async function soak(seconds: number): Promise<void> {
 
 if (options.soak !== undefined) {
   await soak(Number(options.soak));
+} else if (options.scale) {
+  await runScale({ keys: Number(options.scaleKeys ?? 1_000_000), out: options.out });
 } else {
   const mode = options.smoke ? MODES.smoke : options.quick ? MODES.quick : MODES.full;
-  const report = await benchmark(mode);
+  const rounds = options.rounds === undefined ? mode.rounds : Math.max(1, Number(options.rounds));
+  const report = await benchmark(mode, rounds);
   mkdirSync(options.out, { recursive: true });
   writeFileSync(join(options.out, `${mode.name}.json`), `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(join(options.out, `${mode.name}.md`), `${markdown(report)}\n`);
   writeFileSync(join(options.out, `${mode.name}.svg`), `${svgChart(report)}\n`);
   process.stdout.write(`${markdown(report)}\n`);
-  process.stderr.write(`results: ${join(options.out, mode.name)}.{json,md,svg}\n`);
+  log(`results: ${join(options.out, mode.name)}.{json,md,svg}`);
 }

@@ -1,29 +1,103 @@
 //! The servers under test, each started fresh as its own process(es) on loopback.
 
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import pg from "pg";
 import type { DriverKind } from "./drivers.js";
+import { BARE_SCHEMA, type BenchPostgres } from "./postgres.js";
+import { WORKLOADS, type WorkloadName } from "./workloads.js";
 
-export const TARGETS = ["tierkv-sqlite", "tierkv-sqlite+sqlite-backup", "tierkv-sqlite+remote-backup", "etcd", "grpc-ceiling"] as const;
+export const TARGETS = [
+  "tierkv-sqlite",
+  "tierkv-sqlite+sqlite-backup",
+  "tierkv-sqlite+remote-backup",
+  "tierkv-vss",
+  "tierkv-postgres",
+  "tierkv-postgres-x2",
+  "pg-bare",
+  "etcd",
+  "grpc-ceiling",
+  "grpc-ceiling-raw",
+] as const;
 export type TargetName = (typeof TARGETS)[number];
+
+export interface TargetInfo {
+  readonly kind: DriverKind;
+  /** The workloads this target runs (the others say nothing new about it, or it cannot run them). */
+  readonly workloads: readonly WorkloadName[];
+  /** What it needs besides Node: an etcd binary, the embedded PostgreSQL, tierkv's --vss-listen. */
+  readonly needs?: "etcd" | "postgres" | "vss";
+  readonly description: string;
+}
+
+const WRITES: readonly WorkloadName[] = ["write-1k", "write-64k", "ldk-mix"];
+
+export const TARGET_INFO: Record<TargetName, TargetInfo> = {
+  "tierkv-sqlite": { kind: "tierkv", workloads: WORKLOADS, description: "tierkv, SQLite primary" },
+  "tierkv-sqlite+sqlite-backup": { kind: "tierkv", workloads: WRITES, description: "tierkv, SQLite primary and SQLite backup" },
+  "tierkv-sqlite+remote-backup": { kind: "tierkv", workloads: WRITES, description: "tierkv, SQLite primary, backup: a second tierkv (SQLite) over gRPC" },
+  "tierkv-vss": {
+    kind: "vss",
+    workloads: ["write-1k", "write-64k", "read-1k", "txn-1k"],
+    needs: "vss",
+    description: "tierkv-sqlite through its VSS HTTP listener (putObjects/getObject; txn: a versioned putObjects)",
+  },
+  "tierkv-postgres": { kind: "tierkv", workloads: WORKLOADS, needs: "postgres", description: "tierkv, PostgreSQL primary (embedded server, fsync on)" },
+  "tierkv-postgres-x2": {
+    kind: "tierkv",
+    workloads: ["write-1k", "read-1k", "txn-1k"],
+    needs: "postgres",
+    description: "two tierkv instances on one PostgreSQL database, the load's loops alternating between them",
+  },
+  "pg-bare": {
+    kind: "pg",
+    workloads: WORKLOADS,
+    needs: "postgres",
+    description: "PostgreSQL's own ceiling: bare `pg` statements (tierkv's upsert, on a table of the same shape), a connection per loop",
+  },
+  etcd: { kind: "etcd", workloads: WORKLOADS, needs: "etcd", description: "etcd 3.x, one member" },
+  "grpc-ceiling": { kind: "tierkv", workloads: WORKLOADS, description: "do-nothing KVStoreService on tierkv's own service glue and protobuf-es codec" },
+  "grpc-ceiling-raw": { kind: "tierkv", workloads: WORKLOADS, description: "do-nothing grpc-js handlers, pass-through codec, no tierkv code" },
+};
 
 export interface RunningTarget {
   readonly name: TargetName;
   readonly kind: DriverKind;
-  readonly address: string;
+  /** Where load goes (two for two instances). */
+  readonly addresses: readonly string[];
   readonly pids: readonly number[];
+  /** The database server's root process (PostgreSQL targets). */
+  readonly databasePid?: number;
   stop(): Promise<void>;
+}
+
+/** What targets share within a run: the one PostgreSQL server. */
+export interface TargetEnvironment {
+  readonly postgres?: BenchPostgres;
 }
 
 /** Every server process started and not yet stopped: killed if the bench itself is stopped. */
 const live = new Set<ChildProcess>();
+/** Processes not started by us directly (the embedded PostgreSQL) to stop if the bench is stopped. */
+const liveForeign = new Set<number>();
+export function stopAtExit(pid: number): () => void {
+  liveForeign.add(pid);
+  return () => liveForeign.delete(pid);
+}
 process.once("exit", () => {
   for (const child of live) child.kill("SIGKILL");
+  for (const pid of liveForeign) {
+    try {
+      process.kill(pid, "SIGQUIT"); // PostgreSQL's immediate shutdown
+    } catch {
+      // already gone
+    }
+  }
 });
 for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130));
 
@@ -33,11 +107,16 @@ function track(child: ChildProcess): ChildProcess {
   return child;
 }
 
-const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+/** The built CLI: beside dist/bench/ when running built, under dist/ when imported from source (tests). */
+const CLI = [new URL("../src/cli/main.js", import.meta.url), new URL("../dist/src/cli/main.js", import.meta.url)]
+  .map((url) => fileURLToPath(url))
+  .find((path) => existsSync(path)) ?? fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const CEILING = fileURLToPath(new URL("./ceiling-server.js", import.meta.url));
+const RAW_CEILING = fileURLToPath(new URL("./raw-ceiling-server.js", import.meta.url));
+export const TIERKV_CLI = CLI;
 
 /** Starts `command` and resolves with the first stdout line `pick` accepts. */
-function startProcess(command: string, args: string[], pick: (line: string) => string | undefined): Promise<{ child: ChildProcess; address: string }> {
+export function startProcess(command: string, args: string[], pick: (line: string) => string | undefined): Promise<{ child: ChildProcess; address: string }> {
   const child = track(spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] }));
   let stderr = "";
   child.stderr!.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
@@ -51,7 +130,7 @@ function startProcess(command: string, args: string[], pick: (line: string) => s
   });
 }
 
-function stopProcess(child: ChildProcess): Promise<void> {
+export function stopProcess(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     child.once("exit", () => resolve());
@@ -59,13 +138,21 @@ function stopProcess(child: ChildProcess): Promise<void> {
   });
 }
 
-function tierkvListening(line: string): string | undefined {
+/** The address of tierkv's "listening" log line (or its VSS listener's, `field` "vss"). */
+export function tierkvListening(line: string, field: "address" | "vss" = "address"): string | undefined {
   try {
-    const entry = JSON.parse(line) as { msg?: string; address?: string };
-    return entry.msg === "listening" ? entry.address : undefined;
+    const entry = JSON.parse(line) as { msg?: string; address?: string; vss?: string };
+    return entry.msg === "listening" ? entry[field] : undefined;
   } catch {
     return undefined;
   }
+}
+
+let vssListen: boolean | undefined;
+/** Whether this tierkv serves VSS (`tierkv serve --help` lists --vss-listen). */
+export function vssAvailable(): boolean {
+  vssListen ??= execFileSync(process.execPath, [CLI, "serve", "--help"], { encoding: "utf8" }).includes("--vss-listen");
+  return vssListen;
 }
 
 async function freePort(): Promise<number> {
@@ -117,47 +204,93 @@ async function startEtcd(dataDir: string): Promise<{ child: ChildProcess; addres
   throw new Error(`etcd did not become healthy: ${stderr}`);
 }
 
-/** Starts `name` with fresh data in a temp dir that `stop()` removes. */
-export async function startTarget(name: TargetName): Promise<RunningTarget> {
+/** Starts `name` with fresh data (a temp dir, a new database) that `stop()` removes. */
+export async function startTarget(name: TargetName, environment: TargetEnvironment = {}): Promise<RunningTarget> {
   const dir = mkdtempSync(join(tmpdir(), `tierkv-bench-${name}-`));
   const children: ChildProcess[] = [];
   const tierkv = async (...args: string[]): Promise<string> => {
-    const started = await startProcess(process.execPath, [CLI, "serve", "--listen", "127.0.0.1:0", ...args], tierkvListening);
+    const started = await startProcess(process.execPath, [CLI, "serve", "--listen", "127.0.0.1:0", ...args], (line) => tierkvListening(line));
     children.push(started.child);
     return started.address;
   };
+  const database = async (): Promise<{ uri: string; pid: number | undefined }> => {
+    const postgres = environment.postgres;
+    if (postgres === undefined) throw new Error(`${name} needs the benchmark's PostgreSQL, which is not running`);
+    return { uri: await postgres.createDatabase(), pid: postgres.postmasterPid };
+  };
   let address: string;
-  let kind: DriverKind = "tierkv";
-  switch (name) {
-    case "tierkv-sqlite":
-      address = await tierkv("--primary", `sqlite:${join(dir, "a.db")}`);
-      break;
-    case "tierkv-sqlite+sqlite-backup":
-      address = await tierkv("--primary", `sqlite:${join(dir, "a.db")}`, "--backup", `sqlite:${join(dir, "b.db")}`);
-      break;
-    case "tierkv-sqlite+remote-backup": {
-      const backup = await tierkv("--primary", `sqlite:${join(dir, "b.db")}`);
-      address = await tierkv("--primary", `sqlite:${join(dir, "a.db")}`, "--backup", `grpc://${backup}`);
-      break;
+  let addresses: string[] | undefined;
+  let databasePid: number | undefined;
+  const kind = TARGET_INFO[name].kind;
+  try {
+    switch (name) {
+      case "tierkv-sqlite":
+        address = await tierkv("--primary", `sqlite:${join(dir, "a.db")}`);
+        break;
+      case "tierkv-sqlite+sqlite-backup":
+        address = await tierkv("--primary", `sqlite:${join(dir, "a.db")}`, "--backup", `sqlite:${join(dir, "b.db")}`);
+        break;
+      case "tierkv-sqlite+remote-backup": {
+        const backup = await tierkv("--primary", `sqlite:${join(dir, "b.db")}`);
+        address = await tierkv("--primary", `sqlite:${join(dir, "a.db")}`, "--backup", `grpc://${backup}`);
+        break;
+      }
+      case "tierkv-vss": {
+        const started = await startProcess(
+          process.execPath,
+          [CLI, "serve", "--listen", "127.0.0.1:0", "--vss-listen", "127.0.0.1:0", "--primary", `sqlite:${join(dir, "a.db")}`],
+          (line) => tierkvListening(line, "vss"),
+        );
+        children.push(started.child);
+        ({ address } = started);
+        break;
+      }
+      case "tierkv-postgres":
+      case "tierkv-postgres-x2": {
+        const { uri, pid } = await database();
+        databasePid = pid;
+        address = await tierkv("--primary", uri);
+        if (name === "tierkv-postgres-x2") addresses = [address, await tierkv("--primary", uri)];
+        break;
+      }
+      case "pg-bare": {
+        const { uri, pid } = await database();
+        databasePid = pid;
+        const client = new pg.Client({ connectionString: uri });
+        await client.connect();
+        try {
+          await client.query(BARE_SCHEMA);
+        } finally {
+          await client.end();
+        }
+        address = uri;
+        break;
+      }
+      case "etcd": {
+        const etcd = await startEtcd(join(dir, "etcd"));
+        children.push(etcd.child);
+        ({ address } = etcd);
+        break;
+      }
+      case "grpc-ceiling":
+      case "grpc-ceiling-raw": {
+        const script = name === "grpc-ceiling" ? CEILING : RAW_CEILING;
+        const ceiling = await startProcess(process.execPath, [script], (line) => (JSON.parse(line) as { address: string }).address);
+        children.push(ceiling.child);
+        ({ address } = ceiling);
+        break;
+      }
     }
-    case "etcd": {
-      const etcd = await startEtcd(join(dir, "etcd"));
-      children.push(etcd.child);
-      ({ address } = etcd);
-      kind = "etcd";
-      break;
-    }
-    case "grpc-ceiling": {
-      const ceiling = await startProcess(process.execPath, [CEILING], (line) => (JSON.parse(line) as { address: string }).address);
-      children.push(ceiling.child);
-      ({ address } = ceiling);
-      break;
-    }
+  } catch (error) {
+    for (const child of children.reverse()) await stopProcess(child);
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
   }
   return {
     name,
     kind,
-    address,
+    addresses: addresses ?? [address],
+    ...(databasePid !== undefined && { databasePid }),
     pids: children.map((child) => child.pid!),
     async stop() {
       for (const child of children.reverse()) await stopProcess(child);
