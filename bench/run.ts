@@ -2,7 +2,7 @@
 //! run with one load generator; JSON, a markdown table and an SVG chart in bench/results/.
 //!
 //!   npm run bench                 full run: 3 s cells, 3 interleaved rounds (about 25 minutes)
-//!   npm run bench -- --quick      short cells, 3 interleaved rounds (about 5 minutes)
+//!   npm run bench -- --quick      short cells, 3 interleaved rounds (about 8 minutes on 2 busy CPUs)
 //!   npm run bench -- --smoke      tiny cells, 1 round, for CI: proves the harness works, asserts nothing about speed
 //!   npm run bench -- --soak 600   ten minutes of the LDK mix against tierkv, RSS sampled throughout
 //!   npm run bench -- --scale      1,000,000 keys: ListPage, start-up, RSS, resync (not in CI; see bench/scale.ts)
@@ -24,7 +24,7 @@ import { residentBytes } from "./proc-stats.js";
 import { aggregate, checkTargets, markdown, svgChart, type BenchReport, type ResultRow } from "./report.js";
 import { runScale } from "./scale.js";
 import { measureSqliteCeiling } from "./sqlite-ceiling.js";
-import { etcdInstalled, startTarget, stopAtExit, TARGET_INFO, TARGETS, vssAvailable, type RunningTarget, type TargetName } from "./targets.js";
+import { analyzeDatabase, etcdInstalled, startTarget, stopAtExit, TARGET_INFO, TARGETS, vssAvailable, type RunningTarget, type TargetName } from "./targets.js";
 import { DEFAULT_KEY_COUNT, workload, WORKLOADS, type WorkloadName } from "./workloads.js";
 
 interface Mode {
@@ -49,7 +49,7 @@ const MODES: Record<"full" | "quick" | "smoke", Mode> = {
 const defaultOut = fileURLToPath(new URL("../../bench/results", import.meta.url));
 
 const program = new Command("bench")
-  .option("--quick", "short cells: the whole run in about 5 minutes")
+  .option("--quick", "short cells, 3 rounds: about 8 minutes on 2 busy CPUs")
   .option("--smoke", "tiny cells, one round and few keys: checks the harness (CI), not the speed")
   .option("--rounds <n>", "interleaved rounds per cell (default: 3; smoke 1)")
   .option("--soak <seconds>", "run the LDK mix against tierkv for this long, sampling server RSS")
@@ -169,15 +169,19 @@ async function benchmark(mode: Mode, rounds: number): Promise<BenchReport> {
       // Fresh servers per workload (quick, full): earlier workloads' data and WAL do not weigh on later ones.
       const running = mode.freshPerWorkload ? await startAll(here, postgres) : shared;
       try {
-        for (const target of here) {
-          const server = running.get(target)!;
-          const driver = openDriver(server.kind, server.addresses[0]!, { connections: 64 });
-          try {
-            await workload(name, mode.keyCount).prepare(driver);
-          } finally {
-            driver.close();
-          }
-        }
+        // Side by side: mostly waiting for fsyncs, which overlap.
+        await Promise.all(
+          here.map(async (target) => {
+            const server = running.get(target)!;
+            const driver = openDriver(server.kind, server.addresses[0]!, { connections: 64 });
+            try {
+              await workload(name, mode.keyCount).prepare(driver);
+            } finally {
+              driver.close();
+            }
+            await analyzeDatabase(server);
+          }),
+        );
         log(`${name}: prepared ${here.join(", ")}`);
         const samples = new Map<string, Measurement[]>();
         for (let round = 0; round < rounds; round++) {

@@ -73,6 +73,8 @@ export interface RunningTarget {
   readonly pids: readonly number[];
   /** The database server's root process (PostgreSQL targets). */
   readonly databasePid?: number;
+  /** The target's PostgreSQL database (PostgreSQL targets). */
+  readonly databaseUri?: string;
   stop(): Promise<void>;
 }
 
@@ -163,6 +165,23 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/**
+ * Refreshes the planner statistics of a target's PostgreSQL database after its data was written,
+ * as autovacuum would within a minute or so. Until then PostgreSQL has none for the fresh tables
+ * and may answer a point read through the (namespace, seq) index, filtering every key of the
+ * namespace: a cell would measure that mis-plan instead of the steady state.
+ */
+export async function analyzeDatabase(target: RunningTarget): Promise<void> {
+  if (target.databaseUri === undefined) return;
+  const client = new pg.Client({ connectionString: target.databaseUri });
+  await client.connect();
+  try {
+    await client.query("ANALYZE");
+  } finally {
+    await client.end();
+  }
+}
+
 /** Whether an `etcd` binary is on the PATH (Debian: etcd-server). */
 export function etcdInstalled(): boolean {
   try {
@@ -221,6 +240,7 @@ export async function startTarget(name: TargetName, environment: TargetEnvironme
   let address: string;
   let addresses: string[] | undefined;
   let databasePid: number | undefined;
+  let databaseUri: string | undefined;
   const kind = TARGET_INFO[name].kind;
   try {
     switch (name) {
@@ -248,14 +268,14 @@ export async function startTarget(name: TargetName, environment: TargetEnvironme
       case "tierkv-postgres":
       case "tierkv-postgres-x2": {
         const { uri, pid } = await database();
-        databasePid = pid;
+        [databasePid, databaseUri] = [pid, uri];
         address = await tierkv("--primary", uri);
         if (name === "tierkv-postgres-x2") addresses = [address, await tierkv("--primary", uri)];
         break;
       }
       case "pg-bare": {
         const { uri, pid } = await database();
-        databasePid = pid;
+        [databasePid, databaseUri] = [pid, uri];
         const client = new pg.Client({ connectionString: uri });
         await client.connect();
         try {
@@ -291,6 +311,7 @@ export async function startTarget(name: TargetName, environment: TargetEnvironme
     kind,
     addresses: addresses ?? [address],
     ...(databasePid !== undefined && { databasePid }),
+    ...(databaseUri !== undefined && { databaseUri }),
     pids: children.map((child) => child.pid!),
     async stop() {
       for (const child of children.reverse()) await stopProcess(child);
