@@ -276,6 +276,9 @@ export async function openTierStore(settings: ServeSettings, logger: Logger): Pr
       throw new SettingsError(`--ephemeral-key ${path}: ${(error as StoreError).message}`);
     }
   }
+  if (settings.backupPolicy === "degraded" && settings.backup === undefined) {
+    throw new SettingsError("--backup-policy degraded needs --backup (a tier to degrade from)");
+  }
   const opened: KVStore[] = [];
   const open = async (uri: string | undefined, durability: "durable" | "cache"): Promise<KVStore | undefined> => {
     if (uri === undefined) return undefined;
