@@ -263,7 +263,9 @@ export async function runScale(options: ScaleOptions): Promise<void> {
           seconds,
           keysPerSecond: copied / seconds,
           serverCpuUsPerKey: ((cpuSeconds(server.pid) - cpuBefore) * 1e6) / Math.max(1, copied),
+          // After: total resident memory includes SQLite's memory maps of both files (file-backed).
           rssAfterMiB: mib(residentBytes(server.pid).total),
+          anonymousAfterMiB: mib(residentBytes(server.pid).anonymous),
         };
         log(`scale: resync: ${JSON.stringify(result["resync"])}`);
       } finally {
