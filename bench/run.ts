@@ -1,7 +1,7 @@
 //! `npm run bench`: every workload at every concurrency against every target, side by side in one
 //! run with one load generator; JSON, a markdown table and an SVG chart in bench/results/.
 //!
-//!   npm run bench                 full run: 3 s cells, 3 interleaved rounds (about 25 minutes)
+//!   npm run bench                 full run: 3 s cells, 3 interleaved rounds (about 30 minutes)
 //!   npm run bench -- --quick      short cells, 3 interleaved rounds (about 8 minutes on 2 busy CPUs)
 //!   npm run bench -- --smoke      tiny cells, 1 round, for CI: proves the harness works, asserts nothing about speed
 //!   npm run bench -- --soak 600   ten minutes of the LDK mix against tierkv, RSS sampled throughout
