@@ -84,6 +84,17 @@ export interface TierSnapshot {
   readonly inFlightKeys: number;
 }
 
+/** A key's version and revision in `store`, or undefined when absent. */
+async function readStateOrAbsent(store: KVStore, ref: KeyRef): Promise<{ version: bigint; revision: bigint } | undefined> {
+  try {
+    const { version, revision } = await store.readVersioned(ref);
+    return { version, revision };
+  } catch (error) {
+    if (error instanceof StoreError && error.code === "not-found") return undefined;
+    throw error;
+  }
+}
+
 function isVssStore(ref: NamespaceRef): boolean {
   return storeIdOf(ref).startsWith(VSS_STORE_PREFIX);
 }
@@ -205,7 +216,7 @@ export class TierStore extends VersionedReads implements KVStore {
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "write");
     return this.mutateKey("write", ref, value.byteLength, options, (store, tierOptions) =>
-      store.write(ref, value, { ...tierOptions, revision: options.revision, exact: options.exact }),
+      store.write(ref, value, { ...tierOptions, revision: tierOptions.revision ?? options.revision, exact: options.exact }),
     );
   }
 
@@ -237,7 +248,23 @@ export class TierStore extends VersionedReads implements KVStore {
         const record =
           operation === "write" ? await this.quotas.admitWrite(ref, bytes, options.quota) : await this.quotas.admitRemove(ref, options.quota);
         try {
-          const result = await this.fanOut(operation, ref, version, (store, owed) => apply(store, { version, owedToBackup: owed }), options.deadline);
+          // With a backup, both tiers store the primary's next revision: a backup that missed a
+          // mutation must not count revisions of its own (VSS versions and Txn checks are revisions).
+          let revision: bigint | undefined;
+          if (this.backup !== undefined && operation === "write" && !options.exact && options.revision === undefined) {
+            const stored = await this.callTier(this.primary, (store) => readStateOrAbsent(store, ref), options.deadline);
+            // A mutation the primary already has (a retry of the same version) reaches the backup
+            // with the revision the primary stored for it: the retry repairs a backup that missed it.
+            const appliesInPrimary = stored === undefined || version > stored.version;
+            revision = stored === undefined ? 1n : appliesInPrimary ? stored.revision + 1n : stored.revision;
+          }
+          const result = await this.fanOut(
+            operation,
+            ref,
+            version,
+            (store, owed) => apply(store, { version, owedToBackup: owed, ...(revision !== undefined && { revision }) }),
+            options.deadline,
+          );
           record(result === "applied");
           return result;
         } catch (error) {

@@ -62,7 +62,8 @@ describe("TierStore with a failing backup", () => {
 
   it("counts a divergence when the primary fails and the backup succeeds", async () => {
     const backupStore = new MemoryStore();
-    const primary = new FlakyStore(new MemoryStore(), ALWAYS, "unavailable");
+    // The primary answers reads (the write asks it for the key's revision) but fails writes.
+    const primary = new FlakyStore(new MemoryStore(), ALWAYS, "unavailable", ["write"]);
     const tier = tierWith(backupStore, primary);
     expect((await errorOf(tier.write(KEY, bytes("v")))).code).toBe("unavailable");
     expect(tier.snapshot().divergences).toBe(1);

@@ -116,3 +116,22 @@ describe("resync", () => {
     expect((await errorOf(tier.write(KEY, bytes("late")))).code).toBe("unavailable");
   });
 });
+
+describe("revisions across tiers", () => {
+  it("keeps the backup's revision equal to the primary's after the backup missed a write", async () => {
+    const primary = new MemoryStore();
+    const backupStore = new MemoryStore();
+    const backup = new FlakyStore(backupStore, 0, "unavailable", ["write"]);
+    const tier = new TierStore({ primary, backup, retry: { backup: FAST_RETRY }, replayIntervalMs: 60_000 });
+    cleanup.push(() => tier.close());
+    await tier.write(KEY, bytes("1"));
+    backup.failures = 1_000;
+    expect((await errorOf(tier.write(KEY, bytes("2")))).code).toBe("unavailable"); // the primary has it
+    backup.failures = 0;
+    await tier.write(KEY, bytes("3"));
+    const [p, b] = [await primary.readVersioned(KEY), await backupStore.readVersioned(KEY)];
+    expect(p.revision).toBe(3n);
+    expect(b).toMatchObject({ revision: p.revision, version: p.version });
+    expect(text(b.value)).toBe("3");
+  });
+});
