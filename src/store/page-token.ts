@@ -3,7 +3,7 @@
 import { createHash } from "node:crypto";
 import { invalidArgument } from "./errors.js";
 import { formatPath } from "./validate.js";
-import { storeIdOf, type AllKeysPage, type AllKeysRequest, type KeyRef, type KeyVersion, type NamespaceRef } from "./types.js";
+import { storeIdOf, type AllKeysPage, type AllKeysRequest, type KeyRef, type KeyVersion, type NamespaceRef, type Page } from "./types.js";
 
 const TOKEN_FORMAT = 1;
 
@@ -106,4 +106,15 @@ export function allKeysPage(rows: KeyVersion[], limit: number): AllKeysPage {
   if (rows.length <= limit) return { keys: rows, nextPageToken: "" };
   const keys = rows.slice(0, limit);
   return { keys, nextPageToken: encodeKeyCursor(keys.at(-1)!) };
+}
+
+/**
+ * A newest-first `listPage` page from up to `size + 1` rows ordered by creation sequence, newest
+ * first: the extra row only says that another page follows, so the last page has an empty token.
+ */
+export function sequencePage(ns: NamespaceRef, rows: ReadonlyArray<{ key: string; seq: number | bigint }>, size: number): Page {
+  const more = rows.length > size;
+  const kept = more ? rows.slice(0, size) : rows;
+  const last = kept.at(-1);
+  return { keys: kept.map((row) => row.key), nextPageToken: more && last ? encodePageToken(ns, String(last.seq)) : "" };
 }

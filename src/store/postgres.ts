@@ -52,7 +52,7 @@ import pg from "pg";
 import { effectivePageSize, GROUP_COMMIT_MAX_BYTES, GROUP_COMMIT_MAX_MUTATIONS } from "../limits.js";
 import { invalidArgument, notFound, StoreError } from "./errors.js";
 import { firstFailedCheck, isStale, stateAfterWrite, type StoredState } from "./mutation-rules.js";
-import { allKeysPage, allKeysStart, decodeSequenceToken, encodePageToken } from "./page-token.js";
+import { allKeysPage, allKeysStart, decodeSequenceToken, sequencePage } from "./page-token.js";
 import {
   storeIdOf,
   VersionedReads,
@@ -602,15 +602,7 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
     validateNamespace(ns, "list");
     const before = page.pageToken ? decodeSequenceToken(ns, page.pageToken) : Number.MAX_SAFE_INTEGER;
     const size = effectivePageSize(page.pageSize);
-    // One extra row tells whether another page follows, so the last page has an empty token.
-    const rows = await this.query<{ key: string; seq: bigint }>("page", [...namespaceParams(ns), before, size + 1]);
-    const more = rows.length > size;
-    if (more) rows.pop();
-    const last = rows.at(-1);
-    return {
-      keys: rows.map((row) => row.key),
-      nextPageToken: more && last ? encodePageToken(ns, String(last.seq)) : "",
-    };
+    return sequencePage(ns, await this.query<{ key: string; seq: bigint }>("page", [...namespaceParams(ns), before, size + 1]), size);
   }
 
   async listAllKeys(request: AllKeysRequest = {}): Promise<AllKeysPage> {

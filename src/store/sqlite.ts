@@ -20,7 +20,7 @@ import {
 } from "../limits.js";
 import { notFound, StoreError } from "./errors.js";
 import { firstFailedCheck, isStale, stateAfterWrite, type StoredState } from "./mutation-rules.js";
-import { allKeysPage, allKeysStart, decodeSequenceToken, encodePageToken } from "./page-token.js";
+import { allKeysPage, allKeysStart, decodeSequenceToken, sequencePage } from "./page-token.js";
 import {
   storeIdOf,
   VersionedReads,
@@ -404,15 +404,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     validateNamespace(ns, "list");
     const before = page.pageToken ? decodeSequenceToken(ns, page.pageToken) : Number.MAX_SAFE_INTEGER;
     const size = effectivePageSize(page.pageSize);
-    // One extra row tells whether another page follows, so the last page has an empty token.
-    const rows = this.guarded(() => this.stmt.page.all({ ...namespaceParams(ns), before, limit: size + 1 }));
-    const more = rows.length > size;
-    if (more) rows.pop();
-    const last = rows.at(-1);
-    return {
-      keys: rows.map((r) => r.key),
-      nextPageToken: more && last ? encodePageToken(ns, String(last.seq)) : "",
-    };
+    return sequencePage(ns, this.guarded(() => this.stmt.page.all({ ...namespaceParams(ns), before, limit: size + 1 })), size);
   }
 
   async listAllKeys(request: AllKeysRequest = {}): Promise<AllKeysPage> {
