@@ -3,6 +3,7 @@
 
 import type { Logger } from "../log.js";
 import { StoreError } from "../store/errors.js";
+import { readOrAbsent } from "../store/read-or-absent.js";
 import { scanAllKeys } from "../store/scan.js";
 import { compareKeys, type BackupLedger, type KeyRef, type KeyVersion, type VersionedValue } from "../store/types.js";
 import { formatPath } from "../store/validate.js";
@@ -31,13 +32,9 @@ export interface BackupRepairDeps {
   readonly logger: Logger;
 }
 
-async function readOrAbsent(tier: Tier, ref: KeyRef): Promise<VersionedValue | undefined> {
-  try {
-    return await tier.call((store) => store.readVersioned(ref), undefined);
-  } catch (error) {
-    if (error instanceof StoreError && error.code === "not-found") return undefined;
-    throw error;
-  }
+/** `ref` in `tier` (with the tier's retries), or undefined when absent. */
+function readFrom(tier: Tier, ref: KeyRef): Promise<VersionedValue | undefined> {
+  return tier.call((store) => readOrAbsent(store, ref), undefined);
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -60,7 +57,7 @@ export class BackupRepair {
   repairKey(ref: KeyRef): Promise<RepairOutcome> {
     const { lock, primary, backup } = this.deps;
     return lock.exclusive([this.deps.lockKey(ref)], async () => {
-      const [source, copy] = await Promise.all([readOrAbsent(primary, ref), readOrAbsent(backup, ref)]);
+      const [source, copy] = await Promise.all([readFrom(primary, ref), readFrom(backup, ref)]);
       if (source === undefined) {
         if (copy === undefined) return "unchanged";
         await backup.call((store) => store.remove(ref), undefined);

@@ -2,17 +2,13 @@
 //! read from the primary once per store, then kept up to date by the mutations that pass here.
 
 import { StoreError } from "../store/errors.js";
+import { readOrAbsent } from "../store/read-or-absent.js";
 import { isStoreUsageReader, storeIdOf, type KVStore, type KeyRef, type MutationOptions, type StoreUsage } from "../store/types.js";
 
 export type Quota = NonNullable<MutationOptions["quota"]>;
 
 async function sizeOf(store: KVStore, ref: KeyRef): Promise<number | undefined> {
-  try {
-    return (await store.readVersioned(ref)).value.byteLength;
-  } catch (error) {
-    if (error instanceof StoreError && error.code === "not-found") return undefined;
-    throw error;
-  }
+  return (await readOrAbsent(store, ref))?.value.byteLength;
 }
 
 export class StoreQuotas {

@@ -7,6 +7,7 @@ import type { Logger } from "../log.js";
 import { silentLogger } from "../log.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
 import { decodePageToken, encodeKeyCursor, encodePageToken } from "../store/page-token.js";
+import { readOrAbsent } from "../store/read-or-absent.js";
 import {
   compareKeys,
   isBackupLedger,
@@ -82,17 +83,6 @@ export interface TierSnapshot {
   readonly staleMutations: number;
   /** Keys with a mutation in flight (entries of the versioned lock). */
   readonly inFlightKeys: number;
-}
-
-/** A key's version and revision in `store`, or undefined when absent. */
-async function readStateOrAbsent(store: KVStore, ref: KeyRef): Promise<{ version: bigint; revision: bigint } | undefined> {
-  try {
-    const { version, revision } = await store.readVersioned(ref);
-    return { version, revision };
-  } catch (error) {
-    if (error instanceof StoreError && error.code === "not-found") return undefined;
-    throw error;
-  }
 }
 
 function isVssStore(ref: NamespaceRef): boolean {
@@ -252,7 +242,7 @@ export class TierStore extends VersionedReads implements KVStore {
           // mutation must not count revisions of its own (VSS versions and Txn checks are revisions).
           let revision: bigint | undefined;
           if (this.backup !== undefined && operation === "write" && !options.exact && options.revision === undefined) {
-            const stored = await this.callTier(this.primary, (store) => readStateOrAbsent(store, ref), options.deadline);
+            const stored = await this.callTier(this.primary, (store) => readOrAbsent(store, ref), options.deadline);
             // A mutation the primary already has (a retry of the same version) reaches the backup
             // with the revision the primary stored for it: the retry repairs a backup that missed it.
             const appliesInPrimary = stored === undefined || version > stored.version;
