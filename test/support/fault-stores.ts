@@ -22,7 +22,7 @@ import {
 } from "../../src/store/types.js";
 import { formatPath } from "../../src/store/validate.js";
 
-type Operation = "read" | "write" | "remove" | "txn" | "list" | "listPage" | "listAllKeys";
+export type Operation = "read" | "write" | "remove" | "txn" | "list" | "listPage" | "listAllKeys";
 
 /**
  * Forwards everything to `inner`; subclasses override `before` to delay, fail or record. When

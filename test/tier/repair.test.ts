@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { MemoryStore } from "../../src/store/memory.js";
 import { SqliteStore } from "../../src/store/sqlite.js";
 import { TierStore } from "../../src/tier/tier-store.js";
-import { DelayedStore, FlakyStore } from "../support/fault-stores.js";
+import { DelayedStore, FlakyStore, type Operation } from "../support/fault-stores.js";
 import { removeTempDirs, tempDir } from "../support/temp.js";
 import { FAST_RETRY, at, bytes, errorOf, ns, text } from "./tier-test-helpers.js";
 
@@ -104,11 +104,19 @@ describe("resync", () => {
   it("runs one at a time, and close() cancels a running one before the tiers close", async () => {
     const primary = new MemoryStore();
     for (let i = 0; i < 200; i++) await primary.write(at(ns("monitors"), `k${i}`), bytes(`v${i}`));
-    const backupStore = new MemoryStore();
-    const backup = new DelayedStore(backupStore, 2, 4);
+    // Every copy takes 20–40 ms, so 200 keys (64 at a time) take at least 80 ms after the first copy
+    // starts: the checks below run while the resync is surely in flight, however fast the machine.
+    let firstCopy!: () => void;
+    const copying = new Promise<void>((resolve) => (firstCopy = resolve));
+    const backup = new (class extends DelayedStore {
+      protected override before(operation: Operation): Promise<void> {
+        if (operation === "write") firstCopy();
+        return super.before(operation);
+      }
+    })(new MemoryStore(), 20, 40);
     const tier = new TierStore({ primary, backup });
     const running = tier.resync();
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await copying;
     expect((await errorOf(tier.resync())).message).toContain("already running");
     await tier.close();
     expect((await errorOf(running)).code).toBe("cancelled");
