@@ -30,7 +30,11 @@ it("replays to the backup a write whose primary commit survived a kill -9 of A w
 
   b.child.kill("SIGSTOP");
   const pending = viaA.write(KEY, Buffer.from("in flight at the crash")).catch((error: unknown) => error);
-  await new Promise((resolve) => setTimeout(resolve, 500)); // A's primary commit is done; B hangs
+  // Wait until A's primary has committed it (reads do not wait for the key's turn); B hangs.
+  const committed = Date.now() + 10_000;
+  while (Date.now() < committed && (await viaA.read(KEY).catch(() => undefined)) === undefined) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
   await a.kill("SIGKILL");
   expect(await pending).toMatchObject({ code: "unavailable" });
   // B dies too, before reading the request its socket buffered: it never applies it.
