@@ -21,6 +21,7 @@ import {
 import { notFound, StoreError } from "./errors.js";
 import { firstFailedCheck, isStale, stateAfterWrite, type StoredState } from "./mutation-rules.js";
 import { allKeysPage, allKeysStart, decodeSequenceToken, sequencePage } from "./page-token.js";
+import { preallocateWal, walBytesAtCheckpoint } from "./sqlite-wal.js";
 import {
   storeIdOf,
   VersionedReads,
@@ -51,7 +52,15 @@ export const SQLITE_SCHEMA_VERSION = 2;
 export interface SqliteStoreOptions {
   /** `FULL` (default) fsyncs every commit; `NORMAL` may lose the last commits on power loss. */
   readonly synchronous?: "FULL" | "NORMAL";
+  /**
+   * Extend the WAL to its checkpoint size on open (zeros, once), so commits never grow the file:
+   * see `sqlite-wal.ts`. Costs ~16 MiB of disk; servers turn it on for durable stores.
+   */
+  readonly preallocateWal?: boolean;
 }
+
+/** WAL pages after which SQLite checkpoints and starts the log over (~16 MiB at 4 KiB pages). */
+const WAL_CHECKPOINT_PAGES = 4000;
 
 const MIGRATIONS: readonly string[] = [
   // 0 → 1: the initial schema.
@@ -255,8 +264,12 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     // None of these affects durability: commits still fsync the WAL.
     this.db.pragma("mmap_size = 268435456");
     this.db.pragma("cache_size = -65536");
-    this.db.pragma("wal_autocheckpoint = 4000");
+    this.db.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
     migrate(this.db);
+    if (options.preallocateWal && path !== ":memory:") {
+      const pageSize = this.db.pragma("page_size", { simple: true }) as number;
+      preallocateWal(this.db, `${path}-wal`, walBytesAtCheckpoint(pageSize, WAL_CHECKPOINT_PAGES));
+    }
     this.applyAll = this.db.transaction((batch: readonly PendingMutation[]) => {
       this.batchHighest = 0n;
       const results = batch.map((mutation) => mutation.apply());

@@ -39,7 +39,9 @@ export async function openStore(uri: string, options: OpenStoreOptions = {}): Pr
       return new MemoryStore();
     case "sqlite":
       if (rest === "") throw invalidArgument(`store URI "${uri}": sqlite: needs a file path`);
-      return new SqliteStore(resolve(rest), { synchronous: options.durability === "cache" ? "NORMAL" : "FULL" });
+      return options.durability === "cache"
+        ? new SqliteStore(resolve(rest), { synchronous: "NORMAL" })
+        : new SqliteStore(resolve(rest), { synchronous: "FULL", preallocateWal: true });
     case "fs":
       if (rest === "") throw invalidArgument(`store URI "${uri}": fs: needs a directory`);
       return FsStore.open(resolve(rest), { fsync: options.durability !== "cache" });
