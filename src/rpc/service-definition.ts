@@ -98,9 +98,6 @@ export interface HandlerContext {
   readonly principal: Principal;
 }
 
-/** What a call knows before authentication. */
-type CallContext = Omit<HandlerContext, "principal">;
-
 /** The credentials a gRPC call presented: its authorization metadata and TLS client certificate. */
 function credentialsOf(call: ServerCall): Credentials {
   const authorization = call.metadata.get("authorization")[0];
@@ -146,14 +143,15 @@ export type CallOutcome = "ok" | "failed" | "cancelled";
 /**
  * Called once when a call ends: its method name, the error it failed with (before it becomes a
  * status; for a cancelled call, why it was cancelled), how long it took and its outcome. For logs
- * and metrics.
+ * and metrics. `subject` says what the call was about; it is worked out only when called (debug
+ * logs and failures), not on every call.
  */
 export type CallObserver = (
   method: string,
   error: StoreError | undefined,
   seconds: number,
   outcome: CallOutcome,
-  subject?: CallSubject,
+  subject?: () => CallSubject,
 ) => void;
 
 /** What a call was about, for debug logs: never values or credentials. */
@@ -186,40 +184,63 @@ function cancellationOf(deadline: number | undefined): StoreError {
 
 /**
  * One call's bookkeeping, from the handler's start until the call is answered or cancelled: its
- * duration, its cancellation signal, and the one report to the observer.
+ * duration, its cancellation, the one report to the observer; and the handler's context.
  */
-class CallScope {
-  readonly context: CallContext;
+class CallScope implements HandlerContext {
+  readonly deadline: number | undefined;
+  readonly metadata: grpc.Metadata;
+  /** Who calls: set by `identified` before the handler runs. */
+  principal: Principal = OPEN_PRINCIPAL;
   private readonly started = process.hrtime.bigint();
-  private readonly controller = new AbortController();
+  /** Why the call was cancelled before it was answered, once it was. */
+  private cancellation: StoreError | undefined;
+  /**
+   * Made on first use of `signal`: most calls (a read of a local store) never wait on anything
+   * cancellable, and an AbortController costs more than the rest of this bookkeeping together.
+   */
+  private controller: AbortController | undefined;
   // grpc-js emits 'cancelled' after every call, answered or not: only one before the answer counts.
-  private readonly onCancelled = (): void => this.controller.abort(cancellationOf(this.context.deadline));
+  private readonly onCancelled = (): void => {
+    this.cancellation = cancellationOf(this.deadline);
+    this.controller?.abort(this.cancellation);
+  };
 
   constructor(
     private readonly call: ServerCall,
     private readonly method: string,
     private readonly observe: CallObserver,
   ) {
-    const deadline = deadlineOf(call);
-    this.context = { metadata: call.metadata, signal: this.controller.signal, ...(deadline !== undefined && { deadline }) };
+    this.deadline = deadlineOf(call);
+    this.metadata = call.metadata;
     call.once("cancelled", this.onCancelled);
   }
 
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.cancellation !== undefined) this.controller.abort(this.cancellation);
+    }
+    return this.controller.signal;
+  }
+
   /** Set once the caller is known: what the call is about, for the observer. */
-  subject: CallSubject | undefined;
+  private subject: (() => CallSubject) | undefined;
 
   identified(principal: Principal, request: unknown): void {
-    const path = pathOf(request);
-    this.subject = { store: principal.storeId, ...(path !== undefined && { path }) };
+    this.principal = principal;
+    this.subject = () => {
+      const path = pathOf(request);
+      return { store: principal.storeId, ...(path !== undefined && { path }) };
+    };
   }
 
   get cancelled(): boolean {
-    return this.controller.signal.aborted;
+    return this.cancellation !== undefined;
   }
 
   /** Resolves once the stream can take more, or at once when the call is cancelled (it never drains then). */
   drained(): Promise<void> {
-    const { signal } = this.controller;
+    const { signal } = this;
     return new Promise((resolve) => {
       if (signal.aborted) return resolve();
       const done = (): void => {
@@ -247,9 +268,9 @@ class CallScope {
   private end(error: StoreError | undefined): void {
     this.call.off("cancelled", this.onCancelled);
     const seconds = Number(process.hrtime.bigint() - this.started) / 1e9;
-    if (this.cancelled) {
-      // The signal's reason, with what the handler did after it (often: failed because of it).
-      const reason = StoreError.from(this.controller.signal.reason);
+    const reason = this.cancellation;
+    if (reason !== undefined) {
+      // Why it was cancelled, with what the handler did after it (often: failed because of it).
       const outcome = reason.code === "deadline-exceeded" ? "failed" : "cancelled";
       this.observe(this.method, new StoreError(reason.code, reason.message, { cause: error }), seconds, outcome, this.subject);
     } else {
@@ -289,7 +310,7 @@ export function grpcHandlers<S extends DescService>(
               scope.identified(principal, call.request);
               if (call.request instanceof UndecodableRequest) throw call.request.error;
               // Leaving this loop early calls the generator's return(), so its finally blocks run.
-              for await (const response of handler(call.request, { ...scope.context, principal }) as AsyncIterable<unknown>) {
+              for await (const response of handler(call.request, scope) as AsyncIterable<unknown>) {
                 if (scope.cancelled) break;
                 if (!call.write(respond(response))) await scope.drained();
                 if (scope.cancelled) break;
@@ -318,7 +339,7 @@ export function grpcHandlers<S extends DescService>(
               span.setAttribute("tierkv.store", principal.storeId);
               scope.identified(principal, call.request);
               if (call.request instanceof UndecodableRequest) throw call.request.error;
-              return respond(await handler(call.request, { ...scope.context, principal }));
+              return respond(await handler(call.request, scope));
             });
           } catch (error) {
             callback(scope.failed(error));

@@ -4,9 +4,34 @@
 //! otherwise the API's no-op tracer costs next to nothing.
 
 import * as grpc from "@grpc/grpc-js";
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
+import {
+  context,
+  INVALID_SPAN_CONTEXT,
+  propagation,
+  ProxyTracerProvider,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Span,
+  type TextMapGetter,
+  type TextMapSetter,
+} from "@opentelemetry/api";
 
 const tracer = trace.getTracer("tierkv");
+
+/** A span that records nothing, for calls made while no tracer provider is registered. */
+const NOT_RECORDING: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
+/**
+ * Whether a tracer provider is registered (by `startTracing`, or a test). Without one every span
+ * is a no-op, yet extracting the caller's context and starting a span still cost a few µs per
+ * call: server calls skip both.
+ */
+function tracerRegistered(): boolean {
+  const provider = trace.getTracerProvider();
+  return !(provider instanceof ProxyTracerProvider) || provider.getDelegateTracer("tierkv") !== undefined;
+}
 
 const metadataGetter: TextMapGetter<grpc.Metadata> = {
   keys: (metadata) => Object.keys(metadata.getMap()),
@@ -29,6 +54,7 @@ function endSpan(span: Span, error: unknown): void {
 
 /** Runs a server call's handler in a span whose parent is the caller's trace context, if any. */
 export async function inServerSpan<T>(name: string, metadata: grpc.Metadata, run: (span: Span) => Promise<T>): Promise<T> {
+  if (!tracerRegistered()) return run(NOT_RECORDING);
   const parent = propagation.extract(ROOT_CONTEXT, metadata, metadataGetter);
   return tracer.startActiveSpan(name, { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc" } }, parent, async (span) => {
     try {

@@ -103,7 +103,9 @@ export function kvStoreService(tiers: KVStore, limits: Limits): ServiceImpl<type
 
   return {
     async read(request, context) {
-      return storeFor(context).readVersioned(scoped(request), callOptions(context));
+      // The context itself carries deadline and signal: only a store that uses the signal (a remote
+      // one) makes the call create it.
+      return storeFor(context).readVersioned(scoped(request), context);
     },
 
     async write(request, context) {

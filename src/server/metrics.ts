@@ -88,11 +88,18 @@ export function createMetrics(store: TierStore, options: { perStore?: boolean } 
       });
     }
   }
+  const byMethod = new Map<string, { latency: Histogram.Internal<"method">; calls: Map<string, Counter.Internal> }>();
   return {
     registry,
     observeCall(method, error, seconds, outcome) {
-      calls.inc({ method, code: outcome === "cancelled" ? "cancelled" : (error?.code ?? "ok") });
-      latency.observe({ method }, seconds);
+      const code = outcome === "cancelled" ? "cancelled" : (error?.code ?? "ok");
+      // prom-client hashes a label set on every call; the children of a method are looked up once.
+      let children = byMethod.get(method);
+      if (children === undefined) byMethod.set(method, (children = { latency: latency.labels({ method }), calls: new Map() }));
+      let counter = children.calls.get(code);
+      if (counter === undefined) children.calls.set(code, (counter = calls.labels({ method, code })));
+      counter.inc();
+      children.latency.observe(seconds);
     },
   };
 }

@@ -91,11 +91,11 @@ function channelOptions(options: ServerOptions): grpc.ChannelOptions {
  */
 export function callObserver(logger: Logger, observeCall?: CallObserver): CallObserver {
   return (method, error, seconds, outcome, subject) => {
-    if (error?.code === "internal" && outcome !== "cancelled") logger.error({ err: error.cause ?? error, method, ...subject }, "request failed");
+    if (error?.code === "internal" && outcome !== "cancelled") logger.error({ err: error.cause ?? error, method, ...subject?.() }, "request failed");
     // One debug line per call: store, method, key path and outcome; never values or tokens.
     else if (logger.isLevelEnabled("debug")) {
       const ms = Math.round(seconds * 1e4) / 10;
-      logger.debug({ method, ...subject, outcome, ...(error !== undefined && { code: error.code, msg: error.message }), ms }, "request");
+      logger.debug({ method, ...subject?.(), outcome, ...(error !== undefined && { code: error.code, msg: error.message }), ms }, "request");
     }
     observeCall?.(method, error, seconds, outcome, subject);
   };
