@@ -15,6 +15,7 @@ import {
   type BackupLedger,
   type KVStore,
   type KeyRef,
+  type KeyState,
   type KeyVersion,
   type ListOptions,
   type MutationOptions,
@@ -124,6 +125,12 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
     const entry = this.entry(ref);
     if (entry === undefined) throw notFound("read", formatPath(ref));
     return { value: entry.value.slice(), version: entry.version, revision: entry.revision };
+  }
+
+  async readState(ref: KeyRef): Promise<KeyState | undefined> {
+    validateKey(ref, "read");
+    const entry = this.entry(ref);
+    return entry && { version: entry.version, revision: entry.revision };
   }
 
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {

@@ -63,6 +63,7 @@ import {
   type StoreUsage,
   type StoreUsageReader,
   type KeyRef,
+  type KeyState,
   type KeyVersion,
   type ListOptions,
   type MutationOptions,
@@ -310,6 +311,7 @@ const SQL = {
                RETURNING revision`,
   remove: `DELETE FROM tierkv_kv WHERE ${PK} AND ($5::bigint IS NULL OR version < $5::bigint) RETURNING version`,
   version: `SELECT version FROM tierkv_kv WHERE ${PK}`,
+  state: `SELECT version, revision FROM tierkv_kv WHERE ${PK}`,
   lock: `SELECT version, revision FROM tierkv_kv WHERE ${PK} FOR UPDATE`,
   placeholder: `INSERT INTO tierkv_kv (store_id, primary_namespace, secondary_namespace, key, value, version, revision)
                 VALUES ($1, $2, $3, $4, '', 0, 0) ON CONFLICT DO NOTHING RETURNING seq`,
@@ -556,6 +558,12 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
     validateKey(ref, "read");
     const [row] = await this.query<{ value: Buffer; version: bigint; revision: bigint }>("read", keyParams(ref));
     if (row === undefined) throw notFound("read", formatPath(ref));
+    return row;
+  }
+
+  async readState(ref: KeyRef): Promise<KeyState | undefined> {
+    validateKey(ref, "read");
+    const [row] = await this.query<StoredState>("state", keyParams(ref));
     return row;
   }
 

@@ -30,6 +30,7 @@ import {
   type BackupLedger,
   type KVStore,
   type KeyRef,
+  type KeyState,
   type KeyVersion,
   type ListOptions,
   type MutationOptions,
@@ -293,6 +294,11 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     const row = this.guarded(() => this.stmt.read.get(keyParams(ref)));
     if (row === undefined) throw notFound("read", formatPath(ref));
     return row;
+  }
+
+  async readState(ref: KeyRef): Promise<KeyState | undefined> {
+    validateKey(ref, "read");
+    return this.guarded(() => this.stmt.state.get(keyParams(ref)));
   }
 
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {

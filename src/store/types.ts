@@ -209,6 +209,25 @@ export function isStoreUsageReader(store: KVStore): store is KVStore & StoreUsag
   return typeof (store as Partial<StoreUsageReader>).storeUsage === "function";
 }
 
+/** A key's ordering version and revision, without its value. */
+export interface KeyState {
+  readonly version: bigint;
+  readonly revision: bigint;
+}
+
+/**
+ * Optional capability: a key's state without its value, for lookups that only need the revision
+ * (with a backup, every write looks one up first; a full read would copy the whole value).
+ */
+export interface StateReader {
+  /** The key's version and revision, or undefined when it is absent. */
+  readState(ref: KeyRef): Promise<KeyState | undefined>;
+}
+
+export function isStateReader(store: KVStore): store is KVStore & StateReader {
+  return typeof (store as Partial<StateReader>).readState === "function";
+}
+
 export interface BackupLedger {
   /** Forgets that the backup owes `ref`, unless a later mutation recorded it again (higher version). */
   settleOwed(ref: KeyRef, version: bigint): Promise<void>;

@@ -7,7 +7,7 @@ import type { Logger } from "../log.js";
 import { silentLogger } from "../log.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
 import { decodePageToken, encodeKeyCursor, encodePageToken } from "../store/page-token.js";
-import { readOrAbsent } from "../store/read-or-absent.js";
+import { stateOrAbsent } from "../store/read-or-absent.js";
 import {
   compareKeys,
   isBackupLedger,
@@ -242,7 +242,7 @@ export class TierStore extends VersionedReads implements KVStore {
           // mutation must not count revisions of its own (VSS versions and Txn checks are revisions).
           let revision: bigint | undefined;
           if (this.backup !== undefined && operation === "write" && !options.exact && options.revision === undefined) {
-            const stored = await this.callTier(this.primary, (store) => readOrAbsent(store, ref), options.deadline);
+            const stored = await this.callTier(this.primary, (store) => stateOrAbsent(store, ref), options.deadline);
             // A mutation the primary already has (a retry of the same version) reaches the backup
             // with the revision the primary stored for it: the retry repairs a backup that missed it.
             const appliesInPrimary = stored === undefined || version > stored.version;

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { addressOf, errorOf, snapshot, text, walkAllKeys, walkPages } from "../support/store-assertions.js";
 import {
   compareKeys,
+  isStateReader,
   type BackupLedger,
   type KVStore,
   type KeyRef,
@@ -114,6 +115,17 @@ export function describeConformance(
         const value = randomBytes(10 * 1024 * 1024);
         await store.write(at(NS, "big"), value);
         expect(Buffer.compare(Buffer.from(await store.read(at(NS, "big"))), value)).toBe(0);
+      });
+
+      it("reports a key's state without its value, where the backend can (StateReader)", async (context) => {
+        if (!isStateReader(store)) return context.skip();
+        expect(await store.readState(at(NS, "absent"))).toBeUndefined();
+        await store.write(at(NS, "k"), bytes("one"));
+        await store.write(at(NS, "k"), bytes("two"));
+        const { version, revision } = await store.readVersioned(at(NS, "k"));
+        expect(await store.readState(at(NS, "k"))).toEqual({ version, revision });
+        await store.remove(at(NS, "k"));
+        expect(await store.readState(at(NS, "k"))).toBeUndefined();
       });
 
       it("answers not-found for an absent key", async () => {
