@@ -37,6 +37,8 @@ export interface BenchReport {
   readonly mode: string;
   readonly machine: { readonly cpus: number; readonly node: string; readonly loadAverage: readonly number[] };
   readonly warmupMs: number;
+  /** Unmeasured run of each workload on each server before its rounds (V8 tier-up). */
+  readonly serverWarmupMs: number;
   readonly durationMs: number;
   readonly rounds: number;
   readonly targets: Partial<Record<TargetName, string>>;
@@ -171,7 +173,7 @@ export function markdown(report: BenchReport): string {
   out.push(`# tierkv benchmark (${report.mode}, ${report.startedAt})`, "");
   out.push(
     `${report.machine.cpus} CPUs, Node ${report.machine.node}, load average ${report.machine.loadAverage.map((n) => n.toFixed(2)).join(" ")} at the start; ` +
-      `warm-up ${report.warmupMs} ms, measured ${report.durationMs} ms per cell, ${report.rounds} interleaved round${report.rounds === 1 ? "" : "s"} ` +
+      `each server warmed ${report.serverWarmupMs} ms per workload at c=16 (unmeasured), then per cell warm-up ${report.warmupMs} ms, measured ${report.durationMs} ms per cell, ${report.rounds} interleaved round${report.rounds === 1 ? "" : "s"} ` +
       "(targets alternate within a round). Figures: median (min–max over the rounds); ratios compare medians of this one run. " +
       "Server CPU includes every server process (PostgreSQL's backends for the PostgreSQL targets).",
     "",
