@@ -169,6 +169,46 @@ describe("postgres URIs", () => {
   });
 });
 
+describe("postgres: versioned writes of one turn share a multi-row statement", () => {
+  // The batches spread over the pool's free connections (10): 40 writes make batches of 4.
+  it("applies the newer and reports the stale, per key, with the revisions of single writes", async () => {
+    await withInstances(1, async ([store]) => {
+      const keys = Array.from({ length: 40 }, (_, i) => at(`k${i}`));
+      const stale = (i: number): boolean => i % 2 === 0;
+      for (const [i, key] of keys.entries()) if (stale(i)) await store!.write(key, bytes("newer"), { version: 100n });
+      const first = await Promise.all(keys.map((key) => store!.write(key, bytes("v50"), { version: 50n })));
+      expect(first).toEqual(keys.map((_, i) => (stale(i) ? "stale" : "applied")));
+      for (const [i, key] of keys.entries()) {
+        expect(await store!.readVersioned(key)).toMatchObject({ version: stale(i) ? 100n : 50n, revision: 1n });
+        expect(text(await store!.read(key))).toBe(stale(i) ? "newer" : "v50");
+      }
+      expect(await Promise.all(keys.map((key) => store!.write(key, bytes("v200"), { version: 200n })))).toEqual(Array(40).fill("applied"));
+      for (const key of keys) expect(await store!.readVersioned(key)).toMatchObject({ version: 200n, revision: 2n });
+    });
+  });
+
+  it("stores the revisions given and records the ledger; a large value or a repeated key falls back to single statements", async () => {
+    await withInstances(1, async ([store]) => {
+      const keys = Array.from({ length: 40 }, (_, i) => at(`m${String(i).padStart(2, "0")}`));
+      await Promise.all(keys.map((key) => store!.write(key, bytes("mirrored"), { version: 10n, revision: 7n, owedToBackup: true })));
+      for (const key of keys) expect(await store!.readVersioned(key)).toMatchObject({ version: 10n, revision: 7n });
+      expect((await store!.listOwed(100)).map((owed) => [owed.key, owed.version])).toEqual(keys.map((key) => [key.key, 10n]));
+
+      const large = new Uint8Array(64 * 1024).fill(9);
+      const outcomes = await Promise.all([
+        store!.write(at("big"), large, { version: 5n }),
+        store!.write(at("small"), bytes("s1"), { version: 5n }),
+        store!.write(at("small"), bytes("s2"), { version: 6n }),
+        store!.write(at("small"), bytes("s0"), { version: 4n }),
+      ]);
+      expect(outcomes).toEqual(["applied", "applied", "applied", "stale"]);
+      expect(Buffer.compare(Buffer.from(await store!.read(at("big"))), Buffer.from(large))).toBe(0);
+      expect(await store!.readVersioned(at("small"))).toMatchObject({ version: 6n, revision: 2n });
+      expect(text(await store!.read(at("small")))).toBe("s2");
+    });
+  });
+});
+
 describe("postgres: several instances on one database", () => {
   it("keeps every key's highest version whatever order the instances' writes land in", async () => {
     await withInstances(2, async ([a, b]) => {
