@@ -4,7 +4,7 @@
 
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { defaultCheckpointName, normalizeStoreUri } from "../../src/migrate/checkpoint.js";
 import { migrate, MigrateError, MigrateUsageError } from "../../src/migrate/migrate.js";
 import { Progress, progressBar } from "../../src/migrate/progress.js";
@@ -143,12 +143,20 @@ describe("migrate (in-process)", () => {
   });
 });
 
+// Fake timers: the redraw and log intervals fire exactly as the test advances them, however busy the machine.
 describe("progress", () => {
-  it("draws a bar in place on a terminal and ends it with a newline", async () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("draws a bar in place on a terminal and ends it with a newline", () => {
     const written: string[] = [];
     const progress = new Progress({ label: "migrate", unit: "keys", stream: { isTTY: true, write: (s: string) => written.push(s) } });
     progress.set(45, 100, "copied 45 (1.0 KiB)");
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    vi.advanceTimersByTime(250);
     progress.finish();
     expect(written.length).toBeGreaterThanOrEqual(2);
     expect(written[0]).toBe(`\r${progressBar(45, 100, "keys", "copied 45 (1.0 KiB)")}\x1b[K`);
@@ -156,16 +164,16 @@ describe("progress", () => {
     expect(written.at(-1)!.endsWith("\n")).toBe(true);
   });
 
-  it("logs a line per interval when not a terminal, and nothing at the end", async () => {
+  it("logs a line per interval when not a terminal, and nothing at the end", () => {
     const written: string[] = [];
     const progress = new Progress({ label: "migrate", unit: "keys", intervalMs: 50, stream: { write: (s: string) => written.push(s) } });
     progress.set(10, 20, "copied 10 (10 B)");
-    await new Promise((resolve) => setTimeout(resolve, 180));
+    vi.advanceTimersByTime(180);
     progress.finish();
     const count = written.length;
     expect(count).toBeGreaterThanOrEqual(2);
     expect(written[0]).toBe("migrate: 10/20 keys, copied 10 (10 B)\n");
-    await new Promise((resolve) => setTimeout(resolve, 120));
+    vi.advanceTimersByTime(120);
     expect(written.length).toBe(count);
   });
 });
