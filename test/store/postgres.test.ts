@@ -182,8 +182,16 @@ describe("postgres: versioned writes of one turn share a multi-row statement", (
         expect(await store!.readVersioned(key)).toMatchObject({ version: stale(i) ? 100n : 50n, revision: 1n });
         expect(text(await store!.read(key))).toBe(stale(i) ? "newer" : "v50");
       }
-      expect(await Promise.all(keys.map((key) => store!.write(key, bytes("v200"), { version: 200n })))).toEqual(Array(40).fill("applied"));
-      for (const key of keys) expect(await store!.readVersioned(key)).toMatchObject({ version: 200n, revision: 2n });
+      // Empty values and names that need quoting in an array literal travel intact.
+      const odd = (i: number): Uint8Array => (i % 3 === 0 ? new Uint8Array() : bytes(`"{v,200}\\`));
+      expect(await Promise.all(keys.map((key, i) => store!.write(key, odd(i), { version: 200n })))).toEqual(Array(40).fill("applied"));
+      for (const [i, key] of keys.entries()) {
+        expect(await store!.readVersioned(key)).toMatchObject({ version: 200n, revision: 2n });
+        expect(Buffer.from(await store!.read(key))).toEqual(Buffer.from(odd(i)));
+      }
+      const quoted = Array.from({ length: 30 }, (_, i) => ({ ...at(`q ${i},"{x}\\`), storeId: `vss:s "${i % 2}"` }));
+      expect(await Promise.all(quoted.map((key) => store!.write(key, bytes("q"), { version: 1n })))).toEqual(Array(30).fill("applied"));
+      for (const key of quoted) expect(text(await store!.read(key))).toBe("q");
     });
   });
 
