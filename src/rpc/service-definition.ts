@@ -189,8 +189,11 @@ function cancellationOf(deadline: number | undefined): StoreError {
 class CallScope implements HandlerContext {
   readonly deadline: number | undefined;
   readonly metadata: grpc.Metadata;
-  /** Who calls: set by `identified` before the handler runs. */
-  principal: Principal = OPEN_PRINCIPAL;
+  /**
+   * Who calls: set by `identified`, which runs before the handler. No default: a path that reached
+   * a handler unauthenticated would fail on `undefined` instead of acting as someone.
+   */
+  principal!: Principal;
   private readonly started = process.hrtime.bigint();
   /** Why the call was cancelled before it was answered, once it was. */
   private cancellation: StoreError | undefined;
