@@ -10,6 +10,7 @@ import { LOG_LEVELS, createLogger, type Logger } from "../log.js";
 import { createMetrics, serveMetrics } from "../server/metrics.js";
 import { startServer } from "../server/server.js";
 import { StoreError } from "../store/errors.js";
+import { RemoteStore } from "../remote/remote-store.js";
 import { openStore } from "../tier/open-store.js";
 import type { KVStore } from "../store/types.js";
 import { parseKeyPath } from "../store/validate.js";
@@ -267,8 +268,11 @@ export function limitsOf(settings: ServeSettings): Limits {
   return { maxValueBytes, maxBatchItems, maxBatchBytes, maxListKeys, maxConcurrentStreams };
 }
 
-/** Opens every configured tier; on failure closes what was opened. */
-export async function openTierStore(settings: ServeSettings, logger: Logger): Promise<TierStore> {
+/**
+ * Opens every configured tier; on failure closes what was opened. Also returns the tiers that are
+ * chained tierkv servers, whose `token_file=` SIGHUP reads again.
+ */
+export async function openTierStore(settings: ServeSettings, logger: Logger): Promise<{ store: TierStore; remotes: RemoteStore[] }> {
   for (const path of settings.ephemeralKey) {
     try {
       parseKeyPath(path);
@@ -295,7 +299,7 @@ export async function openTierStore(settings: ServeSettings, logger: Logger): Pr
     const retry = Object.fromEntries(
       TIER_NAMES.map((tier) => [tier, settings.retryDisable.includes(tier) ? NO_RETRY : policy]),
     ) as Record<TierName, RetryPolicy>;
-    return new TierStore({
+    const store = new TierStore({
       primary: (await open(settings.primary, "durable"))!,
       backup: await open(settings.backup, "durable"),
       ephemeral: await open(settings.ephemeral, "cache"),
@@ -305,9 +309,21 @@ export async function openTierStore(settings: ServeSettings, logger: Logger): Pr
       backupPolicy: settings.backupPolicy,
       clock: new HybridClock(Date.now, settings.maxVersionSkewMs),
     });
+    return { store, remotes: opened.filter((tier) => tier instanceof RemoteStore) };
   } catch (error) {
     await Promise.all(opened.map((store) => store.close()));
     throw error;
+  }
+}
+
+/** Re-reads each chained tier's token file; one that fails keeps its token and is logged. */
+function reloadRemoteTokens(remotes: readonly RemoteStore[], logger: Logger): void {
+  for (const remote of remotes) {
+    try {
+      if (remote.reloadToken()) logger.info({ tier: remote.client.address }, "chained tier's token reloaded");
+    } catch (error) {
+      logger.error({ err: (error as Error).message }, "chained tier's token not reloaded: keeping the previous one");
+    }
   }
 }
 
@@ -413,7 +429,7 @@ export async function serve(settings: ServeSettings): Promise<void> {
   const stopTracing = startTracing(process.env);
   const credentials = serverCredentials(settings);
   const authenticator = await openAuthenticator(settings, logger);
-  const store = await openTierStore(settings, logger);
+  const { store, remotes } = await openTierStore(settings, logger);
   const metrics = createMetrics(store, { perStore: settings.metricsPerStore });
   // Every failed start path closes what was opened before it.
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
@@ -474,8 +490,12 @@ export async function serve(settings: ServeSettings): Promise<void> {
   // Handlers go in before "listening" is announced: whoever waits for that line may signal at once.
   process.on("SIGINT", (signal) => void stop(signal));
   process.on("SIGTERM", (signal) => void stop(signal));
-  // SIGHUP re-reads the identities file and JWT keys; calls in flight are not disturbed.
-  process.on("SIGHUP", () => void authenticator.reload());
+  // SIGHUP re-reads the identities file and JWT keys, and the token files of chained tiers;
+  // calls in flight are not disturbed.
+  process.on("SIGHUP", () => {
+    void authenticator.reload();
+    reloadRemoteTokens(remotes, logger);
+  });
   logger.info(
     {
       address: server.address,

@@ -104,6 +104,11 @@ export class TierkvClient extends VersionedReads implements KVStore {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
 
+  /** Sends `token` as `authorization: Bearer …` from the next call on (a rotated credential). */
+  setBearerToken(token: string): void {
+    this.metadata.set("authorization", `Bearer ${token}`);
+  }
+
   private call<K extends keyof Methods>(method: K, init: Request<K>, options: CallOptions = {}): Promise<Response<K>> {
     const request = create(KVStoreService.method[method].input, init);
     const deadline = options.deadline ?? Date.now() + this.timeoutMs;

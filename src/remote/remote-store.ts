@@ -86,7 +86,20 @@ export class RemoteStore implements KVStore {
   constructor(
     readonly client: TierkvClient,
     private readonly limits: BatchLimits = DEFAULT_BATCH_LIMITS,
+    /** Where the bearer token came from (`token_file=`), so `reloadToken` can read it again. */
+    private readonly tokenFile?: string,
   ) {}
+
+  /**
+   * Reads `token_file=` again and sends its token from the next call on (SIGHUP: a rotated
+   * replicate credential). A file that cannot be read, or is empty, keeps the current token and
+   * throws saying why. Returns whether there was a token file to read.
+   */
+  reloadToken(): boolean {
+    if (this.tokenFile === undefined) return false;
+    this.client.setBearerToken(readTokenFile(this.tokenFile, this.client.address));
+    return true;
+  }
 
   read(ref: KeyRef, options?: CallOptions): Promise<Uint8Array> {
     return this.client.read(ref, options);
@@ -206,6 +219,18 @@ function readParameterFile(uri: URL, name: string): Buffer | undefined {
   }
 }
 
+/** The bearer token in `path`, trimmed; never empty. */
+function readTokenFile(path: string, address: string): string {
+  let token: string;
+  try {
+    token = readFileSync(path, "utf8").trim();
+  } catch (error) {
+    throw invalidArgument(`store URI grpc://${address}: cannot read token_file ${path}: ${(error as Error).message}`);
+  }
+  if (token === "") throw invalidArgument(`store URI grpc://${address}: token_file ${path} is empty`);
+  return token;
+}
+
 function positiveParameter(uri: URL, text: string, name: string): number | undefined {
   const value = uri.searchParams.get(name);
   if (value === null) return undefined;
@@ -228,7 +253,8 @@ export function openRemoteStore(text: string): RemoteStore {
   const [ca, cert, key] = [readParameterFile(uri, "ca"), readParameterFile(uri, "cert"), readParameterFile(uri, "key")];
   if (!tls && (ca || cert || key)) throw invalidArgument(`store URI "${text}": ca/cert/key need grpcs://`);
   if ((cert === undefined) !== (key === undefined)) throw invalidArgument(`store URI "${text}": cert and key go together`);
-  const token = readParameterFile(uri, "token_file")?.toString("utf8").trim();
+  const tokenFile = uri.searchParams.get("token_file") ?? undefined;
+  const token = tokenFile === undefined ? undefined : readTokenFile(tokenFile, uri.host);
   const timeoutMs = positiveParameter(uri, text, "timeout_ms");
   const client = new TierkvClient({
     address: uri.host,
@@ -237,8 +263,9 @@ export function openRemoteStore(text: string): RemoteStore {
     ...(timeoutMs !== undefined && { timeoutMs }),
     channelOptions: CHANNEL_OPTIONS,
   });
-  return new RemoteStore(client, {
+  const limits = {
     maxBatchBytes: positiveParameter(uri, text, "max_batch_bytes") ?? DEFAULT_BATCH_LIMITS.maxBatchBytes,
     maxBatchItems: positiveParameter(uri, text, "max_batch_items") ?? DEFAULT_BATCH_LIMITS.maxBatchItems,
-  });
+  };
+  return new RemoteStore(client, limits, tokenFile);
 }

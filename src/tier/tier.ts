@@ -28,18 +28,31 @@ export class Tier {
 const TRANSPORT_CODES: ReadonlySet<string> = new Set(["unavailable", "deadline-exceeded", "cancelled", "internal"]);
 
 /**
+ * Codes with which a tier (a chained tierkv) refuses this server itself, its `token_file=` or
+ * client certificate: the caller's own credentials were fine, and only an operator can fix it.
+ */
+const REFUSED_CODES: ReadonlySet<string> = new Set(["unauthenticated", "permission-denied"]);
+
+/**
  * What the caller learns of a tier's failure: which tier, whether it may retry, and whether
  * another tier already applied the mutation. Transport details (peer addresses, TLS errors) stay
  * in `cause`, for the log only.
  */
 export function tierFailure(tier: TierName, error: unknown, appliedIn: readonly TierName[] = []): StoreError {
   const cause = StoreError.from(error);
-  if (!TRANSPORT_CODES.has(cause.code)) return cause;
+  const refused = REFUSED_CODES.has(cause.code);
+  if (!TRANSPORT_CODES.has(cause.code) && !refused) return cause;
   const applied =
     appliedIn.length === 0
       ? "nothing was acknowledged"
       : `the ${appliedIn.join(" and ")} tier applied it; retrying with the same version is safe`;
-  const what = cause.code === "internal" ? "failed" : cause.code === "deadline-exceeded" ? "did not answer in time" : "is unavailable";
+  const what = refused
+    ? `refused this server's credentials (${cause.code})`
+    : cause.code === "internal"
+      ? "failed"
+      : cause.code === "deadline-exceeded"
+        ? "did not answer in time"
+        : "is unavailable";
   // Every tier failure is worth a retry by the caller: the mutation's version makes it idempotent.
   const code = cause.code === "internal" ? "internal" : "unavailable";
   return new StoreError(code, `the ${tier} tier ${what}; ${applied}`, { cause });
