@@ -225,9 +225,9 @@ function readTokenFile(path: string, address: string): string {
   try {
     token = readFileSync(path, "utf8").trim();
   } catch (error) {
-    throw invalidArgument(`store URI grpc://${address}: cannot read token_file ${path}: ${(error as Error).message}`);
+    throw invalidArgument(`token_file ${path} (for ${address}): cannot read it: ${(error as Error).message}`);
   }
-  if (token === "") throw invalidArgument(`store URI grpc://${address}: token_file ${path} is empty`);
+  if (token === "") throw invalidArgument(`token_file ${path} (for ${address}) is empty`);
   return token;
 }
 

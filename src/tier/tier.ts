@@ -27,6 +27,9 @@ export class Tier {
 /** Codes whose message describes the tier's own trouble (addresses, TLS), not the caller's request. */
 const TRANSPORT_CODES: ReadonlySet<string> = new Set(["unavailable", "deadline-exceeded", "cancelled", "internal"]);
 
+/** How a tier's transport failure reads, by code (any other: "is unavailable"). */
+const TRANSPORT_FAILURES: Readonly<Record<string, string>> = { internal: "failed", "deadline-exceeded": "did not answer in time" };
+
 /**
  * Codes with which a tier (a chained tierkv) refuses this server itself, its `token_file=` or
  * client certificate: the caller's own credentials were fine, and only an operator can fix it.
@@ -46,13 +49,7 @@ export function tierFailure(tier: TierName, error: unknown, appliedIn: readonly 
     appliedIn.length === 0
       ? "nothing was acknowledged"
       : `the ${appliedIn.join(" and ")} tier applied it; retrying with the same version is safe`;
-  const what = refused
-    ? `refused this server's credentials (${cause.code})`
-    : cause.code === "internal"
-      ? "failed"
-      : cause.code === "deadline-exceeded"
-        ? "did not answer in time"
-        : "is unavailable";
+  const what = refused ? `refused this server's credentials (${cause.code})` : (TRANSPORT_FAILURES[cause.code] ?? "is unavailable");
   // Every tier failure is worth a retry by the caller: the mutation's version makes it idempotent.
   const code = cause.code === "internal" ? "internal" : "unavailable";
   return new StoreError(code, `the ${tier} tier ${what}; ${applied}`, { cause });
