@@ -1,5 +1,6 @@
 //! JWT bearer credentials (`--auth jwt`), verified with `jose` against a JWKS file or a PEM public
-//! key: signature (RS256, ES256, EdDSA), `exp`/`nbf` with a small leeway, `iss`/`aud` when set.
+//! key: signature (RS256, ES256, EdDSA), `exp` required and checked with vss-server's leeway,
+//! `nbf` when present, `iss`/`aud` when set.
 
 import { readFileSync } from "node:fs";
 import { createLocalJWKSet, importSPKI, jwtVerify, type JWTVerifyGetKey, type KeyObject, type CryptoKey } from "jose";
@@ -15,11 +16,18 @@ export interface JwtSettings {
   readonly audience?: string;
   /** The claim that names the store (default `sub`). */
   readonly storeClaim: string;
+  /** Accept tokens without `exp` (opt-in: a token that never expires cannot be taken back). */
+  readonly allowNoExp?: boolean;
 }
 
 const ALGORITHMS = ["RS256", "ES256", "EdDSA"];
-/** Clock leeway for `exp` and `nbf`. */
-const LEEWAY_SECONDS = 30;
+/**
+ * Clock leeway for `exp` (and `nbf`). vss-server verifies with jsonwebtoken's
+ * `Validation::new(Algorithm::RS256)` (rust/auth-impls/src/jwt.rs), whose defaults are a 60 s
+ * leeway and `exp` required; tierkv does the same. It also checks `nbf` when present, which
+ * vss-server ignores: a token not yet valid is refused.
+ */
+const LEEWAY_SECONDS = 60;
 
 type VerificationKey = JWTVerifyGetKey | KeyObject | CryptoKey;
 
@@ -63,16 +71,20 @@ export class JwtVerifier {
       const options = {
         algorithms: ALGORITHMS,
         clockTolerance: LEEWAY_SECONDS,
+        ...(!this.settings.allowNoExp && { requiredClaims: ["exp"] }),
         ...(this.settings.issuer !== undefined && { issuer: this.settings.issuer }),
         ...(this.settings.audience !== undefined && { audience: this.settings.audience }),
       };
       payload = (await jwtVerify(token, this.key, options)).payload;
     } catch (error) {
       const code = (error as { code?: string }).code ?? "";
+      const claim = error as { claim?: string; reason?: string };
       const reason =
         code === "ERR_JWT_EXPIRED"
           ? "the token has expired"
-          : code === "ERR_JWT_CLAIM_VALIDATION_FAILED"
+          : code === "ERR_JWT_CLAIM_VALIDATION_FAILED" && claim.claim === "exp" && claim.reason === "missing"
+            ? "the token has no exp claim (tokens must expire)"
+            : code === "ERR_JWT_CLAIM_VALIDATION_FAILED"
             ? `the token's ${(error as { claim?: string }).claim ?? "claims"} claim is not accepted`
             : "the token's signature or format is not valid";
       throw new StoreError("unauthenticated", `invalid credentials: ${reason}`);

@@ -195,6 +195,12 @@ export const SERVE_SETTINGS = {
     defaultValue: "sub",
     parse: parseString,
   } satisfies Setting<string>,
+  jwtAllowNoExp: {
+    flag: "--jwt-allow-no-exp",
+    description: "accept JWTs without an exp claim (refused by default, as vss-server does)",
+    defaultValue: false,
+    parse: parseBoolean,
+  } satisfies Setting<boolean>,
   quotaMaxKeys: {
     flag: "--quota-max-keys <n>",
     description: "most keys a store may hold, for identities without a quota of their own (0 = no limit)",
@@ -376,6 +382,7 @@ export async function openAuthenticator(settings: ServeSettings, logger: Logger)
           issuer: settings.jwtIssuer,
           audience: settings.jwtAudience,
           storeClaim: settings.jwtStoreClaim,
+          allowNoExp: settings.jwtAllowNoExp,
         },
         ...((settings.quotaMaxKeys > 0 || settings.quotaMaxBytes > 0) && {
           defaultQuota: {

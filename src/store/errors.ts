@@ -13,19 +13,27 @@ export type StoreErrorCode =
   | "permission-denied"
   | "internal";
 
+/**
+ * A finer cause within a code, for surfaces whose wire tables tell them apart: `quota` is a
+ * tenant's own limit (contract §6.3), unlike a full disk, which shares `resource-exhausted`.
+ */
+export type StoreErrorReason = "quota";
+
 /** Codes worth retrying: the same request may succeed later without change. */
 const RETRYABLE: ReadonlySet<StoreErrorCode> = new Set(["unavailable"]);
 
 /** An error with a code a caller can act on. The message is safe to show to a remote caller. */
 export class StoreError extends Error {
   override readonly name = "StoreError";
+  readonly reason: StoreErrorReason | undefined;
 
   constructor(
     readonly code: StoreErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; reason?: StoreErrorReason },
   ) {
     super(message, options);
+    this.reason = options?.reason;
   }
 
   /** True when retrying the same request may succeed (the tier wrapper's retry loop asks this). */
@@ -50,4 +58,9 @@ export function notFound(operation: string, path: string): StoreError {
 
 export function invalidArgument(message: string): StoreError {
   return new StoreError("invalid-argument", message);
+}
+
+/** A tenant's quota would be exceeded: nothing changed (contract §6.3). */
+export function quotaExceeded(message: string): StoreError {
+  return new StoreError("resource-exhausted", message, { reason: "quota" });
 }

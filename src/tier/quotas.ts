@@ -1,7 +1,7 @@
 //! Per-store quotas (contract §7): most keys and most value bytes a tenant may hold. Usage is
 //! read from the primary once per store, then kept up to date by the mutations that pass here.
 
-import { StoreError } from "../store/errors.js";
+import { quotaExceeded, StoreError } from "../store/errors.js";
 import { readOrAbsent } from "../store/read-or-absent.js";
 import { isStoreUsageReader, storeIdOf, type KVStore, type KeyRef, type MutationOptions, type StoreUsage } from "../store/types.js";
 
@@ -48,11 +48,10 @@ export class StoreQuotas {
     const [usage, previous] = await Promise.all([this.usageOf(storeId), sizeOf(this.primary, ref)]);
     const after = { keys: usage.keys + (previous === undefined ? 1 : 0), bytes: usage.bytes + bytes - (previous ?? 0) };
     if (quota.maxKeys !== undefined && after.keys > quota.maxKeys) {
-      throw new StoreError("resource-exhausted", `store ${storeId} holds ${usage.keys} keys; its quota is ${quota.maxKeys} keys`);
+      throw quotaExceeded(`store ${storeId} holds ${usage.keys} keys; its quota is ${quota.maxKeys} keys`);
     }
     if (quota.maxBytes !== undefined && after.bytes > quota.maxBytes && bytes > (previous ?? 0)) {
-      throw new StoreError(
-        "resource-exhausted",
+      throw quotaExceeded(
         `store ${storeId} holds ${usage.bytes} bytes of values; this write needs ${after.bytes - usage.bytes} more and its quota is ${quota.maxBytes} bytes`,
       );
     }
@@ -93,10 +92,10 @@ export class StoreQuotas {
       [keys, bytes] = [keys + (previous === undefined ? 1 : 0), bytes + (op.value?.byteLength ?? 0) - (previous ?? 0)];
     }
     if (quota.maxKeys !== undefined && keys > quota.maxKeys && keys > usage.keys) {
-      throw new StoreError("resource-exhausted", `store ${storeId} holds ${usage.keys} keys; the transaction would leave ${keys} and its quota is ${quota.maxKeys} keys`);
+      throw quotaExceeded(`store ${storeId} holds ${usage.keys} keys; the transaction would leave ${keys} and its quota is ${quota.maxKeys} keys`);
     }
     if (quota.maxBytes !== undefined && bytes > quota.maxBytes && bytes > usage.bytes) {
-      throw new StoreError("resource-exhausted", `store ${storeId} holds ${usage.bytes} bytes of values; the transaction would leave ${bytes} and its quota is ${quota.maxBytes} bytes`);
+      throw quotaExceeded(`store ${storeId} holds ${usage.bytes} bytes of values; the transaction would leave ${bytes} and its quota is ${quota.maxBytes} bytes`);
     }
     return forget;
   }

@@ -5,13 +5,16 @@ import { ErrorCode } from "../../gen/vss/v1/vss_pb.js";
 import { StoreError } from "../store/errors.js";
 
 /**
- * Sent on every response, errors included. vss-server sends `0.1.0` (its PROTOCOL_VERSION in
- * rust/server/src/vss_service.rs), and vss-client, which LDK Node's VssStore uses, compares the
- * header with the version it speaks and refuses a response without it; LDK Node releases that
- * predate the check ignore it. So tierkv sends what the reference server sends.
+ * Sent on every response, errors, 405s, 413s and unknown paths included. vss-client-ng 0.6.0
+ * (pinned by LDK Node main) declares `const PROTOCOL_VERSION: &str = "0"` in `src/client.rs` and,
+ * in `post_request`, returns `VssError::VSSVersionMismatchError` before it looks at the status
+ * whenever this header is not exactly that string; LDK Node's `src/io/vss_store.rs` does not
+ * retry it, so `VssStore::new` fails. Clients before 0.6.0 (LDK Node 0.7, vss-client 0.4) ignore
+ * the header. (An earlier tierkv sent `0.1.0`, the version of the vss-server crate, which no
+ * released client accepts.)
  */
 export const PROTOCOL_VERSION_HEADER = "vss-protocol-version";
-export const PROTOCOL_VERSION = "0.1.0";
+export const PROTOCOL_VERSION = "0";
 
 /** The path prefix LDK Node's base URL ends with (`http://host:port/vss`). */
 export const VSS_PATH_PREFIX = "/vss";
@@ -72,17 +75,25 @@ export class VssError extends Error {
 export const invalidRequest = (message: string): VssError => new VssError("invalid-request", message);
 
 /**
- * A store's failure as VSS reports it. Callers' mistakes and limits answer 400 with the store's
- * message (they are safe to show); failures of the server or its tiers answer 500.
+ * A store's failure as VSS reports it. LDK Node's `VssStore` retries every error but
+ * NoSuchKey, InvalidRequest and Conflict, for up to 180 s (`retry_policy()` in
+ * `src/io/vss_store.rs`), so the status says who must act:
+ * - the caller's own mistakes stay 4xx and are not retried: a bad request or a version out of
+ *   range (400), bad or missing credentials (401), an absent key (404);
+ * - a tenant's quota answers 400 too: it does not clear by itself within the client's retry
+ *   window, and a prompt error is what the node (and its operator) can act on;
+ * - everything else — a full disk, an unreachable database or backup tier, a deadline, a
+ *   cancellation, a server setting (`failed-precondition`), a bug — is 500 with a fixed message,
+ *   which LDK Node retries; the cause goes to the log only.
  */
 export function toVssError(error: unknown): VssError {
   if (error instanceof VssError) return error;
   const cause = StoreError.from(error);
   switch (cause.code) {
     case "invalid-argument":
-    case "resource-exhausted":
-    case "failed-precondition":
       return new VssError("invalid-request", cause.message, { cause });
+    case "resource-exhausted":
+      return cause.reason === "quota" ? new VssError("invalid-request", cause.message, { cause }) : new VssError("internal", cause.message, { cause });
     case "not-found":
       return new VssError("no-such-key", cause.message, { cause });
     case "unauthenticated":

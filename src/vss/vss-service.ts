@@ -28,7 +28,7 @@ import { AuthorizedStore } from "../auth/authorized-store.js";
 import { allows, type Principal, type Role } from "../auth/principal.js";
 import type { Limits } from "../limits.js";
 import { StoreError } from "../store/errors.js";
-import type { CallOptions, KVStore, KeyRef, NamespaceRef, TxnCheck, TxnOperation } from "../store/types.js";
+import type { CallOptions, KVStore, KeyRef, MutationOutcome, NamespaceRef, TxnCheck, TxnOperation } from "../store/types.js";
 import { MAX_STORE_ID_LENGTH, validateKey, validateTxn, VSS_STORE_PREFIX } from "../store/validate.js";
 import {
   DEFAULT_LIST_PAGE_SIZE,
@@ -110,6 +110,24 @@ function decodeListToken(token: string, prefix: string): string {
   return body.t;
 }
 
+/** Whether a condition holds on a key's state after earlier items of the same request. */
+function holdsAfter(expect: TxnCheck["expect"], revision: bigint | undefined): boolean {
+  if (expect === "absent") return revision === undefined;
+  if (expect === "present") return revision !== undefined;
+  return revision === expect;
+}
+
+/**
+ * A VSS mutation is acknowledged only when the store applied it. Mutations without a caller
+ * version always apply (contract §3); a `stale` outcome would mean that rule broke, and answering
+ * 200 would hide a lost write, so the caller gets a 500, which LDK Node retries.
+ */
+function notAppliedGuard(outcomes: readonly MutationOutcome[], operation: string): void {
+  if (outcomes.some((outcome) => outcome !== "applied")) {
+    throw new VssError("internal", `${operation}: the store acknowledged a mutation without applying it`);
+  }
+}
+
 type GetObjectReply = MessageInitShape<typeof GetObjectResponseSchema>;
 type ListReply = MessageInitShape<typeof ListKeyVersionsResponseSchema>;
 type KeyVersionInit = MessageInitShape<typeof KeyValueSchema>;
@@ -139,54 +157,66 @@ export class VssService {
     }
   }
 
-  /** All transaction_items, delete_items and the global version in one Txn: all apply or none (409). */
+  /**
+   * All transaction_items, the global version, then delete_items, applied in that order in one
+   * Txn, as vss-server's `put` runs them (rust/impls/src/postgres_store.rs): all apply or none
+   * (409). A key may appear more than once: its first item is checked against the stored state
+   * (a Txn check), each later one against the state the earlier items leave (decided here, since
+   * every item's outcome is known), and the Txn carries the key's final state as one operation.
+   * Every put states its revision (the VSS version it leaves), so no tier counts on its own.
+   */
   async putObjects(principal: Principal, request: PutObjectRequest, options: CallOptions = {}): Promise<void> {
     const store = this.storeFor(principal, request.storeId);
     const count = request.transactionItems.length + request.deleteItems.length;
     if (count > MAX_PUT_ITEMS) throw invalidRequest(`the request has ${count} items; the limit is ${MAX_PUT_ITEMS}`);
     const checks: TxnCheck[] = [];
-    const operations: TxnOperation[] = [];
-    const seen = new Set<string>();
+    /** Each key's state once the items so far apply: absent, or the revision it holds. */
+    const after = new Map<string, { revision: bigint | undefined; operation: TxnOperation }>();
     let bytes = 0;
-    /** Set by a condition that can never hold (a delete of version 0): the request conflicts. */
+    /** Set by a condition that can never hold: the request conflicts. */
     let impossible: string | undefined;
-    const claim = (key: string): KeyRef => {
-      if (seen.has(key)) throw invalidRequest(`key ${showKey(key)} appears more than once in the request`);
-      seen.add(key);
-      return refOf(key);
+    const apply = (key: string, expect: TxnCheck["expect"] | undefined, operation: TxnOperation, revision: bigint | undefined): void => {
+      const earlier = after.get(key);
+      if (earlier === undefined) {
+        if (expect !== undefined) checks.push({ ...refOf(key), expect });
+      } else if (expect !== undefined && !holdsAfter(expect, earlier.revision)) {
+        impossible ??= key;
+      }
+      after.set(key, { revision, operation });
     };
     const put = (key: string, version: bigint, value: Uint8Array): void => {
-      const ref = claim(key);
       if (value.byteLength > this.limits.maxValueBytes) {
         throw invalidRequest(`the value of ${showKey(key)} is ${value.byteLength} bytes; the largest accepted is ${this.limits.maxValueBytes}`);
       }
-      bytes += value.byteLength;
-      if (version === -1n) {
-        operations.push({ ...ref, kind: "write", value, revision: 1n });
-        return;
-      }
       if (version < -1n) throw invalidRequest(`version ${version} of ${showKey(key)} is below -1`);
-      checks.push({ ...ref, expect: version === 0n ? "absent" : version });
-      operations.push({ ...ref, kind: "write", value });
+      bytes += value.byteLength;
+      // -1 writes unconditionally and resets the version to 1, as vss-server does.
+      const revision = version <= 0n ? 1n : version + 1n;
+      const expect = version === -1n ? undefined : version === 0n ? "absent" : version;
+      apply(key, expect, { ...refOf(key), kind: "write", value, revision }, revision);
     };
     for (const item of request.transactionItems) put(item.key, item.version, item.value);
     if (request.globalVersion !== undefined) put(GLOBAL_VERSION_KEY, request.globalVersion, EMPTY);
     for (const item of request.deleteItems) {
-      const ref = claim(item.key);
-      if (item.version === -1n) checks.push({ ...ref, expect: "present" });
-      else if (item.version > 0n) checks.push({ ...ref, expect: item.version });
-      else if (item.version === 0n) impossible ??= item.key;
-      else throw invalidRequest(`version ${item.version} of ${showKey(item.key)} is below -1`);
-      operations.push({ ...ref, kind: "remove" });
+      if (item.version < -1n) throw invalidRequest(`version ${item.version} of ${showKey(item.key)} is below -1`);
+      const remove: TxnOperation = { ...refOf(item.key), kind: "remove" };
+      if (item.version === 0n) {
+        // A stored key's version is at least 1: version 0 never matches.
+        impossible ??= item.key;
+        apply(item.key, undefined, remove, undefined);
+      } else {
+        apply(item.key, item.version === -1n ? "present" : item.version, remove, undefined);
+      }
     }
     if (bytes > this.limits.maxBatchBytes) {
       throw invalidRequest(`the request carries ${bytes} bytes of values; the largest accepted is ${this.limits.maxBatchBytes}`);
     }
+    const operations = [...after.values()].map((state) => state.operation);
     if (operations.length === 0) return;
     if (impossible !== undefined) {
       // Validated like any request first, so a bad key answers 400 rather than 409.
       validateTxn({ checks, operations: operations.map((op) => ({ ...op, storeId: VSS_STORE_PREFIX })) });
-      throw new VssError("conflict", `version 0 of ${showKey(impossible)} never matches a stored key`);
+      throw new VssError("conflict", `the version given for ${showKey(impossible)} never matches the key's state`);
     }
     const result = await store.txn({ checks, operations, ...options });
     if (!result.succeeded) {
@@ -194,6 +224,7 @@ export class VssService {
       const what = failed.key === GLOBAL_VERSION_KEY && request.globalVersion !== undefined ? "global_version" : `the version of ${showKey(failed.key)}`;
       throw new VssError("conflict", `${what} does not match the stored one`);
     }
+    notAppliedGuard(result.outcomes, "putObjects");
   }
 
   /** Idempotent: an absent key, or one whose version differs, answers success and is left alone. */
@@ -203,9 +234,10 @@ export class VssService {
     if (item === undefined) throw invalidRequest("key_value is missing");
     const ref = refOf(item.key);
     if (item.version === -1n) {
-      await store.remove(ref, options);
+      notAppliedGuard([await store.remove(ref, options)], "deleteObject");
     } else if (item.version > 0n) {
-      await store.txn({ checks: [{ ...ref, expect: item.version }], operations: [{ ...ref, kind: "remove" }], ...options });
+      const result = await store.txn({ checks: [{ ...ref, expect: item.version }], operations: [{ ...ref, kind: "remove" }], ...options });
+      if (result.succeeded) notAppliedGuard(result.outcomes, "deleteObject");
     } else if (item.version === 0n) {
       validateKey({ ...ref, storeId: VSS_STORE_PREFIX }, "remove");
     } else {
@@ -225,7 +257,9 @@ export class VssService {
     const requested = request.pageSize ?? DEFAULT_LIST_PAGE_SIZE;
     if (requested < 0) throw invalidRequest(`page_size ${requested} is negative`);
     const pageSize = Math.min(requested, MAX_LIST_PAGE_SIZE);
-    const first = request.pageToken === undefined || request.pageToken === "";
+    // Only an absent token is the first page, as in vss-server; LDK Node stops at "" and never sends it.
+    if (request.pageToken === "") throw invalidRequest("page_token is empty; omit it to list from the first page");
+    const first = request.pageToken === undefined;
     let storeToken = first ? undefined : decodeListToken(request.pageToken!, prefix);
 
     // Read before any key, as vss-server does.

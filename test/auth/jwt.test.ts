@@ -150,10 +150,10 @@ describe("a JWKS file", () => {
     expect(text(await jwks.tiers.read({ ...key("c"), storeId: "carol" }))).toBe("carol");
   });
 
-  it("honours the 30 s clock leeway, no more", async () => {
-    const lenient = jwks.client(await sign(keys.ES256, { sub: "alice", roles: ["write"] }, { exp: now() - 10 }));
+  it("honours vss-server's 60 s clock leeway, no more", async () => {
+    const lenient = jwks.client(await sign(keys.ES256, { sub: "alice", roles: ["write"] }, { exp: now() - 50 }));
     expect(await lenient.write(key("leeway"), Buffer.from("just expired"))).toBe("applied");
-    const early = jwks.client(await sign(keys.ES256, { sub: "alice", roles: ["write"], nbf: now() + 10 }));
+    const early = jwks.client(await sign(keys.ES256, { sub: "alice", roles: ["write"], nbf: now() + 50 }));
     expect(text(await early.read(key("leeway")))).toBe("just expired");
   });
 
@@ -170,6 +170,7 @@ describe("a JWKS file", () => {
 
     const refusals: Array<[string, () => Promise<string>, RegExp]> = [
       ["an expired token (beyond the leeway)", () => sign(keys.ES256, { sub: "alice" }, { exp: now() - 120 }), /expired/],
+      ["a token without exp (vss-server requires it)", () => sign(keys.ES256, { sub: "alice" }, { exp: null }), /no exp claim/],
       ["a token not valid yet (beyond the leeway)", () => sign(keys.ES256, { sub: "alice", nbf: now() + 120 }), /nbf/],
       ["a token signed by another key under a known kid", () => sign(impostors.ES256, { sub: "alice" }), /signature/],
       ["an RS256 token signed by another key", () => sign(impostors.RS256, { sub: "alice" }), /signature/],
@@ -258,4 +259,15 @@ it("a custom store claim names the store; sub only names the caller", async () =
   expect([...principal.roles].sort()).toEqual(["read", "write"]);
   const withoutTenant = authenticator.authenticate({ authorization: `Bearer ${await sign(pair, { sub: "user-7" })}` });
   await expectCode(withoutTenant, "unauthenticated");
+});
+
+it("--jwt-allow-no-exp (allowNoExp) accepts a token without exp; without it the token is refused", async () => {
+  const pair = keys.ES256;
+  const jwksFile = join(dir, "jwks-noexp.json");
+  writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(pair.publicKey)), kid: pair.kid, alg: pair.alg }] }));
+  const token = await sign(pair, { sub: "eternal" }, { exp: null, iss: null, aud: null });
+  const strict = await Authenticator.open({ modes: ["jwt"], jwt: { jwksFile, storeClaim: "sub" } }, silentLogger());
+  await expectCode(strict.authenticate({ authorization: `Bearer ${token}` }), "unauthenticated");
+  const lenient = await Authenticator.open({ modes: ["jwt"], jwt: { jwksFile, storeClaim: "sub", allowNoExp: true } }, silentLogger());
+  expect((await lenient.authenticate({ authorization: `Bearer ${token}` })).storeId).toBe("eternal");
 });

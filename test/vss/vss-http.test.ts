@@ -86,7 +86,7 @@ describe("VSS HTTP edge", () => {
       },
     });
     const response = await fetch(`${vss.url}/putObjects`, { method: "POST", body, duplex: "half" } as RequestInit);
-    expect(response.headers.get("vss-protocol-version")).toBe("0.1.0");
+    expect(response.headers.get("vss-protocol-version")).toBe("0");
     const error = await errorOf(response);
     expect([error.status, error.code]).toEqual([413, ErrorCode.INVALID_REQUEST_EXCEPTION]);
   });
@@ -148,13 +148,13 @@ describe("VSS HTTP failures", () => {
     }
   });
 
-  it("an fs primary refuses VSS stores with a clear message", async () => {
+  it("an fs primary refuses VSS stores: a server setting, so 500 with the fixed message (the cause is logged)", async () => {
     const fs = await FsStore.open(tempDir());
     const vss = await startVssHarness({ primary: fs });
     try {
-      const error = await refused(new VssTestClient(vss.url, "s").put([["../../escape", "v", -1]]), 400, ErrorCode.INVALID_REQUEST_EXCEPTION);
-      expect(error.serverMessage).toContain("fs backend cannot hold VSS stores");
-      await refused(new VssTestClient(vss.url, "s").get("k"), 400, ErrorCode.INVALID_REQUEST_EXCEPTION);
+      const error = await refused(new VssTestClient(vss.url, "s").put([["../../escape", "v", -1]]), 500, ErrorCode.INTERNAL_SERVER_EXCEPTION);
+      expect(error.serverMessage).toBe("Unknown Server Error occurred.");
+      await refused(new VssTestClient(vss.url, "s").get("k"), 500, ErrorCode.INTERNAL_SERVER_EXCEPTION);
     } finally {
       await vss.close();
     }

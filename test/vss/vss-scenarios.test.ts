@@ -365,12 +365,55 @@ describe.each(BACKENDS)("VSS scenarios over a %s primary", (_name, open) => {
     expect((await c.get("k999")).version).toBe(1n);
   });
 
-  it("a key twice in one put, or a version below -1, is refused with 400", async () => {
+  it("a version below -1 is refused with 400", async () => {
     const c = client();
-    await refused(c.put([["k", "a", 0], ["k", "b", 0]]), 400, ErrorCode.INVALID_REQUEST_EXCEPTION);
-    await refused(c.put([["k", "a", 0]], undefined, [["k", -1]]), 400, ErrorCode.INVALID_REQUEST_EXCEPTION);
     await refused(c.put([["k", "a", -2]]), 400, ErrorCode.INVALID_REQUEST_EXCEPTION);
     await refused(c.delete("k", -2), 400, ErrorCode.INVALID_REQUEST_EXCEPTION);
+  });
+
+  // vss-server runs the items of one put in order in one transaction (transaction_items, the
+  // global version, then delete_items; rust/impls/src/postgres_store.rs `put`): a later item of a
+  // key sees what the earlier ones did, and one that matches nothing fails the whole request.
+  it("a key twice in one put applies in order, as vss-server does", async () => {
+    const c = client();
+    await c.put([["k", "a", 0], ["k", "b", 1]]);
+    expect([text((await c.get("k")).value), (await c.get("k")).version]).toEqual(["b", 2n]);
+    await c.put([["k", "c", -1], ["k", "d", 1], ["k", "e", 2]]);
+    expect([text((await c.get("k")).value), (await c.get("k")).version]).toEqual(["e", 3n]);
+    // The second item expects the version the first leaves (1), not the stored one: conflict, nothing applies.
+    await refused(c.put([["k", "x", 3], ["k", "y", 3]]), 409, ErrorCode.CONFLICT_EXCEPTION);
+    await refused(c.put([["fresh", "x", 0], ["fresh", "y", 0]]), 409, ErrorCode.CONFLICT_EXCEPTION);
+    expect([text((await c.get("k")).value), (await c.get("k")).version]).toEqual(["e", 3n]);
+    await refused(c.get("fresh"), 404, ErrorCode.NO_SUCH_KEY_EXCEPTION);
+  });
+
+  it("a put and a delete of one key apply in order: puts first, then deletes", async () => {
+    const c = client();
+    await c.put([["gone", "a", 0]], undefined, [["gone", 1]]);
+    await refused(c.get("gone"), 404, ErrorCode.NO_SUCH_KEY_EXCEPTION);
+    await c.put([["kept", "a", 0]]);
+    await c.put([["kept", "b", 1]], undefined, [["kept", 2]]);
+    await refused(c.get("kept"), 404, ErrorCode.NO_SUCH_KEY_EXCEPTION);
+    // The delete expects the version the put leaves: 1 never matches after a put of version 0 (→ 1)… 
+    await c.put([["again", "a", 0]]);
+    await refused(c.put([["again", "b", 1]], undefined, [["again", 1]]), 409, ErrorCode.CONFLICT_EXCEPTION);
+    expect([text((await c.get("again")).value), (await c.get("again")).version]).toEqual(["a", 1n]);
+    // …and a delete of -1 after a put of the same key always finds it.
+    await c.put([["new", "a", 0]], undefined, [["new", -1]]);
+    await refused(c.get("new"), 404, ErrorCode.NO_SUCH_KEY_EXCEPTION);
+  });
+
+  it("a present but empty page_token is refused with 400; only an absent one is the first page", async () => {
+    const c = client();
+    await c.put([["p", "a", 0]]);
+    await refused(c.list({ pageToken: "" }), 400, ErrorCode.INVALID_REQUEST_EXCEPTION);
+    expect((await c.list()).keyVersions.map((kv) => kv.key)).toEqual(["p"]);
+  });
+
+  it("an empty key is refused with 400 (stricter than vss-server on purpose, contract §6.5)", async () => {
+    const c = client();
+    await refused(c.put([["", "a", -1]]), 400, ErrorCode.INVALID_REQUEST_EXCEPTION);
+    await refused(c.get(""), 400, ErrorCode.INVALID_REQUEST_EXCEPTION);
   });
 
   it("keys of 600 characters with + / = work everywhere; 601 characters or control characters are refused", async () => {
