@@ -116,6 +116,7 @@ const VALID_NAME = /^[A-Za-z0-9_-]{1,120}$/;
 const STAT_CHUNK = 1000;
 
 const REFUSED_TXN = "the fs backend cannot apply atomic transactions; use sqlite or postgres";
+const REFUSED_QUOTA = "the fs backend keeps no usage record, so it cannot enforce quotas; use sqlite, postgres or memory, or no quota";
 const REFUSED_VSS = "the fs backend cannot hold VSS stores (their keys are not file names); use sqlite, postgres or memory";
 
 /** Last mtime (ms) given to a created key, process-wide: creations get distinct milliseconds. */
@@ -457,14 +458,16 @@ export class FsStore extends VersionedReads implements KVStore {
 
   // ---- mutations ----------------------------------------------------------------------------
 
-  async write(ref: KeyRef, value: Uint8Array, _options: MutationOptions = {}): Promise<MutationOutcome> {
+  async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "write");
+    if (options.quota !== undefined) throw new StoreError("failed-precondition", REFUSED_QUOTA);
     const path = this.keyPath(ref);
     return this.mutation("write", ref, () => this.locks.with([path], () => this.applyWrite(ref, value)));
   }
 
   async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "remove");
+    if (options.quota !== undefined) throw new StoreError("failed-precondition", REFUSED_QUOTA);
     const path = this.keyPath(ref);
     return this.mutation("remove", ref, () => this.locks.with([path], () => this.applyRemove(ref, options.lazy === true)));
   }
@@ -472,6 +475,7 @@ export class FsStore extends VersionedReads implements KVStore {
   async txn(request: TxnRequest): Promise<TxnResult> {
     validateTxn(request);
     if (request.operations.length > 1) throw new StoreError("failed-precondition", REFUSED_TXN);
+    if (request.quota !== undefined) throw new StoreError("failed-precondition", REFUSED_QUOTA);
     const refs: KeyRef[] = [...request.checks, ...request.operations];
     const paths = refs.map((ref) => this.keyPath(ref));
     return this.mutation("apply a transaction to", refs[0]!, () =>
@@ -480,10 +484,10 @@ export class FsStore extends VersionedReads implements KVStore {
         const failedCheck = request.checks.findIndex((check, i) => !checkHolds(check, states[i]));
         if (failedCheck >= 0) return { succeeded: false, failedCheck };
         const operation = request.operations[0];
-        if (operation === undefined) return { succeeded: true, outcomes: [], revisions: [] };
+        if (operation === undefined) return { succeeded: true, outcomes: [], revisions: [], versions: [] };
         const outcome =
           operation.kind === "write" ? await this.applyWrite(operation, operation.value) : await this.applyRemove(operation, false);
-        return { succeeded: true, outcomes: [outcome], revisions: [0n] };
+        return { succeeded: true, outcomes: [outcome], revisions: [0n], versions: [0n] };
       }),
     );
   }

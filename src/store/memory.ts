@@ -4,7 +4,7 @@
 
 import { effectivePageSize } from "../limits.js";
 import { notFound } from "./errors.js";
-import { firstFailedCheck, isStale, stateAfterWrite, type StoredState } from "./mutation-rules.js";
+import { appliedVersion, checkQuota, firstFailedCheck, isStale, stateAfterWrite, usageChange, type StoredState } from "./mutation-rules.js";
 import { allKeysPage, allKeysStart, decodeSequenceToken, encodePageToken } from "./page-token.js";
 import {
   compareKeys,
@@ -100,6 +100,8 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
   private readonly namespaces = new Map<string, Namespace>();
   /** Keys the backup tier owes, with the version recorded (see `BackupLedger`). */
   private readonly owed = new Map<string, KeyVersion>();
+  /** Each store's keys and value bytes, changed by every mutation as it applies. */
+  private readonly usage = new Map<string, { keys: number; bytes: number }>();
   private nextSeq = 1;
   private highest = 0n;
 
@@ -135,23 +137,46 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
 
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "write");
-    const outcome = this.applyWrite(ref, value, options);
-    this.recordOwed(ref, options);
+    const existing = this.entry(ref);
+    if (!isStale(existing, options)) checkQuota(storeIdOf(ref), this.usageOf(storeIdOf(ref)), usageChange(existing?.value.byteLength, value.byteLength), options.quota);
+    let version = options.version;
+    const outcome = this.applyWrite(ref, value, { ...options, onVersion: (v) => ((version = v), options.onVersion?.(v)) });
+    this.recordOwed(ref, { version, owedToBackup: options.owedToBackup });
     return outcome;
   }
 
   async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "remove");
-    const outcome = this.applyRemove(ref, options.exact ? undefined : options.version);
-    this.recordOwed(ref, options);
+    let version = options.version;
+    const onVersion = (v: bigint): void => ((version = v), options.onVersion?.(v));
+    const outcome = this.applyRemove(ref, options.exact ? { onVersion } : { ...options, onVersion });
+    this.recordOwed(ref, { version, owedToBackup: options.owedToBackup });
     return outcome;
   }
 
-  private applyWrite(ref: KeyRef, value: Uint8Array, options: Pick<MutationOptions, "version" | "revision" | "exact">): MutationOutcome {
+  private usageOf(storeId: string): { keys: number; bytes: number } {
+    let usage = this.usage.get(storeId);
+    if (usage === undefined) {
+      usage = { keys: 0, bytes: 0 };
+      this.usage.set(storeId, usage);
+    }
+    return usage;
+  }
+
+  private changeUsage(storeId: string, storedBytes: number | undefined, newBytes: number | undefined): void {
+    const usage = this.usageOf(storeId);
+    const change = usageChange(storedBytes, newBytes);
+    usage.keys += change.keys;
+    usage.bytes += change.bytes;
+    if (usage.keys === 0) this.usage.delete(storeId);
+  }
+
+  private applyWrite(ref: KeyRef, value: Uint8Array, options: Pick<MutationOptions, "version" | "plain" | "revision" | "exact" | "onVersion">): MutationOutcome {
     const existing = this.entry(ref);
     if (isStale(existing, options)) return "stale";
     const state = stateAfterWrite(existing, options);
     if (state.version > this.highest) this.highest = state.version;
+    this.changeUsage(storeIdOf(ref), existing?.value.byteLength, value.byteLength);
     if (existing === undefined) {
       this.namespace(ref, true).add({ key: ref.key, seq: this.nextSeq++, value: value.slice(), ...state, live: true });
     } else {
@@ -159,15 +184,19 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
       existing.version = state.version;
       existing.revision = state.revision;
     }
+    options.onVersion?.(state.version);
     return "applied";
   }
 
-  private applyRemove(ref: KeyRef, version: bigint | undefined): MutationOutcome {
+  private applyRemove(ref: KeyRef, options: Pick<MutationOptions, "version" | "plain" | "onVersion">): MutationOutcome {
     const ns = this.namespace(ref, false);
     const existing = ns?.byKey.get(ref.key);
+    if (isStale(existing, options)) return "stale";
+    const version = appliedVersion(existing, options);
+    if (version !== undefined) options.onVersion?.(version);
     if (ns === undefined || existing === undefined) return "applied";
-    if (isStale(existing, { version })) return "stale";
     if (version !== undefined && version > this.highest) this.highest = version;
+    this.changeUsage(storeIdOf(ref), existing.value.byteLength, undefined);
     ns.delete(existing);
     if (ns.byKey.size === 0) this.namespaces.delete(namespaceId(ref));
     return "applied";
@@ -177,19 +206,39 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
     validateTxn(request);
     const failedCheck = firstFailedCheck(request.checks, (check) => this.entry(check));
     if (failedCheck >= 0) return { succeeded: false, failedCheck };
+    this.checkBatchQuota(request);
     const outcomes: MutationOutcome[] = [];
     const revisions: bigint[] = [];
+    const versions: bigint[] = [];
     for (const operation of request.operations) {
+      const options = { version: operation.version ?? request.version, plain: request.plain, onVersion: (v: bigint) => versions.push(v) };
+      const before = versions.length;
       if (operation.kind === "write") {
-        outcomes.push(this.applyWrite(operation, operation.value, { version: request.version, revision: operation.revision }));
+        outcomes.push(this.applyWrite(operation, operation.value, { ...options, revision: operation.revision }));
         revisions.push(this.entry(operation)?.revision ?? 0n);
       } else {
-        outcomes.push(this.applyRemove(operation, request.version));
+        outcomes.push(this.applyRemove(operation, options));
         revisions.push(0n);
       }
-      this.recordOwed(operation, { version: request.version, owedToBackup: request.owedToBackup });
+      // A stale operation reports the version it lost to; an unversioned one 0.
+      if (versions.length === before) versions.push(this.entry(operation)?.version ?? options.version ?? 0n);
+      this.recordOwed(operation, { version: versions.at(-1), owedToBackup: request.owedToBackup });
     }
-    return { succeeded: true, outcomes, revisions };
+    return { succeeded: true, outcomes, revisions, versions };
+  }
+
+  /** A Txn's operations against their stores' quotas, together (all keys are distinct). */
+  private checkBatchQuota(request: TxnRequest): void {
+    if (request.quota === undefined) return;
+    const changes = new Map<string, { keys: number; bytes: number }>();
+    for (const operation of request.operations) {
+      const existing = this.entry(operation);
+      if (isStale(existing, { version: operation.version ?? request.version, plain: request.plain })) continue;
+      const change = usageChange(existing?.value.byteLength, operation.kind === "write" ? operation.value.byteLength : undefined);
+      const total = changes.get(storeIdOf(operation)) ?? { keys: 0, bytes: 0 };
+      changes.set(storeIdOf(operation), { keys: total.keys + change.keys, bytes: total.bytes + change.bytes });
+    }
+    for (const [storeId, change] of changes) checkQuota(storeId, this.usageOf(storeId), change, request.quota);
   }
 
   async list(nsRef: NamespaceRef, options: ListOptions = {}): Promise<string[]> {
@@ -254,6 +303,12 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
   }
 
   async storeUsage(storeId: string): Promise<StoreUsage> {
+    const usage = this.usage.get(storeId);
+    return { keys: usage?.keys ?? 0, bytes: usage?.bytes ?? 0 };
+  }
+
+  async recountUsage(storeId: string): Promise<{ recorded: StoreUsage; counted: StoreUsage }> {
+    const recorded = await this.storeUsage(storeId);
     let keys = 0;
     let bytes = 0;
     for (const ns of this.namespaces.values()) {
@@ -261,7 +316,9 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
       keys += ns.byKey.size;
       for (const entry of ns.byKey.values()) bytes += entry.value.byteLength;
     }
-    return { keys, bytes };
+    if (keys === 0) this.usage.delete(storeId);
+    else this.usage.set(storeId, { keys, bytes });
+    return { recorded, counted: { keys, bytes } };
   }
 
   async highestVersion(): Promise<bigint> {

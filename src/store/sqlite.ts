@@ -19,7 +19,7 @@ import {
   SQLITE_BUSY_TIMEOUT_MS,
 } from "../limits.js";
 import { notFound, StoreError } from "./errors.js";
-import { firstFailedCheck, isStale, stateAfterWrite, type StoredState } from "./mutation-rules.js";
+import { appliedVersion, checkQuota, firstFailedCheck, isStale, stateAfterWrite, usageChange, type StoredState } from "./mutation-rules.js";
 import { allKeysPage, allKeysStart, decodeSequenceToken, sequencePage } from "./page-token.js";
 import { preallocateWal, walBytesAtCheckpoint } from "./sqlite-wal.js";
 import {
@@ -48,7 +48,7 @@ import {
 import { formatPath, validateKey, validateNamespace, validateTxn } from "./validate.js";
 
 /** `PRAGMA user_version` of the current schema; `migrate` upgrades anything older. */
-export const SQLITE_SCHEMA_VERSION = 2;
+export const SQLITE_SCHEMA_VERSION = 3;
 
 export interface SqliteStoreOptions {
   /** `FULL` (default) fsyncs every commit; `NORMAL` may lose the last commits on power loss. */
@@ -92,6 +92,9 @@ const MIGRATIONS: readonly string[] = [
    DELETE FROM kv WHERE store_id = '_tierkv_owed_to_backup';
    CREATE TABLE clock (id INTEGER PRIMARY KEY CHECK (id = 0), highest_version INTEGER NOT NULL);
    INSERT INTO clock VALUES (0, (SELECT coalesce(max(version), 0) FROM kv));`,
+  // 2 → 3: each store's usage, kept by every mutation's own transaction (quotas, StoreUsage).
+  `CREATE TABLE usage (store_id TEXT PRIMARY KEY, keys INTEGER NOT NULL, bytes INTEGER NOT NULL) WITHOUT ROWID;
+   INSERT INTO usage SELECT store_id, count(*), coalesce(sum(length(value)), 0) FROM kv GROUP BY store_id;`,
 ];
 
 /** What a caller may learn of a SQLite failure: the kind, never SQL text or a file path. */
@@ -155,6 +158,30 @@ interface PendingMutation {
   readonly reject: (error: unknown) => void;
 }
 
+/** A mutation's outcome with what to tell its caller once the commit holding it is on disk. */
+class Reported<T> {
+  constructor(
+    readonly outcome: T,
+    readonly onCommitted: () => void,
+  ) {}
+}
+
+/** What a queued mutation's `apply` returns: its result, its refusal, or its result to report. */
+type Applied<T> = T | StoreError | Reported<T>;
+
+/**
+ * Ends a committed mutation's wait: a `StoreError` it returned is its refusal (it changed
+ * nothing; its neighbours in the commit are unaffected), a `Reported` outcome tells its version.
+ */
+function settle(mutation: PendingMutation, result: unknown): void {
+  if (result instanceof StoreError) return mutation.reject(result);
+  if (result instanceof Reported) {
+    result.onCommitted();
+    return mutation.resolve(result.outcome);
+  }
+  mutation.resolve(result);
+}
+
 function toKeyVersion(row: DbKeyVersion): KeyVersion {
   return {
     storeId: row.store_id,
@@ -188,6 +215,10 @@ function prepareStatements(db: Database.Database) {
       .safeIntegers(true),
     state: db
       .prepare<[KeyParams], StoredState>(`SELECT version, revision FROM kv WHERE ${where} AND key = @key`)
+      .safeIntegers(true),
+    // The state a mutation decides on, with the size it replaces (usage).
+    sizedState: db
+      .prepare<[KeyParams], StoredState & { size: number }>(`SELECT version, revision, length(value) AS size FROM kv WHERE ${where} AND key = @key`)
       .safeIntegers(true),
     upsert: db.prepare<[KeyParams & StoredState & { value: Uint8Array }]>(
       `INSERT INTO kv (store_id, primary_namespace, secondary_namespace, key, value, version, revision)
@@ -230,9 +261,19 @@ function prepareStatements(db: Database.Database) {
       )
       .safeIntegers(true),
     countOwed: db.prepare<[], number>(`SELECT count(*) FROM owed`).pluck(),
-    usage: db.prepare<[{ storeId: string }], { keys: number; bytes: number }>(
+    count: db.prepare<[{ storeId: string }], { keys: number; bytes: number }>(
       `SELECT count(*) AS keys, coalesce(sum(length(value)), 0) AS bytes FROM kv WHERE store_id = @storeId`,
     ),
+    usage: db.prepare<[{ storeId: string }], { keys: number; bytes: number }>(`SELECT keys, bytes FROM usage WHERE store_id = @storeId`),
+    changeUsage: db.prepare<[{ storeId: string; keys: number; bytes: number }]>(
+      `INSERT INTO usage (store_id, keys, bytes) VALUES (@storeId, @keys, @bytes)
+       ON CONFLICT DO UPDATE SET keys = keys + excluded.keys, bytes = bytes + excluded.bytes`,
+    ),
+    setUsage: db.prepare<[{ storeId: string; keys: number; bytes: number }]>(
+      `INSERT INTO usage (store_id, keys, bytes) VALUES (@storeId, @keys, @bytes)
+       ON CONFLICT DO UPDATE SET keys = excluded.keys, bytes = excluded.bytes`,
+    ),
+    dropEmptyUsage: db.prepare<[]>(`DELETE FROM usage WHERE keys = 0`),
     // The clock's high-water mark: raised once per commit, read once on open.
     raiseHighest: db.prepare<[{ version: bigint }]>(
       `UPDATE clock SET highest_version = @version WHERE highest_version < @version`,
@@ -248,6 +289,8 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   private commitScheduled = false;
   /** Highest version the transaction being built applies (raises the clock row once per commit). */
   private batchHighest = 0n;
+  /** Usage changes of the transaction being built, per store, written once per commit. */
+  private batchUsage = new Map<string, { keys: number; bytes: number }>();
   /** Applies a batch in one transaction (made once: better-sqlite3 wraps it in BEGIN/COMMIT). */
   private readonly applyAll: (batch: readonly PendingMutation[]) => unknown[];
 
@@ -273,8 +316,11 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     }
     this.applyAll = this.db.transaction((batch: readonly PendingMutation[]) => {
       this.batchHighest = 0n;
+      this.batchUsage.clear();
       const results = batch.map((mutation) => mutation.apply());
       if (this.batchHighest > 0n) this.stmt.raiseHighest.run({ version: this.batchHighest });
+      for (const [storeId, change] of this.batchUsage) this.stmt.changeUsage.run({ storeId, ...change });
+      if (this.batchUsage.size > 0) this.stmt.dropEmptyUsage.run();
       return results;
     });
     this.stmt = prepareStatements(this.db);
@@ -304,9 +350,15 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "write");
     return this.enqueue(value.byteLength, () => {
-      const outcome = this.applyWrite(ref, value, options);
-      this.recordOwed(ref, options);
-      return outcome;
+      const stored = this.stmt.sizedState.get(keyParams(ref));
+      if (!isStale(stored, options)) {
+        const refused = this.quotaRefusal(storeIdOf(ref), usageChange(stored?.size, value.byteLength), options.quota);
+        if (refused !== undefined) return refused;
+      }
+      let version = options.version;
+      const outcome = this.applyWrite(ref, value, { ...options, onVersion: (v) => (version = v) }, stored);
+      this.recordOwed(ref, { version, owedToBackup: options.owedToBackup });
+      return version === undefined || outcome === "stale" ? outcome : this.reported(outcome, version, options);
     });
   }
 
@@ -315,47 +367,116 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     // A lazy remove rides the same group commit: it costs no fsync of its own, so there is
     // nothing to gain from deferring it further.
     return this.enqueue(0, () => {
-      const outcome = this.applyRemove(ref, options.exact ? undefined : options.version);
-      this.recordOwed(ref, options);
-      return outcome;
+      let version = options.exact ? undefined : options.version;
+      const outcome = this.applyRemove(ref, options.exact ? {} : { ...options, onVersion: (v) => (version = v) });
+      this.recordOwed(ref, { version, owedToBackup: options.owedToBackup });
+      return version === undefined || outcome === "stale" ? outcome : this.reported(outcome, version, options);
     });
+  }
+
+  /**
+   * Tells the caller the version a mutation got once its commit is on disk: `onVersion` runs when
+   * the mutation resolves, never for a commit that failed.
+   */
+  private reported(outcome: MutationOutcome, version: bigint, options: Pick<MutationOptions, "onVersion">): Reported<MutationOutcome> {
+    return new Reported(outcome, () => options.onVersion?.(version));
   }
 
   async txn(request: TxnRequest): Promise<TxnResult> {
     validateTxn(request);
     const bytes = request.operations.reduce((sum, op) => sum + (op.kind === "write" ? op.value.byteLength : 0), 0);
-    return this.enqueue(bytes, (): TxnResult => {
+    return this.enqueue(bytes, (): Applied<TxnResult> => {
       const failedCheck = firstFailedCheck(request.checks, (check) => this.stmt.state.get(keyParams(check)));
       if (failedCheck >= 0) return { succeeded: false, failedCheck };
+      const stored = request.operations.map((operation) => this.stmt.sizedState.get(keyParams(operation)));
+      if (request.quota !== undefined) {
+        // The batch's keys are distinct: its change per store is the sum of its operations'.
+        const changes = new Map<string, { keys: number; bytes: number }>();
+        request.operations.forEach((operation, i) => {
+          if (isStale(stored[i], { version: operation.version ?? request.version, plain: request.plain })) return;
+          const change = usageChange(stored[i]?.size, operation.kind === "write" ? operation.value.byteLength : undefined);
+          const total = changes.get(storeIdOf(operation)) ?? { keys: 0, bytes: 0 };
+          changes.set(storeIdOf(operation), { keys: total.keys + change.keys, bytes: total.bytes + change.bytes });
+        });
+        for (const [storeId, change] of changes) {
+          const refused = this.quotaRefusal(storeId, change, request.quota);
+          if (refused !== undefined) return refused;
+        }
+      }
       const outcomes: MutationOutcome[] = [];
       const revisions: bigint[] = [];
-      for (const operation of request.operations) {
+      const versions: bigint[] = [];
+      request.operations.forEach((operation, i) => {
+        let version = operation.version ?? request.version;
+        const options = { version, plain: request.plain, onVersion: (v: bigint) => (version = v) };
         if (operation.kind === "write") {
-          outcomes.push(this.applyWrite(operation, operation.value, { version: request.version, revision: operation.revision }));
-          revisions.push(this.stmt.state.get(keyParams(operation))?.revision ?? 0n);
+          const outcome = this.applyWrite(operation, operation.value, { ...options, revision: operation.revision }, stored[i]);
+          outcomes.push(outcome);
+          revisions.push(outcome === "applied" ? this.stmt.state.get(keyParams(operation))!.revision : stored[i]!.revision);
         } else {
-          outcomes.push(this.applyRemove(operation, request.version));
+          outcomes.push(this.applyRemove(operation, options, stored[i]));
           revisions.push(0n);
         }
-        this.recordOwed(operation, { version: request.version, owedToBackup: request.owedToBackup });
-      }
-      return { succeeded: true, outcomes, revisions };
+        if (outcomes.at(-1) === "stale") version = stored[i]!.version;
+        versions.push(version ?? 0n);
+        this.recordOwed(operation, { version, owedToBackup: request.owedToBackup });
+      });
+      return { succeeded: true, outcomes, revisions, versions };
     });
   }
 
-  private applyWrite(ref: KeyRef, value: Uint8Array, options: Pick<MutationOptions, "version" | "revision" | "exact">): MutationOutcome {
-    const params = keyParams(ref);
-    const stored = this.stmt.state.get(params);
+  /** The usage the transaction being built sees: the record plus this commit's changes so far. */
+  private usageOf(storeId: string): StoreUsage {
+    const recorded = this.stmt.usage.get({ storeId }) ?? { keys: 0, bytes: 0 };
+    const pending = this.batchUsage.get(storeId);
+    return pending === undefined ? recorded : { keys: recorded.keys + pending.keys, bytes: recorded.bytes + pending.bytes };
+  }
+
+  /** The refusal of a change past `quota` (returned, not thrown: the rest of the commit goes on). */
+  private quotaRefusal(storeId: string, change: StoreUsage, quota: MutationOptions["quota"]): StoreError | undefined {
+    if (quota === undefined) return undefined;
+    try {
+      checkQuota(storeId, this.usageOf(storeId), change, quota);
+      return undefined;
+    } catch (error) {
+      return StoreError.from(error);
+    }
+  }
+
+  private changeUsage(ref: KeyRef, storedBytes: number | undefined, newBytes: number | undefined): void {
+    const change = usageChange(storedBytes, newBytes);
+    const storeId = storeIdOf(ref);
+    const total = this.batchUsage.get(storeId) ?? { keys: 0, bytes: 0 };
+    this.batchUsage.set(storeId, { keys: total.keys + change.keys, bytes: total.bytes + change.bytes });
+  }
+
+  private applyWrite(
+    ref: KeyRef,
+    value: Uint8Array,
+    options: Pick<MutationOptions, "version" | "plain" | "revision" | "exact" | "onVersion">,
+    stored: (StoredState & { size: number }) | undefined,
+  ): MutationOutcome {
     if (isStale(stored, options)) return "stale";
-    this.stmt.upsert.run({ ...params, value, ...stateAfterWrite(stored, options) });
-    this.raiseHighest(options.version);
+    const params = keyParams(ref);
+    const state = stateAfterWrite(stored, options);
+    this.stmt.upsert.run({ ...params, value, ...state });
+    this.changeUsage(ref, stored?.size, value.byteLength);
+    this.raiseHighest(state.version);
+    options.onVersion?.(state.version);
     return "applied";
   }
 
-  private applyRemove(ref: KeyRef, version: bigint | undefined): MutationOutcome {
-    const params = keyParams(ref);
-    if (isStale(this.stmt.state.get(params), { version })) return "stale";
-    this.stmt.remove.run(params);
+  private applyRemove(
+    ref: KeyRef,
+    options: Pick<MutationOptions, "version" | "plain" | "onVersion">,
+    stored: (StoredState & { size: number }) | undefined = this.stmt.sizedState.get(keyParams(ref)),
+  ): MutationOutcome {
+    if (isStale(stored, options)) return "stale";
+    const version = appliedVersion(stored, options);
+    if (version !== undefined) options.onVersion?.(version);
+    if (stored === undefined) return "applied";
+    this.stmt.remove.run(keyParams(ref));
+    this.changeUsage(ref, stored.size, undefined);
     this.raiseHighest(version);
     return "applied";
   }
@@ -369,7 +490,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   }
 
   /** Queues `apply` for the next group commit; resolves with its result once committed (fsynced). */
-  private enqueue<T>(bytes: number, apply: () => T): Promise<T> {
+  private enqueue<T>(bytes: number, apply: () => Applied<T>): Promise<T> {
     if (!this.db.open) return Promise.reject(new StoreError("unavailable", "the store is closed"));
     return new Promise<T>((resolve, reject) => {
       this.pending.push({ bytes, apply, resolve: resolve as (result: unknown) => void, reject });
@@ -404,14 +525,14 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       // One bad mutation must not fail its neighbours: commit each alone to find it.
       for (const mutation of batch) {
         try {
-          mutation.resolve(this.applyAll([mutation])[0]);
+          settle(mutation, this.applyAll([mutation])[0]);
         } catch (error) {
           mutation.reject(sqliteStoreError(error));
         }
       }
       return;
     }
-    batch.forEach((mutation, i) => mutation.resolve(results[i]));
+    batch.forEach((mutation, i) => settle(mutation, results[i]));
   }
 
   async list(ns: NamespaceRef, options: ListOptions = {}): Promise<string[]> {
@@ -449,6 +570,17 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
 
   async storeUsage(storeId: string): Promise<StoreUsage> {
     return this.guarded(() => this.stmt.usage.get({ storeId }) ?? { keys: 0, bytes: 0 });
+  }
+
+  /** In the commit order of mutations, so no write slips between the count and the record. */
+  async recountUsage(storeId: string): Promise<{ recorded: StoreUsage; counted: StoreUsage }> {
+    return this.enqueue(0, () => {
+      const recorded = this.stmt.usage.get({ storeId }) ?? { keys: 0, bytes: 0 };
+      const counted = this.stmt.count.get({ storeId }) ?? { keys: 0, bytes: 0 };
+      this.stmt.setUsage.run({ storeId, ...counted });
+      this.stmt.dropEmptyUsage.run();
+      return { recorded, counted };
+    });
   }
 
   async highestVersion(): Promise<bigint> {

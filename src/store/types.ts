@@ -28,6 +28,12 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
 }
 
+/** A tenant's limits (contract §6.3, §7). */
+export interface Quota {
+  readonly maxKeys?: number;
+  readonly maxBytes?: number;
+}
+
 /** Options of a mutation (write or remove). */
 export interface MutationOptions extends CallOptions {
   /**
@@ -35,6 +41,14 @@ export interface MutationOptions extends CallOptions {
    * only when it is higher than the stored one; undefined means "apply unconditionally".
    */
   readonly version?: bigint;
+  /**
+   * A mutation without a caller version (contract §3.1): `version` is only a proposal, and the
+   * backend stores `max(version, stored version + 1)` in the statement or transaction that applies
+   * it, so it always applies, whatever another instance's clock said.
+   */
+  readonly plain?: boolean;
+  /** Called with the version the backend stored (or removed at) once the mutation is applied. */
+  readonly onVersion?: (version: bigint) => void;
   /**
    * Mirroring and migration only: store exactly this revision instead of counting on from the
    * stored one (contract §3, revisions). Ignored by removes.
@@ -50,8 +64,12 @@ export interface MutationOptions extends CallOptions {
    * (`BackupLedger`). Only the tiered store sets it, and only on a primary that is a ledger.
    */
   readonly owedToBackup?: boolean;
-  /** The tenant's limits (contract §7): a write past them is refused, changing nothing. Tiered store only. */
-  readonly quota?: { readonly maxKeys?: number; readonly maxBytes?: number };
+  /**
+   * The tenant's limits: the backend checks them against its usage record in the transaction
+   * that applies the mutation, and refuses one that would pass them (`quotaExceeded`), changing
+   * nothing. A mutation that does not grow usage is never refused.
+   */
+  readonly quota?: Quota;
 }
 
 export interface RemoveOptions extends MutationOptions {
@@ -126,10 +144,13 @@ export interface TxnCheck extends KeyRef {
   readonly expect: "absent" | "present" | bigint;
 }
 
-/** One write or remove of an atomic batch. */
+/**
+ * One write or remove of an atomic batch. `version` (mirroring only) overrides the batch's: a
+ * backup receives each operation with the version the primary stored for it.
+ */
 export type TxnOperation =
-  | (KeyRef & { readonly kind: "write"; readonly value: Uint8Array; readonly revision?: bigint })
-  | (KeyRef & { readonly kind: "remove" });
+  | (KeyRef & { readonly kind: "write"; readonly value: Uint8Array; readonly revision?: bigint; readonly version?: bigint })
+  | (KeyRef & { readonly kind: "remove"; readonly version?: bigint });
 
 export interface TxnRequest extends CallOptions {
   readonly checks: readonly TxnCheck[];
@@ -139,19 +160,27 @@ export interface TxnRequest extends CallOptions {
    * it is skipped (stale), as a single mutation would be. Undefined: apply unconditionally.
    */
   readonly version?: bigint;
+  /** As `MutationOptions.plain`, for every operation: each is ordered after what its key holds. */
+  readonly plain?: boolean;
   /** As `MutationOptions.owedToBackup`, for every key of the batch. */
   readonly owedToBackup?: boolean;
-  /** As `MutationOptions.quota`, for the batch as a whole. */
-  readonly quota?: MutationOptions["quota"];
+  /** As `MutationOptions.quota`, for the batch as a whole (refused whole). */
+  readonly quota?: Quota;
 }
 
 /**
- * `succeeded`: every check held and the operations were applied together (their outcomes and the
- * revision each write stored, 0n for removes, in request order). Otherwise nothing changed and
+ * `succeeded`: every check held and the operations were applied together (their outcomes, the
+ * revision each write stored, 0n for removes, and the version each operation was applied at (the
+ * stored one for a stale operation), in request order). Otherwise nothing changed and
  * `failedCheck` is the index of the first check that did not hold.
  */
 export type TxnResult =
-  | { readonly succeeded: true; readonly outcomes: readonly MutationOutcome[]; readonly revisions: readonly bigint[] }
+  | {
+      readonly succeeded: true;
+      readonly outcomes: readonly MutationOutcome[];
+      readonly revisions: readonly bigint[];
+      readonly versions: readonly bigint[];
+    }
   | { readonly succeeded: false; readonly failedCheck: number };
 
 /**
@@ -191,13 +220,14 @@ export interface KVStore {
 }
 
 /**
- * A primary that can remember, in the same commit as a mutation (`owedToBackup`), that the backup
- * tier does not have it yet: a crash between the primary's commit and the backup's answer then
- * leaves a record to replay instead of a silent difference (contract §4).
+ * A store that keeps each tenant's usage (keys and value bytes) in a record it updates in the
+ * transaction of every mutation, so quotas are decided where the data lives (contract §6.3).
  */
 export interface StoreUsageReader {
-  /** Keys and value bytes the store (tenant) holds now. Reads every row of the store once. */
+  /** Keys and value bytes the store (tenant) holds, from the usage record (no scan). */
   storeUsage(storeId: string): Promise<StoreUsage>;
+  /** Counts the store's keys and bytes from the data, sets the record to them, and returns both. */
+  recountUsage(storeId: string): Promise<{ readonly recorded: StoreUsage; readonly counted: StoreUsage }>;
 }
 
 export interface StoreUsage {
@@ -228,6 +258,11 @@ export function isStateReader(store: KVStore): store is KVStore & StateReader {
   return typeof (store as Partial<StateReader>).readState === "function";
 }
 
+/**
+ * A primary that can remember, in the same commit as a mutation (`owedToBackup`), that the backup
+ * tier does not have it yet: a crash between the primary's commit and the backup's answer then
+ * leaves a record to replay instead of a silent difference (contract §4).
+ */
 export interface BackupLedger {
   /** Forgets that the backup owes `ref`, unless a later mutation recorded it again (higher version). */
   settleOwed(ref: KeyRef, version: bigint): Promise<void>;
