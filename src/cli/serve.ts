@@ -227,7 +227,7 @@ export const SERVE_SETTINGS = {
   } satisfies Setting<number>,
   metricsPerStore: {
     flag: "--metrics-per-store",
-    description: "also export keys and bytes of each store with a quota (one label per tenant, at most 1000)",
+    description: "also export keys, bytes and quota of each store with a quota (one label per tenant, at most 1000)",
     defaultValue: false,
     parse: parseBoolean,
   } satisfies Setting<boolean>,

@@ -140,19 +140,27 @@ function deadlineOf(call: ServerCall): number | undefined {
  */
 export type CallOutcome = "ok" | "failed" | "cancelled";
 
-/**
- * Called once when a call ends: its method name, the error it failed with (before it becomes a
- * status; for a cancelled call, why it was cancelled), how long it took and its outcome. For logs
- * and metrics. `subject` says what the call was about; it is worked out only when called (debug
- * logs and failures), not on every call.
- */
-export type CallObserver = (
-  method: string,
-  error: StoreError | undefined,
-  seconds: number,
-  outcome: CallOutcome,
-  subject?: () => CallSubject,
-) => void;
+/** Which RPC a call is, as grpc-prometheus labels it. */
+export interface RpcMethod {
+  /** Fully qualified service name, `tierkv.v1.KVStoreService`. */
+  readonly service: string;
+  /** The RPC's name, `Read`. */
+  readonly name: string;
+  readonly type: "unary" | "server_stream";
+}
+
+/** Told of each call, for logs and metrics. */
+export interface CallObserver {
+  /** The call reached its handler (before authentication). */
+  started?(method: RpcMethod): void;
+  /**
+   * Called once when the call ends: the error it failed with (before it becomes a status; for a
+   * cancelled call, why it was cancelled), how long it took and its outcome. `subject` says what
+   * the call was about; it is worked out only when called (debug logs and failures), not on
+   * every call.
+   */
+  ended(method: RpcMethod, error: StoreError | undefined, seconds: number, outcome: CallOutcome, subject?: () => CallSubject): void;
+}
 
 /** What a call was about, for debug logs: never values or credentials. */
 export interface CallSubject {
@@ -210,9 +218,10 @@ class CallScope implements HandlerContext {
 
   constructor(
     private readonly call: ServerCall,
-    private readonly method: string,
+    private readonly method: RpcMethod,
     private readonly observe: CallObserver,
   ) {
+    observe.started?.(method);
     this.deadline = deadlineOf(call);
     this.metadata = call.metadata;
     call.once("cancelled", this.onCancelled);
@@ -275,9 +284,9 @@ class CallScope implements HandlerContext {
     if (reason !== undefined) {
       // Why it was cancelled, with what the handler did after it (often: failed because of it).
       const outcome = reason.code === "deadline-exceeded" ? "failed" : "cancelled";
-      this.observe(this.method, new StoreError(reason.code, reason.message, { cause: error }), seconds, outcome, this.subject);
+      this.observe.ended(this.method, new StoreError(reason.code, reason.message, { cause: error }), seconds, outcome, this.subject);
     } else {
-      this.observe(this.method, error, seconds, error === undefined ? "ok" : "failed", this.subject);
+      this.observe.ended(this.method, error, seconds, error === undefined ? "ok" : "failed", this.subject);
     }
   }
 }
@@ -291,19 +300,20 @@ class CallScope implements HandlerContext {
 export function grpcHandlers<S extends DescService>(
   service: S,
   impl: ServiceImpl<S>,
-  observe: CallObserver = () => {},
+  observe: CallObserver = { ended() {} },
   authenticate: Authenticate = OPEN,
 ): grpc.UntypedServiceImplementation {
   const handlers: grpc.UntypedServiceImplementation = {};
   for (const method of supportedMethods(service)) {
     const handler = (impl as unknown as Record<string, AnyHandler>)[method.localName]!;
     const spanName = `${service.typeName}/${method.name}`;
+    const rpc: RpcMethod = { service: service.typeName, name: method.name, type: method.methodKind === "server_streaming" ? "server_stream" : "unary" };
     const respond = (response: unknown): MessageShape<DescMessage> =>
       create(method.output, response as MessageInitShape<DescMessage>);
 
     if (method.methodKind === "server_streaming") {
       const streaming: grpc.handleServerStreamingCall<unknown, unknown> = (call) => {
-        const scope = new CallScope(call, method.name, observe);
+        const scope = new CallScope(call, rpc, observe);
         void (async () => {
           try {
             await inServerSpan(spanName, call.metadata, async (span) => {
@@ -331,7 +341,7 @@ export function grpcHandlers<S extends DescService>(
       handlers[method.localName] = streaming as grpc.UntypedHandleCall;
     } else {
       const unary: grpc.handleUnaryCall<unknown, unknown> = (call, callback) => {
-        const scope = new CallScope(call, method.name, observe);
+        const scope = new CallScope(call, rpc, observe);
         // An async function, so a handler that throws synchronously and a response that cannot
         // be built are caught like a rejection instead of escaping to grpc-js or the process.
         void (async () => {

@@ -20,6 +20,28 @@ const FROM_GRPC = new Map<status, StoreErrorCode>(
   Object.entries(TO_GRPC).map(([code, grpcCode]) => [grpcCode, code as StoreErrorCode]),
 );
 
+/**
+ * Each code's name as grpc-go spells it (`codes.Code.String()`), which grpc-prometheus and
+ * go-grpc-middleware put in the `grpc_code` label; dashboards written for them match ours.
+ */
+const CODE_NAMES: Record<StoreErrorCode, string> = {
+  "invalid-argument": "InvalidArgument",
+  "not-found": "NotFound",
+  "resource-exhausted": "ResourceExhausted",
+  "failed-precondition": "FailedPrecondition",
+  unavailable: "Unavailable",
+  "deadline-exceeded": "DeadlineExceeded",
+  cancelled: "Canceled",
+  unauthenticated: "Unauthenticated",
+  "permission-denied": "PermissionDenied",
+  internal: "Internal",
+};
+
+/** The grpc-go name of the status answered for `error` (`OK` for none). */
+export function grpcCodeName(error: StoreError | undefined): string {
+  return error === undefined ? "OK" : CODE_NAMES[error.code];
+}
+
 /** The status a server answers for `error`. Only the message travels: never a stack trace. */
 export function toGrpcStatus(error: StoreError): Partial<StatusObject> {
   return { code: TO_GRPC[error.code], details: error.message };

@@ -90,14 +90,19 @@ function channelOptions(options: ServerOptions): grpc.ChannelOptions {
  * cause; the caller's at debug), then tells `observeCall`.
  */
 export function callObserver(logger: Logger, observeCall?: CallObserver): CallObserver {
-  return (method, error, seconds, outcome, subject) => {
-    if (error?.code === "internal" && outcome !== "cancelled") logger.error({ err: error.cause ?? error, method, ...subject?.() }, "request failed");
-    // One debug line per call: store, method, key path and outcome; never values or tokens.
-    else if (logger.isLevelEnabled("debug")) {
-      const ms = Math.round(seconds * 1e4) / 10;
-      logger.debug({ method, ...subject?.(), outcome, ...(error !== undefined && { code: error.code, msg: error.message }), ms }, "request");
-    }
-    observeCall?.(method, error, seconds, outcome, subject);
+  return {
+    started: observeCall?.started?.bind(observeCall),
+    ended(rpc, error, seconds, outcome, subject) {
+      const method = rpc.name;
+      if (error?.code === "internal" && outcome !== "cancelled") logger.error({ err: error.cause ?? error, method, ...subject?.() }, "request failed");
+      // One debug line per call: store, method, key path and outcome; never values or tokens.
+      // The error's text is `error`: a second `msg` key would hide it from JSON readers.
+      else if (logger.isLevelEnabled("debug")) {
+        const ms = Math.round(seconds * 1e4) / 10;
+        logger.debug({ method, ...subject?.(), outcome, ...(error !== undefined && { code: error.code, error: error.message }), ms }, "request");
+      }
+      observeCall?.ended(rpc, error, seconds, outcome, subject);
+    },
   };
 }
 

@@ -14,10 +14,13 @@ async function sizeOf(store: KVStore, ref: KeyRef): Promise<number | undefined> 
 export class StoreQuotas {
   /** Usage of stores whose mutations all passed here since it was read. */
   private readonly usage = new Map<string, StoreUsage>();
+  /** The quota each store was last checked against (metrics show usage against it). */
+  private readonly quotas = new Map<string, Quota>();
 
   constructor(private readonly primary: KVStore) {}
 
-  private async usageOf(storeId: string): Promise<StoreUsage> {
+  private async usageOf(storeId: string, quota?: Quota): Promise<StoreUsage> {
+    if (quota !== undefined) this.quotas.set(storeId, quota);
     const known = this.usage.get(storeId);
     if (known !== undefined) return known;
     if (!isStoreUsageReader(this.primary)) {
@@ -28,9 +31,9 @@ export class StoreQuotas {
     return read;
   }
 
-  /** Usage of the stores counted here now (those with quotas), at most `limit` of them. */
-  known(limit: number): Array<[string, StoreUsage]> {
-    return [...this.usage].slice(0, limit);
+  /** Usage of the stores counted here now (those with quotas) and their quotas, at most `limit` of them. */
+  known(limit: number): Array<[string, StoreUsage, Quota | undefined]> {
+    return [...this.usage].slice(0, limit).map(([storeId, usage]) => [storeId, usage, this.quotas.get(storeId)]);
   }
 
   /** Current usage of a store (for admin output). */
@@ -45,7 +48,7 @@ export class StoreQuotas {
   async admitWrite(ref: KeyRef, bytes: number, quota: Quota | undefined): Promise<(applied: boolean) => void> {
     const storeId = storeIdOf(ref);
     if (quota === undefined) return this.invalidator(storeId);
-    const [usage, previous] = await Promise.all([this.usageOf(storeId), sizeOf(this.primary, ref)]);
+    const [usage, previous] = await Promise.all([this.usageOf(storeId, quota), sizeOf(this.primary, ref)]);
     const after = { keys: usage.keys + (previous === undefined ? 1 : 0), bytes: usage.bytes + bytes - (previous ?? 0) };
     if (quota.maxKeys !== undefined && after.keys > quota.maxKeys) {
       throw quotaExceeded(`store ${storeId} holds ${usage.keys} keys; its quota is ${quota.maxKeys} keys`);
@@ -64,7 +67,7 @@ export class StoreQuotas {
   async admitRemove(ref: KeyRef, quota: Quota | undefined): Promise<(applied: boolean) => void> {
     const storeId = storeIdOf(ref);
     if (quota === undefined) return this.invalidator(storeId);
-    const [usage, previous] = await Promise.all([this.usageOf(storeId), sizeOf(this.primary, ref)]);
+    const [usage, previous] = await Promise.all([this.usageOf(storeId, quota), sizeOf(this.primary, ref)]);
     return (applied) => {
       if (!applied || previous === undefined || this.usage.get(storeId) !== usage) return;
       this.usage.set(storeId, { keys: usage.keys - 1, bytes: usage.bytes - previous });
@@ -81,7 +84,7 @@ export class StoreQuotas {
       for (const op of operations) this.usage.delete(storeIdOf(op));
     };
     if (quota === undefined || storeId === undefined) return forget;
-    const usage = await this.usageOf(storeId);
+    const usage = await this.usageOf(storeId, quota);
     let { keys, bytes } = usage;
     for (const op of operations) {
       const previous = await sizeOf(this.primary, op);

@@ -41,7 +41,7 @@ import { HybridClock } from "./hybrid-clock.js";
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.js";
 import { Tier, tierFailure, type TierName } from "./tier.js";
 import { VersionedLock } from "./versioned-lock.js";
-import { StoreQuotas } from "./quotas.js";
+import { StoreQuotas, type Quota } from "./quotas.js";
 
 export type { TierName } from "./tier.js";
 export type { BackupPolicyName as BackupPolicy } from "./backup-policy.js";
@@ -83,6 +83,11 @@ export interface TierSnapshot {
   readonly staleMutations: number;
   /** Keys with a mutation in flight (entries of the versioned lock). */
   readonly inFlightKeys: number;
+  /** Calls that failed for a tier's own reasons (after retries), per configured tier. */
+  readonly tierFailures: Readonly<Partial<Record<TierName, number>>>;
+  readonly resyncRunning: boolean;
+  /** The running resync's progress, or the last one's; undefined before the first reports any. */
+  readonly resync?: Readonly<ResyncProgress>;
 }
 
 function isVssStore(ref: NamespaceRef): boolean {
@@ -110,6 +115,8 @@ export class TierStore extends VersionedReads implements KVStore {
   private readonly lock = new VersionedLock();
   private readonly quotas: StoreQuotas;
   private readonly counts = { divergences: 0, retries: 0, staleMutations: 0 };
+  private readonly tierFailures: Partial<Record<TierName, number>> = {};
+  private lastResync: ResyncProgress | undefined;
   private readonly primary: Tier;
   private readonly backup: Tier | undefined;
   private readonly ephemeral: Tier | undefined;
@@ -135,8 +142,13 @@ export class TierStore extends VersionedReads implements KVStore {
       this.counts.retries++;
       this.logger.debug({ tier, attempt, delayMs, err: error.message }, "retrying");
     };
-    const tier = (name: TierName, store: KVStore | undefined): Tier | undefined =>
-      store && new Tier(name, store, options.retry?.[name] ?? DEFAULT_RETRY_POLICY, onRetry);
+    const onFailure = (tier: TierName): void => void (this.tierFailures[tier] = (this.tierFailures[tier] ?? 0) + 1);
+    const tier = (name: TierName, store: KVStore | undefined): Tier | undefined => {
+      if (store === undefined) return undefined;
+      // Zero from the start, so a dashboard shows a configured tier that never failed.
+      this.tierFailures[name] = 0;
+      return new Tier(name, store, options.retry?.[name] ?? DEFAULT_RETRY_POLICY, onRetry, onFailure);
+    };
     this.primary = tier("primary", options.primary)!;
     this.quotas = new StoreQuotas(options.primary);
     this.backup = tier("backup", options.backup);
@@ -163,7 +175,13 @@ export class TierStore extends VersionedReads implements KVStore {
 
   /** Counters and the lock's size, for metrics. */
   snapshot(): TierSnapshot {
-    return { ...this.counts, inFlightKeys: this.lock.size };
+    return {
+      ...this.counts,
+      inFlightKeys: this.lock.size,
+      tierFailures: { ...this.tierFailures },
+      resyncRunning: this.resyncRun !== undefined,
+      ...(this.lastResync !== undefined && { resync: { ...this.lastResync } }),
+    };
   }
 
   private checkOpen(): void {
@@ -385,9 +403,14 @@ export class TierStore extends VersionedReads implements KVStore {
     }
     if (this.resyncRun !== undefined) throw new StoreError("failed-precondition", "a resync is already running on this server");
     const stop = signal === undefined ? this.stopping.signal : AbortSignal.any([signal, this.stopping.signal]);
-    this.resyncRun = this.repair.resync(onProgress, stop);
+    // The repair updates its progress in place: keeping the object is enough (no copy per key).
+    this.resyncRun = this.repair.resync((progress) => {
+      this.lastResync = progress;
+      onProgress(progress);
+    }, stop);
     try {
-      return await this.resyncRun;
+      // Also when no key reported progress (both tiers empty).
+      return (this.lastResync = await this.resyncRun);
     } catch (error) {
       const cause = StoreError.from(error);
       if (cause.code === "cancelled") throw cause;
@@ -510,8 +533,8 @@ export class TierStore extends VersionedReads implements KVStore {
     return this.primary.store.highestVersion();
   }
 
-  /** Usage of the stores whose quotas are being counted (metrics; bounded by `limit`). */
-  countedUsage(limit: number): Array<[string, StoreUsage]> {
+  /** Usage of the stores whose quotas are being counted, and those quotas (metrics; bounded by `limit`). */
+  countedUsage(limit: number): Array<[string, StoreUsage, Quota | undefined]> {
     return this.quotas.known(limit);
   }
 

@@ -14,13 +14,20 @@ export class Tier {
     readonly store: KVStore,
     private readonly retry: RetryPolicy,
     private readonly onRetry: (tier: TierName, ...args: Parameters<RetryObserver>) => void,
+    /** Told when a call fails for the tier's own reasons, after its retries (metrics). */
+    private readonly onFailure: (tier: TierName) => void = () => {},
   ) {}
 
   /** Runs `operation` on this tier's store with its retry policy, never past `deadline`. */
-  call<T>(operation: (store: KVStore) => Promise<T>, deadline: number | undefined): Promise<T> {
-    return inTierSpan(this.name, () =>
-      withRetry(() => operation(this.store), this.retry, deadline, (...args) => this.onRetry(this.name, ...args)),
-    );
+  async call<T>(operation: (store: KVStore) => Promise<T>, deadline: number | undefined): Promise<T> {
+    try {
+      return await inTierSpan(this.name, () =>
+        withRetry(() => operation(this.store), this.retry, deadline, (...args) => this.onRetry(this.name, ...args)),
+      );
+    } catch (error) {
+      if (isTierFault(error)) this.onFailure(this.name);
+      throw error;
+    }
   }
 }
 
@@ -36,6 +43,12 @@ const TRANSPORT_FAILURES: Readonly<Record<string, string>> = { internal: "failed
  */
 const REFUSED_CODES: ReadonlySet<string> = new Set(["unauthenticated", "permission-denied"]);
 
+/** True when `error` is the tier's own trouble (transport, refused credentials), not an answer about the request. */
+export function isTierFault(error: unknown): boolean {
+  const { code } = StoreError.from(error);
+  return TRANSPORT_CODES.has(code) || REFUSED_CODES.has(code);
+}
+
 /**
  * What the caller learns of a tier's failure: which tier, whether it may retry, and whether
  * another tier already applied the mutation. Transport details (peer addresses, TLS errors) stay
@@ -43,8 +56,8 @@ const REFUSED_CODES: ReadonlySet<string> = new Set(["unauthenticated", "permissi
  */
 export function tierFailure(tier: TierName, error: unknown, appliedIn: readonly TierName[] = []): StoreError {
   const cause = StoreError.from(error);
+  if (!isTierFault(cause)) return cause;
   const refused = REFUSED_CODES.has(cause.code);
-  if (!TRANSPORT_CODES.has(cause.code) && !refused) return cause;
   const applied =
     appliedIn.length === 0
       ? "nothing was acknowledged"

@@ -169,7 +169,7 @@ export async function startVssServer(options: VssServerOptions): Promise<Running
   const fail = (request: IncomingMessage, response: ServerResponse, error: unknown, operation: string, bodyRead: boolean): void => {
     const failure = toVssError(error);
     if (failure.kind === "internal") logger.error({ err: failure.cause ?? failure, operation }, "VSS request failed");
-    else logger.debug({ operation, status: failure.status, msg: failure.message }, "VSS request refused");
+    else logger.debug({ operation, status: failure.status, error: failure.message }, "VSS request refused");
     const body = toBinary(ErrorResponseSchema, create(ErrorResponseSchema, { errorCode: failure.code, message: failure.publicMessage }));
     const extra: Record<string, string> = failure.kind === "method" ? { allow: "POST" } : {};
     // An answer before the body was read ends the connection: the rest of the body is not read.

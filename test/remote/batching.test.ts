@@ -31,7 +31,7 @@ async function countingServer(
     store,
     limits: { ...DEFAULT_LIMITS, maxValueBytes, ...limits },
     logger: silentLogger(),
-    observeCall: (method) => calls.set(method, (calls.get(method) ?? 0) + 1),
+    observeCall: { ended: (method) => calls.set(method.name, (calls.get(method.name) ?? 0) + 1) },
   });
   cleanup.push(() => server.shutdown(1_000));
   return { server, store, calls };

@@ -17,15 +17,16 @@ export interface TestServer {
 }
 
 /** The server settings a test may change; the rest are the defaults. */
-export type TestServerOptions = Partial<Limits> & Pick<ServerOptions, "messageLimitBytes">;
+export type TestServerOptions = Partial<Limits> & Pick<ServerOptions, "messageLimitBytes" | "observeCall">;
 
 export async function startTestServer(store: KVStore, options: TestServerOptions = {}): Promise<TestServer> {
-  const { messageLimitBytes, ...limits } = options;
+  const { messageLimitBytes, observeCall, ...limits } = options;
   const server = await startServer({
     listen: "127.0.0.1:0",
     store,
     limits: { ...DEFAULT_LIMITS, ...limits },
     ...(messageLimitBytes !== undefined && { messageLimitBytes }),
+    ...(observeCall !== undefined && { observeCall }),
     logger: silentLogger(),
   });
   const client = new TierkvClient({ address: server.address, timeoutMs: 20_000 });

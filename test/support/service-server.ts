@@ -49,7 +49,7 @@ export interface ObservedCall {
 /** A CallObserver that records every report in `calls`. */
 export function recordingObserver(): { observe: CallObserver; calls: ObservedCall[] } {
   const calls: ObservedCall[] = [];
-  return { calls, observe: (method, error, seconds, outcome) => void calls.push({ method, error, seconds, outcome }) };
+  return { calls, observe: { ended: (method, error, seconds, outcome) => void calls.push({ method: method.name, error, seconds, outcome }) } };
 }
 
 /** What a test sets on a call. */

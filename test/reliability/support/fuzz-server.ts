@@ -154,11 +154,13 @@ export async function startFuzzServer(): Promise<FuzzServer> {
     limits: FUZZ_LIMITS,
     logger,
     authenticate: authenticator.authenticate,
-    observeCall: (method, error) => {
-      if (error?.code === "internal") {
-        const cause = error.cause instanceof Error ? `${error.cause.name}: ${error.cause.message}` : String(error.cause ?? error.message);
-        internalFailures.push({ surface: "grpc", method, cause });
-      }
+    observeCall: {
+      ended: (method, error) => {
+        if (error?.code === "internal") {
+          const cause = error.cause instanceof Error ? `${error.cause.name}: ${error.cause.message}` : String(error.cause ?? error.message);
+          internalFailures.push({ surface: "grpc", method: method.name, cause });
+        }
+      },
     },
   });
 
