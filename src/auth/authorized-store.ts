@@ -58,7 +58,7 @@ export class AuthorizedStore implements KVStore {
     if (options.exact || options.revision !== undefined || options.owedToBackup) this.require("replicate", "mirror revisions or repair keys");
   }
 
-  /** The caller's quota travels with its mutations (the tiered store checks it in the key's turn). */
+  /** The caller's quota travels with its mutations (the primary decides it in the mutation's transaction). */
   private withQuota<T extends { quota?: MutationOptions["quota"] }>(options: T): T {
     return this.principal.quota === undefined ? options : { ...options, quota: this.principal.quota };
   }
@@ -87,8 +87,8 @@ export class AuthorizedStore implements KVStore {
 
   async txn(request: TxnRequest): Promise<TxnResult> {
     this.require("write", "apply transactions");
-    if (request.owedToBackup || request.operations.some((op) => op.kind === "write" && op.revision !== undefined)) {
-      this.require("replicate", "mirror revisions");
+    if (request.owedToBackup || request.operations.some((op) => op.version !== undefined || (op.kind === "write" && op.revision !== undefined))) {
+      this.require("replicate", "mirror versions and revisions");
     }
     return this.inner.txn({
       ...this.withQuota(request),

@@ -62,11 +62,12 @@ export async function backupStatus(settings: ClientSettings): Promise<void> {
 }
 
 /** Prints one store's usage (keys, value bytes) as JSON. */
-export async function storeUsage(settings: ClientSettings, storeId: string): Promise<void> {
+export async function storeUsage(settings: ClientSettings, storeId: string, recount = false): Promise<void> {
   const client = new TierkvAdminClient(clientOptionsOf(settings));
   try {
-    const usage = await client.storeUsage(storeId);
-    process.stdout.write(`${JSON.stringify({ store: usage.storeId, keys: Number(usage.keys), bytes: Number(usage.bytes) })}\n`);
+    const usage = await client.storeUsage(storeId, recount);
+    const drift = recount ? { drift: { keys: Number(usage.driftKeys), bytes: Number(usage.driftBytes) } } : {};
+    process.stdout.write(`${JSON.stringify({ store: usage.storeId, keys: Number(usage.keys), bytes: Number(usage.bytes), ...drift })}\n`);
   } finally {
     client.close();
   }

@@ -100,7 +100,8 @@ program
   .command("store-usage")
   .description("print the keys and value bytes a store (tenant) holds, as JSON (admin role)")
   .argument("<store>", "the store id")
-  .action((store: string) => storeUsage(clientSettings(), store));
+  .option("--recount", "count from the data, correct the usage record quotas are decided on, and report the drift found")
+  .action((store: string, options: { recount?: boolean }) => storeUsage(clientSettings(), store, options.recount === true));
 
 addMigrateCommand(program);
 

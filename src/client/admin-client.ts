@@ -53,8 +53,9 @@ export class TierkvAdminClient {
 
   /** The backup tier's policy, backlog of owed keys and divergence count. */
   /** Keys and value bytes one store holds (admin role). */
-  storeUsage(storeId: string): Promise<StoreUsageResponse> {
-    const request = create(AdminService.method.storeUsage.input, { storeId });
+  /** A store's usage; with `recount`, counted from the data, the usage record corrected and its drift reported. */
+  storeUsage(storeId: string, recount = false): Promise<StoreUsageResponse> {
+    const request = create(AdminService.method.storeUsage.input, { storeId, recount });
     return new Promise((resolve, reject) =>
       (this.raw as unknown as RawAdmin).storeUsage(
         request,

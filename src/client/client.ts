@@ -59,11 +59,22 @@ export function openChannel(
   return { raw, metadata };
 }
 
-/** One mutation of a `mutate` batch. */
-export type ClientMutation = { readonly ref: KeyRef; readonly version?: bigint } & (
+/**
+ * One mutation of a `mutate` batch. Without a version it is ordered after whatever the key holds
+ * (always applied); `onVersion` learns the version the server applied it at.
+ */
+export type ClientMutation = { readonly ref: KeyRef; readonly version?: bigint; readonly onVersion?: (version: bigint) => void } & (
   | { readonly write: Uint8Array; readonly revision?: bigint; readonly exact?: boolean }
   | { readonly remove: { readonly lazy?: boolean } }
 );
+
+/**
+ * The version a mutation carries over the wire: none (0) for a plain one, whose proposal only
+ * this process's clock made; the server orders it after whatever the key holds.
+ */
+function wireVersion(options: { readonly version?: bigint; readonly plain?: boolean }): bigint | undefined {
+  return options.plain ? undefined : options.version;
+}
 
 /** What one mutation of a `mutate` batch did: its outcome, or the error it failed with. */
 export type MutationResult = MutationOutcome | StoreError;
@@ -134,16 +145,23 @@ export class TierkvClient extends VersionedReads implements KVStore {
   /**
    * Replaces the value; resolves once the server has made it durable in every durable tier, with
    * `stale` when a mutation with a higher version had already been applied (nothing changed).
+   * Without `version` (or with `plain`, whose proposal the server replaces with its own) the write
+   * is ordered after whatever the key holds and always applies; `onVersion` learns its version.
    */
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "write");
+    const version = wireVersion(options);
     if (options.revision !== undefined || options.exact) {
       // Mirroring and repair (the replicate role) travel as a one-item Mutate: Write keeps to LDK's shape.
-      const [result] = await this.mutate([{ ref, version: options.version, write: value, revision: options.revision, exact: options.exact }], options);
+      const [result] = await this.mutate(
+        [{ ref, version, write: value, revision: options.revision, exact: options.exact, ...(options.onVersion && { onVersion: options.onVersion }) }],
+        options,
+      );
       if (result instanceof StoreError) throw result;
       return result!;
     }
-    const response = await this.call("write", { ...keyFields(ref), value, version: options.version ?? 0n }, options);
+    const response = await this.call("write", { ...keyFields(ref), value, version: version ?? 0n }, options);
+    if (response.applied) options.onVersion?.(response.version);
     return response.applied ? "applied" : "stale";
   }
 
@@ -152,9 +170,10 @@ export class TierkvClient extends VersionedReads implements KVStore {
     validateKey(ref, "remove");
     const response = await this.call(
       "remove",
-      { ...keyFields(ref), lazy: options.lazy ?? false, version: options.version ?? 0n },
+      { ...keyFields(ref), lazy: options.lazy ?? false, version: wireVersion(options) ?? 0n },
       options,
     );
+    if (response.applied) options.onVersion?.(response.version);
     return response.applied ? "applied" : "stale";
   }
 
@@ -182,8 +201,9 @@ export class TierkvClient extends VersionedReads implements KVStore {
             operation.kind === "write"
               ? { case: "write" as const, value: { value: operation.value, revision: operation.revision ?? 0n } }
               : { case: "remove" as const, value: { lazy: false } },
+          version: operation.version ?? 0n,
         })),
-        version: request.version ?? 0n,
+        version: wireVersion(request) ?? 0n,
       },
       request,
     );
@@ -192,6 +212,7 @@ export class TierkvClient extends VersionedReads implements KVStore {
       succeeded: true,
       outcomes: response.results.map((result) => (result.applied ? "applied" : "stale")),
       revisions: response.results.map((result) => result.revision),
+      versions: response.results.map((result) => result.version),
     };
   }
 
@@ -242,8 +263,9 @@ export class TierkvClient extends VersionedReads implements KVStore {
     if (response.results.length !== mutations.length) {
       throw new StoreError("internal", `tierkv at ${this.address} answered ${response.results.length} results for ${mutations.length} mutations`);
     }
-    return response.results.map((result): MutationResult => {
+    return response.results.map((result, i): MutationResult => {
       if (result.code !== 0) return fromStatus(result.code, result.message);
+      if (result.applied) mutations[i]!.onVersion?.(result.version);
       return result.applied ? "applied" : "stale";
     });
   }

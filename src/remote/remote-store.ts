@@ -71,6 +71,17 @@ interface QueuedMutation {
 }
 
 /** Batch-level refusals: the remote would not take the call as a whole (size or item count). */
+/**
+ * A mutation's version and version report as the remote sees them: a plain mutation travels
+ * without a version (the remote orders it after whatever the key holds, with its own clock).
+ */
+function ordering(options: MutationOptions): Pick<ClientMutation, "version" | "onVersion"> {
+  return {
+    ...(!options.plain && options.version !== undefined && { version: options.version }),
+    ...(options.onVersion !== undefined && { onVersion: options.onVersion }),
+  };
+}
+
 function refusedAsWhole(error: unknown): boolean {
   return error instanceof StoreError && (error.code === "resource-exhausted" || error.code === "invalid-argument");
 }
@@ -132,11 +143,15 @@ export class RemoteStore implements KVStore {
   }
 
   write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
-    return this.enqueue({ ref, version: options.version, write: value, revision: options.revision, exact: options.exact }, options.deadline, value.byteLength);
+    return this.enqueue(
+      { ref, ...ordering(options), write: value, revision: options.revision, exact: options.exact },
+      options.deadline,
+      value.byteLength,
+    );
   }
 
   remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
-    return this.enqueue({ ref, version: options.version, remove: { lazy: options.lazy } }, options.deadline, 0);
+    return this.enqueue({ ref, ...ordering(options), remove: { lazy: options.lazy } }, options.deadline, 0);
   }
 
   private enqueue(mutation: ClientMutation, deadline: number | undefined, valueBytes: number): Promise<MutationOutcome> {

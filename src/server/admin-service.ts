@@ -15,6 +15,7 @@ export interface AdminOperations {
   resync(onProgress: (progress: ResyncProgress) => void, signal?: AbortSignal): Promise<ResyncProgress>;
   backupStatus(): Promise<BackupStatus>;
   storeUsage(storeId: string): Promise<StoreUsage>;
+  recountUsage(storeId: string): Promise<{ recorded: StoreUsage; counted: StoreUsage }>;
 }
 
 /** How often a running resync reports progress. */
@@ -61,8 +62,18 @@ export function adminService(operations: AdminOperations): ServiceImpl<typeof Ad
     async storeUsage(request, context) {
       requireAdmin(context.principal);
       if (request.storeId === "") throw new StoreError("invalid-argument", "StoreUsage needs a store_id");
-      const usage = await operations.storeUsage(request.storeId);
-      return { storeId: request.storeId, keys: BigInt(usage.keys), bytes: BigInt(usage.bytes) };
+      if (!request.recount) {
+        const usage = await operations.storeUsage(request.storeId);
+        return { storeId: request.storeId, keys: BigInt(usage.keys), bytes: BigInt(usage.bytes) };
+      }
+      const { recorded, counted } = await operations.recountUsage(request.storeId);
+      return {
+        storeId: request.storeId,
+        keys: BigInt(counted.keys),
+        bytes: BigInt(counted.bytes),
+        driftKeys: BigInt(recorded.keys - counted.keys),
+        driftBytes: BigInt(recorded.bytes - counted.bytes),
+      };
     },
 
     async backupStatus(_request, context) {

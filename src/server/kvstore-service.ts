@@ -32,8 +32,11 @@ function callOptions(context: HandlerContext): Pick<MutationOptions, "deadline" 
   return { deadline: context.deadline, signal: context.signal };
 }
 
-function applied(outcome: MutationOutcome): { applied: boolean } {
-  return { applied: outcome === "applied" };
+/** A mutation's reply: whether it applied and, if so, the version it was applied at. */
+async function reply(mutation: (onVersion: (version: bigint) => void) => Promise<MutationOutcome>): Promise<{ applied: boolean; version: bigint }> {
+  let version = 0n;
+  const outcome = await mutation((v) => (version = v));
+  return outcome === "applied" ? { applied: true, version } : { applied: false, version: 0n };
 }
 
 function toCheck(check: WireCheck): TxnCheck {
@@ -52,14 +55,15 @@ function toCheck(check: WireCheck): TxnCheck {
 
 function toOperation(operation: WireOperation): TxnOperation {
   const ref = scoped(operation);
+  // A version and a revision travel when a chained instance mirrors its primary's outcome.
+  const mirrored = operation.version === 0n ? {} : { version: operation.version };
   switch (operation.kind.case) {
     case "write": {
-      // A revision travels when a chained instance mirrors its primary's outcome.
       const { value, revision } = operation.kind.value;
-      return { ...ref, kind: "write", value, ...(revision !== 0n && { revision }) };
+      return { ...ref, kind: "write", value, ...(revision !== 0n && { revision }), ...mirrored };
     }
     case "remove":
-      return { ...ref, kind: "remove" };
+      return { ...ref, kind: "remove", ...mirrored };
     default:
       throw invalidArgument(`Failed to apply a transaction to ${formatPath(operation)}: the operation is neither a write nor a remove`);
   }
@@ -109,11 +113,11 @@ export function kvStoreService(tiers: KVStore, limits: Limits): ServiceImpl<type
     },
 
     async write(request, context) {
-      return applied(await write(storeFor(context), scoped(request), request.value, request.version, callOptions(context)));
+      return reply((onVersion) => write(storeFor(context), scoped(request), request.value, request.version, { ...callOptions(context), onVersion }));
     },
 
     async remove(request, context) {
-      return applied(await remove(storeFor(context), scoped(request), request.lazy, request.version, callOptions(context)));
+      return reply((onVersion) => remove(storeFor(context), scoped(request), request.lazy, request.version, { ...callOptions(context), onVersion }));
     },
 
     async mutate(request, context) {
@@ -122,24 +126,26 @@ export function kvStoreService(tiers: KVStore, limits: Limits): ServiceImpl<type
       const options = callOptions(context);
       const store = storeFor(context);
       const outcomes = await Promise.allSettled(
-        request.mutations.map((mutation) => {
-          const ref = scoped(mutation);
-          switch (mutation.kind.case) {
-            case "write": {
-              const { value, revision, exact } = mutation.kind.value;
-              const mirror = { revision: revision === 0n ? undefined : revision, exact };
-              return write(store, ref, value, mutation.version, { ...options, ...mirror });
+        request.mutations.map((mutation) =>
+          reply((onVersion) => {
+            const ref = scoped(mutation);
+            switch (mutation.kind.case) {
+              case "write": {
+                const { value, revision, exact } = mutation.kind.value;
+                const mirror = { revision: revision === 0n ? undefined : revision, exact };
+                return write(store, ref, value, mutation.version, { ...options, ...mirror, onVersion });
+              }
+              case "remove":
+                return remove(store, ref, mutation.kind.value.lazy, mutation.version, { ...options, onVersion });
+              default:
+                return Promise.reject(invalidArgument(`Failed to mutate ${formatPath(mutation)}: the mutation is neither a write nor a remove`));
             }
-            case "remove":
-              return remove(store, ref, mutation.kind.value.lazy, mutation.version, options);
-            default:
-              return Promise.reject(invalidArgument(`Failed to mutate ${formatPath(mutation)}: the mutation is neither a write nor a remove`));
-          }
-        }),
+          }),
+        ),
       );
       return {
         results: outcomes.map((outcome): MessageInitShape<typeof MutationResultSchema> => {
-          if (outcome.status === "fulfilled") return { code: 0, message: "", applied: outcome.value === "applied" };
+          if (outcome.status === "fulfilled") return { code: 0, message: "", ...outcome.value };
           const status = toGrpcStatus(StoreError.from(outcome.reason));
           return { code: status.code, message: status.details };
         }),
@@ -161,7 +167,7 @@ export function kvStoreService(tiers: KVStore, limits: Limits): ServiceImpl<type
       return {
         succeeded: true,
         failedCheck: -1,
-        results: result.outcomes.map((outcome, i) => ({ applied: outcome === "applied", revision: result.revisions[i] })),
+        results: result.outcomes.map((outcome, i) => ({ applied: outcome === "applied", revision: result.revisions[i], version: result.versions[i] })),
       };
     },
 

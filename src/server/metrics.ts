@@ -148,25 +148,26 @@ export function createMetrics(store: TierStore, options: { perStore?: boolean } 
   });
 
   if (options.perStore) {
-    const perStore = (name: string, help: string, value: (usage: ReturnType<TierStore["countedUsage"]>[number]) => number | undefined): void => {
+    const perStore = (name: string, help: string, value: (usage: Awaited<ReturnType<TierStore["countedUsage"]>>[number]) => number | undefined): void => {
       new Gauge({
         name,
         help,
         labelNames: ["store"],
         registers: [registry],
-        collect() {
+        async collect() {
+          const counted = await store.countedUsage(MAX_STORE_LABELS);
           this.reset();
-          for (const counted of store.countedUsage(MAX_STORE_LABELS)) {
-            const current = value(counted);
-            if (current !== undefined) this.set({ store: counted[0] }, current);
+          for (const entry of counted) {
+            const current = value(entry);
+            if (current !== undefined) this.set({ store: entry[0] }, current);
           }
         },
       });
     };
     perStore("tierkv_store_keys", "keys held by each store with a quota", ([, usage]) => usage.keys);
     perStore("tierkv_store_bytes", "value bytes held by each store with a quota", ([, usage]) => usage.bytes);
-    perStore("tierkv_store_quota_keys", "most keys each store may hold (stores with a key quota)", ([, , quota]) => quota?.maxKeys);
-    perStore("tierkv_store_quota_bytes", "most value bytes each store may hold (stores with a byte quota)", ([, , quota]) => quota?.maxBytes);
+    perStore("tierkv_store_quota_keys", "most keys each store may hold (stores with a key quota)", ([, , quota]) => quota.maxKeys);
+    perStore("tierkv_store_quota_bytes", "most value bytes each store may hold (stores with a byte quota)", ([, , quota]) => quota.maxBytes);
   }
   return { registry, observeCall };
 }

@@ -211,7 +211,7 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
     const revisions: bigint[] = [];
     const versions: bigint[] = [];
     for (const operation of request.operations) {
-      const options = { version: operation.version ?? request.version, plain: request.plain, onVersion: (v: bigint) => versions.push(v) };
+      const options = { version: operation.version ?? request.version, plain: request.plain && operation.version === undefined, onVersion: (v: bigint) => versions.push(v) };
       const before = versions.length;
       if (operation.kind === "write") {
         outcomes.push(this.applyWrite(operation, operation.value, { ...options, revision: operation.revision }));
@@ -233,7 +233,7 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
     const changes = new Map<string, { keys: number; bytes: number }>();
     for (const operation of request.operations) {
       const existing = this.entry(operation);
-      if (isStale(existing, { version: operation.version ?? request.version, plain: request.plain })) continue;
+      if (isStale(existing, { version: operation.version ?? request.version, plain: request.plain && operation.version === undefined })) continue;
       const change = usageChange(existing?.value.byteLength, operation.kind === "write" ? operation.value.byteLength : undefined);
       const total = changes.get(storeIdOf(operation)) ?? { keys: 0, bytes: 0 };
       changes.set(storeIdOf(operation), { keys: total.keys + change.keys, bytes: total.bytes + change.bytes });

@@ -720,6 +720,11 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
     return { keys: Number(row?.keys ?? 0), bytes: Number(row?.bytes ?? 0) };
   }
 
+  async recountUsage(storeId: string): Promise<{ recorded: StoreUsage; counted: StoreUsage }> {
+    const counted = await this.storeUsage(storeId);
+    return { recorded: counted, counted };
+  }
+
   async highestVersion(): Promise<bigint> {
     const [row] = await this.query<{ v: bigint | null }>("highest", []);
     return row?.v ?? 0n;
@@ -980,7 +985,7 @@ async function runTxn(tx: Tx, request: TxnRequest, refs: ReadonlyMap<string, Key
   }
   // Keys only checked (or removed while absent) leave no row behind.
   for (const id of placeholders) await tx.query("delete", keyParams(refs.get(id)!));
-  return { succeeded: true, outcomes, revisions };
+  return { succeeded: true, outcomes, revisions, versions: request.operations.map((op) => op.version ?? request.version ?? 0n) };
 }
 
 /** Opens the store a `postgres://` or `postgresql://` URI names. */

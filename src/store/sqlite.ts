@@ -150,6 +150,13 @@ interface DbKeyVersion {
   revision: bigint;
 }
 
+/** A key's state with the size of its value (a bigint, as every integer of the statement). */
+type SizedState = StoredState & { size: bigint };
+
+function sizeOf(stored: SizedState | undefined): number | undefined {
+  return stored === undefined ? undefined : Number(stored.size);
+}
+
 /** A mutation waiting for the next group commit. */
 interface PendingMutation {
   readonly bytes: number;
@@ -218,7 +225,7 @@ function prepareStatements(db: Database.Database) {
       .safeIntegers(true),
     // The state a mutation decides on, with the size it replaces (usage).
     sizedState: db
-      .prepare<[KeyParams], StoredState & { size: number }>(`SELECT version, revision, length(value) AS size FROM kv WHERE ${where} AND key = @key`)
+      .prepare<[KeyParams], SizedState>(`SELECT version, revision, length(value) AS size FROM kv WHERE ${where} AND key = @key`)
       .safeIntegers(true),
     upsert: db.prepare<[KeyParams & StoredState & { value: Uint8Array }]>(
       `INSERT INTO kv (store_id, primary_namespace, secondary_namespace, key, value, version, revision)
@@ -352,7 +359,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     return this.enqueue(value.byteLength, () => {
       const stored = this.stmt.sizedState.get(keyParams(ref));
       if (!isStale(stored, options)) {
-        const refused = this.quotaRefusal(storeIdOf(ref), usageChange(stored?.size, value.byteLength), options.quota);
+        const refused = this.quotaRefusal(storeIdOf(ref), usageChange(sizeOf(stored), value.byteLength), options.quota);
         if (refused !== undefined) return refused;
       }
       let version = options.version;
@@ -393,8 +400,8 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
         // The batch's keys are distinct: its change per store is the sum of its operations'.
         const changes = new Map<string, { keys: number; bytes: number }>();
         request.operations.forEach((operation, i) => {
-          if (isStale(stored[i], { version: operation.version ?? request.version, plain: request.plain })) return;
-          const change = usageChange(stored[i]?.size, operation.kind === "write" ? operation.value.byteLength : undefined);
+          if (isStale(stored[i], { version: operation.version ?? request.version, plain: request.plain && operation.version === undefined })) return;
+          const change = usageChange(sizeOf(stored[i]), operation.kind === "write" ? operation.value.byteLength : undefined);
           const total = changes.get(storeIdOf(operation)) ?? { keys: 0, bytes: 0 };
           changes.set(storeIdOf(operation), { keys: total.keys + change.keys, bytes: total.bytes + change.bytes });
         });
@@ -408,7 +415,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       const versions: bigint[] = [];
       request.operations.forEach((operation, i) => {
         let version = operation.version ?? request.version;
-        const options = { version, plain: request.plain, onVersion: (v: bigint) => (version = v) };
+        const options = { version, plain: request.plain && operation.version === undefined, onVersion: (v: bigint) => (version = v) };
         if (operation.kind === "write") {
           const outcome = this.applyWrite(operation, operation.value, { ...options, revision: operation.revision }, stored[i]);
           outcomes.push(outcome);
@@ -454,13 +461,13 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     ref: KeyRef,
     value: Uint8Array,
     options: Pick<MutationOptions, "version" | "plain" | "revision" | "exact" | "onVersion">,
-    stored: (StoredState & { size: number }) | undefined,
+    stored: SizedState | undefined,
   ): MutationOutcome {
     if (isStale(stored, options)) return "stale";
     const params = keyParams(ref);
     const state = stateAfterWrite(stored, options);
     this.stmt.upsert.run({ ...params, value, ...state });
-    this.changeUsage(ref, stored?.size, value.byteLength);
+    this.changeUsage(ref, sizeOf(stored), value.byteLength);
     this.raiseHighest(state.version);
     options.onVersion?.(state.version);
     return "applied";
@@ -469,14 +476,14 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   private applyRemove(
     ref: KeyRef,
     options: Pick<MutationOptions, "version" | "plain" | "onVersion">,
-    stored: (StoredState & { size: number }) | undefined = this.stmt.sizedState.get(keyParams(ref)),
+    stored: SizedState | undefined = this.stmt.sizedState.get(keyParams(ref)),
   ): MutationOutcome {
     if (isStale(stored, options)) return "stale";
     const version = appliedVersion(stored, options);
     if (version !== undefined) options.onVersion?.(version);
     if (stored === undefined) return "applied";
     this.stmt.remove.run(keyParams(ref));
-    this.changeUsage(ref, stored.size, undefined);
+    this.changeUsage(ref, sizeOf(stored), undefined);
     this.raiseHighest(version);
     return "applied";
   }

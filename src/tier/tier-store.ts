@@ -11,6 +11,7 @@ import { stateOrAbsent } from "../store/read-or-absent.js";
 import {
   compareKeys,
   isBackupLedger,
+  isStoreUsageReader,
   storeIdOf,
   VersionedReads,
   type AllKeysPage,
@@ -27,7 +28,9 @@ import {
   type Page,
   type PageRequest,
   type RemoveOptions,
+  type Quota,
   type StoreUsage,
+  type StoreUsageReader,
   type TxnOperation,
   type TxnRequest,
   type TxnResult,
@@ -41,7 +44,7 @@ import { HybridClock } from "./hybrid-clock.js";
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.js";
 import { Tier, tierFailure, type TierName } from "./tier.js";
 import { VersionedLock } from "./versioned-lock.js";
-import { StoreQuotas, type Quota } from "./quotas.js";
+import { SeenQuotas } from "./quotas.js";
 
 export type { TierName } from "./tier.js";
 export type { BackupPolicyName as BackupPolicy } from "./backup-policy.js";
@@ -65,7 +68,7 @@ export interface TierStoreOptions {
   /** Retry policy per tier; `DEFAULT_RETRY_POLICY` where absent, `NO_RETRY` to switch off. */
   readonly retry?: Partial<Record<TierName, RetryPolicy>>;
   readonly logger?: Logger;
-  /** Source of server-assigned versions (seeded from the primary on open). */
+  /** Source of the versions proposed for mutations without a caller version. */
   readonly clock?: HybridClock;
   /** `required` by default. `degraded` needs a primary that keeps a ledger (sqlite:, memory:). */
   readonly backupPolicy?: BackupPolicyName;
@@ -90,6 +93,9 @@ export interface TierSnapshot {
   readonly resync?: Readonly<ResyncProgress>;
 }
 
+/** Attempts of a plain mutation with a backup when another instance keeps writing its key. */
+const PLAIN_ATTEMPTS = 5;
+
 function isVssStore(ref: NamespaceRef): boolean {
   return storeIdOf(ref).startsWith(VSS_STORE_PREFIX);
 }
@@ -113,7 +119,7 @@ function lockKey(ref: KeyRef): string {
  */
 export class TierStore extends VersionedReads implements KVStore {
   private readonly lock = new VersionedLock();
-  private readonly quotas: StoreQuotas;
+  private readonly quotas = new SeenQuotas();
   private readonly counts = { divergences: 0, retries: 0, staleMutations: 0 };
   private readonly tierFailures: Partial<Record<TierName, number>> = {};
   private lastResync: ResyncProgress | undefined;
@@ -127,8 +133,6 @@ export class TierStore extends VersionedReads implements KVStore {
   /** The primary's record of what the backup lacks; only with a backup and a primary that keeps one. */
   private readonly ledger: BackupLedger | undefined;
   private readonly repair: BackupRepair | undefined;
-  /** Seeds the clock from the primary before the first mutation. */
-  private readonly ready: Promise<void>;
   /** Aborted by `close()`: stops replay and resync. */
   private readonly stopping = new AbortController();
   private readonly replayTimer: NodeJS.Timeout | undefined;
@@ -150,7 +154,6 @@ export class TierStore extends VersionedReads implements KVStore {
       return new Tier(name, store, options.retry?.[name] ?? DEFAULT_RETRY_POLICY, onRetry, onFailure);
     };
     this.primary = tier("primary", options.primary)!;
-    this.quotas = new StoreQuotas(options.primary);
     this.backup = tier("backup", options.backup);
     this.ephemeral = tier("ephemeral", options.ephemeral);
     this.ephemeralKeys = new EphemeralKeys(options.ephemeralKeys);
@@ -161,9 +164,6 @@ export class TierStore extends VersionedReads implements KVStore {
     if (this.policy.name === "degraded" && this.ledger === undefined) {
       throw invalidArgument("the degraded backup policy needs a backup tier and a primary that records owed keys (sqlite:, postgres: or memory:)");
     }
-    this.ready = this.primary.store.highestVersion().then((version) => this.clock.observe(version));
-    // A failed seed fails every mutation (below), never silently issues low versions.
-    this.ready.catch(() => {});
     if (this.backup !== undefined) {
       this.repair = new BackupRepair({ primary: this.primary, backup: this.backup, lock: this.lock, lockKey, logger: this.logger });
     }
@@ -212,78 +212,106 @@ export class TierStore extends VersionedReads implements KVStore {
     }
   }
 
-  /** The version of a mutation: the caller's (within the clock's skew) or the clock's next. */
-  private async versionFor(requested: bigint | undefined, ref: KeyRef, operation: string): Promise<bigint> {
+  /**
+   * The version of a mutation: the caller's (within the clock's skew), or for a mutation without
+   * one a proposal from the clock that the backend moves past the stored version (`plain`).
+   */
+  private versionFor(requested: bigint | undefined, ref: KeyRef, operation: string): { version: bigint; plain: boolean } {
     validateVersion(requested, ref, operation);
-    await this.ready;
-    if (requested === undefined) return this.clock.next();
+    if (requested === undefined) return { version: this.clock.next(), plain: true };
     this.clock.admit(requested, `${operation} ${formatPath(ref)}`);
-    return requested;
+    return { version: requested, plain: false };
   }
 
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "write");
-    return this.mutateKey("write", ref, value.byteLength, options, (store, tierOptions) =>
+    return this.mutateKey("write", ref, options, (store, tierOptions) =>
       store.write(ref, value, { ...tierOptions, revision: tierOptions.revision ?? options.revision, exact: options.exact }),
     );
   }
 
   async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "remove");
-    return this.mutateKey("remove", ref, 0, options, (store, tierOptions) =>
-      store.remove(ref, { ...tierOptions, lazy: options.lazy, exact: options.exact }),
-    );
+    return this.mutateKey("remove", ref, options, (store, tierOptions) => store.remove(ref, { ...tierOptions, lazy: options.lazy, exact: options.exact }));
   }
 
-  /** Routes one mutation and runs it in the key's turn. */
+  /** Routes one mutation and runs it in the key's turn; `options.onVersion` learns the version it got. */
   private async mutateKey(
     operation: "write" | "remove",
     ref: KeyRef,
-    bytes: number,
     options: MutationOptions,
     apply: (store: KVStore, options: MutationOptions) => Promise<MutationOutcome>,
   ): Promise<MutationOutcome> {
     this.checkOpen();
     // The version is fixed on arrival, before any waiting: arrival order is issue order.
-    const version = await this.versionFor(options.version, ref, operation);
+    const { version, plain } = this.versionFor(options.version, ref, operation);
+    this.checkQuotaSupported(options.quota);
+    this.quotas.note(storeIdOf(ref), options.quota);
+    let applied = version;
+    const onVersion = (v: bigint): void => void (applied = v);
     const ephemeral = this.ephemeralTierFor(ref);
     const outcome = await this.lock.run(
       lockKey(ref),
       version,
       async () => {
-        if (ephemeral) return this.callTier(ephemeral, (store) => apply(store, { version }), options.deadline);
-        // Checked in the key's turn, so the size it replaces is the one stored.
-        const record =
-          operation === "write" ? await this.quotas.admitWrite(ref, bytes, options.quota) : await this.quotas.admitRemove(ref, options.quota);
-        try {
-          // With a backup, both tiers store the primary's next revision: a backup that missed a
-          // mutation must not count revisions of its own (VSS versions and Txn checks are revisions).
-          let revision: bigint | undefined;
-          if (this.backup !== undefined && operation === "write" && !options.exact && options.revision === undefined) {
-            const stored = await this.callTier(this.primary, (store) => stateOrAbsent(store, ref), options.deadline);
-            // A mutation the primary already has (a retry of the same version) reaches the backup
-            // with the revision the primary stored for it: the retry repairs a backup that missed it.
-            const appliesInPrimary = stored === undefined || version > stored.version;
-            revision = stored === undefined ? 1n : appliesInPrimary ? stored.revision + 1n : stored.revision;
-          }
-          const result = await this.fanOut(
-            operation,
-            ref,
-            version,
-            (store, owed) => apply(store, { version, owedToBackup: owed, ...(revision !== undefined && { revision }) }),
-            options.deadline,
-          );
-          record(result === "applied");
-          return result;
-        } catch (error) {
-          this.quotas.forget(ref);
-          throw error;
+        if (ephemeral) return this.callTier(ephemeral, (store) => apply(store, { version, plain, onVersion }), options.deadline);
+        if (this.backup === undefined) {
+          return this.callTier(this.primary, (store) => apply(store, { version, plain, onVersion, quota: options.quota }), options.deadline);
         }
+        return this.mutateBothTiers(operation, ref, { version, plain }, options, apply, onVersion);
       },
       options,
+      plain ? { appliedAt: () => applied } : undefined,
     );
     if (outcome === "stale") this.counts.staleMutations++;
+    else options.onVersion?.(applied);
     return outcome;
+  }
+
+  /**
+   * A durable mutation with a backup: both tiers store the same version and the primary's next
+   * revision (a backup that missed a mutation must not count revisions of its own: VSS versions
+   * and Txn checks are revisions), so both are read off the primary's state first. A plain
+   * mutation's version moves past the stored one; should another instance sharing the primary
+   * write the key in between, the primary answers stale and the mutation is decided again.
+   */
+  private async mutateBothTiers(
+    operation: "write" | "remove",
+    ref: KeyRef,
+    ordering: { version: bigint; plain: boolean },
+    options: MutationOptions,
+    apply: (store: KVStore, options: MutationOptions) => Promise<MutationOutcome>,
+    onVersion: (version: bigint) => void,
+  ): Promise<MutationOutcome> {
+    const needsState = ordering.plain || (operation === "write" && !options.exact && options.revision === undefined);
+    for (let attempt = 1; ; attempt++) {
+      const stored = needsState ? await this.callTier(this.primary, (store) => stateOrAbsent(store, ref), options.deadline) : undefined;
+      const version = ordering.plain && stored !== undefined && stored.version >= ordering.version ? stored.version + 1n : ordering.version;
+      let revision: bigint | undefined;
+      if (operation === "write" && !options.exact && options.revision === undefined) {
+        // A mutation the primary already has (a retry of the same version) reaches the backup
+        // with the revision the primary stored for it: the retry repairs a backup that missed it.
+        const appliesInPrimary = stored === undefined || version > stored.version;
+        revision = stored === undefined ? 1n : appliesInPrimary ? stored.revision + 1n : stored.revision;
+      }
+      const result = await this.fanOut(
+        operation,
+        ref,
+        version,
+        (store, tier, owed) =>
+          apply(store, { version, owedToBackup: owed, ...(revision !== undefined && { revision }), ...(tier === "primary" && { quota: options.quota }) }),
+        options.deadline,
+        // A quota is decided by the primary: the backup must not take what the primary refuses.
+        options.quota !== undefined,
+      );
+      if (result === "applied" || !ordering.plain) {
+        onVersion(version);
+        return result;
+      }
+      if (attempt >= PLAIN_ATTEMPTS) {
+        throw new StoreError("unavailable", `Failed to ${operation} ${formatPath(ref)}: the key kept changing on another instance; retry`);
+      }
+    }
   }
 
   private async callTier<T>(tier: Tier, operation: (store: KVStore) => Promise<T>, deadline: number | undefined): Promise<T> {
@@ -304,16 +332,23 @@ export class TierStore extends VersionedReads implements KVStore {
     operation: string,
     ref: KeyRef,
     version: bigint,
-    apply: (store: KVStore, owedToBackup: boolean) => Promise<T>,
+    apply: (store: KVStore, tier: "primary" | "backup", owedToBackup: boolean) => Promise<T>,
     deadline: number | undefined,
+    primaryFirst: boolean,
   ): Promise<T> {
-    const backup = this.backup;
-    if (backup === undefined) return this.callTier(this.primary, (store) => apply(store, false), deadline);
+    const backup = this.backup!;
     const owed = this.ledger !== undefined;
-    const [primaryResult, backupResult] = await Promise.allSettled([
-      this.primary.call((store) => apply(store, owed), deadline),
-      backup.call((store) => apply(store, false), deadline),
-    ]);
+    const inPrimary = (): Promise<T> => this.primary.call((store) => apply(store, "primary", owed), deadline);
+    const inBackup = (): Promise<T> => backup.call((store) => apply(store, "backup", false), deadline);
+    let primaryResult: PromiseSettledResult<T>;
+    let backupResult: PromiseSettledResult<T>;
+    if (primaryFirst) {
+      [primaryResult] = await Promise.allSettled([inPrimary()]);
+      if (primaryResult.status === "rejected") throw tierFailure("primary", primaryResult.reason);
+      [backupResult] = await Promise.allSettled([inBackup()]);
+    } else {
+      [primaryResult, backupResult] = await Promise.allSettled([inPrimary(), inBackup()]);
+    }
     if (primaryResult.status === "rejected") {
       if (backupResult.status === "fulfilled") this.reportDivergence(operation, ref, version, "backup", "primary");
       throw tierFailure("primary", primaryResult.reason, backupResult.status === "fulfilled" ? ["backup"] : []);
@@ -350,29 +385,31 @@ export class TierStore extends VersionedReads implements KVStore {
   }
 
   /**
-   * Applies the batch atomically in the primary under every involved key's turn, then mirrors
-   * the outcome to the backup as one atomic batch with the primary's revisions.
+   * Applies the batch atomically in the primary under every involved key's turn (its quota decided
+   * there), then mirrors the outcome to the backup as one atomic batch with the primary's versions
+   * and revisions.
    */
   async txn(request: TxnRequest): Promise<TxnResult> {
     validateTxn(request);
     this.checkOpen();
     const refs: KeyRef[] = [...request.checks, ...request.operations];
-    const version = await this.versionFor(request.version, refs[0]!, "apply a transaction to");
+    const { version, plain } = this.versionFor(request.version, refs[0]!, "apply a transaction to");
     const ephemeral = refs.map((ref) => this.ephemeralTierFor(ref) !== undefined);
     if (ephemeral.some((e) => e !== ephemeral[0])) {
       throw invalidArgument("Failed to apply a transaction: it mixes ephemeral keys with durable ones");
     }
+    this.checkQuotaSupported(request.quota);
+    if (request.operations[0] !== undefined) this.quotas.note(storeIdOf(request.operations[0]), request.quota);
     return this.lock.exclusive(
       refs.map(lockKey),
       async () => {
-        if (ephemeral[0]) return this.callTier(this.ephemeral!, (store) => store.txn({ ...request, version }), request.deadline);
+        if (ephemeral[0]) return this.callTier(this.ephemeral!, (store) => store.txn({ ...request, version, plain, quota: undefined }), request.deadline);
         const owed = this.ledger !== undefined;
-        const recorded = await this.quotas.admitBatch(request.operations, request.quota);
-        const result = await this.callTier(this.primary, (store) => store.txn({ ...request, version, owedToBackup: owed }), request.deadline).finally(recorded);
+        const result = await this.callTier(this.primary, (store) => store.txn({ ...request, version, plain, owedToBackup: owed }), request.deadline);
         if (!result.succeeded) return result;
         result.outcomes.forEach((outcome) => outcome === "stale" && this.counts.staleMutations++);
         if (this.backup !== undefined && request.operations.length > 0) {
-          await this.mirrorTxn(request.operations, result.revisions, version, request.deadline);
+          await this.mirrorTxn(request.operations, result, request.deadline);
         }
         return result;
       },
@@ -380,17 +417,19 @@ export class TierStore extends VersionedReads implements KVStore {
     );
   }
 
-  private async mirrorTxn(operations: readonly TxnOperation[], revisions: readonly bigint[], version: bigint, deadline: number | undefined): Promise<void> {
-    const mirrored = operations.map((op, i): TxnOperation => (op.kind === "write" ? { ...op, revision: revisions[i] } : op));
+  private async mirrorTxn(operations: readonly TxnOperation[], result: TxnResult & { succeeded: true }, deadline: number | undefined): Promise<void> {
+    const mirrored = operations.map(
+      (op, i): TxnOperation => (op.kind === "write" ? { ...op, revision: result.revisions[i], version: result.versions[i] } : { ...op, version: result.versions[i] }),
+    );
     try {
-      await this.backup!.call((store) => store.txn({ checks: [], operations: mirrored, version }), deadline);
-      if (this.ledger !== undefined) for (const op of operations) this.settle(op, version);
+      await this.backup!.call((store) => store.txn({ checks: [], operations: mirrored }), deadline);
+      if (this.ledger !== undefined) operations.forEach((op, i) => this.settle(op, result.versions[i]!));
     } catch (error) {
       if (this.ledger !== undefined && this.policy.acknowledgesWithout(error)) {
         this.logger.warn({ keys: operations.length, err: StoreError.from(error).message }, "backup unavailable: transaction acknowledged from the primary alone; its keys are owed");
         return;
       }
-      this.reportDivergence("txn", operations[0]!, version, "primary", "backup");
+      this.reportDivergence("txn", operations[0]!, result.versions[0]!, "primary", "backup");
       throw tierFailure("backup", error, ["primary"]);
     }
   }
@@ -533,14 +572,33 @@ export class TierStore extends VersionedReads implements KVStore {
     return this.primary.store.highestVersion();
   }
 
-  /** Usage of the stores whose quotas are being counted, and those quotas (metrics; bounded by `limit`). */
-  countedUsage(limit: number): Array<[string, StoreUsage, Quota | undefined]> {
-    return this.quotas.known(limit);
+  /** Usage of the stores with a quota, read from the primary's usage record, and their quotas (metrics; bounded by `limit`). */
+  async countedUsage(limit: number): Promise<Array<[string, StoreUsage, Quota]>> {
+    const reader = this.primary.store;
+    if (!isStoreUsageReader(reader)) return [];
+    return Promise.all(this.quotas.known(limit).map(async ([storeId, quota]): Promise<[string, StoreUsage, Quota]> => [storeId, await reader.storeUsage(storeId), quota]));
   }
 
-  /** Keys and value bytes a store holds now (admin output). */
+  /** Keys and value bytes a store holds now, from the primary's usage record (admin output). */
   storeUsage(storeId: string): Promise<StoreUsage> {
-    return this.quotas.current(storeId);
+    return this.callTier(this.primary, (store) => this.usageReader(store).storeUsage(storeId), undefined);
+  }
+
+  /** Counts a store's keys and bytes from the primary's data and corrects its usage record. */
+  recountUsage(storeId: string): Promise<{ recorded: StoreUsage; counted: StoreUsage }> {
+    return this.callTier(this.primary, (store) => this.usageReader(store).recountUsage(storeId), undefined);
+  }
+
+  /** A quota is decided by the primary's usage record: without one it cannot be kept, so it is refused, not ignored. */
+  private checkQuotaSupported(quota: Quota | undefined): void {
+    if (quota !== undefined) this.usageReader(this.primary.store);
+  }
+
+  private usageReader(store: KVStore): StoreUsageReader {
+    if (!isStoreUsageReader(store)) {
+      throw new StoreError("failed-precondition", "this server's primary keeps no usage record (fs:, or a chained instance); use sqlite:, postgres: or memory:");
+    }
+    return store;
   }
 
   /**

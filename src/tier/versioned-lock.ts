@@ -74,14 +74,23 @@ export class VersionedLock {
   /**
    * Runs `mutate` for `key` once every earlier mutation of that key is done, unless `version` is
    * stale by then. `mutate` reports whether the tiers applied it (they may know a newer version).
+   * A `plain` mutation (no caller version) is never stale here: the backend orders it after
+   * whatever the key holds, and `appliedAt` tells the version it got.
    */
-  run(key: string, version: bigint, mutate: () => Promise<MutationOutcome>, limits: WaitLimits = {}): Promise<MutationOutcome> {
+  run(
+    key: string,
+    version: bigint,
+    mutate: () => Promise<MutationOutcome>,
+    limits: WaitLimits = {},
+    plain: { readonly appliedAt: () => bigint } | undefined = undefined,
+  ): Promise<MutationOutcome> {
     return this.inTurn(
       key,
       async (entry) => {
-        if (version <= entry.applied) return "stale";
+        if (plain === undefined && version <= entry.applied) return "stale";
         const outcome = await mutate();
-        if (outcome === "applied" && version > entry.applied) entry.applied = version;
+        const applied = plain?.appliedAt() ?? version;
+        if (outcome === "applied" && applied > entry.applied) entry.applied = applied;
         return outcome;
       },
       limits,

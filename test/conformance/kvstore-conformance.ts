@@ -8,6 +8,8 @@ import { addressOf, errorOf, snapshot, text, walkAllKeys, walkPages } from "../s
 import {
   compareKeys,
   isStateReader,
+  isStoreUsageReader,
+  type StoreUsageReader,
   type BackupLedger,
   type KVStore,
   type KeyRef,
@@ -65,7 +67,7 @@ const inStore = (storeId: string, ref: KeyRef): KeyRef => ({ ...ref, storeId });
 const bytes = (value: string): Uint8Array => new TextEncoder().encode(value);
 
 /** The successful result of a txn; fails the test when it did not succeed. */
-function succeeded(result: TxnResult): { outcomes: readonly string[]; revisions: readonly bigint[] } {
+function succeeded(result: TxnResult): { outcomes: readonly string[]; revisions: readonly bigint[]; versions: readonly bigint[] } {
   expect(result).toMatchObject({ succeeded: true });
   if (!result.succeeded) throw new Error("unreachable");
   return result;
@@ -956,6 +958,102 @@ export function describeConformance(
         await store.write(ref, bytes("v"));
         expect(await store.list(ref)).toEqual([long]);
       });
+    });
+
+    describe("mutations without a caller version (contract §3.1)", () => {
+      /** A mutation without a caller version, as this store takes one: a backend gets a low proposal. */
+      const plain = (onVersion?: (version: bigint) => void) =>
+        options.assignsVersions ? { ...(onVersion && { onVersion }) } : { version: 1n, plain: true, ...(onVersion && { onVersion }) };
+
+      itVersioned("applies after whatever the key holds, at its stored version + 1, and reports that version", async () => {
+        await store.write(at(NS, "k"), bytes("ahead"), { version: v(100n) });
+        let reportedVersion: bigint | undefined;
+        expect(await store.write(at(NS, "k"), bytes("plain"), plain((version) => (reportedVersion = version)))).toBe("applied");
+        expect(text(await store.read(at(NS, "k")))).toBe("plain");
+        expect(await store.readVersioned(at(NS, "k"))).toMatchObject({ version: v(100n) + 1n, revision: 2n });
+        expect(reportedVersion).toBe(v(100n) + 1n);
+        // A later caller version below it is stale; above it applies.
+        expect(await store.write(at(NS, "k"), bytes("late"), { version: v(100n) + 1n })).toBe("stale");
+        expect(await store.write(at(NS, "k"), bytes("later"), { version: v(102n) })).toBe("applied");
+        expect(await store.remove(at(NS, "k"), plain())).toBe("applied");
+        await expect(store.read(at(NS, "k"))).rejects.toMatchObject({ code: "not-found" });
+      });
+
+      itAtomicVersionedTxn("applies every operation of a Txn without a version, each after what its key holds", async () => {
+        await store.write(at(NS, "a"), bytes("ahead"), { version: v(200n) });
+        const result = succeeded(
+          await store.txn({
+            checks: [],
+            operations: [
+              { ...at(NS, "a"), kind: "write", value: bytes("A") },
+              { ...at(NS, "b"), kind: "write", value: bytes("B") },
+            ],
+            ...(options.assignsVersions ? {} : { version: 1n, plain: true }),
+          }),
+        );
+        expect(result.outcomes).toEqual(["applied", "applied"]);
+        expect((await store.readVersioned(at(NS, "a"))).version).toBe(v(200n) + 1n);
+        expect(result.versions[0]).toBe(v(200n) + 1n);
+      });
+    });
+
+    describe("usage and quotas, decided by the store (contract §6.3)", () => {
+      const usageReader = (): (KVStore & StoreUsageReader) | undefined => (isStoreUsageReader(store) ? store : undefined);
+      const itUsage = (title: string, test: (reader: KVStore & StoreUsageReader) => Promise<void>): void => {
+        it(title, async (context) => {
+          const reader = usageReader();
+          if (reader === undefined) return context.skip();
+          await test(reader);
+        });
+      };
+      const alice = (key: string): KeyRef => inStore("alice", at(NS, key));
+
+      itUsage("keeps usage exact through writes, overwrites and removes, and a recount finds no drift", async (reader) => {
+        await reader.write(alice("a"), bytes("12345"));
+        await reader.write(alice("b"), bytes("12"));
+        await reader.write(alice("a"), bytes("1"));
+        await reader.remove(alice("b"));
+        await reader.remove(alice("never"));
+        await reader.write(at(NS, "other"), bytes("not alice's"));
+        expect(await reader.storeUsage("alice")).toEqual({ keys: 1, bytes: 1 });
+        expect(await reader.recountUsage("alice")).toEqual({ recorded: { keys: 1, bytes: 1 }, counted: { keys: 1, bytes: 1 } });
+        expect(await reader.storeUsage("nobody")).toEqual({ keys: 0, bytes: 0 });
+      });
+
+      itUsage("refuses growth past maxKeys or maxBytes, changing nothing; overwrites and removes always pass", async (reader) => {
+        const quota = { maxKeys: 2, maxBytes: 10 };
+        await reader.write(alice("a"), bytes("1234"), { quota });
+        await reader.write(alice("b"), bytes("1234"), { quota });
+        await expect(reader.write(alice("c"), bytes("1"), { quota })).rejects.toMatchObject({ code: "resource-exhausted", reason: "quota" });
+        await expect(reader.write(alice("a"), bytes("1234567"), { quota })).rejects.toMatchObject({ code: "resource-exhausted", reason: "quota" });
+        expect(text(await reader.read(alice("a")))).toBe("1234");
+        await expect(reader.read(alice("c"))).rejects.toMatchObject({ code: "not-found" });
+        expect(await reader.write(alice("a"), bytes("12"), { quota })).toBe("applied");
+        expect(await reader.remove(alice("b"), { quota })).toBe("applied");
+        expect(await reader.write(alice("c"), bytes("1"), { quota })).toBe("applied");
+        expect(await reader.storeUsage("alice")).toEqual({ keys: 2, bytes: 3 });
+      });
+
+      itUsage("holds 64 concurrent writers of new keys to the quota exactly", async (reader) => {
+        const quota = { maxKeys: 10 };
+        const results = await Promise.allSettled(Array.from({ length: 64 }, (_, i) => reader.write(alice(`k${i}`), bytes("v"), { quota })));
+        expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(10);
+        for (const r of results) if (r.status === "rejected") expect(r.reason).toMatchObject({ code: "resource-exhausted" });
+        expect(await reader.storeUsage("alice")).toEqual({ keys: 10, bytes: 10 });
+        expect((await reader.recountUsage("alice")).counted).toEqual({ keys: 10, bytes: 10 });
+      });
+
+      if (atomicTxn) {
+        itUsage("checks a Txn's operations together and refuses it whole", async (reader) => {
+          const write = (key: string) => ({ ...alice(key), kind: "write" as const, value: bytes("v") });
+          await expect(reader.txn({ checks: [], operations: [write("a"), write("b"), write("c")], quota: { maxKeys: 2 } })).rejects.toMatchObject({
+            code: "resource-exhausted",
+          });
+          expect(await reader.storeUsage("alice")).toEqual({ keys: 0, bytes: 0 });
+          succeeded(await reader.txn({ checks: [], operations: [write("a"), write("b")], quota: { maxKeys: 2 } }));
+          expect(await reader.storeUsage("alice")).toEqual({ keys: 2, bytes: 2 });
+        });
+      }
     });
 
     if (options.durable) {

@@ -241,7 +241,7 @@ describe("fs: what the layout cannot hold", () => {
     expect(await store.list(MONITORS)).toEqual([]);
 
     const create = { checks: [{ ...a, expect: "absent" as const }], operations: [{ ...a, kind: "write" as const, value: bytes("1") }] };
-    expect(await store.txn(create)).toEqual({ succeeded: true, outcomes: ["applied"], revisions: [0n] });
+    expect(await store.txn(create)).toEqual({ succeeded: true, outcomes: ["applied"], revisions: [0n], versions: [0n] });
     expect(await store.txn(create)).toEqual({ succeeded: false, failedCheck: 0 });
     // A revision is never known, so a check on one never holds.
     expect(await store.txn({ checks: [{ ...a, expect: 1n }], operations: [] })).toEqual({ succeeded: false, failedCheck: 0 });
@@ -249,6 +249,7 @@ describe("fs: what the layout cannot hold", () => {
       succeeded: true,
       outcomes: ["applied"],
       revisions: [0n],
+      versions: [0n],
     });
     expect(await store.list(MONITORS)).toEqual([]);
     await store.close();

@@ -41,7 +41,7 @@ function expectSafeMessage(message: string, path: string): void {
 describe("sqlite schema", () => {
   afterEach(removeTempDirs);
 
-  it("records schema version 2, the store id and revision with every row, the ledger and the clock", async () => {
+  it("records schema version 3, the store id and revision with every row, the ledger, the clock and usage", async () => {
     const path = join(tempDir(), "kv.db");
     const store = new SqliteStore(path);
     await store.write({ primaryNamespace: "a", secondaryNamespace: "b", key: "c" }, new Uint8Array([1]), { version: 7n });
@@ -49,8 +49,8 @@ describe("sqlite schema", () => {
     await store.write(at("k", "alice"), new Uint8Array([3]), { version: 5n, owedToBackup: true });
     await store.close();
     const db = new Database(path, { readonly: true });
-    expect(SQLITE_SCHEMA_VERSION).toBe(2);
-    expect(db.pragma("user_version", { simple: true })).toBe(2);
+    expect(SQLITE_SCHEMA_VERSION).toBe(3);
+    expect(db.pragma("user_version", { simple: true })).toBe(3);
     expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
     expect(db.prepare("SELECT store_id, key, version, revision FROM kv ORDER BY store_id").all()).toEqual([
       { store_id: "alice", key: "k", version: 5, revision: 1 },
@@ -59,7 +59,11 @@ describe("sqlite schema", () => {
     const columns = db.prepare<[], { name: string; notnull: number }>("PRAGMA table_info(kv)").all();
     expect(columns.find((c) => c.name === "revision")).toMatchObject({ notnull: 1 });
     const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all();
-    expect(tables).toEqual(expect.arrayContaining(["clock", "kv", "owed"]));
+    expect(tables).toEqual(expect.arrayContaining(["clock", "kv", "owed", "usage"]));
+    expect(db.prepare("SELECT store_id, keys, bytes FROM usage ORDER BY store_id").all()).toEqual([
+      { store_id: "alice", keys: 1, bytes: 1 },
+      { store_id: "default", keys: 1, bytes: 1 },
+    ]);
     db.close();
     expect(owedRows(path)).toEqual([{ store_id: "alice", primary_namespace: "monitors", secondary_namespace: "updates", key: "k", version: 5n }]);
     expect(clockHighest(path)).toBe(8n);
@@ -136,7 +140,9 @@ describe("sqlite schema", () => {
     await store.close();
 
     const db = new Database(path, { readonly: true });
-    expect(db.pragma("user_version", { simple: true })).toBe(2);
+    expect(db.pragma("user_version", { simple: true })).toBe(3);
+    // Version 3 counted every store's usage from its rows.
+    expect(db.prepare("SELECT store_id, keys, bytes FROM usage").all()).toEqual([{ store_id: "default", keys: 3, bytes: 17 }]);
     db.close();
     expect(allStoredRows(path).map((r) => [r.store_id, r.key, r.version, r.revision])).toEqual([
       ["default", "unversioned", 0n, 1n],

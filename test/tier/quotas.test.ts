@@ -27,7 +27,7 @@ describe("quotas", () => {
     for (const key of ["a", "b", "c"]) expect(await alice.write(at(ns("m"), key), bytes("v"))).toBe("applied");
     const error = await errorOf(alice.write(at(ns("m"), "d"), bytes("v")));
     expect(error.code).toBe("resource-exhausted");
-    expect(error.message).toBe("store alice holds 3 keys; its quota is 3 keys");
+    expect(error.message).toBe("store alice holds 3 keys; this would make 4 and its quota is 3 keys");
     expect((await errorOf(alice.read(at(ns("m"), "d")))).code).toBe("not-found");
     expect(await alice.write(at(ns("m"), "a"), bytes("overwritten"))).toBe("applied");
     expect(await alice.remove(at(ns("m"), "b"))).toBe("applied");

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tierkv/v1/admin.proto.
  */
 export const file_tierkv_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChV0aWVya3YvdjEvYWRtaW4ucHJvdG8SCXRpZXJrdi52MSIPCg1SZXN5bmNSZXF1ZXN0IpIBCg5SZXN5bmNSZXNwb25zZRIPCgdzY2FubmVkGAEgASgEEg4KBmNvcGllZBgCIAEoBBIPCgdyZW1vdmVkGAMgASgEEhEKCXVuY2hhbmdlZBgEIAEoBBIMCgRkb25lGAUgASgIEhQKDHByaW1hcnlfa2V5cxgGIAEoBBIXCg9wcmltYXJ5X3NjYW5uZWQYByABKAQiFQoTQmFja3VwU3RhdHVzUmVxdWVzdCJiChRCYWNrdXBTdGF0dXNSZXNwb25zZRISCgpjb25maWd1cmVkGAEgASgIEg4KBnBvbGljeRgCIAEoCRIRCglvd2VkX2tleXMYAyABKAQSEwoLZGl2ZXJnZW5jZXMYBCABKAQiJQoRU3RvcmVVc2FnZVJlcXVlc3QSEAoIc3RvcmVfaWQYASABKAkiQwoSU3RvcmVVc2FnZVJlc3BvbnNlEhAKCHN0b3JlX2lkGAEgASgJEgwKBGtleXMYAiABKAQSDQoFYnl0ZXMYAyABKAQy6wEKDEFkbWluU2VydmljZRI/CgZSZXN5bmMSGC50aWVya3YudjEuUmVzeW5jUmVxdWVzdBoZLnRpZXJrdi52MS5SZXN5bmNSZXNwb25zZTABEk8KDEJhY2t1cFN0YXR1cxIeLnRpZXJrdi52MS5CYWNrdXBTdGF0dXNSZXF1ZXN0Gh8udGllcmt2LnYxLkJhY2t1cFN0YXR1c1Jlc3BvbnNlEkkKClN0b3JlVXNhZ2USHC50aWVya3YudjEuU3RvcmVVc2FnZVJlcXVlc3QaHS50aWVya3YudjEuU3RvcmVVc2FnZVJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChV0aWVya3YvdjEvYWRtaW4ucHJvdG8SCXRpZXJrdi52MSIPCg1SZXN5bmNSZXF1ZXN0IpIBCg5SZXN5bmNSZXNwb25zZRIPCgdzY2FubmVkGAEgASgEEg4KBmNvcGllZBgCIAEoBBIPCgdyZW1vdmVkGAMgASgEEhEKCXVuY2hhbmdlZBgEIAEoBBIMCgRkb25lGAUgASgIEhQKDHByaW1hcnlfa2V5cxgGIAEoBBIXCg9wcmltYXJ5X3NjYW5uZWQYByABKAQiFQoTQmFja3VwU3RhdHVzUmVxdWVzdCJiChRCYWNrdXBTdGF0dXNSZXNwb25zZRISCgpjb25maWd1cmVkGAEgASgIEg4KBnBvbGljeRgCIAEoCRIRCglvd2VkX2tleXMYAyABKAQSEwoLZGl2ZXJnZW5jZXMYBCABKAQiNgoRU3RvcmVVc2FnZVJlcXVlc3QSEAoIc3RvcmVfaWQYASABKAkSDwoHcmVjb3VudBgCIAEoCCJsChJTdG9yZVVzYWdlUmVzcG9uc2USEAoIc3RvcmVfaWQYASABKAkSDAoEa2V5cxgCIAEoBBINCgVieXRlcxgDIAEoBBISCgpkcmlmdF9rZXlzGAQgASgDEhMKC2RyaWZ0X2J5dGVzGAUgASgDMusBCgxBZG1pblNlcnZpY2USPwoGUmVzeW5jEhgudGllcmt2LnYxLlJlc3luY1JlcXVlc3QaGS50aWVya3YudjEuUmVzeW5jUmVzcG9uc2UwARJPCgxCYWNrdXBTdGF0dXMSHi50aWVya3YudjEuQmFja3VwU3RhdHVzUmVxdWVzdBofLnRpZXJrdi52MS5CYWNrdXBTdGF0dXNSZXNwb25zZRJJCgpTdG9yZVVzYWdlEhwudGllcmt2LnYxLlN0b3JlVXNhZ2VSZXF1ZXN0Gh0udGllcmt2LnYxLlN0b3JlVXNhZ2VSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * @generated from message tierkv.v1.ResyncRequest
@@ -151,6 +151,14 @@ export type StoreUsageRequest = Message<"tierkv.v1.StoreUsageRequest"> & {
    * @generated from field: string store_id = 1;
    */
   storeId: string;
+
+  /**
+   * Count keys and bytes from the data (reads every row of the store once), correct the usage
+   * record quotas are decided on, and report any drift found.
+   *
+   * @generated from field: bool recount = 2;
+   */
+  recount: boolean;
 };
 
 /**
@@ -170,6 +178,8 @@ export type StoreUsageResponse = Message<"tierkv.v1.StoreUsageResponse"> & {
   storeId: string;
 
   /**
+   * Keys and value bytes the store holds: from the usage record, or counted when recount was set.
+   *
    * @generated from field: uint64 keys = 2;
    */
   keys: bigint;
@@ -178,6 +188,18 @@ export type StoreUsageResponse = Message<"tierkv.v1.StoreUsageResponse"> & {
    * @generated from field: uint64 bytes = 3;
    */
   bytes: bigint;
+
+  /**
+   * With recount: the usage record minus the count, before it was corrected (0 and 0: no drift).
+   *
+   * @generated from field: int64 drift_keys = 4;
+   */
+  driftKeys: bigint;
+
+  /**
+   * @generated from field: int64 drift_bytes = 5;
+   */
+  driftBytes: bigint;
 };
 
 /**

@@ -23,7 +23,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tierkv/v1/kvstore.proto.
  */
 export const file_tierkv_v1_kvstore: GenFile = /*@__PURE__*/
-  fileDesc("Chd0aWVya3YvdjEva3ZzdG9yZS5wcm90bxIJdGllcmt2LnYxImQKC1JlYWRSZXF1ZXN0EhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSCwoDa2V5GAMgASgJEhAKCHN0b3JlX2lkGAQgASgJIkAKDFJlYWRSZXNwb25zZRINCgV2YWx1ZRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEEhAKCHJldmlzaW9uGAMgASgEIoUBCgxXcml0ZVJlcXVlc3QSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSDQoFdmFsdWUYBCABKAwSDwoHdmVyc2lvbhgFIAEoBBIQCghzdG9yZV9pZBgGIAEoCSIgCg1Xcml0ZVJlc3BvbnNlEg8KB2FwcGxpZWQYASABKAgihQEKDVJlbW92ZVJlcXVlc3QSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSDAoEbGF6eRgEIAEoCBIPCgd2ZXJzaW9uGAUgASgEEhAKCHN0b3JlX2lkGAYgASgJIiEKDlJlbW92ZVJlc3BvbnNlEg8KB2FwcGxpZWQYASABKAgiVwoLTGlzdFJlcXVlc3QSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRIQCghzdG9yZV9pZBgDIAEoCSIcCgxMaXN0UmVzcG9uc2USDAoEa2V5cxgBIAMoCSKCAQoPTGlzdFBhZ2VSZXF1ZXN0EhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkSEAoIc3RvcmVfaWQYBSABKAkiOQoQTGlzdFBhZ2VSZXNwb25zZRIMCgRrZXlzGAEgAygJEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJhChJMaXN0QWxsS2V5c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSEAoIc3RvcmVfaWQYAyABKAkSEgoKYWxsX3N0b3JlcxgEIAEoCCKGAQoKS2V5VmVyc2lvbhIZChFwcmltYXJ5X25hbWVzcGFjZRgBIAEoCRIbChNzZWNvbmRhcnlfbmFtZXNwYWNlGAIgASgJEgsKA2tleRgDIAEoCRIPCgd2ZXJzaW9uGAQgASgEEhAKCHN0b3JlX2lkGAUgASgJEhAKCHJldmlzaW9uGAYgASgEIlMKE0xpc3RBbGxLZXlzUmVzcG9uc2USIwoEa2V5cxgBIAMoCzIVLnRpZXJrdi52MS5LZXlWZXJzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLSAQoITXV0YXRpb24SGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSDwoHdmVyc2lvbhgEIAEoBBIpCgV3cml0ZRgFIAEoCzIYLnRpZXJrdi52MS5Xcml0ZU11dGF0aW9uSAASKwoGcmVtb3ZlGAYgASgLMhkudGllcmt2LnYxLlJlbW92ZU11dGF0aW9uSAASEAoIc3RvcmVfaWQYByABKAlCBgoEa2luZCI/Cg1Xcml0ZU11dGF0aW9uEg0KBXZhbHVlGAEgASgMEhAKCHJldmlzaW9uGAIgASgEEg0KBWV4YWN0GAMgASgIIh4KDlJlbW92ZU11dGF0aW9uEgwKBGxhenkYASABKAgiNwoNTXV0YXRlUmVxdWVzdBImCgltdXRhdGlvbnMYASADKAsyEy50aWVya3YudjEuTXV0YXRpb24iQAoOTXV0YXRpb25SZXN1bHQSDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEg8KB2FwcGxpZWQYAyABKAgiPAoOTXV0YXRlUmVzcG9uc2USKgoHcmVzdWx0cxgBIAMoCzIZLnRpZXJrdi52MS5NdXRhdGlvblJlc3VsdCKkAQoIVHhuQ2hlY2sSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSEAoIc3RvcmVfaWQYBCABKAkSEAoGYWJzZW50GAUgASgISAASEQoHcHJlc2VudBgGIAEoCEgAEhIKCHJldmlzaW9uGAcgASgESABCCAoGZXhwZWN0IsUBCgxUeG5PcGVyYXRpb24SGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSEAoIc3RvcmVfaWQYBCABKAkSKQoFd3JpdGUYBSABKAsyGC50aWVya3YudjEuV3JpdGVNdXRhdGlvbkgAEisKBnJlbW92ZRgGIAEoCzIZLnRpZXJrdi52MS5SZW1vdmVNdXRhdGlvbkgAQgYKBGtpbmQibwoKVHhuUmVxdWVzdBIjCgZjaGVja3MYASADKAsyEy50aWVya3YudjEuVHhuQ2hlY2sSKwoKb3BlcmF0aW9ucxgCIAMoCzIXLnRpZXJrdi52MS5UeG5PcGVyYXRpb24SDwoHdmVyc2lvbhgDIAEoBCI3ChJUeG5PcGVyYXRpb25SZXN1bHQSDwoHYXBwbGllZBgBIAEoCBIQCghyZXZpc2lvbhgCIAEoBCJmCgtUeG5SZXNwb25zZRIRCglzdWNjZWVkZWQYASABKAgSFAoMZmFpbGVkX2NoZWNrGAIgASgFEi4KB3Jlc3VsdHMYAyADKAsyHS50aWVya3YudjEuVHhuT3BlcmF0aW9uUmVzdWx0MoUECg5LVlN0b3JlU2VydmljZRI3CgRSZWFkEhYudGllcmt2LnYxLlJlYWRSZXF1ZXN0GhcudGllcmt2LnYxLlJlYWRSZXNwb25zZRI6CgVXcml0ZRIXLnRpZXJrdi52MS5Xcml0ZVJlcXVlc3QaGC50aWVya3YudjEuV3JpdGVSZXNwb25zZRI9CgZSZW1vdmUSGC50aWVya3YudjEuUmVtb3ZlUmVxdWVzdBoZLnRpZXJrdi52MS5SZW1vdmVSZXNwb25zZRI3CgRMaXN0EhYudGllcmt2LnYxLkxpc3RSZXF1ZXN0GhcudGllcmt2LnYxLkxpc3RSZXNwb25zZRJDCghMaXN0UGFnZRIaLnRpZXJrdi52MS5MaXN0UGFnZVJlcXVlc3QaGy50aWVya3YudjEuTGlzdFBhZ2VSZXNwb25zZRJMCgtMaXN0QWxsS2V5cxIdLnRpZXJrdi52MS5MaXN0QWxsS2V5c1JlcXVlc3QaHi50aWVya3YudjEuTGlzdEFsbEtleXNSZXNwb25zZRI9CgZNdXRhdGUSGC50aWVya3YudjEuTXV0YXRlUmVxdWVzdBoZLnRpZXJrdi52MS5NdXRhdGVSZXNwb25zZRI0CgNUeG4SFS50aWVya3YudjEuVHhuUmVxdWVzdBoWLnRpZXJrdi52MS5UeG5SZXNwb25zZWIGcHJvdG8z");
+  fileDesc("Chd0aWVya3YvdjEva3ZzdG9yZS5wcm90bxIJdGllcmt2LnYxImQKC1JlYWRSZXF1ZXN0EhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSCwoDa2V5GAMgASgJEhAKCHN0b3JlX2lkGAQgASgJIkAKDFJlYWRSZXNwb25zZRINCgV2YWx1ZRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEEhAKCHJldmlzaW9uGAMgASgEIoUBCgxXcml0ZVJlcXVlc3QSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSDQoFdmFsdWUYBCABKAwSDwoHdmVyc2lvbhgFIAEoBBIQCghzdG9yZV9pZBgGIAEoCSIxCg1Xcml0ZVJlc3BvbnNlEg8KB2FwcGxpZWQYASABKAgSDwoHdmVyc2lvbhgCIAEoBCKFAQoNUmVtb3ZlUmVxdWVzdBIZChFwcmltYXJ5X25hbWVzcGFjZRgBIAEoCRIbChNzZWNvbmRhcnlfbmFtZXNwYWNlGAIgASgJEgsKA2tleRgDIAEoCRIMCgRsYXp5GAQgASgIEg8KB3ZlcnNpb24YBSABKAQSEAoIc3RvcmVfaWQYBiABKAkiMgoOUmVtb3ZlUmVzcG9uc2USDwoHYXBwbGllZBgBIAEoCBIPCgd2ZXJzaW9uGAIgASgEIlcKC0xpc3RSZXF1ZXN0EhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSEAoIc3RvcmVfaWQYAyABKAkiHAoMTGlzdFJlc3BvbnNlEgwKBGtleXMYASADKAkiggEKD0xpc3RQYWdlUmVxdWVzdBIZChFwcmltYXJ5X25hbWVzcGFjZRgBIAEoCRIbChNzZWNvbmRhcnlfbmFtZXNwYWNlGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJEhAKCHN0b3JlX2lkGAUgASgJIjkKEExpc3RQYWdlUmVzcG9uc2USDAoEa2V5cxgBIAMoCRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiYQoSTGlzdEFsbEtleXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCHN0b3JlX2lkGAMgASgJEhIKCmFsbF9zdG9yZXMYBCABKAgihgEKCktleVZlcnNpb24SGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSDwoHdmVyc2lvbhgEIAEoBBIQCghzdG9yZV9pZBgFIAEoCRIQCghyZXZpc2lvbhgGIAEoBCJTChNMaXN0QWxsS2V5c1Jlc3BvbnNlEiMKBGtleXMYASADKAsyFS50aWVya3YudjEuS2V5VmVyc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki0gEKCE11dGF0aW9uEhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSCwoDa2V5GAMgASgJEg8KB3ZlcnNpb24YBCABKAQSKQoFd3JpdGUYBSABKAsyGC50aWVya3YudjEuV3JpdGVNdXRhdGlvbkgAEisKBnJlbW92ZRgGIAEoCzIZLnRpZXJrdi52MS5SZW1vdmVNdXRhdGlvbkgAEhAKCHN0b3JlX2lkGAcgASgJQgYKBGtpbmQiPwoNV3JpdGVNdXRhdGlvbhINCgV2YWx1ZRgBIAEoDBIQCghyZXZpc2lvbhgCIAEoBBINCgVleGFjdBgDIAEoCCIeCg5SZW1vdmVNdXRhdGlvbhIMCgRsYXp5GAEgASgIIjcKDU11dGF0ZVJlcXVlc3QSJgoJbXV0YXRpb25zGAEgAygLMhMudGllcmt2LnYxLk11dGF0aW9uIlEKDk11dGF0aW9uUmVzdWx0EgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIPCgdhcHBsaWVkGAMgASgIEg8KB3ZlcnNpb24YBCABKAQiPAoOTXV0YXRlUmVzcG9uc2USKgoHcmVzdWx0cxgBIAMoCzIZLnRpZXJrdi52MS5NdXRhdGlvblJlc3VsdCKkAQoIVHhuQ2hlY2sSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSEAoIc3RvcmVfaWQYBCABKAkSEAoGYWJzZW50GAUgASgISAASEQoHcHJlc2VudBgGIAEoCEgAEhIKCHJldmlzaW9uGAcgASgESABCCAoGZXhwZWN0ItYBCgxUeG5PcGVyYXRpb24SGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSEAoIc3RvcmVfaWQYBCABKAkSKQoFd3JpdGUYBSABKAsyGC50aWVya3YudjEuV3JpdGVNdXRhdGlvbkgAEisKBnJlbW92ZRgGIAEoCzIZLnRpZXJrdi52MS5SZW1vdmVNdXRhdGlvbkgAEg8KB3ZlcnNpb24YByABKARCBgoEa2luZCJvCgpUeG5SZXF1ZXN0EiMKBmNoZWNrcxgBIAMoCzITLnRpZXJrdi52MS5UeG5DaGVjaxIrCgpvcGVyYXRpb25zGAIgAygLMhcudGllcmt2LnYxLlR4bk9wZXJhdGlvbhIPCgd2ZXJzaW9uGAMgASgEIkgKElR4bk9wZXJhdGlvblJlc3VsdBIPCgdhcHBsaWVkGAEgASgIEhAKCHJldmlzaW9uGAIgASgEEg8KB3ZlcnNpb24YAyABKAQiZgoLVHhuUmVzcG9uc2USEQoJc3VjY2VlZGVkGAEgASgIEhQKDGZhaWxlZF9jaGVjaxgCIAEoBRIuCgdyZXN1bHRzGAMgAygLMh0udGllcmt2LnYxLlR4bk9wZXJhdGlvblJlc3VsdDKFBAoOS1ZTdG9yZVNlcnZpY2USNwoEUmVhZBIWLnRpZXJrdi52MS5SZWFkUmVxdWVzdBoXLnRpZXJrdi52MS5SZWFkUmVzcG9uc2USOgoFV3JpdGUSFy50aWVya3YudjEuV3JpdGVSZXF1ZXN0GhgudGllcmt2LnYxLldyaXRlUmVzcG9uc2USPQoGUmVtb3ZlEhgudGllcmt2LnYxLlJlbW92ZVJlcXVlc3QaGS50aWVya3YudjEuUmVtb3ZlUmVzcG9uc2USNwoETGlzdBIWLnRpZXJrdi52MS5MaXN0UmVxdWVzdBoXLnRpZXJrdi52MS5MaXN0UmVzcG9uc2USQwoITGlzdFBhZ2USGi50aWVya3YudjEuTGlzdFBhZ2VSZXF1ZXN0GhsudGllcmt2LnYxLkxpc3RQYWdlUmVzcG9uc2USTAoLTGlzdEFsbEtleXMSHS50aWVya3YudjEuTGlzdEFsbEtleXNSZXF1ZXN0Gh4udGllcmt2LnYxLkxpc3RBbGxLZXlzUmVzcG9uc2USPQoGTXV0YXRlEhgudGllcmt2LnYxLk11dGF0ZVJlcXVlc3QaGS50aWVya3YudjEuTXV0YXRlUmVzcG9uc2USNAoDVHhuEhUudGllcmt2LnYxLlR4blJlcXVlc3QaFi50aWVya3YudjEuVHhuUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message tierkv.v1.ReadRequest
@@ -114,8 +114,10 @@ export type WriteRequest = Message<"tierkv.v1.WriteRequest"> & {
 
   /**
    * The caller's version of this mutation (> 0, strictly increasing per key for one writer, e.g.
-   * ms_since_epoch << 20 | counter). 0 means unset: the server assigns one on arrival. A version
-   * further ahead of the server's clock than its allowed skew is refused (INVALID_ARGUMENT).
+   * ms_since_epoch << 20 | counter). 0 means unset: the mutation is ordered after whatever the
+   * key holds (the store gives it max(server clock, stored version + 1)) and is always applied.
+   * A version further ahead of the server's clock than its allowed skew is refused
+   * (INVALID_ARGUMENT).
    *
    * @generated from field: uint64 version = 5;
    */
@@ -140,11 +142,19 @@ export const WriteRequestSchema: GenMessage<WriteRequest> = /*@__PURE__*/
 export type WriteResponse = Message<"tierkv.v1.WriteResponse"> & {
   /**
    * True when the write was applied; false when it was stale: a mutation of the key with a
-   * higher version had already been applied, so this one changed nothing.
+   * higher version had already been applied, so this one changed nothing. Always true for a
+   * write without a version.
    *
    * @generated from field: bool applied = 1;
    */
   applied: boolean;
+
+  /**
+   * When applied: the version the write was stored with (the caller's, or the one it got).
+   *
+   * @generated from field: uint64 version = 2;
+   */
+  version: bigint;
 };
 
 /**
@@ -211,6 +221,13 @@ export type RemoveResponse = Message<"tierkv.v1.RemoveResponse"> & {
    * @generated from field: bool applied = 1;
    */
   applied: boolean;
+
+  /**
+   * As WriteResponse.version.
+   *
+   * @generated from field: uint64 version = 2;
+   */
+  version: bigint;
 };
 
 /**
@@ -587,6 +604,13 @@ export type MutationResult = Message<"tierkv.v1.MutationResult"> & {
    * @generated from field: bool applied = 3;
    */
   applied: boolean;
+
+  /**
+   * With code 0: as WriteResponse.version.
+   *
+   * @generated from field: uint64 version = 4;
+   */
+  version: bigint;
 };
 
 /**
@@ -720,6 +744,13 @@ export type TxnOperation = Message<"tierkv.v1.TxnOperation"> & {
     value: RemoveMutation;
     case: "remove";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * Mirroring only (replicate role): this operation's version, instead of the Txn's.
+   *
+   * @generated from field: uint64 version = 7;
+   */
+  version: bigint;
 };
 
 /**
@@ -744,7 +775,8 @@ export type TxnRequest = Message<"tierkv.v1.TxnRequest"> & {
   operations: TxnOperation[];
 
   /**
-   * The version of every operation (as WriteRequest.version); 0: the server assigns one.
+   * The version of every operation (as WriteRequest.version); 0: each operation is ordered after
+   * whatever its key holds and is never stale.
    *
    * @generated from field: uint64 version = 3;
    */
@@ -775,6 +807,13 @@ export type TxnOperationResult = Message<"tierkv.v1.TxnOperationResult"> & {
    * @generated from field: uint64 revision = 2;
    */
   revision: bigint;
+
+  /**
+   * The version the operation was applied at (for a stale one, the stored version it lost to).
+   *
+   * @generated from field: uint64 version = 3;
+   */
+  version: bigint;
 };
 
 /**

@@ -43,17 +43,23 @@ class ResyncResponse(_message.Message):
     def __init__(self, scanned: _Optional[int] = ..., copied: _Optional[int] = ..., removed: _Optional[int] = ..., unchanged: _Optional[int] = ..., done: bool = ..., primary_keys: _Optional[int] = ..., primary_scanned: _Optional[int] = ...) -> None: ...
 
 class StoreUsageRequest(_message.Message):
-    __slots__ = ["store_id"]
+    __slots__ = ["recount", "store_id"]
+    RECOUNT_FIELD_NUMBER: _ClassVar[int]
     STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    recount: bool
     store_id: str
-    def __init__(self, store_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, store_id: _Optional[str] = ..., recount: bool = ...) -> None: ...
 
 class StoreUsageResponse(_message.Message):
-    __slots__ = ["bytes", "keys", "store_id"]
+    __slots__ = ["bytes", "drift_bytes", "drift_keys", "keys", "store_id"]
     BYTES_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_KEYS_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     STORE_ID_FIELD_NUMBER: _ClassVar[int]
     bytes: int
+    drift_bytes: int
+    drift_keys: int
     keys: int
     store_id: str
-    def __init__(self, store_id: _Optional[str] = ..., keys: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+    def __init__(self, store_id: _Optional[str] = ..., keys: _Optional[int] = ..., bytes: _Optional[int] = ..., drift_keys: _Optional[int] = ..., drift_bytes: _Optional[int] = ...) -> None: ...

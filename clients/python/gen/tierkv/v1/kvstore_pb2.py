@@ -13,7 +13,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tierkv/v1/kvstore.proto\x12\ttierkv.v1\"\x98\x01\n\x0bReadRequest\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x10\n\x03key\x18\x03 \x01(\tR\x03key\x12\x19\n\x08store_id\x18\x04 \x01(\tR\x07storeId\"Z\n\x0cReadResponse\x12\x14\n\x05value\x18\x01 \x01(\x0cR\x05value\x12\x18\n\x07version\x18\x02 \x01(\x04R\x07version\x12\x1a\n\x08revision\x18\x03 \x01(\x04R\x08revision\"\xc9\x01\n\x0cWriteRequest\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x10\n\x03key\x18\x03 \x01(\tR\x03key\x12\x14\n\x05value\x18\x04 \x01(\x0cR\x05value\x12\x18\n\x07version\x18\x05 \x01(\x04R\x07version\x12\x19\n\x08store_id\x18\x06 \x01(\tR\x07storeId\")\n\rWriteResponse\x12\x18\n\x07\x61pplied\x18\x01 \x01(\x08R\x07\x61pplied\"\xc8\x01\n\rRemoveRequest\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x10\n\x03key\x18\x03 \x01(\tR\x03key\x12\x12\n\x04lazy\x18\x04 \x01(\x08R\x04lazy\x12\x18\n\x07version\x18\x05 \x01(\x04R\x07version\x12\x19\n\x08store_id\x18\x06 \x01(\tR\x07storeId\"*\n\x0eRemoveResponse\x12\x18\n\x07\x61pplied\x18\x01 \x01(\x08R\x07\x61pplied\"\x86\x01\n\x0bListRequest\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x19\n\x08store_id\x18\x03 \x01(\tR\x07storeId\"\"\n\x0cListResponse\x12\x12\n\x04keys\x18\x01 \x03(\tR\x04keys\"\xc6\x01\n\x0fListPageRequest\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken\x12\x19\n\x08store_id\x18\x05 \x01(\tR\x07storeId\"N\n\x10ListPageResponse\x12\x12\n\x04keys\x18\x01 \x03(\tR\x04keys\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8a\x01\n\x12ListAllKeysRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x19\n\x08store_id\x18\x03 \x01(\tR\x07storeId\x12\x1d\n\nall_stores\x18\x04 \x01(\x08R\tallStores\"\xcd\x01\n\nKeyVersion\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x10\n\x03key\x18\x03 \x01(\tR\x03key\x12\x18\n\x07version\x18\x04 \x01(\x04R\x07version\x12\x19\n\x08store_id\x18\x05 \x01(\tR\x07storeId\x12\x1a\n\x08revision\x18\x06 \x01(\x04R\x08revision\"h\n\x13ListAllKeysResponse\x12)\n\x04keys\x18\x01 \x03(\x0b\x32\x15.tierkv.v1.KeyVersionR\x04keys\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9e\x02\n\x08Mutation\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x10\n\x03key\x18\x03 \x01(\tR\x03key\x12\x18\n\x07version\x18\x04 \x01(\x04R\x07version\x12\x30\n\x05write\x18\x05 \x01(\x0b\x32\x18.tierkv.v1.WriteMutationH\x00R\x05write\x12\x33\n\x06remove\x18\x06 \x01(\x0b\x32\x19.tierkv.v1.RemoveMutationH\x00R\x06remove\x12\x19\n\x08store_id\x18\x07 \x01(\tR\x07storeIdB\x06\n\x04kind\"W\n\rWriteMutation\x12\x14\n\x05value\x18\x01 \x01(\x0cR\x05value\x12\x1a\n\x08revision\x18\x02 \x01(\x04R\x08revision\x12\x14\n\x05\x65xact\x18\x03 \x01(\x08R\x05\x65xact\"$\n\x0eRemoveMutation\x12\x12\n\x04lazy\x18\x01 \x01(\x08R\x04lazy\"B\n\rMutateRequest\x12\x31\n\tmutations\x18\x01 \x03(\x0b\x32\x13.tierkv.v1.MutationR\tmutations\"X\n\x0eMutationResult\x12\x12\n\x04\x63ode\x18\x01 \x01(\x05R\x04\x63ode\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12\x18\n\x07\x61pplied\x18\x03 \x01(\x08R\x07\x61pplied\"E\n\x0eMutateResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\x19.tierkv.v1.MutationResultR\x07results\"\xf3\x01\n\x08TxnCheck\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x10\n\x03key\x18\x03 \x01(\tR\x03key\x12\x19\n\x08store_id\x18\x04 \x01(\tR\x07storeId\x12\x18\n\x06\x61\x62sent\x18\x05 \x01(\x08H\x00R\x06\x61\x62sent\x12\x1a\n\x07present\x18\x06 \x01(\x08H\x00R\x07present\x12\x1c\n\x08revision\x18\x07 \x01(\x04H\x00R\x08revisionB\x08\n\x06\x65xpect\"\x88\x02\n\x0cTxnOperation\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x10\n\x03key\x18\x03 \x01(\tR\x03key\x12\x19\n\x08store_id\x18\x04 \x01(\tR\x07storeId\x12\x30\n\x05write\x18\x05 \x01(\x0b\x32\x18.tierkv.v1.WriteMutationH\x00R\x05write\x12\x33\n\x06remove\x18\x06 \x01(\x0b\x32\x19.tierkv.v1.RemoveMutationH\x00R\x06removeB\x06\n\x04kind\"\x8c\x01\n\nTxnRequest\x12+\n\x06\x63hecks\x18\x01 \x03(\x0b\x32\x13.tierkv.v1.TxnCheckR\x06\x63hecks\x12\x37\n\noperations\x18\x02 \x03(\x0b\x32\x17.tierkv.v1.TxnOperationR\noperations\x12\x18\n\x07version\x18\x03 \x01(\x04R\x07version\"J\n\x12TxnOperationResult\x12\x18\n\x07\x61pplied\x18\x01 \x01(\x08R\x07\x61pplied\x12\x1a\n\x08revision\x18\x02 \x01(\x04R\x08revision\"\x87\x01\n\x0bTxnResponse\x12\x1c\n\tsucceeded\x18\x01 \x01(\x08R\tsucceeded\x12!\n\x0c\x66\x61iled_check\x18\x02 \x01(\x05R\x0b\x66\x61iledCheck\x12\x37\n\x07results\x18\x03 \x03(\x0b\x32\x1d.tierkv.v1.TxnOperationResultR\x07results2\x85\x04\n\x0eKVStoreService\x12\x37\n\x04Read\x12\x16.tierkv.v1.ReadRequest\x1a\x17.tierkv.v1.ReadResponse\x12:\n\x05Write\x12\x17.tierkv.v1.WriteRequest\x1a\x18.tierkv.v1.WriteResponse\x12=\n\x06Remove\x12\x18.tierkv.v1.RemoveRequest\x1a\x19.tierkv.v1.RemoveResponse\x12\x37\n\x04List\x12\x16.tierkv.v1.ListRequest\x1a\x17.tierkv.v1.ListResponse\x12\x43\n\x08ListPage\x12\x1a.tierkv.v1.ListPageRequest\x1a\x1b.tierkv.v1.ListPageResponse\x12L\n\x0bListAllKeys\x12\x1d.tierkv.v1.ListAllKeysRequest\x1a\x1e.tierkv.v1.ListAllKeysResponse\x12=\n\x06Mutate\x12\x18.tierkv.v1.MutateRequest\x1a\x19.tierkv.v1.MutateResponse\x12\x34\n\x03Txn\x12\x15.tierkv.v1.TxnRequest\x1a\x16.tierkv.v1.TxnResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tierkv/v1/kvstore.proto\x12\ttierkv.v1\"\x98\x01\n\x0bReadRequest\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x10\n\x03key\x18\x03 \x01(\tR\x03key\x12\x19\n\x08store_id\x18\x04 \x01(\tR\x07storeId\"Z\n\x0cReadResponse\x12\x14\n\x05value\x18\x01 \x01(\x0cR\x05value\x12\x18\n\x07version\x18\x02 \x01(\x04R\x07version\x12\x1a\n\x08revision\x18\x03 \x01(\x04R\x08revision\"\xc9\x01\n\x0cWriteRequest\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x10\n\x03key\x18\x03 \x01(\tR\x03key\x12\x14\n\x05value\x18\x04 \x01(\x0cR\x05value\x12\x18\n\x07version\x18\x05 \x01(\x04R\x07version\x12\x19\n\x08store_id\x18\x06 \x01(\tR\x07storeId\"C\n\rWriteResponse\x12\x18\n\x07\x61pplied\x18\x01 \x01(\x08R\x07\x61pplied\x12\x18\n\x07version\x18\x02 \x01(\x04R\x07version\"\xc8\x01\n\rRemoveRequest\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x10\n\x03key\x18\x03 \x01(\tR\x03key\x12\x12\n\x04lazy\x18\x04 \x01(\x08R\x04lazy\x12\x18\n\x07version\x18\x05 \x01(\x04R\x07version\x12\x19\n\x08store_id\x18\x06 \x01(\tR\x07storeId\"D\n\x0eRemoveResponse\x12\x18\n\x07\x61pplied\x18\x01 \x01(\x08R\x07\x61pplied\x12\x18\n\x07version\x18\x02 \x01(\x04R\x07version\"\x86\x01\n\x0bListRequest\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x19\n\x08store_id\x18\x03 \x01(\tR\x07storeId\"\"\n\x0cListResponse\x12\x12\n\x04keys\x18\x01 \x03(\tR\x04keys\"\xc6\x01\n\x0fListPageRequest\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken\x12\x19\n\x08store_id\x18\x05 \x01(\tR\x07storeId\"N\n\x10ListPageResponse\x12\x12\n\x04keys\x18\x01 \x03(\tR\x04keys\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8a\x01\n\x12ListAllKeysRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x19\n\x08store_id\x18\x03 \x01(\tR\x07storeId\x12\x1d\n\nall_stores\x18\x04 \x01(\x08R\tallStores\"\xcd\x01\n\nKeyVersion\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x10\n\x03key\x18\x03 \x01(\tR\x03key\x12\x18\n\x07version\x18\x04 \x01(\x04R\x07version\x12\x19\n\x08store_id\x18\x05 \x01(\tR\x07storeId\x12\x1a\n\x08revision\x18\x06 \x01(\x04R\x08revision\"h\n\x13ListAllKeysResponse\x12)\n\x04keys\x18\x01 \x03(\x0b\x32\x15.tierkv.v1.KeyVersionR\x04keys\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9e\x02\n\x08Mutation\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x10\n\x03key\x18\x03 \x01(\tR\x03key\x12\x18\n\x07version\x18\x04 \x01(\x04R\x07version\x12\x30\n\x05write\x18\x05 \x01(\x0b\x32\x18.tierkv.v1.WriteMutationH\x00R\x05write\x12\x33\n\x06remove\x18\x06 \x01(\x0b\x32\x19.tierkv.v1.RemoveMutationH\x00R\x06remove\x12\x19\n\x08store_id\x18\x07 \x01(\tR\x07storeIdB\x06\n\x04kind\"W\n\rWriteMutation\x12\x14\n\x05value\x18\x01 \x01(\x0cR\x05value\x12\x1a\n\x08revision\x18\x02 \x01(\x04R\x08revision\x12\x14\n\x05\x65xact\x18\x03 \x01(\x08R\x05\x65xact\"$\n\x0eRemoveMutation\x12\x12\n\x04lazy\x18\x01 \x01(\x08R\x04lazy\"B\n\rMutateRequest\x12\x31\n\tmutations\x18\x01 \x03(\x0b\x32\x13.tierkv.v1.MutationR\tmutations\"r\n\x0eMutationResult\x12\x12\n\x04\x63ode\x18\x01 \x01(\x05R\x04\x63ode\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12\x18\n\x07\x61pplied\x18\x03 \x01(\x08R\x07\x61pplied\x12\x18\n\x07version\x18\x04 \x01(\x04R\x07version\"E\n\x0eMutateResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\x19.tierkv.v1.MutationResultR\x07results\"\xf3\x01\n\x08TxnCheck\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x10\n\x03key\x18\x03 \x01(\tR\x03key\x12\x19\n\x08store_id\x18\x04 \x01(\tR\x07storeId\x12\x18\n\x06\x61\x62sent\x18\x05 \x01(\x08H\x00R\x06\x61\x62sent\x12\x1a\n\x07present\x18\x06 \x01(\x08H\x00R\x07present\x12\x1c\n\x08revision\x18\x07 \x01(\x04H\x00R\x08revisionB\x08\n\x06\x65xpect\"\xa2\x02\n\x0cTxnOperation\x12+\n\x11primary_namespace\x18\x01 \x01(\tR\x10primaryNamespace\x12/\n\x13secondary_namespace\x18\x02 \x01(\tR\x12secondaryNamespace\x12\x10\n\x03key\x18\x03 \x01(\tR\x03key\x12\x19\n\x08store_id\x18\x04 \x01(\tR\x07storeId\x12\x30\n\x05write\x18\x05 \x01(\x0b\x32\x18.tierkv.v1.WriteMutationH\x00R\x05write\x12\x33\n\x06remove\x18\x06 \x01(\x0b\x32\x19.tierkv.v1.RemoveMutationH\x00R\x06remove\x12\x18\n\x07version\x18\x07 \x01(\x04R\x07versionB\x06\n\x04kind\"\x8c\x01\n\nTxnRequest\x12+\n\x06\x63hecks\x18\x01 \x03(\x0b\x32\x13.tierkv.v1.TxnCheckR\x06\x63hecks\x12\x37\n\noperations\x18\x02 \x03(\x0b\x32\x17.tierkv.v1.TxnOperationR\noperations\x12\x18\n\x07version\x18\x03 \x01(\x04R\x07version\"d\n\x12TxnOperationResult\x12\x18\n\x07\x61pplied\x18\x01 \x01(\x08R\x07\x61pplied\x12\x1a\n\x08revision\x18\x02 \x01(\x04R\x08revision\x12\x18\n\x07version\x18\x03 \x01(\x04R\x07version\"\x87\x01\n\x0bTxnResponse\x12\x1c\n\tsucceeded\x18\x01 \x01(\x08R\tsucceeded\x12!\n\x0c\x66\x61iled_check\x18\x02 \x01(\x05R\x0b\x66\x61iledCheck\x12\x37\n\x07results\x18\x03 \x03(\x0b\x32\x1d.tierkv.v1.TxnOperationResultR\x07results2\x85\x04\n\x0eKVStoreService\x12\x37\n\x04Read\x12\x16.tierkv.v1.ReadRequest\x1a\x17.tierkv.v1.ReadResponse\x12:\n\x05Write\x12\x17.tierkv.v1.WriteRequest\x1a\x18.tierkv.v1.WriteResponse\x12=\n\x06Remove\x12\x18.tierkv.v1.RemoveRequest\x1a\x19.tierkv.v1.RemoveResponse\x12\x37\n\x04List\x12\x16.tierkv.v1.ListRequest\x1a\x17.tierkv.v1.ListResponse\x12\x43\n\x08ListPage\x12\x1a.tierkv.v1.ListPageRequest\x1a\x1b.tierkv.v1.ListPageResponse\x12L\n\x0bListAllKeys\x12\x1d.tierkv.v1.ListAllKeysRequest\x1a\x1e.tierkv.v1.ListAllKeysResponse\x12=\n\x06Mutate\x12\x18.tierkv.v1.MutateRequest\x1a\x19.tierkv.v1.MutateResponse\x12\x34\n\x03Txn\x12\x15.tierkv.v1.TxnRequest\x1a\x16.tierkv.v1.TxnResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tierkv.v1.kvstore_pb2', globals())
@@ -27,47 +27,47 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _WRITEREQUEST._serialized_start=286
   _WRITEREQUEST._serialized_end=487
   _WRITERESPONSE._serialized_start=489
-  _WRITERESPONSE._serialized_end=530
-  _REMOVEREQUEST._serialized_start=533
-  _REMOVEREQUEST._serialized_end=733
-  _REMOVERESPONSE._serialized_start=735
-  _REMOVERESPONSE._serialized_end=777
-  _LISTREQUEST._serialized_start=780
-  _LISTREQUEST._serialized_end=914
-  _LISTRESPONSE._serialized_start=916
-  _LISTRESPONSE._serialized_end=950
-  _LISTPAGEREQUEST._serialized_start=953
-  _LISTPAGEREQUEST._serialized_end=1151
-  _LISTPAGERESPONSE._serialized_start=1153
-  _LISTPAGERESPONSE._serialized_end=1231
-  _LISTALLKEYSREQUEST._serialized_start=1234
-  _LISTALLKEYSREQUEST._serialized_end=1372
-  _KEYVERSION._serialized_start=1375
-  _KEYVERSION._serialized_end=1580
-  _LISTALLKEYSRESPONSE._serialized_start=1582
-  _LISTALLKEYSRESPONSE._serialized_end=1686
-  _MUTATION._serialized_start=1689
-  _MUTATION._serialized_end=1975
-  _WRITEMUTATION._serialized_start=1977
-  _WRITEMUTATION._serialized_end=2064
-  _REMOVEMUTATION._serialized_start=2066
-  _REMOVEMUTATION._serialized_end=2102
-  _MUTATEREQUEST._serialized_start=2104
-  _MUTATEREQUEST._serialized_end=2170
-  _MUTATIONRESULT._serialized_start=2172
-  _MUTATIONRESULT._serialized_end=2260
-  _MUTATERESPONSE._serialized_start=2262
-  _MUTATERESPONSE._serialized_end=2331
-  _TXNCHECK._serialized_start=2334
-  _TXNCHECK._serialized_end=2577
-  _TXNOPERATION._serialized_start=2580
-  _TXNOPERATION._serialized_end=2844
-  _TXNREQUEST._serialized_start=2847
-  _TXNREQUEST._serialized_end=2987
-  _TXNOPERATIONRESULT._serialized_start=2989
-  _TXNOPERATIONRESULT._serialized_end=3063
-  _TXNRESPONSE._serialized_start=3066
-  _TXNRESPONSE._serialized_end=3201
-  _KVSTORESERVICE._serialized_start=3204
-  _KVSTORESERVICE._serialized_end=3721
+  _WRITERESPONSE._serialized_end=556
+  _REMOVEREQUEST._serialized_start=559
+  _REMOVEREQUEST._serialized_end=759
+  _REMOVERESPONSE._serialized_start=761
+  _REMOVERESPONSE._serialized_end=829
+  _LISTREQUEST._serialized_start=832
+  _LISTREQUEST._serialized_end=966
+  _LISTRESPONSE._serialized_start=968
+  _LISTRESPONSE._serialized_end=1002
+  _LISTPAGEREQUEST._serialized_start=1005
+  _LISTPAGEREQUEST._serialized_end=1203
+  _LISTPAGERESPONSE._serialized_start=1205
+  _LISTPAGERESPONSE._serialized_end=1283
+  _LISTALLKEYSREQUEST._serialized_start=1286
+  _LISTALLKEYSREQUEST._serialized_end=1424
+  _KEYVERSION._serialized_start=1427
+  _KEYVERSION._serialized_end=1632
+  _LISTALLKEYSRESPONSE._serialized_start=1634
+  _LISTALLKEYSRESPONSE._serialized_end=1738
+  _MUTATION._serialized_start=1741
+  _MUTATION._serialized_end=2027
+  _WRITEMUTATION._serialized_start=2029
+  _WRITEMUTATION._serialized_end=2116
+  _REMOVEMUTATION._serialized_start=2118
+  _REMOVEMUTATION._serialized_end=2154
+  _MUTATEREQUEST._serialized_start=2156
+  _MUTATEREQUEST._serialized_end=2222
+  _MUTATIONRESULT._serialized_start=2224
+  _MUTATIONRESULT._serialized_end=2338
+  _MUTATERESPONSE._serialized_start=2340
+  _MUTATERESPONSE._serialized_end=2409
+  _TXNCHECK._serialized_start=2412
+  _TXNCHECK._serialized_end=2655
+  _TXNOPERATION._serialized_start=2658
+  _TXNOPERATION._serialized_end=2948
+  _TXNREQUEST._serialized_start=2951
+  _TXNREQUEST._serialized_end=3091
+  _TXNOPERATIONRESULT._serialized_start=3093
+  _TXNOPERATIONRESULT._serialized_end=3193
+  _TXNRESPONSE._serialized_start=3196
+  _TXNRESPONSE._serialized_end=3331
+  _KVSTORESERVICE._serialized_start=3334
+  _KVSTORESERVICE._serialized_end=3851
 # @@protoc_insertion_point(module_scope)

@@ -110,14 +110,16 @@ class Mutation(_message.Message):
     def __init__(self, primary_namespace: _Optional[str] = ..., secondary_namespace: _Optional[str] = ..., key: _Optional[str] = ..., version: _Optional[int] = ..., write: _Optional[_Union[WriteMutation, _Mapping]] = ..., remove: _Optional[_Union[RemoveMutation, _Mapping]] = ..., store_id: _Optional[str] = ...) -> None: ...
 
 class MutationResult(_message.Message):
-    __slots__ = ["applied", "code", "message"]
+    __slots__ = ["applied", "code", "message", "version"]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     applied: bool
     code: int
     message: str
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., applied: bool = ...) -> None: ...
+    version: int
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., applied: bool = ..., version: _Optional[int] = ...) -> None: ...
 
 class ReadRequest(_message.Message):
     __slots__ = ["key", "primary_namespace", "secondary_namespace", "store_id"]
@@ -164,10 +166,12 @@ class RemoveRequest(_message.Message):
     def __init__(self, primary_namespace: _Optional[str] = ..., secondary_namespace: _Optional[str] = ..., key: _Optional[str] = ..., lazy: bool = ..., version: _Optional[int] = ..., store_id: _Optional[str] = ...) -> None: ...
 
 class RemoveResponse(_message.Message):
-    __slots__ = ["applied"]
+    __slots__ = ["applied", "version"]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     applied: bool
-    def __init__(self, applied: bool = ...) -> None: ...
+    version: int
+    def __init__(self, applied: bool = ..., version: _Optional[int] = ...) -> None: ...
 
 class TxnCheck(_message.Message):
     __slots__ = ["absent", "key", "present", "primary_namespace", "revision", "secondary_namespace", "store_id"]
@@ -188,28 +192,32 @@ class TxnCheck(_message.Message):
     def __init__(self, primary_namespace: _Optional[str] = ..., secondary_namespace: _Optional[str] = ..., key: _Optional[str] = ..., store_id: _Optional[str] = ..., absent: bool = ..., present: bool = ..., revision: _Optional[int] = ...) -> None: ...
 
 class TxnOperation(_message.Message):
-    __slots__ = ["key", "primary_namespace", "remove", "secondary_namespace", "store_id", "write"]
+    __slots__ = ["key", "primary_namespace", "remove", "secondary_namespace", "store_id", "version", "write"]
     KEY_FIELD_NUMBER: _ClassVar[int]
     PRIMARY_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     REMOVE_FIELD_NUMBER: _ClassVar[int]
     SECONDARY_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     WRITE_FIELD_NUMBER: _ClassVar[int]
     key: str
     primary_namespace: str
     remove: RemoveMutation
     secondary_namespace: str
     store_id: str
+    version: int
     write: WriteMutation
-    def __init__(self, primary_namespace: _Optional[str] = ..., secondary_namespace: _Optional[str] = ..., key: _Optional[str] = ..., store_id: _Optional[str] = ..., write: _Optional[_Union[WriteMutation, _Mapping]] = ..., remove: _Optional[_Union[RemoveMutation, _Mapping]] = ...) -> None: ...
+    def __init__(self, primary_namespace: _Optional[str] = ..., secondary_namespace: _Optional[str] = ..., key: _Optional[str] = ..., store_id: _Optional[str] = ..., write: _Optional[_Union[WriteMutation, _Mapping]] = ..., remove: _Optional[_Union[RemoveMutation, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class TxnOperationResult(_message.Message):
-    __slots__ = ["applied", "revision"]
+    __slots__ = ["applied", "revision", "version"]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     applied: bool
     revision: int
-    def __init__(self, applied: bool = ..., revision: _Optional[int] = ...) -> None: ...
+    version: int
+    def __init__(self, applied: bool = ..., revision: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
 
 class TxnRequest(_message.Message):
     __slots__ = ["checks", "operations", "version"]
@@ -258,7 +266,9 @@ class WriteRequest(_message.Message):
     def __init__(self, primary_namespace: _Optional[str] = ..., secondary_namespace: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ..., store_id: _Optional[str] = ...) -> None: ...
 
 class WriteResponse(_message.Message):
-    __slots__ = ["applied"]
+    __slots__ = ["applied", "version"]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     applied: bool
-    def __init__(self, applied: bool = ...) -> None: ...
+    version: int
+    def __init__(self, applied: bool = ..., version: _Optional[int] = ...) -> None: ...
