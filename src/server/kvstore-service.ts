@@ -54,7 +54,9 @@ function toCheck(check: WireCheck): TxnCheck {
 }
 
 function toOperation(operation: WireOperation): TxnOperation {
-  const ref = scoped(operation);
+  // Only the key's fields: the wire message's own (its version among them) travel explicitly.
+  const { storeId, primaryNamespace, secondaryNamespace, key } = scoped(operation);
+  const ref = { storeId, primaryNamespace, secondaryNamespace, key };
   // A version and a revision travel when a chained instance mirrors its primary's outcome.
   const mirrored = operation.version === 0n ? {} : { version: operation.version };
   switch (operation.kind.case) {
