@@ -54,6 +54,7 @@ import { effectivePageSize, GROUP_COMMIT_MAX_BYTES, GROUP_COMMIT_MAX_MUTATIONS }
 import { invalidArgument, notFound, StoreError } from "./errors.js";
 import { firstFailedCheck, isStale, stateAfterWrite, type StoredState } from "./mutation-rules.js";
 import { allKeysPage, allKeysStart, decodeSequenceToken, sequencePage } from "./page-token.js";
+import { redactStoreUri } from "./redact.js";
 import {
   storeIdOf,
   VersionedReads,
@@ -134,11 +135,6 @@ export interface PostgresStoreOptions {
 
 const URI_PARAMETERS = new Set(["sslmode", "sslrootcert", "sslcert", "sslkey", "pool_max", "connect_timeout", "application_name"]);
 
-/** The URI with its password hidden, for messages. */
-export function redactPostgresUri(uri: string): string {
-  return uri.replace(/^([a-z]+:\/\/[^:/@]*):[^@/]*@/i, "$1:***@");
-}
-
 /**
  * The pool configuration a store URI names. Parameters (all optional):
  * - `sslmode`: `disable` (default: no TLS), `require` (encrypted; the certificate is checked
@@ -149,7 +145,7 @@ export function redactPostgresUri(uri: string): string {
  * - `application_name` (default `tierkv`).
  */
 export function parsePostgresUri(uri: string): pg.PoolConfig {
-  const bad = (problem: string): StoreError => invalidArgument(`store URI "${redactPostgresUri(uri)}": ${problem}`);
+  const bad = (problem: string): StoreError => invalidArgument(`store URI "${redactStoreUri(uri)}": ${problem}`);
   let url: URL;
   try {
     url = new URL(uri);

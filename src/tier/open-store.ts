@@ -7,6 +7,7 @@ import { invalidArgument } from "../store/errors.js";
 import { FsStore } from "../store/fs.js";
 import { MemoryStore } from "../store/memory.js";
 import { openPostgresStore } from "../store/postgres.js";
+import { redactStoreUri } from "../store/redact.js";
 import { SqliteStore } from "../store/sqlite.js";
 import type { KVStore } from "../store/types.js";
 
@@ -53,7 +54,7 @@ export async function openStore(uri: string, options: OpenStoreOptions = {}): Pr
       return openRemoteStore(uri);
     default:
       throw invalidArgument(
-        `store URI "${uri}" has an unknown scheme; expected one of ${STORE_URI_SCHEMES.join(", ")}`,
+        `store URI "${redactStoreUri(uri)}" has an unknown scheme; expected one of ${STORE_URI_SCHEMES.join(", ")}`,
       );
   }
 }
