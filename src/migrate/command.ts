@@ -55,7 +55,7 @@ export function addMigrateCommand(program: Command): void {
     .option("--overwrite", "copy into a non-empty target; keys of the source's stores that the source lacks are removed, other stores are left alone", false)
     .option("--prune-other-stores", "with --overwrite: also empty the target's stores the source has no keys in", false)
     .option("--dry-run", "print what would be written and removed (keys per store) and change nothing", false)
-    .option("--verify-only", "compare source and target (key counts and SHA-256 per namespace) without copying", false)
+    .option("--verify-only", "compare source and target (key counts and SHA-256 per namespace of the source's stores) without copying", false)
     .option("--concurrency <n>", "writes in flight", String(DEFAULT_CONCURRENCY))
     .addOption(new Option("--progress-interval <ms>", "ms between progress lines when stderr is not a terminal").hideHelp())
     // Commander's own parse errors (unknown options) are usage errors too: exit 2, not 1.
@@ -138,7 +138,9 @@ export async function runMigrate(options: MigrateCommandOptions): Promise<void> 
     const target = await open(to, "--to");
     opened.push(target);
     if (options.verifyOnly) {
-      const report = await verifyStores({ source, target, from, to, concurrency, signal: controller.signal, progressIntervalMs });
+      // As after a migration: the target's stores the source lacks are another tenant's business.
+      const storeIds = (await countKeys(source, controller.signal)).map((count) => count.storeId);
+      const report = await verifyStores({ source, target, from, to, concurrency, signal: controller.signal, progressIntervalMs, storeIds });
       if (report.mismatches.length > 0) throw new MigrateError(mismatchMessage(report.mismatches));
       process.stdout.write(`${verifiedLine(report)}\n`);
       return;

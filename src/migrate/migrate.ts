@@ -136,6 +136,8 @@ export interface VerifyOptions {
   readonly progressIntervalMs?: number;
   /** Expected keys on each side, for the progress total. */
   readonly expectedKeys?: number;
+  /** Compare only these stores (those migrated); every store when absent. */
+  readonly storeIds?: readonly string[];
 }
 
 export interface VerifyReport {
@@ -163,7 +165,7 @@ export async function verifyStores(options: VerifyOptions): Promise<VerifyReport
   progress.set(0, total, "source and target");
   try {
     const digest = (store: KVStore, side: string): Promise<StoreDigest> =>
-      digestStore(store, { concurrency: Math.max(1, Math.ceil(concurrency / 2)), signal: options.signal, onKey }).catch((error: unknown) => {
+      digestStore(store, { concurrency: Math.max(1, Math.ceil(concurrency / 2)), signal: options.signal, storeIds: options.storeIds, onKey }).catch((error: unknown) => {
         if (error instanceof AbortedError) throw error;
         throw new MigrateError(`verification failed reading the ${side} (${normalizeStoreUri(options[side === "source" ? "from" : "to"])}): ${messageOf(error)}`);
       });
@@ -253,7 +255,8 @@ export async function migrate(options: MigrateOptions): Promise<MigrateReport> {
     options.note?.(`resuming the migration (${checkpoint.phase}) from checkpoint ${checkpointPath}, ${after}: ${checkpoint.copied} keys copied before`);
   }
 
-  const sourceKeys = (await countKeys(source, signal)).reduce((sum, count) => sum + count.keys, 0);
+  const sourceCounts = await countKeys(source, signal);
+  const sourceKeys = sourceCounts.reduce((sum, count) => sum + count.keys, 0);
   let copied = 0;
   let copiedBytes = 0;
   let vanished = 0;
@@ -274,7 +277,9 @@ export async function migrate(options: MigrateOptions): Promise<MigrateReport> {
   await options.beforeVerify?.();
   let verification: VerifyReport;
   try {
-    verification = await verifyStores({ ...options, concurrency, expectedKeys: sourceKeys });
+    // The target's other stores are compared only when the migration emptied them.
+    const storeIds = checkpoint.pruneOtherStores ? undefined : sourceCounts.map((count) => count.storeId);
+    verification = await verifyStores({ ...options, concurrency, expectedKeys: sourceKeys, storeIds });
   } catch (error) {
     if (error instanceof AbortedError) throw interrupted(checkpointPath, "verifying");
     throw error;
