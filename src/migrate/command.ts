@@ -106,7 +106,12 @@ function verifiedLine(report: VerifyReport): string {
   return `verified ${keys} keys (${formatBytes(bytes)}) in ${storeOrStores(stores)}, ${namespaces.size} namespaces: counts and SHA-256 of ${versions} match`;
 }
 
-export async function runMigrate(options: MigrateCommandOptions): Promise<void> {
+export interface MigrateHooks {
+  /** Opens the source instead of `openStore(--from)` (a snapshot file, read-only); `from` still names it. */
+  readonly openSource?: () => Promise<KVStore>;
+}
+
+export async function runMigrate(options: MigrateCommandOptions, hooks: MigrateHooks = {}): Promise<void> {
   const from = checkUri(options.from, "--from");
   const to = checkUri(options.to, "--to");
   if (normalizeStoreUri(from) === normalizeStoreUri(to)) throw new SettingsError("--from and --to name the same store");
@@ -125,7 +130,7 @@ export async function runMigrate(options: MigrateCommandOptions): Promise<void> 
   process.once("SIGTERM", stop);
   const opened: KVStore[] = [];
   try {
-    const source = await open(from, "--from");
+    const source = await (hooks.openSource?.() ?? open(from, "--from"));
     opened.push(source);
     if (options.dryRun) {
       // A local target that does not exist yet stays that way: it is not opened (which creates it).

@@ -228,6 +228,25 @@ export function isStateReader(store: KVStore): store is KVStore & StateReader {
   return typeof (store as Partial<StateReader>).readState === "function";
 }
 
+/** A key with everything a copy of it needs: address, value, version and revision. */
+export interface StoredRecord extends KeyVersion {
+  readonly value: Uint8Array;
+}
+
+/**
+ * Optional capability: every key of every store as of one instant (contract §2.12, Snapshot),
+ * read while writers go on. A backend implements it only when it can give that guarantee (one
+ * read transaction or equivalent), never by walking pages that writers may change in between.
+ */
+export interface SnapshotSource {
+  /** The records of one consistent view, in the backend's `listAllKeys` order. */
+  snapshotRecords(signal?: AbortSignal): AsyncIterable<StoredRecord>;
+}
+
+export function isSnapshotSource(store: KVStore): store is KVStore & SnapshotSource {
+  return typeof (store as Partial<SnapshotSource>).snapshotRecords === "function";
+}
+
 export interface BackupLedger {
   /** Forgets that the backup owes `ref`, unless a later mutation recorded it again (higher version). */
   settleOwed(ref: KeyRef, version: bigint): Promise<void>;

@@ -11,6 +11,7 @@ import { stateOrAbsent } from "../store/read-or-absent.js";
 import {
   compareKeys,
   isBackupLedger,
+  isSnapshotSource,
   storeIdOf,
   VersionedReads,
   type AllKeysPage,
@@ -27,6 +28,7 @@ import {
   type Page,
   type PageRequest,
   type RemoveOptions,
+  type SnapshotSource,
   type StoreUsage,
   type TxnOperation,
   type TxnRequest,
@@ -513,6 +515,18 @@ export class TierStore extends VersionedReads implements KVStore {
   /** Usage of the stores whose quotas are being counted (metrics; bounded by `limit`). */
   countedUsage(limit: number): Array<[string, StoreUsage]> {
     return this.quotas.known(limit);
+  }
+
+  /**
+   * The primary, for a snapshot of one instant (contract §2.12); `failed-precondition` when its
+   * backend cannot give one consistent view (fs:, grpc://).
+   */
+  snapshotSource(): SnapshotSource {
+    const store = this.primary.store;
+    if (!isSnapshotSource(store)) {
+      throw new StoreError("failed-precondition", "this server's primary cannot take a consistent snapshot (sqlite:, postgres:// and memory: primaries can)");
+    }
+    return store;
   }
 
   /** Keys and value bytes a store holds now (admin output). */
