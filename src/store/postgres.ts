@@ -54,6 +54,7 @@ import { effectivePageSize, GROUP_COMMIT_MAX_BYTES, GROUP_COMMIT_MAX_MUTATIONS }
 import { invalidArgument, notFound, StoreError } from "./errors.js";
 import { firstFailedCheck, isStale, stateAfterWrite, type StoredState } from "./mutation-rules.js";
 import { allKeysPage, allKeysStart, decodeSequenceToken, sequencePage } from "./page-token.js";
+import { postgresSnapshotRecords } from "./postgres-snapshot.js";
 import { redactStoreUri } from "./redact.js";
 import {
   storeIdOf,
@@ -74,6 +75,8 @@ import {
   type Page,
   type PageRequest,
   type RemoveOptions,
+  type SnapshotSource,
+  type StoredRecord,
   type TxnRequest,
   type TxnResult,
   type VersionedValue,
@@ -569,7 +572,7 @@ interface Unit {
   readonly reject: (error: unknown) => void;
 }
 
-export class PostgresStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader {
+export class PostgresStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader, SnapshotSource {
   private pending: Unit[] = [];
   /** Keys of the mutations in running transactions, with how many of those touch each. */
   private readonly busy = new Map<string, number>();
@@ -719,6 +722,11 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
   async highestVersion(): Promise<bigint> {
     const [row] = await this.query<{ v: bigint | null }>("highest", []);
     return row?.v ?? 0n;
+  }
+
+  /** One REPEATABLE READ transaction's view (see postgres-snapshot.ts). */
+  snapshotRecords(signal?: AbortSignal): AsyncIterable<StoredRecord> {
+    return postgresSnapshotRecords(this.pool, signal);
   }
 
   async close(): Promise<void> {
