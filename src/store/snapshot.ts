@@ -12,7 +12,7 @@ import { SqliteStore } from "./sqlite.js";
 import type { SnapshotSource, StoredRecord } from "./types.js";
 
 /** Bytes of the file per streamed chunk: well under gRPC's default 4 MiB message limit. */
-export const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
+const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 /** Exact writes in flight while the file is built: they share a group commit. */
 const WRITE_BATCH = 256;
 
@@ -100,7 +100,7 @@ export interface SnapshotStatus {
  * each after its length as a 32-bit big-endian integer), version and revision (64-bit big-endian),
  * then the value after its length (64-bit big-endian).
  */
-export function recordBytes(record: Pick<StoredRecord, "primaryNamespace" | "secondaryNamespace" | "key" | "value" | "version" | "revision">): Buffer[] {
+function recordBytes(record: Pick<StoredRecord, "primaryNamespace" | "secondaryNamespace" | "key" | "value" | "version" | "revision">): Buffer[] {
   const text = (s: string): Buffer[] => {
     const bytes = Buffer.from(s, "utf8");
     const length = Buffer.alloc(4);
