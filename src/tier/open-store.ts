@@ -48,7 +48,11 @@ export async function openStore(uri: string, options: OpenStoreOptions = {}): Pr
       return FsStore.open(resolve(rest), { fsync: options.durability !== "cache" });
     case "postgres":
     case "postgresql":
-      return openPostgresStore(uri);
+      return openPostgresStore(uri).catch((error: unknown) => {
+        // decodeURIComponent's own message ("URI malformed") would not say where.
+        if (error instanceof URIError) throw invalidArgument(`store URI "${redactStoreUri(uri)}": a "%" in the user or password must start an escape; write a literal % as %25`);
+        throw error;
+      });
     case "grpc":
     case "grpcs":
       return openRemoteStore(uri);

@@ -84,6 +84,7 @@ describe.each(SHAPES)("tierkv migrate with $name", (shape) => {
     expectNoSecret(unreachable, "unreachable");
     expect(unreachable.code).not.toBe(0);
     if (shape.password !== undefined) expect(unreachable.stderr).toMatch(/cannot be reached/);
+    if (shape.name.includes("raw %")) expect(unreachable.stderr).toMatch(/write a literal % as %25/);
 
     const serve = await runCli(["serve", "--listen", "127.0.0.1:0", "--primary", to.replace(/:\d+\//, `:${port}/`)]);
     expectNoSecret(serve, "serve");
