@@ -1,8 +1,19 @@
-//! `tierkv resync` and `tierkv backup-status`: operator commands against a running server.
+//! `tierkv resync`, `backup-status`, `store-usage` and `snapshot save|status|restore`: operator
+//! commands against a running server (and, for `snapshot status|restore`, a snapshot file).
 
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { open, rename, rm, type FileHandle } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import { TierkvAdminClient } from "../client/admin-client.js";
-import type { ResyncResponse } from "../../gen/tierkv/v1/admin_pb.js";
+import type { ResyncResponse, SnapshotSummary } from "../../gen/tierkv/v1/admin_pb.js";
+import { runMigrate } from "../migrate/command.js";
+import { formatBytes } from "../migrate/migrate.js";
+import { StoreError } from "../store/errors.js";
+import { snapshotStatus as readSnapshotStatus } from "../store/snapshot.js";
+import { SqliteStore } from "../store/sqlite.js";
 import { clientOptionsOf, type ClientSettings } from "./client-commands.js";
+import { SettingsError } from "./settings.js";
 
 /** Seconds between progress lines when stderr is not a terminal. */
 const LOG_INTERVAL_MS = 2_000;
@@ -71,4 +82,109 @@ export async function storeUsage(settings: ClientSettings, storeId: string, reco
   } finally {
     client.close();
   }
+}
+
+function storeCount(n: number): string {
+  return `${n} ${n === 1 ? "store" : "stores"}`;
+}
+
+/**
+ * Saves a snapshot of the server's primary to `file`: received into `FILE.<pid>.tmp` (0600: it
+ * holds every tenant's data), checked against the server's SHA-256, synced, then renamed over
+ * `file`, so `file` is either the old one or a complete snapshot. Progress on a terminal only.
+ */
+export async function snapshotSave(settings: ClientSettings, file: string): Promise<void> {
+  const path = resolve(file);
+  const aside = `${path}.${process.pid}.tmp`;
+  const terminal = process.stderr.isTTY === true;
+  const client = new TierkvAdminClient(clientOptionsOf(settings));
+  try {
+    const handle = await open(aside, "w", 0o600);
+    try {
+      const { received, sha256, summary } = await receiveSnapshot(client, handle, terminal);
+      await handle.sync();
+      await handle.close();
+      await rename(aside, path);
+      // The rename itself is durable once the directory is synced.
+      const dir = await open(dirname(path), "r");
+      await dir.sync().finally(() => dir.close());
+      const keys = summary.stores.reduce((sum, store) => sum + Number(store.keys), 0);
+      process.stdout.write(`snapshot saved to ${file}: ${keys} keys in ${storeCount(summary.stores.length)}, ${formatBytes(received)}; SHA-256 ${sha256}\n`);
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      await rm(aside, { force: true });
+      throw error;
+    }
+  } finally {
+    client.close();
+  }
+}
+
+/** Writes the streamed file to `handle`; checks it against the summary (size and SHA-256). */
+async function receiveSnapshot(
+  client: TierkvAdminClient,
+  handle: FileHandle,
+  terminal: boolean,
+): Promise<{ received: number; sha256: string; summary: SnapshotSummary }> {
+  const hash = createHash("sha256");
+  let received = 0;
+  let summary: SnapshotSummary | undefined;
+  for await (const message of client.snapshot()) {
+    if (message.part.case === "chunk") {
+      await handle.write(message.part.value);
+      hash.update(message.part.value);
+      received += message.part.value.byteLength;
+      if (terminal) process.stderr.write(`\rsnapshot: received ${formatBytes(received)}\x1b[K`);
+    } else if (message.part.case === "summary") {
+      summary = message.part.value;
+    }
+  }
+  if (terminal) process.stderr.write("\n");
+  if (summary === undefined) throw new Error("the server ended the snapshot without its summary; nothing saved");
+  const sha256 = hash.digest("hex");
+  if (sha256 !== summary.sha256 || received !== Number(summary.fileBytes)) {
+    throw new Error(`the snapshot arrived damaged (${received} bytes, SHA-256 ${sha256}; the server sent ${summary.fileBytes}, ${summary.sha256}); nothing saved`);
+  }
+  return { received, sha256, summary };
+}
+
+/** A snapshot file's problem is the operator's to fix: exit 2, naming the file. */
+function snapshotFileError(file: string, error: unknown): unknown {
+  return error instanceof StoreError && error.code === "invalid-argument" ? new SettingsError(`${file}: ${error.message}`) : error;
+}
+
+/** Prints a snapshot file's size and SHA-256, then per store its keys, value bytes and digest (contract §2.12). */
+export async function snapshotStatus(file: string): Promise<void> {
+  if (!existsSync(file)) throw new SettingsError(`${file}: no such file`);
+  const status = await readSnapshotStatus(file).catch((error: unknown) => {
+    throw snapshotFileError(file, error);
+  });
+  const keys = status.stores.reduce((sum, store) => sum + store.keys, 0);
+  const lines = [`${file}: ${keys} keys in ${storeCount(status.stores.length)}, ${formatBytes(status.fileBytes)}; SHA-256 ${status.sha256}`];
+  for (const store of status.stores) lines.push(`  store ${store.storeId}: ${store.keys} keys, ${formatBytes(store.bytes)}; digest ${store.digest}`);
+  process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+export interface SnapshotRestoreOptions {
+  readonly to?: string;
+  readonly overwrite?: boolean;
+  readonly pruneOtherStores?: boolean;
+  readonly checkpoint?: string;
+}
+
+/**
+ * Loads a snapshot file into the store `--to` names, with `tierkv migrate` (copy, checkpoint,
+ * verification); the file is opened read-only and never changed.
+ */
+export async function snapshotRestore(file: string, options: SnapshotRestoreOptions): Promise<void> {
+  const path = resolve(file);
+  if (!existsSync(path)) throw new SettingsError(`${file}: no such file`);
+  const openSource = async (): Promise<SqliteStore> => {
+    try {
+      return new SqliteStore(path, { readOnly: true });
+    } catch (error) {
+      throw snapshotFileError(file, error);
+    }
+  };
+  await runMigrate({ ...options, from: `sqlite:${path}` }, { openSource });
 }

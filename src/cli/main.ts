@@ -7,7 +7,7 @@ import { addToken } from "../auth/identities-file.js";
 import { ROLES, type Role } from "../auth/principal.js";
 import { addMigrateCommand } from "../migrate/command.js";
 import { StoreError } from "../store/errors.js";
-import { backupStatus, resync, storeUsage } from "./admin-commands.js";
+import { backupStatus, resync, snapshotRestore, snapshotSave, snapshotStatus, storeUsage, type SnapshotRestoreOptions } from "./admin-commands.js";
 import { get, ls, put, rm, type ClientSettings } from "./client-commands.js";
 import { serve, SERVE_SETTINGS } from "./serve.js";
 import { addSettingOptions, parsePositiveInteger, resolveSettings, SettingsError } from "./settings.js";
@@ -104,6 +104,29 @@ program
   .action((store: string, options: { recount?: boolean }) => storeUsage(clientSettings(), store, options.recount === true));
 
 addMigrateCommand(program);
+
+const snapshot = program.command("snapshot").description("copies of a server's primary (every store) as of one instant, as SQLite store files");
+snapshot
+  .command("save")
+  .description("save a snapshot of the server's primary to FILE (atomically; admin role); prints its SHA-256")
+  .argument("<file>", "the snapshot file to write")
+  .action((file: string) => snapshotSave(clientSettings(), file));
+snapshot
+  .command("status")
+  .description("print a snapshot file's stores, keys, bytes and a digest per store")
+  .argument("<file>", "a snapshot file")
+  .action((file: string) => snapshotStatus(file));
+snapshot
+  .command("restore")
+  .description("load a snapshot file into an empty store of any backend (through tierkv migrate: resumable, verified)")
+  .argument("<file>", "a snapshot file")
+  .option("--to <uri>", "the target store URI: sqlite:PATH, postgres://…, grpc://HOST:PORT?token_file=FILE, …")
+  .option("--overwrite", "load into a non-empty target: keys of the snapshot's stores it lacks are removed, other stores are left alone", false)
+  .option("--prune-other-stores", "with --overwrite: also empty the target's stores the snapshot has no keys in", false)
+  .option("--checkpoint <file>", "the migrate checkpoint file")
+  // As for migrate: commander's own parse errors are usage errors, exit 2.
+  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2))
+  .action((file: string, options: SnapshotRestoreOptions) => snapshotRestore(file, options));
 
 const token = program.command("token").description("manage the bearer tokens of an identities file (--tokens-file)");
 token

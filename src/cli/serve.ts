@@ -17,6 +17,7 @@ import { parseKeyPath } from "../store/validate.js";
 import { connectService } from "../server/connect-service.js";
 import { startVssServer, type VssTlsOptions } from "../vss/http-server.js";
 import { DEFAULT_EPHEMERAL_KEYS } from "../tier/ephemeral-keys.js";
+import { redactStoreUri } from "../store/redact.js";
 import { NO_RETRY, type RetryPolicy } from "../tier/retry.js";
 import { TierStore, type BackupPolicy, type TierName } from "../tier/tier-store.js";
 import {
@@ -418,7 +419,7 @@ function vssTls(settings: ServeSettings): VssTlsOptions | undefined {
 
 /** Store URIs may carry a password (postgres://user:pass@…): shown as ***. */
 function redactUri(uri: string | undefined): string | undefined {
-  return uri?.replace(/^([a-z]+:\/\/[^:@/]*:)[^@/]*@/i, "$1***@").replace(/([?&]password=)[^&]*/gi, "$1***");
+  return uri === undefined ? undefined : redactStoreUri(uri);
 }
 
 /** The effective configuration, as `--print-config` shows it. */

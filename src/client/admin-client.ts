@@ -1,8 +1,14 @@
-//! The admin client: resync of a server's backup tier and its backup status.
+//! The admin client: resync of a server's backup tier, its backup status, store usage, snapshots.
 
 import type * as grpc from "@grpc/grpc-js";
 import { create, type MessageShape } from "@bufbuild/protobuf";
-import { AdminService, type BackupStatusResponse, type ResyncResponse, type StoreUsageResponse } from "../../gen/tierkv/v1/admin_pb.js";
+import {
+  AdminService,
+  type BackupStatusResponse,
+  type ResyncResponse,
+  type SnapshotResponse,
+  type StoreUsageResponse,
+} from "../../gen/tierkv/v1/admin_pb.js";
 import { grpcClientConstructor } from "../rpc/service-definition.js";
 import { fromGrpcError } from "../rpc/status.js";
 import { DEFAULT_TIMEOUT_MS, openChannel, type ClientOptions } from "./client.js";
@@ -11,6 +17,7 @@ const AdminClientClass = grpcClientConstructor(AdminService);
 
 type RawAdmin = {
   resync(request: unknown, metadata: grpc.Metadata): grpc.ClientReadableStream<ResyncResponse>;
+  snapshot(request: unknown, metadata: grpc.Metadata): grpc.ClientReadableStream<SnapshotResponse>;
   backupStatus(
     request: unknown,
     metadata: grpc.Metadata,
@@ -51,7 +58,22 @@ export class TierkvAdminClient {
     }
   }
 
-  /** The backup tier's policy, backlog of owed keys and divergence count. */
+  /**
+   * Streams a snapshot of the server's primary (admin role): chunks of a tierkv SQLite store file,
+   * then a summary with its SHA-256 and counts per store. No deadline: a large store takes a while.
+   */
+  async *snapshot(): AsyncGenerator<SnapshotResponse, void, undefined> {
+    const stream = (this.raw as unknown as RawAdmin).snapshot(create(AdminService.method.snapshot.input), this.metadata);
+    try {
+      for await (const part of stream) yield part as SnapshotResponse;
+    } catch (error) {
+      throw fromGrpcError(error as grpc.ServiceError, this.address);
+    } finally {
+      // A caller that stops reading (a full disk) stops the server's work too; no-op once ended.
+      stream.cancel();
+    }
+  }
+
   /** Keys and value bytes one store holds (admin role). */
   /** A store's usage; with `recount`, counted from the data, the usage record corrected and its drift reported. */
   storeUsage(storeId: string, recount = false): Promise<StoreUsageResponse> {
@@ -66,6 +88,7 @@ export class TierkvAdminClient {
     );
   }
 
+  /** The backup tier's policy, backlog of owed keys and divergence count. */
   backupStatus(): Promise<BackupStatusResponse> {
     const request = create(AdminService.method.backupStatus.input);
     return new Promise((resolve, reject) =>

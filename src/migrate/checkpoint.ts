@@ -1,8 +1,12 @@
 //! The checkpoint of a migration: which source and target it joins, and the position in the
 //! source's `listAllKeys` order up to which every key is copied, so a rerun resumes there.
+//! It holds no secret (the URIs are normalized, which drops passwords and tokens) and is private
+//! to its owner (0600) all the same: it names the stores.
 
+import { createHash } from "node:crypto";
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { redactStoreUri, splitUriAuthority } from "../store/redact.js";
 import type { KeyRef } from "../store/types.js";
 
 const FORMAT = 1;
@@ -12,11 +16,13 @@ export type MigratePhase = "copy" | "prune" | "verify";
 
 export interface Checkpoint {
   readonly format: number;
-  /** Normalized store URIs (see `normalizeStoreUri`). */
+  /** Normalized store URIs (see `normalizeStoreUri`): no password, no token. */
   readonly from: string;
   readonly to: string;
-  /** The first run had `--overwrite`: keys the source lacks are removed from the target. */
+  /** The first run had `--overwrite`: keys the source lacks are removed from the target's stores the source has. */
   readonly overwrite: boolean;
+  /** The first run had `--prune-other-stores`: the target's stores the source lacks are emptied too. */
+  readonly pruneOtherStores: boolean;
   readonly phase: MigratePhase;
   /**
    * The source `listAllKeys` token of the page holding `lastKey` ("" for the first page); every
@@ -30,9 +36,10 @@ export interface Checkpoint {
 }
 
 /**
- * A store URI reduced to what names the data: local paths made absolute, and the query of a
- * `grpc(s)://` URI (token file, TLS files, timeouts) left out, so a rerun from another directory
- * or with a renewed token still matches its checkpoint.
+ * A store URI reduced to what names the data, which is also what may be shown and stored: local
+ * paths made absolute; the query of a `grpc(s)://` URI (token file, TLS files, timeouts) and of a
+ * `postgres://` URI (TLS, pool settings) left out, and a PostgreSQL password too, so a rerun from
+ * another directory or with a renewed token or password still matches its checkpoint.
  */
 export function normalizeStoreUri(uri: string): string {
   const colon = uri.indexOf(":");
@@ -44,19 +51,21 @@ export function normalizeStoreUri(uri: string): string {
       const url = new URL(uri);
       return `${scheme}://${url.host}`;
     } catch {
-      return uri;
+      return redactStoreUri(uri);
     }
   }
-  return uri;
+  const parts = splitUriAuthority(uri);
+  if (parts === undefined) return uri;
+  return `${parts.prefix}${parts.user === undefined ? "" : `${parts.user}@`}${parts.rest.replace(/[?#].*$/s, "")}`;
 }
 
-/** `<target-description>.migrate-checkpoint`, the description being the normalized target URI made a file name. */
-export function defaultCheckpointName(to: string): string {
-  const description = normalizeStoreUri(to)
-    .replace(/[^A-Za-z0-9._-]+/g, "_")
-    .replace(/^[_.]+|_+$/g, "")
-    .slice(0, 150);
-  return `${description === "" ? "target" : description}.migrate-checkpoint`;
+/**
+ * `tierkv-migrate-<hash>.migrate-checkpoint`, the hash (SHA-256, 16 hex digits) of the normalized
+ * (from, to) pair: one file per migration, and a file name that shows no URI.
+ */
+export function defaultCheckpointName(from: string, to: string): string {
+  const pair = createHash("sha256").update(JSON.stringify([normalizeStoreUri(from), normalizeStoreUri(to)])).digest("hex");
+  return `tierkv-migrate-${pair.slice(0, 16)}.migrate-checkpoint`;
 }
 
 export class CheckpointError extends Error {
@@ -93,6 +102,7 @@ export function readCheckpoint(path: string): Checkpoint | undefined {
     from: parsed.from,
     to: parsed.to,
     overwrite: parsed.overwrite === true,
+    pruneOtherStores: parsed.pruneOtherStores === true,
     phase: parsed.phase!,
     pageToken: parsed.pageToken,
     lastKey: parsed.lastKey ?? null,
@@ -101,12 +111,13 @@ export function readCheckpoint(path: string): Checkpoint | undefined {
   };
 }
 
-export function newCheckpoint(from: string, to: string, overwrite: boolean): Checkpoint {
+export function newCheckpoint(from: string, to: string, overwrite: boolean, pruneOtherStores: boolean): Checkpoint {
   return {
     format: FORMAT,
     from: normalizeStoreUri(from),
     to: normalizeStoreUri(to),
     overwrite,
+    pruneOtherStores,
     phase: "copy",
     pageToken: "",
     lastKey: null,
@@ -120,10 +131,14 @@ export function checkpointMatches(checkpoint: Checkpoint, from: string, to: stri
   return checkpoint.from === normalizeStoreUri(from) && checkpoint.to === normalizeStoreUri(to);
 }
 
-/** Replaces the file atomically (write aside, rename over), so a kill never leaves half a checkpoint. */
+/**
+ * Replaces the file atomically (write aside, rename over), so a kill never leaves half a
+ * checkpoint; created 0600 (the aside file is removed first: a leftover would keep its mode).
+ */
 export function writeCheckpoint(path: string, checkpoint: Checkpoint): void {
   const aside = `${path}.${process.pid}.tmp`;
-  writeFileSync(aside, `${JSON.stringify(checkpoint)}\n`);
+  rmSync(aside, { force: true });
+  writeFileSync(aside, `${JSON.stringify(checkpoint)}\n`, { mode: 0o600 });
   renameSync(aside, path);
 }
 

@@ -7,6 +7,7 @@ import { join, resolve } from "node:path";
 import { Command, Option } from "commander";
 import { parsePositiveInteger, SettingsError } from "../cli/settings.js";
 import { StoreError } from "../store/errors.js";
+import { redactStoreUri } from "../store/redact.js";
 import type { KVStore } from "../store/types.js";
 import { openStore } from "../tier/open-store.js";
 import { checkpointMatches, CheckpointError, defaultCheckpointName, normalizeStoreUri, readCheckpoint } from "./checkpoint.js";
@@ -14,6 +15,7 @@ import {
   countKeys,
   DEFAULT_CONCURRENCY,
   describeKey,
+  extraKeys,
   firstKey,
   formatBytes,
   migrate,
@@ -33,6 +35,7 @@ export interface MigrateCommandOptions {
   readonly to?: string;
   readonly checkpoint?: string;
   readonly overwrite?: boolean;
+  readonly pruneOtherStores?: boolean;
   readonly dryRun?: boolean;
   readonly verifyOnly?: boolean;
   readonly concurrency?: string;
@@ -48,10 +51,11 @@ export function addMigrateCommand(program: Command): void {
     )
     .option("--from <uri>", "the source store: sqlite:PATH, fs:DIR, grpc://HOST:PORT?token_file=FILE, …")
     .option("--to <uri>", "the target store (must be empty unless --overwrite or resuming)")
-    .option("--checkpoint <file>", "the checkpoint file (default: <target>.migrate-checkpoint in the current directory)")
-    .option("--overwrite", "copy into a non-empty target; its keys the source lacks are removed", false)
-    .option("--dry-run", "print what would be copied (keys per store) and change nothing", false)
-    .option("--verify-only", "compare source and target (key counts and SHA-256 per namespace) without copying", false)
+    .option("--checkpoint <file>", "the checkpoint file (default: tierkv-migrate-<hash of --from and --to>.migrate-checkpoint in the current directory)")
+    .option("--overwrite", "copy into a non-empty target; keys of the source's stores that the source lacks are removed, other stores are left alone", false)
+    .option("--prune-other-stores", "with --overwrite: also empty the target's stores the source has no keys in", false)
+    .option("--dry-run", "print what would be written and removed (keys per store) and change nothing", false)
+    .option("--verify-only", "compare source and target (key counts and SHA-256 per namespace of the source's stores) without copying", false)
     .option("--concurrency <n>", "writes in flight", String(DEFAULT_CONCURRENCY))
     .addOption(new Option("--progress-interval <ms>", "ms between progress lines when stderr is not a terminal").hideHelp())
     // Commander's own parse errors (unknown options) are usage errors too: exit 2, not 1.
@@ -102,17 +106,23 @@ function verifiedLine(report: VerifyReport): string {
   return `verified ${keys} keys (${formatBytes(bytes)}) in ${storeOrStores(stores)}, ${namespaces.size} namespaces: counts and SHA-256 of ${versions} match`;
 }
 
-export async function runMigrate(options: MigrateCommandOptions): Promise<void> {
+export interface MigrateHooks {
+  /** Opens the source instead of `openStore(--from)` (a snapshot file, read-only); `from` still names it. */
+  readonly openSource?: () => Promise<KVStore>;
+}
+
+export async function runMigrate(options: MigrateCommandOptions, hooks: MigrateHooks = {}): Promise<void> {
   const from = checkUri(options.from, "--from");
   const to = checkUri(options.to, "--to");
   if (normalizeStoreUri(from) === normalizeStoreUri(to)) throw new SettingsError("--from and --to name the same store");
   if (options.dryRun && options.verifyOnly) throw new SettingsError("--dry-run and --verify-only exclude each other");
+  if (options.pruneOtherStores && !options.overwrite) throw new SettingsError("--prune-other-stores needs --overwrite");
   const concurrency = parsePositiveInteger(options.concurrency ?? String(DEFAULT_CONCURRENCY), "--concurrency");
   if (concurrency > MAX_CONCURRENCY) throw new SettingsError(`--concurrency: at most ${MAX_CONCURRENCY}`);
   const progressIntervalMs =
     options.progressInterval === undefined ? LOG_INTERVAL_MS : parsePositiveInteger(options.progressInterval, "--progress-interval");
   if (!exists(from)) throw new SettingsError(`--from ${normalizeStoreUri(from)}: no such file or directory`);
-  const checkpointPath = resolve(options.checkpoint ?? join(process.cwd(), defaultCheckpointName(to)));
+  const checkpointPath = resolve(options.checkpoint ?? join(process.cwd(), defaultCheckpointName(from, to)));
 
   const controller = new AbortController();
   const stop = (): void => controller.abort();
@@ -120,20 +130,22 @@ export async function runMigrate(options: MigrateCommandOptions): Promise<void> 
   process.once("SIGTERM", stop);
   const opened: KVStore[] = [];
   try {
-    const source = await open(from, "--from");
+    const source = await (hooks.openSource?.() ?? open(from, "--from"));
     opened.push(source);
     if (options.dryRun) {
       // A local target that does not exist yet stays that way: it is not opened (which creates it).
       const target = exists(to) ? await open(to, "--to") : undefined;
       if (target !== undefined) opened.push(target);
-      await dryRun(source, target, from, to, checkpointPath, options.overwrite === true);
+      await dryRun(source, target, from, to, checkpointPath, options.overwrite === true, options.pruneOtherStores === true);
       return;
     }
     if (options.verifyOnly && !exists(to)) throw new SettingsError(`--to ${normalizeStoreUri(to)}: no such file or directory`);
     const target = await open(to, "--to");
     opened.push(target);
     if (options.verifyOnly) {
-      const report = await verifyStores({ source, target, from, to, concurrency, signal: controller.signal, progressIntervalMs });
+      // As after a migration: the target's stores the source lacks are another tenant's business.
+      const storeIds = (await countKeys(source, controller.signal)).map((count) => count.storeId);
+      const report = await verifyStores({ source, target, from, to, concurrency, signal: controller.signal, progressIntervalMs, storeIds });
       if (report.mismatches.length > 0) throw new MigrateError(mismatchMessage(report.mismatches));
       process.stdout.write(`${verifiedLine(report)}\n`);
       return;
@@ -145,6 +157,7 @@ export async function runMigrate(options: MigrateCommandOptions): Promise<void> 
       to,
       checkpointPath,
       overwrite: options.overwrite === true,
+      pruneOtherStores: options.pruneOtherStores === true,
       concurrency,
       signal: controller.signal,
       progressIntervalMs,
@@ -153,7 +166,7 @@ export async function runMigrate(options: MigrateCommandOptions): Promise<void> 
     const parts = [
       `migrate done: copied ${report.copied} keys (${formatBytes(report.copiedBytes)})${report.resumed ? " in this run (resumed)" : ""}`,
       ...(report.vanished > 0 ? [`${report.vanished} vanished from the source`] : []),
-      ...(report.removed > 0 ? [`removed ${report.removed} keys the source lacks`] : []),
+      ...(report.removed > 0 ? [`removed ${report.removed} keys the source lacks${otherStoresPart(report.removedFromOtherStores)}`] : []),
       verifiedLine(report.verification),
     ];
     process.stdout.write(`${parts.join("; ")}\n`);
@@ -167,25 +180,60 @@ export async function runMigrate(options: MigrateCommandOptions): Promise<void> 
   }
 }
 
-async function dryRun(source: KVStore, target: KVStore | undefined, from: string, to: string, checkpointPath: string, overwrite: boolean): Promise<void> {
+function otherStoresPart(removed: number): string {
+  return removed > 0 ? ` (${removed} of them in stores the source lacks)` : "";
+}
+
+/**
+ * Prints, per store, the keys the migration would write and remove; with `overwrite`, the
+ * target's stores the source lacks too (emptied with `pruneOtherStores`, left alone without).
+ */
+async function dryRun(
+  source: KVStore,
+  target: KVStore | undefined,
+  from: string,
+  to: string,
+  checkpointPath: string,
+  overwrite: boolean,
+  pruneOtherStores: boolean,
+): Promise<void> {
   const out: string[] = [`dry run (nothing is changed): migrate ${normalizeStoreUri(from)} → ${normalizeStoreUri(to)}`];
+  const checkpoint = readCheckpoint(checkpointPath);
+  const foreign = checkpoint !== undefined && !checkpointMatches(checkpoint, from, to);
+  // A resumed migration prunes as its first run was told to.
+  const prunes = checkpoint !== undefined && !foreign ? checkpoint.overwrite : overwrite;
+  const prunesOthers = checkpoint !== undefined && !foreign ? checkpoint.pruneOtherStores : pruneOtherStores;
   const counts = await countKeys(source);
+  const removals = new Map<string, number>();
+  if (target !== undefined && prunes) {
+    for await (const { ref } of extraKeys(source, target, prunesOthers)) removals.set(ref.storeId, (removals.get(ref.storeId) ?? 0) + 1);
+  }
   let keys = 0;
   for (const count of counts) {
     keys += count.keys;
-    out.push(`  store ${count.storeId}: ${count.keys} keys in ${count.namespaces} namespaces`);
+    out.push(`  store ${count.storeId}: would write ${count.keys} keys in ${count.namespaces} namespaces, remove ${removals.get(count.storeId) ?? 0}`);
   }
-  out.push(`would copy ${keys} keys in ${storeOrStores(counts.length)}, then verify`);
-  const checkpoint = readCheckpoint(checkpointPath);
-  if (checkpoint !== undefined && !checkpointMatches(checkpoint, from, to)) {
-    out.push(`refused: checkpoint ${checkpointPath} belongs to a migration from ${checkpoint.from} to ${checkpoint.to}`);
+  if (target !== undefined && prunes) {
+    const copied = new Set(counts.map((count) => count.storeId));
+    for (const other of (await countKeys(target)).filter((count) => !copied.has(count.storeId))) {
+      out.push(
+        prunesOthers
+          ? `  store ${other.storeId} (not in the source): would remove all ${other.keys} keys (--prune-other-stores)`
+          : `  store ${other.storeId} (not in the source): ${other.keys} keys, left alone (--prune-other-stores would empty it)`,
+      );
+    }
+  }
+  const removed = [...removals.values()].reduce((sum, n) => sum + n, 0);
+  out.push(`would copy ${keys} keys in ${storeOrStores(counts.length)}${removed > 0 ? ` and remove ${removed} keys from the target` : ""}, then verify`);
+  if (foreign) {
+    out.push(`refused: checkpoint ${checkpointPath} belongs to a migration from ${redactStoreUri(checkpoint.from)} to ${redactStoreUri(checkpoint.to)}`);
   } else if (checkpoint !== undefined) {
     const after = checkpoint.lastKey === null ? "from the start" : `after ${describeKey(checkpoint.lastKey)}`;
     out.push(`target: would resume (${checkpoint.phase}) from checkpoint ${checkpointPath}, ${after}`);
   } else {
     const first = target === undefined ? undefined : await firstKey(target);
     if (first === undefined) out.push(`target: empty${target === undefined ? " (does not exist yet)" : ""}`);
-    else if (overwrite) out.push(`target: not empty (${describeKey(first)}); --overwrite copies over it and removes keys the source lacks`);
+    else if (overwrite) out.push(`target: not empty (${describeKey(first)}); --overwrite copies over it and removes the keys listed above`);
     else out.push(`target: not empty (${describeKey(first)}); refused without --overwrite`);
   }
   process.stdout.write(`${out.join("\n")}\n`);

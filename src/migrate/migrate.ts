@@ -13,12 +13,14 @@
 //! skipped and counted as vanished.
 
 import { StoreError } from "../store/errors.js";
+import { redactStoreUri } from "../store/redact.js";
 import { scanAllKeys } from "../store/scan.js";
 import { DEFAULT_PAGE_SIZE } from "../limits.js";
 import type { AllKeysPage, KVStore, KeyRef, KeyVersion, NamespaceRef } from "../store/types.js";
 import {
   checkpointMatches,
   newCheckpoint,
+  normalizeStoreUri,
   readCheckpoint,
   removeCheckpoint,
   writeCheckpoint,
@@ -134,6 +136,8 @@ export interface VerifyOptions {
   readonly progressIntervalMs?: number;
   /** Expected keys on each side, for the progress total. */
   readonly expectedKeys?: number;
+  /** Compare only these stores (those migrated); every store when absent. */
+  readonly storeIds?: readonly string[];
 }
 
 export interface VerifyReport {
@@ -161,9 +165,9 @@ export async function verifyStores(options: VerifyOptions): Promise<VerifyReport
   progress.set(0, total, "source and target");
   try {
     const digest = (store: KVStore, side: string): Promise<StoreDigest> =>
-      digestStore(store, { concurrency: Math.max(1, Math.ceil(concurrency / 2)), signal: options.signal, onKey }).catch((error: unknown) => {
+      digestStore(store, { concurrency: Math.max(1, Math.ceil(concurrency / 2)), signal: options.signal, storeIds: options.storeIds, onKey }).catch((error: unknown) => {
         if (error instanceof AbortedError) throw error;
-        throw new MigrateError(`verification failed reading the ${side} (${options[side === "source" ? "from" : "to"]}): ${messageOf(error)}`);
+        throw new MigrateError(`verification failed reading the ${side} (${normalizeStoreUri(options[side === "source" ? "from" : "to"])}): ${messageOf(error)}`);
       });
     const [source, target] = await Promise.all([digest(options.source, "source"), digest(options.target, "target")]);
     const versionsCompared = shouldCompareVersions(versionKeepingOf(options.from), versionKeepingOf(options.to), source, target);
@@ -187,8 +191,10 @@ export interface MigrateOptions {
   readonly from: string;
   readonly to: string;
   readonly checkpointPath: string;
-  /** Copy over a non-empty target; keys it holds that the source lacks are removed. */
+  /** Copy over a non-empty target; keys of the source's stores that the source lacks are removed from it. */
   readonly overwrite?: boolean;
+  /** With `overwrite`: the target's stores the source lacks are emptied too (otherwise left alone). */
+  readonly pruneOtherStores?: boolean;
   /** Mutations in flight (DEFAULT_CONCURRENCY). */
   readonly concurrency?: number;
   /** Stops the migration: the checkpoint is saved and a `MigrateError` thrown. */
@@ -211,6 +217,8 @@ export interface MigrateReport {
   readonly vanished: number;
   /** Keys removed from the target because the source lacks them (`overwrite`). */
   readonly removed: number;
+  /** Of them, keys of stores the source lacks (`pruneOtherStores`). */
+  readonly removedFromOtherStores: number;
   readonly verification: VerifyReport;
 }
 
@@ -226,7 +234,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateReport> {
   let checkpoint = readCheckpoint(checkpointPath);
   if (checkpoint !== undefined && !checkpointMatches(checkpoint, options.from, options.to)) {
     throw new MigrateUsageError(
-      `checkpoint ${checkpointPath} belongs to a migration from ${checkpoint.from} to ${checkpoint.to}; remove it or pass another --checkpoint`,
+      `checkpoint ${checkpointPath} belongs to a migration from ${redactStoreUri(checkpoint.from)} to ${redactStoreUri(checkpoint.to)}; remove it or pass another --checkpoint`,
     );
   }
   const resumed = checkpoint !== undefined;
@@ -235,23 +243,24 @@ export async function migrate(options: MigrateOptions): Promise<MigrateReport> {
       const first = await firstKey(target, signal);
       if (first !== undefined) {
         throw new MigrateUsageError(
-          `the target ${newCheckpoint(options.from, options.to, false).to} is not empty (${describeKey(first)}); ` +
-            "pass --overwrite to copy over it (keys the source lacks are then removed from it), or migrate into an empty store",
+          `the target ${normalizeStoreUri(options.to)} is not empty (${describeKey(first)}); ` +
+            "pass --overwrite to copy over it (keys of the source's stores that the source lacks are then removed from it), or migrate into an empty store",
         );
       }
     }
-    checkpoint = newCheckpoint(options.from, options.to, options.overwrite === true);
+    checkpoint = newCheckpoint(options.from, options.to, options.overwrite === true, options.pruneOtherStores === true);
     writeCheckpoint(checkpointPath, checkpoint);
   } else {
     const after = checkpoint.lastKey === null ? "from the start" : `after ${describeKey(checkpoint.lastKey)}`;
     options.note?.(`resuming the migration (${checkpoint.phase}) from checkpoint ${checkpointPath}, ${after}: ${checkpoint.copied} keys copied before`);
   }
 
-  const sourceKeys = (await countKeys(source, signal)).reduce((sum, count) => sum + count.keys, 0);
+  const sourceCounts = await countKeys(source, signal);
+  const sourceKeys = sourceCounts.reduce((sum, count) => sum + count.keys, 0);
   let copied = 0;
   let copiedBytes = 0;
   let vanished = 0;
-  let removed = 0;
+  let removed = { total: 0, otherStores: 0 };
 
   if (checkpoint.phase === "copy") {
     const result = await copyPhase(options, checkpoint, sourceKeys, concurrency);
@@ -260,7 +269,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateReport> {
     writeCheckpoint(checkpointPath, checkpoint);
   }
   if (checkpoint.phase === "prune") {
-    removed = await prunePhase(options, concurrency);
+    removed = await prunePhase(options, checkpoint.pruneOtherStores, concurrency);
     checkpoint = { ...checkpoint, phase: "verify" };
     writeCheckpoint(checkpointPath, checkpoint);
   }
@@ -268,7 +277,9 @@ export async function migrate(options: MigrateOptions): Promise<MigrateReport> {
   await options.beforeVerify?.();
   let verification: VerifyReport;
   try {
-    verification = await verifyStores({ ...options, concurrency, expectedKeys: sourceKeys });
+    // The target's other stores are compared only when the migration emptied them.
+    const storeIds = checkpoint.pruneOtherStores ? undefined : sourceCounts.map((count) => count.storeId);
+    verification = await verifyStores({ ...options, concurrency, expectedKeys: sourceKeys, storeIds });
   } catch (error) {
     if (error instanceof AbortedError) throw interrupted(checkpointPath, "verifying");
     throw error;
@@ -279,7 +290,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateReport> {
   if (verification.mismatches.length > 0) {
     throw new MigrateError(`${mismatchMessage(verification.mismatches)}; rerun with --overwrite to copy again`);
   }
-  return { resumed, copied, copiedBytes, vanished, removed, verification };
+  return { resumed, copied, copiedBytes, vanished, removed: removed.total, removedFromOtherStores: removed.otherStores, verification };
 }
 
 function interrupted(checkpointPath: string, what: string): MigrateError {
@@ -411,29 +422,50 @@ async function keysOf(store: KVStore, ns: NamespaceRef, signal: AbortSignal | un
   return keys;
 }
 
-/** Removes the target's keys the source lacks (after a copy with `overwrite`); returns how many. */
-async function prunePhase(options: MigrateOptions, concurrency: number): Promise<number> {
-  const { source, target, signal } = options;
-  let removed = 0;
-  async function* extra(): AsyncGenerator<KeyVersion> {
-    let namespace: string | undefined;
-    let present = new Set<string>();
-    for await (const ref of scanAllKeys(target, { allStores: true, signal })) {
+/** A key of the target that the source lacks; `otherStore`: the source holds no key of its store. */
+export interface ExtraKey {
+  readonly ref: KeyVersion;
+  readonly otherStore: boolean;
+}
+
+/**
+ * The target's keys the source lacks, in key order: those of the stores the source holds keys
+ * in (each walked alone, so other stores are never read), and with `otherStores` those of every
+ * other store as well. A shared target's other tenants are thus left alone unless asked.
+ */
+export async function* extraKeys(source: KVStore, target: KVStore, otherStores: boolean, signal?: AbortSignal): AsyncGenerator<ExtraKey> {
+  const sourceStores = new Set((await countKeys(source, signal)).map((count) => count.storeId));
+  const walks = otherStores ? [scanAllKeys(target, { allStores: true, signal })] : [...sourceStores].sort().map((storeId) => scanAllKeys(target, { storeId, signal }));
+  let namespace: string | undefined;
+  let present = new Set<string>();
+  for (const walk of walks) {
+    for await (const ref of walk) {
+      if (!sourceStores.has(ref.storeId)) {
+        yield { ref, otherStore: true };
+        continue;
+      }
       const id = `${ref.storeId}\0${ref.primaryNamespace}\0${ref.secondaryNamespace}`;
       if (id !== namespace) {
         namespace = id;
         present = await keysOf(source, ref, signal);
       }
-      if (!present.has(ref.key)) yield ref;
+      if (!present.has(ref.key)) yield { ref, otherStore: false };
     }
   }
+}
+
+/** Removes the target's keys the source lacks (after a copy with `overwrite`); returns how many. */
+async function prunePhase(options: MigrateOptions, otherStores: boolean, concurrency: number): Promise<{ total: number; otherStores: number }> {
+  const { source, target, signal } = options;
+  const removed = { total: 0, otherStores: 0 };
   try {
     await forEachConcurrent(
-      extra(),
+      extraKeys(source, target, otherStores, signal),
       concurrency,
-      async (ref) => {
+      async ({ ref, otherStore }) => {
         await target.remove(ref, { signal });
-        removed++;
+        removed.total++;
+        if (otherStore) removed.otherStores++;
       },
       signal,
     );

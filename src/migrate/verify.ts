@@ -88,6 +88,8 @@ function finalize(acc: Accumulator): NamespaceDigest {
 
 export interface DigestOptions {
   readonly concurrency: number;
+  /** Only these stores (each walked alone, so others are never read); every store when absent. */
+  readonly storeIds?: readonly string[];
   readonly signal?: AbortSignal;
   /** Called after each key is read. */
   readonly onKey?: () => void;
@@ -115,8 +117,14 @@ export async function digestStore(store: KVStore, options: DigestOptions): Promi
     if (digest.keys > 0) namespaces.set(id, digest);
   };
 
+  async function* walk(): AsyncGenerator<KeyVersion> {
+    const { storeIds, signal } = options;
+    if (storeIds === undefined) yield* scanAllKeys(store, { allStores: true, signal });
+    else for (const storeId of [...storeIds].sort()) yield* scanAllKeys(store, { storeId, signal });
+  }
+
   async function* listed(): AsyncGenerator<{ ref: KeyVersion; acc: Accumulator }> {
-    for await (const ref of scanAllKeys(store, { allStores: true, signal: options.signal })) {
+    for await (const ref of walk()) {
       const id = namespaceId(ref);
       if (current === undefined || namespaceId(current.ns) !== id) {
         if (current !== undefined) {

@@ -16,6 +16,7 @@ import * as grpc from "@grpc/grpc-js";
 import { TierkvClient, type ClientMutation, type MutationResult } from "../client/client.js";
 import { DEFAULT_LIMITS, PER_MUTATION_OVERHEAD_BYTES } from "../limits.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
+import { redactStoreUri } from "../store/redact.js";
 import type {
   AllKeysPage,
   AllKeysRequest,
@@ -249,7 +250,7 @@ function readTokenFile(path: string, address: string): string {
 function positiveParameter(uri: URL, text: string, name: string): number | undefined {
   const value = uri.searchParams.get(name);
   if (value === null) return undefined;
-  if (!/^[1-9][0-9]{0,14}$/.test(value)) throw invalidArgument(`store URI "${text}": ${name} must be a positive whole number`);
+  if (!/^[1-9][0-9]{0,14}$/.test(value)) throw invalidArgument(`store URI "${redactStoreUri(text)}": ${name} must be a positive whole number`);
   return Number(value);
 }
 
@@ -257,17 +258,17 @@ function positiveParameter(uri: URL, text: string, name: string): number | undef
 export function openRemoteStore(text: string): RemoteStore {
   const uri = new URL(text);
   if (uri.port === "" || uri.pathname.replace(/^\/$/, "") !== "") {
-    throw invalidArgument(`store URI "${text}": expected ${uri.protocol}//host:port`);
+    throw invalidArgument(`store URI "${redactStoreUri(text)}": expected ${uri.protocol}//host:port`);
   }
   for (const name of uri.searchParams.keys()) {
     if (!(PARAMETERS as readonly string[]).includes(name)) {
-      throw invalidArgument(`store URI "${text}": unknown parameter "${name}"; known: ${PARAMETERS.join(", ")}`);
+      throw invalidArgument(`store URI "${redactStoreUri(text)}": unknown parameter "${name}"; known: ${PARAMETERS.join(", ")}`);
     }
   }
   const tls = uri.protocol === "grpcs:";
   const [ca, cert, key] = [readParameterFile(uri, "ca"), readParameterFile(uri, "cert"), readParameterFile(uri, "key")];
-  if (!tls && (ca || cert || key)) throw invalidArgument(`store URI "${text}": ca/cert/key need grpcs://`);
-  if ((cert === undefined) !== (key === undefined)) throw invalidArgument(`store URI "${text}": cert and key go together`);
+  if (!tls && (ca || cert || key)) throw invalidArgument(`store URI "${redactStoreUri(text)}": ca/cert/key need grpcs://`);
+  if ((cert === undefined) !== (key === undefined)) throw invalidArgument(`store URI "${redactStoreUri(text)}": cert and key go together`);
   const tokenFile = uri.searchParams.get("token_file") ?? undefined;
   const token = tokenFile === undefined ? undefined : readTokenFile(tokenFile, uri.host);
   const timeoutMs = positiveParameter(uri, text, "timeout_ms");

@@ -1,11 +1,13 @@
-//! The AdminService handlers: resync of the backup (streaming progress) and backup status.
+//! The AdminService handlers: resync of the backup (streaming progress), backup status, store
+//! usage, and snapshots of the primary (streaming the file).
 
 import { AdminService, type ResyncResponse } from "../../gen/tierkv/v1/admin_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "../rpc/service-definition.js";
 import { allows, type Principal } from "../auth/principal.js";
 import { StoreError } from "../store/errors.js";
-import type { StoreUsage } from "../store/types.js";
+import { snapshotParts } from "../store/snapshot.js";
+import type { SnapshotSource, StoreUsage } from "../store/types.js";
 import type { ResyncProgress } from "../tier/backup-repair.js";
 import type { BackupStatus } from "../tier/tier-store.js";
 
@@ -16,6 +18,8 @@ export interface AdminOperations {
   backupStatus(): Promise<BackupStatus>;
   storeUsage(storeId: string): Promise<StoreUsage>;
   recountUsage(storeId: string): Promise<{ recorded: StoreUsage; counted: StoreUsage }>;
+  /** The primary as a snapshot source; throws failed-precondition when it cannot be one. */
+  snapshotSource(): SnapshotSource;
 }
 
 /** How often a running resync reports progress. */
@@ -74,6 +78,19 @@ export function adminService(operations: AdminOperations): ServiceImpl<typeof Ad
         driftKeys: BigInt(recorded.keys - counted.keys),
         driftBytes: BigInt(recorded.bytes - counted.bytes),
       };
+    },
+
+    // A caller that goes away stops the snapshot and its temporary file is removed.
+    async *snapshot(_request, context) {
+      requireAdmin(context.principal);
+      for await (const part of snapshotParts(operations.snapshotSource(), context.signal)) {
+        if (part.kind === "chunk") {
+          yield { part: { case: "chunk", value: part.bytes } };
+        } else {
+          const stores = part.stores.map((store) => ({ storeId: store.storeId, keys: BigInt(store.keys), valueBytes: BigInt(store.bytes) }));
+          yield { part: { case: "summary", value: { sha256: part.sha256, fileBytes: BigInt(part.fileBytes), stores } } };
+        }
+      }
     },
 
     async backupStatus(_request, context) {

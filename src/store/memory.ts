@@ -24,6 +24,8 @@ import {
   type Page,
   type PageRequest,
   type RemoveOptions,
+  type SnapshotSource,
+  type StoredRecord,
   type StoreUsage,
   type StoreUsageReader,
   type TxnRequest,
@@ -96,7 +98,7 @@ function keyId(ref: KeyRef): string {
   return `${namespaceId(ref)}\0${ref.key}`;
 }
 
-export class MemoryStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader {
+export class MemoryStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader, SnapshotSource {
   private readonly namespaces = new Map<string, Namespace>();
   /** Keys the backup tier owes, with the version recorded (see `BackupLedger`). */
   private readonly owed = new Map<string, KeyVersion>();
@@ -323,6 +325,16 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
 
   async highestVersion(): Promise<bigint> {
     return this.highest;
+  }
+
+  /** Every key, collected in one synchronous pass (no mutation can interleave) before the first is yielded. */
+  async *snapshotRecords(): AsyncGenerator<StoredRecord> {
+    const records: StoredRecord[] = [];
+    for (const ns of this.namespaces.values()) {
+      // A write replaces an entry's value array, never changes it: holding the reference is a copy.
+      for (const entry of ns.byKey.values()) records.push({ ...ns.ref, key: entry.key, value: entry.value, version: entry.version, revision: entry.revision });
+    }
+    yield* records.sort(compareKeys);
   }
 
   async close(): Promise<void> {

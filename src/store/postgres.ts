@@ -95,6 +95,8 @@ import { effectivePageSize, GROUP_COMMIT_MAX_BYTES, GROUP_COMMIT_MAX_MUTATIONS }
 import { invalidArgument, notFound, StoreError } from "./errors.js";
 import { appliedVersion, checkQuota, firstFailedCheck, isStale, stateAfterWrite, usageChange, type StoredState } from "./mutation-rules.js";
 import { allKeysPage, allKeysStart, decodeSequenceToken, sequencePage } from "./page-token.js";
+import { postgresSnapshotRecords } from "./postgres-snapshot.js";
+import { redactStoreUri } from "./redact.js";
 import {
   storeIdOf,
   VersionedReads,
@@ -116,6 +118,8 @@ import {
   type Quota,
   type RemoveOptions,
   type TxnCheck,
+  type SnapshotSource,
+  type StoredRecord,
   type TxnRequest,
   type TxnResult,
   type VersionedValue,
@@ -207,11 +211,6 @@ export interface PostgresStoreOptions {
 
 const URI_PARAMETERS = new Set(["sslmode", "sslrootcert", "sslcert", "sslkey", "pool_max", "connect_timeout", "application_name"]);
 
-/** The URI with its password hidden, for messages. */
-export function redactPostgresUri(uri: string): string {
-  return uri.replace(/^([a-z]+:\/\/[^:/@]*):[^@/]*@/i, "$1:***@");
-}
-
 /**
  * The pool configuration a store URI names. Parameters (all optional):
  * - `sslmode`: `disable` (default: no TLS), `require` (encrypted; the certificate is checked
@@ -222,7 +221,7 @@ export function redactPostgresUri(uri: string): string {
  * - `application_name` (default `tierkv`).
  */
 export function parsePostgresUri(uri: string): pg.PoolConfig {
-  const bad = (problem: string): StoreError => invalidArgument(`store URI "${redactPostgresUri(uri)}": ${problem}`);
+  const bad = (problem: string): StoreError => invalidArgument(`store URI "${redactStoreUri(uri)}": ${problem}`);
   let url: URL;
   try {
     url = new URL(uri);
@@ -703,7 +702,7 @@ interface Unit {
   readonly reject: (error: unknown) => void;
 }
 
-export class PostgresStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader {
+export class PostgresStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader, SnapshotSource {
   private pending: Unit[] = [];
   /** Keys of the mutations in running transactions, with how many of those touch each. */
   private readonly busy = new Map<string, number>();
@@ -897,6 +896,11 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
   async highestVersion(): Promise<bigint> {
     const [row] = await this.query<{ v: bigint | null }>("highest", []);
     return row?.v ?? 0n;
+  }
+
+  /** One REPEATABLE READ transaction's view (see postgres-snapshot.ts). */
+  snapshotRecords(signal?: AbortSignal): AsyncIterable<StoredRecord> {
+    return postgresSnapshotRecords(this.pool, signal);
   }
 
   async close(): Promise<void> {

@@ -39,6 +39,8 @@ import {
   type Page,
   type PageRequest,
   type RemoveOptions,
+  type SnapshotSource,
+  type StoredRecord,
   type StoreUsage,
   type StoreUsageReader,
   type TxnRequest,
@@ -58,6 +60,11 @@ export interface SqliteStoreOptions {
    * see `sqlite-wal.ts`. Costs ~16 MiB of disk; servers turn it on for durable stores.
    */
   readonly preallocateWal?: boolean;
+  /**
+   * Open an existing file of the current schema read-only (a snapshot being restored): it is
+   * neither migrated nor switched to WAL, so its bytes stay as they are; mutations fail.
+   */
+  readonly readOnly?: boolean;
 }
 
 /** WAL pages after which SQLite checkpoints and starts the log over (~16 MiB at 4 KiB pages). */
@@ -289,7 +296,10 @@ function prepareStatements(db: Database.Database) {
   };
 }
 
-export class SqliteStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader {
+/** Rows a snapshot reads per statement: the event loop runs between pages. */
+const SNAPSHOT_PAGE_ROWS = 256;
+
+export class SqliteStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader, SnapshotSource {
   private readonly db: Database.Database;
   private readonly stmt: ReturnType<typeof prepareStatements>;
   private pending: PendingMutation[] = [];
@@ -302,12 +312,29 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   private readonly applyAll: (batch: readonly PendingMutation[]) => unknown[];
 
   /** Opens (creating file, directory and schema when missing) the database at `path`. */
-  constructor(path: string, options: SqliteStoreOptions = {}) {
+  constructor(
+    private readonly path: string,
+    options: SqliteStoreOptions = {},
+  ) {
     super();
-    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma(`synchronous = ${options.synchronous ?? "FULL"}`);
+    if (options.readOnly) {
+      this.db = new Database(path, { readonly: true, fileMustExist: true });
+      let schema: unknown;
+      try {
+        schema = this.db.pragma("user_version", { simple: true });
+      } catch {
+        schema = undefined; // not a SQLite database at all
+      }
+      if (schema !== MIGRATIONS.length) {
+        this.db.close();
+        throw new StoreError("invalid-argument", "not a tierkv SQLite store of the current schema");
+      }
+    } else {
+      if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+      this.db = new Database(path);
+      this.db.pragma("journal_mode = WAL");
+      this.db.pragma(`synchronous = ${options.synchronous ?? "FULL"}`);
+    }
     // A busy wait blocks the whole event loop: keep it short and report `unavailable` instead.
     this.db.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
     // Reads through a memory map skip a read() per page; a 64 MiB page cache keeps the index and
@@ -316,8 +343,8 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     this.db.pragma("mmap_size = 268435456");
     this.db.pragma("cache_size = -65536");
     this.db.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
-    migrate(this.db);
-    if (options.preallocateWal && path !== ":memory:") {
+    if (!options.readOnly) migrate(this.db);
+    if (options.preallocateWal && !options.readOnly && path !== ":memory:") {
       const pageSize = this.db.pragma("page_size", { simple: true }) as number;
       preallocateWal(this.db, `${path}-wal`, walBytesAtCheckpoint(pageSize, WAL_CHECKPOINT_PAGES));
     }
@@ -592,6 +619,45 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
 
   async highestVersion(): Promise<bigint> {
     return this.guarded(() => this.stmt.highest.get() ?? 0n);
+  }
+
+  /**
+   * Every key from one read transaction on a read-only connection of its own: in WAL mode it
+   * sees the database as of its first read while this connection goes on committing (the WAL
+   * cannot be checkpointed past that point until it ends). An in-memory database has no second
+   * connection: it is read at once, which no commit can interleave with.
+   */
+  async *snapshotRecords(signal?: AbortSignal): AsyncGenerator<StoredRecord> {
+    const columns = "store_id, primary_namespace, secondary_namespace, key, value, version, revision";
+    const order = "ORDER BY store_id, primary_namespace, secondary_namespace, key";
+    const toRecord = (row: DbKeyVersion & { value: Buffer }): StoredRecord => ({ ...toKeyVersion(row), value: row.value });
+    if (this.path === ":memory:") {
+      const rows = this.guarded(() => this.db.prepare<[], DbKeyVersion & { value: Buffer }>(`SELECT ${columns} FROM kv ${order}`).safeIntegers(true).all());
+      yield* rows.map(toRecord);
+      return;
+    }
+    const reader = this.guarded(() => new Database(this.path, { readonly: true, fileMustExist: true }));
+    try {
+      reader.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
+      const page = reader
+        .prepare<[KeyParams & { limit: number }], DbKeyVersion & { value: Buffer }>(
+          `SELECT ${columns} FROM kv
+           WHERE (store_id, primary_namespace, secondary_namespace, key) > (@storeId, @pn, @sn, @key) ${order} LIMIT @limit`,
+        )
+        .safeIntegers(true);
+      this.guarded(() => reader.exec("BEGIN"));
+      let after = FIRST_KEY;
+      for (;;) {
+        signal?.throwIfAborted();
+        const rows = this.guarded(() => page.all({ ...after, limit: SNAPSHOT_PAGE_ROWS }));
+        yield* rows.map(toRecord);
+        const last = rows.at(-1);
+        if (rows.length < SNAPSHOT_PAGE_ROWS || last === undefined) break;
+        after = { storeId: last.store_id, pn: last.primary_namespace, sn: last.secondary_namespace, key: last.key };
+      }
+    } finally {
+      reader.close();
+    }
   }
 
   async close(): Promise<void> {

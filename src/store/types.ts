@@ -258,6 +258,25 @@ export function isStateReader(store: KVStore): store is KVStore & StateReader {
   return typeof (store as Partial<StateReader>).readState === "function";
 }
 
+/** A key with everything a copy of it needs: address, value, version and revision. */
+export interface StoredRecord extends KeyVersion {
+  readonly value: Uint8Array;
+}
+
+/**
+ * Optional capability: every key of every store as of one instant (contract §2.12, Snapshot),
+ * read while writers go on. A backend implements it only when it can give that guarantee (one
+ * read transaction or equivalent), never by walking pages that writers may change in between.
+ */
+export interface SnapshotSource {
+  /** The records of one consistent view, in the backend's `listAllKeys` order. */
+  snapshotRecords(signal?: AbortSignal): AsyncIterable<StoredRecord>;
+}
+
+export function isSnapshotSource(store: KVStore): store is KVStore & SnapshotSource {
+  return typeof (store as Partial<SnapshotSource>).snapshotRecords === "function";
+}
+
 /**
  * A primary that can remember, in the same commit as a mutation (`owedToBackup`), that the backup
  * tier does not have it yet: a crash between the primary's commit and the backup's answer then

@@ -7,6 +7,7 @@ import { invalidArgument } from "../store/errors.js";
 import { FsStore } from "../store/fs.js";
 import { MemoryStore } from "../store/memory.js";
 import { openPostgresStore } from "../store/postgres.js";
+import { redactStoreUri } from "../store/redact.js";
 import { SqliteStore } from "../store/sqlite.js";
 import type { KVStore } from "../store/types.js";
 
@@ -47,13 +48,17 @@ export async function openStore(uri: string, options: OpenStoreOptions = {}): Pr
       return FsStore.open(resolve(rest), { fsync: options.durability !== "cache" });
     case "postgres":
     case "postgresql":
-      return openPostgresStore(uri);
+      return openPostgresStore(uri).catch((error: unknown) => {
+        // decodeURIComponent's own message ("URI malformed") would not say where.
+        if (error instanceof URIError) throw invalidArgument(`store URI "${redactStoreUri(uri)}": a "%" in the user or password must start an escape; write a literal % as %25`);
+        throw error;
+      });
     case "grpc":
     case "grpcs":
       return openRemoteStore(uri);
     default:
       throw invalidArgument(
-        `store URI "${uri}" has an unknown scheme; expected one of ${STORE_URI_SCHEMES.join(", ")}`,
+        `store URI "${redactStoreUri(uri)}" has an unknown scheme; expected one of ${STORE_URI_SCHEMES.join(", ")}`,
       );
   }
 }

@@ -12,6 +12,7 @@ import {
   compareKeys,
   isBackupLedger,
   isStoreUsageReader,
+  isSnapshotSource,
   storeIdOf,
   VersionedReads,
   type AllKeysPage,
@@ -29,6 +30,7 @@ import {
   type PageRequest,
   type RemoveOptions,
   type Quota,
+  type SnapshotSource,
   type StoreUsage,
   type StoreUsageReader,
   type TxnOperation,
@@ -577,6 +579,18 @@ export class TierStore extends VersionedReads implements KVStore {
     const reader = this.primary.store;
     if (!isStoreUsageReader(reader)) return [];
     return Promise.all(this.quotas.known(limit).map(async ([storeId, quota]): Promise<[string, StoreUsage, Quota]> => [storeId, await reader.storeUsage(storeId), quota]));
+  }
+
+  /**
+   * The primary, for a snapshot of one instant (contract §2.12); `failed-precondition` when its
+   * backend cannot give one consistent view (fs:, grpc://).
+   */
+  snapshotSource(): SnapshotSource {
+    const store = this.primary.store;
+    if (!isSnapshotSource(store)) {
+      throw new StoreError("failed-precondition", "this server's primary cannot take a consistent snapshot (sqlite:, postgres:// and memory: primaries can)");
+    }
+    return store;
   }
 
   /** Keys and value bytes a store holds now, from the primary's usage record (admin output). */

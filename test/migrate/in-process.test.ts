@@ -136,10 +136,16 @@ describe("migrate (in-process)", () => {
     expect(existsSync(join(dir, "other"))).toBe(false);
   });
 
-  it("names checkpoints after the target, without the query of a grpc URI", () => {
+  it("names checkpoints by a hash of the normalized (from, to) pair; normalizing drops tokens and passwords", () => {
     expect(normalizeStoreUri("grpc://10.0.0.5:50051?token_file=/run/secrets/t")).toBe("grpc://10.0.0.5:50051");
-    expect(defaultCheckpointName("grpc://10.0.0.5:50051?token_file=/x")).toBe("grpc_10.0.0.5_50051.migrate-checkpoint");
-    expect(defaultCheckpointName("sqlite:/var/lib/tierkv/kv.db")).toBe("sqlite_var_lib_tierkv_kv.db.migrate-checkpoint");
+    expect(normalizeStoreUri("postgres://kv:p@ss/w%rd@db.internal:5433/kv?sslmode=require&password=x")).toBe("postgres://kv@db.internal:5433/kv");
+    const name = defaultCheckpointName("sqlite:/var/lib/tierkv/kv.db", "grpc://10.0.0.5:50051?token_file=/x");
+    expect(name).toMatch(/^tierkv-migrate-[0-9a-f]{16}\.migrate-checkpoint$/);
+    // The same migration with a renewed token or password resumes from the same file; another pair does not.
+    expect(defaultCheckpointName("sqlite:/var/lib/tierkv/kv.db", "grpc://10.0.0.5:50051?token_file=/y")).toBe(name);
+    expect(defaultCheckpointName("sqlite:/var/lib/tierkv/kv.db", "grpc://10.0.0.6:50051")).not.toBe(name);
+    expect(defaultCheckpointName("postgres://kv:old@db/kv", "sqlite:/t.db")).toBe(defaultCheckpointName("postgres://kv:new@db/kv", "sqlite:/t.db"));
+    expect(defaultCheckpointName("sqlite:/a.db", "sqlite:/b.db")).not.toBe(defaultCheckpointName("sqlite:/b.db", "sqlite:/a.db"));
   });
 });
 

@@ -183,9 +183,9 @@ describe("tierkv migrate", () => {
     expect(dry.stdout.toString("utf8")).toBe(
       [
         `dry run (nothing is changed): migrate sqlite:${path} → fs:${missing}`,
-        "  store alice: 8 keys in 4 namespaces",
-        "  store bob: 8 keys in 4 namespaces",
-        "  store default: 9 keys in 4 namespaces",
+        "  store alice: would write 8 keys in 4 namespaces, remove 0",
+        "  store bob: would write 8 keys in 4 namespaces, remove 0",
+        "  store default: would write 9 keys in 4 namespaces, remove 0",
         "would copy 25 keys in 3 stores, then verify",
         "target: empty (does not exist yet)",
         "",
@@ -203,6 +203,72 @@ describe("tierkv migrate", () => {
     expect(again.stdout.toString("utf8")).toContain("target: not empty (store default, key x); refused without --overwrite");
     expectSameData(await withStore(sqlite(target), snapshot), before);
     expect(existsSync(checkpoint)).toBe(false);
+  });
+
+  it("--overwrite into a shared target removes only keys of the stores it copies; --prune-other-stores empties the others; --dry-run lists both", async () => {
+    const dir = tempDir("tierkv-migrate-");
+    // The issue's case: a 4-key fs: directory (the default store only) into a server's shared database.
+    const source = join(dir, "ldk");
+    const key = (storeId: string, k: string) => ({ storeId, primaryNamespace: "monitors", secondaryNamespace: "", key: k });
+    await withStore(fs(source), async (store) => {
+      for (let i = 0; i < 4; i++) await store.write(key("default", `k${i}`), bytes(10, i));
+    });
+    const target = join(dir, "shared.db");
+    await withStore(sqlite(target), async (store) => {
+      await store.write(key("default", "k0"), bytes(5, 50), { version: 9n });
+      await store.write(key("default", "stale"), bytes(5, 51), { version: 9n });
+      for (let i = 0; i < 3; i++) await store.write(key("carol", `c${i}`), bytes(5, 60 + i), { version: 9n });
+      for (let i = 0; i < 2; i++) await store.write(key("dave", `d${i}`), bytes(5, 70 + i), { version: 9n });
+    });
+    const others = async (): Promise<string[]> =>
+      [...(await withStore(sqlite(target), snapshot)).keys()].filter((path) => !path.startsWith("default:")).sort();
+    const tenants = await others();
+    expect(tenants).toHaveLength(5);
+    const args = ["migrate", "--from", `fs:${source}`, "--to", `sqlite:${target}`, "--checkpoint", join(dir, "cp"), "--overwrite"];
+
+    const dry = await runCli([...args, "--dry-run"]);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout.toString("utf8")).toBe(
+      [
+        `dry run (nothing is changed): migrate fs:${source} → sqlite:${target}`,
+        "  store default: would write 4 keys in 1 namespaces, remove 1",
+        "  store carol (not in the source): 3 keys, left alone (--prune-other-stores would empty it)",
+        "  store dave (not in the source): 2 keys, left alone (--prune-other-stores would empty it)",
+        "would copy 4 keys in 1 store and remove 1 keys from the target, then verify",
+        "target: not empty (store carol, key monitors/c0); --overwrite copies over it and removes the keys listed above",
+        "",
+      ].join("\n"),
+    );
+
+    const copied = await runCli(args);
+    expect(copied.code, copied.stderr).toBe(0);
+    expect(copied.stdout.toString("utf8")).toContain("removed 1 keys the source lacks;");
+    expect(await others()).toEqual(tenants);
+    const sourceData = await withStore(fs(source), snapshot);
+    const defaults = new Map([...(await withStore(sqlite(target), snapshot))].filter(([path]) => path.startsWith("default:")));
+    expectSameData(defaults, sourceData, false);
+    // --verify-only, too, compares the source's stores only.
+    const verified = await runCli(["migrate", "--from", `fs:${source}`, "--to", `sqlite:${target}`, "--verify-only"]);
+    expect(verified.stdout.toString("utf8"), verified.stderr).toMatch(/^verified 4 keys .* in 1 store, 1 namespaces/);
+
+    const pruneDry = await runCli([...args, "--prune-other-stores", "--dry-run"]);
+    expect(pruneDry.code, pruneDry.stderr).toBe(0);
+    expect(pruneDry.stdout.toString("utf8")).toContain(
+      [
+        "  store default: would write 4 keys in 1 namespaces, remove 0",
+        "  store carol (not in the source): would remove all 3 keys (--prune-other-stores)",
+        "  store dave (not in the source): would remove all 2 keys (--prune-other-stores)",
+        "would copy 4 keys in 1 store and remove 5 keys from the target, then verify",
+      ].join("\n"),
+    );
+    expect(await others()).toEqual(tenants);
+
+    const pruned = await runCli([...args, "--prune-other-stores"]);
+    expect(pruned.code, pruned.stderr).toBe(0);
+    expect(pruned.stdout.toString("utf8")).toContain("removed 5 keys the source lacks (5 of them in stores the source lacks);");
+    expectSameData(await withStore(sqlite(target), snapshot), sourceData, false);
+
+    expectOneLineError(await runCli(args.filter((arg) => arg !== "--overwrite").concat("--prune-other-stores")), 2, /--prune-other-stores needs --overwrite/);
   });
 
   it("--verify-only exits 1 naming each store and namespace that differs", async () => {

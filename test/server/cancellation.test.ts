@@ -29,6 +29,7 @@ const admin: Admin = {
   resync: (request, context) => resync(request, context),
   backupStatus: (request, context) => backupStatus(request, context),
   storeUsage: async () => ({}),
+  snapshot: async function* () {},
 };
 
 const { observe, calls: observed } = recordingObserver();

@@ -67,6 +67,7 @@ const admin: ServiceImpl<typeof AdminService> = {
   async storeUsage() {
     throw new Error("storeUsage rejected");
   },
+  async *snapshot() {},
   // The metadata picks the fault, so one implementation covers every way a stream can fail.
   resync(_request, { metadata }) {
     switch (metadata.get("x-fault")[0]) {

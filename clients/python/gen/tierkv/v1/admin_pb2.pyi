@@ -1,6 +1,7 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -41,6 +42,38 @@ class ResyncResponse(_message.Message):
     scanned: int
     unchanged: int
     def __init__(self, scanned: _Optional[int] = ..., copied: _Optional[int] = ..., removed: _Optional[int] = ..., unchanged: _Optional[int] = ..., done: bool = ..., primary_keys: _Optional[int] = ..., primary_scanned: _Optional[int] = ...) -> None: ...
+
+class SnapshotRequest(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
+class SnapshotResponse(_message.Message):
+    __slots__ = ["chunk", "summary"]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    chunk: bytes
+    summary: SnapshotSummary
+    def __init__(self, chunk: _Optional[bytes] = ..., summary: _Optional[_Union[SnapshotSummary, _Mapping]] = ...) -> None: ...
+
+class SnapshotStoreCount(_message.Message):
+    __slots__ = ["keys", "store_id", "value_bytes"]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    keys: int
+    store_id: str
+    value_bytes: int
+    def __init__(self, store_id: _Optional[str] = ..., keys: _Optional[int] = ..., value_bytes: _Optional[int] = ...) -> None: ...
+
+class SnapshotSummary(_message.Message):
+    __slots__ = ["file_bytes", "sha256", "stores"]
+    FILE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    STORES_FIELD_NUMBER: _ClassVar[int]
+    file_bytes: int
+    sha256: str
+    stores: _containers.RepeatedCompositeFieldContainer[SnapshotStoreCount]
+    def __init__(self, sha256: _Optional[str] = ..., file_bytes: _Optional[int] = ..., stores: _Optional[_Iterable[_Union[SnapshotStoreCount, _Mapping]]] = ...) -> None: ...
 
 class StoreUsageRequest(_message.Message):
     __slots__ = ["recount", "store_id"]

@@ -31,6 +31,11 @@ class AdminServiceStub(object):
                 request_serializer=tierkv_dot_v1_dot_admin__pb2.StoreUsageRequest.SerializeToString,
                 response_deserializer=tierkv_dot_v1_dot_admin__pb2.StoreUsageResponse.FromString,
                 )
+        self.Snapshot = channel.unary_stream(
+                '/tierkv.v1.AdminService/Snapshot',
+                request_serializer=tierkv_dot_v1_dot_admin__pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=tierkv_dot_v1_dot_admin__pb2.SnapshotResponse.FromString,
+                )
 
 
 class AdminServiceServicer(object):
@@ -61,6 +66,16 @@ class AdminServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Snapshot(self, request, context):
+        """Snapshot streams a copy of the primary (every store) as of one instant, taken while writes
+        go on, as a tierkv SQLite store file: chunks of the file, then a last message with its
+        SHA-256 and counts (contract 2.12). Admin role. FAILED_PRECONDITION when the primary cannot
+        give a consistent view (fs:, grpc://).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +93,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.StoreUsage,
                     request_deserializer=tierkv_dot_v1_dot_admin__pb2.StoreUsageRequest.FromString,
                     response_serializer=tierkv_dot_v1_dot_admin__pb2.StoreUsageResponse.SerializeToString,
+            ),
+            'Snapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.Snapshot,
+                    request_deserializer=tierkv_dot_v1_dot_admin__pb2.SnapshotRequest.FromString,
+                    response_serializer=tierkv_dot_v1_dot_admin__pb2.SnapshotResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,5 +159,22 @@ class AdminService(object):
         return grpc.experimental.unary_unary(request, target, '/tierkv.v1.AdminService/StoreUsage',
             tierkv_dot_v1_dot_admin__pb2.StoreUsageRequest.SerializeToString,
             tierkv_dot_v1_dot_admin__pb2.StoreUsageResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Snapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(request, target, '/tierkv.v1.AdminService/Snapshot',
+            tierkv_dot_v1_dot_admin__pb2.SnapshotRequest.SerializeToString,
+            tierkv_dot_v1_dot_admin__pb2.SnapshotResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
