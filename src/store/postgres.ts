@@ -78,6 +78,7 @@ import {
   type VersionedValue,
 } from "./types.js";
 import { formatPath, validateKey, validateNamespace, validateTxn } from "./validate.js";
+import { redactStoreUri } from "./redact.js";
 
 /** The latest version in `tierkv_migrations` this tierkv writes; a newer database is refused. */
 export const POSTGRES_SCHEMA_VERSION = 1;
@@ -136,7 +137,7 @@ const URI_PARAMETERS = new Set(["sslmode", "sslrootcert", "sslcert", "sslkey", "
 
 /** The URI with its password hidden, for messages. */
 export function redactPostgresUri(uri: string): string {
-  return uri.replace(/^([a-z]+:\/\/[^:/@]*):[^@/]*@/i, "$1:***@");
+  return redactStoreUri(uri);
 }
 
 /**
@@ -147,8 +148,11 @@ export function redactPostgresUri(uri: string): string {
  * - `sslrootcert`, `sslcert`, `sslkey`: PEM files (CA bundle; client certificate and key).
  * - `pool_max`: most connections (default 10); `connect_timeout`: seconds (default 10).
  * - `application_name` (default `tierkv`).
+ *
+ * `readFiles: false` checks the URI without reading the PEM files it names (`--print-config`,
+ * which touches no file); the result is then for nothing but the check.
  */
-export function parsePostgresUri(uri: string): pg.PoolConfig {
+export function parsePostgresUri(uri: string, { readFiles = true } = {}): pg.PoolConfig {
   const bad = (problem: string): StoreError => invalidArgument(`store URI "${redactPostgresUri(uri)}": ${problem}`);
   let url: URL;
   try {
@@ -170,19 +174,26 @@ export function parsePostgresUri(uri: string): pg.PoolConfig {
   };
   const file = (name: string): string | undefined => {
     const path = param(name);
-    if (path === undefined) return undefined;
+    if (path === undefined || !readFiles) return path;
     try {
       return readFileSync(path, "utf8");
     } catch (error) {
       throw new StoreError("invalid-argument", `store URI: cannot read the ${name} file`, { cause: error });
     }
   };
-  const database = decodeURIComponent(url.pathname.replace(/^\//, ""));
+  const decoded = (text: string, what: string): string => {
+    try {
+      return decodeURIComponent(text);
+    } catch {
+      throw bad(`${what} is not valid percent-encoding (write a literal % as %25)`);
+    }
+  };
+  const database = decoded(url.pathname.replace(/^\//, ""), "the database name");
   const config: pg.PoolConfig = {
     host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
     port: url.port === "" ? 5432 : Number(url.port),
-    user: url.username === "" ? undefined : decodeURIComponent(url.username),
-    password: url.password === "" ? undefined : decodeURIComponent(url.password),
+    user: url.username === "" ? undefined : decoded(url.username, "the user name"),
+    password: url.password === "" ? undefined : decoded(url.password, "the password"),
     database: database === "" ? undefined : database,
     max: integer("pool_max", DEFAULT_POOL_MAX, 1000),
     connectionTimeoutMillis: integer("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S, 3600) * 1000,

@@ -81,22 +81,25 @@ describe("the identities file", () => {
     expect(identities.byCertificateSubject("alice")).toBeUndefined();
   });
 
-  it("addToken appends a hashed entry, owner-readable only, and returns the token once", () => {
+  it("addToken appends a hashed entry with an id and the time, owner-readable only, and returns the token once", () => {
     const path = join(dir, "added.json");
+    const before = Date.now();
     const first = addToken(path, { store: "alice", roles: ["write"], name: "alice" });
     const second = addToken(path, { store: "bob", roles: ["read"], maxKeys: 5 });
-    expect(first).not.toBe(second);
+    expect(first.token).not.toBe(second.token);
+    expect(first.id).toMatch(/^[0-9a-f]{16}$/);
+    expect(first.id).not.toBe(second.id);
     const content = readFileSync(path, "utf8");
-    expect(content).not.toContain(first);
-    expect(content).not.toContain(second);
-    expect(JSON.parse(content)).toEqual({
-      identities: [
-        { store: "alice", roles: ["write"], name: "alice", tokenSha256: hashToken(first) },
-        { store: "bob", roles: ["read"], maxKeys: 5, tokenSha256: hashToken(second) },
-      ],
-    });
+    expect(content).not.toContain(first.token);
+    expect(content).not.toContain(second.token);
+    const { identities } = JSON.parse(content) as { identities: Array<{ created: string }> };
+    expect(identities).toEqual([
+      { id: first.id, created: expect.any(String), store: "alice", roles: ["write"], name: "alice", tokenSha256: hashToken(first.token) },
+      { id: second.id, created: expect.any(String), store: "bob", roles: ["read"], maxKeys: 5, tokenSha256: hashToken(second.token) },
+    ]);
+    expect(Date.parse(identities[0]!.created)).toBeGreaterThanOrEqual(before - 1000);
     expect(statSync(path).mode & 0o777).toBe(0o600);
-    expect(Identities.load(path).byToken(second)?.storeId).toBe("bob");
+    expect(Identities.load(path).byToken(second.token)?.storeId).toBe("bob");
   });
 
   it("addToken refuses a bad entry or a broken file and leaves the file as it was", () => {
