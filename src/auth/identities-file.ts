@@ -77,9 +77,10 @@ function parse(text: string, path: string): FileShape {
   const identities = (data as { identities?: unknown } | null)?.identities;
   if (!Array.isArray(identities)) throw new Error(`${path}: expected {"identities": [...]}`);
   identities.forEach((entry: unknown, i) => checkEntry(entry, `${path}: identities[${i}]`));
+  // Only ids written in the file must be unique: a file that loaded before ids existed still loads.
   const ids = new Set<string>();
-  for (const entry of identities as IdentityEntry[]) {
-    const id = entryId(entry);
+  for (const { id } of identities as IdentityEntry[]) {
+    if (id === undefined) continue;
     if (ids.has(id)) throw new Error(`${path}: two entries have the id "${id}"`);
     ids.add(id);
   }
@@ -119,13 +120,13 @@ function checkEntry(entry: unknown, where: string): void {
 }
 
 /**
- * The entry's id: its own, or for an entry written before ids existed one derived from its token
- * hash or subject, so it stays the same from one `token list` to the next. The derivation is
- * salted: the id never shows the stored hash.
+ * The entry's id: its own, or for an entry written before ids existed one derived from the whole
+ * entry, so it stays the same from one `token list` to the next (rewrites keep other entries as
+ * they are). The derivation is salted: the id never shows the stored hash.
  */
 export function entryId(entry: IdentityEntry): string {
   if (entry.id !== undefined) return entry.id;
-  return createHash("sha256").update(`tierkv-identity-id:${entry.tokenSha256 ?? entry.mtlsSubject ?? ""}`).digest("hex").slice(0, 16);
+  return createHash("sha256").update(`tierkv-identity-id:${JSON.stringify(entry)}`).digest("hex").slice(0, 16);
 }
 
 /** What `token list` shows of an entry: never the token's hash. */
