@@ -130,7 +130,7 @@ addMigrateCommand(program);
 const token = program.command("token").description("manage the bearer tokens of an identities file (--tokens-file)");
 token
   .command("add")
-  .description("create a token for a store and roles; appends its SHA-256 to the file and prints the token (once) as the last line")
+  .description("create a token for a store and roles; appends its SHA-256 to the file, prints the entry's id first and the token (once) as the last line")
   .requiredOption("--tokens-file <file>", "the identities file (created when missing)")
   .requiredOption("--store <id>", "the store (tenant) the token's holder reads and writes")
   .option("--role <role...>", `roles: ${ROLES.join(", ")}`, ["write"])

@@ -276,9 +276,16 @@ export function limitsOf(settings: ServeSettings): Limits {
  */
 export async function openTierStore(settings: ServeSettings, logger: Logger): Promise<{ store: TierStore; remotes: RemoteStore[] }> {
   const opened: KVStore[] = [];
-  const open = async (uri: string | undefined, durability: "durable" | "cache"): Promise<KVStore | undefined> => {
+  const open = async (flag: string, uri: string | undefined, durability: "durable" | "cache"): Promise<KVStore | undefined> => {
     if (uri === undefined) return undefined;
-    const store = await openStore(uri, { durability });
+    let store: KVStore;
+    try {
+      store = await openStore(uri, { durability });
+    } catch (error) {
+      // A file the URI names that cannot be used (sslrootcert=, token_file=) is a settings error (exit 2).
+      if (error instanceof StoreError && error.code === "invalid-argument") throw new SettingsError(`${flag}: ${error.message}`);
+      throw error;
+    }
     opened.push(store);
     return store;
   };
@@ -292,9 +299,9 @@ export async function openTierStore(settings: ServeSettings, logger: Logger): Pr
       TIER_NAMES.map((tier) => [tier, settings.retryDisable.includes(tier) ? NO_RETRY : policy]),
     ) as Record<TierName, RetryPolicy>;
     const store = new TierStore({
-      primary: (await open(settings.primary, "durable"))!,
-      backup: await open(settings.backup, "durable"),
-      ephemeral: await open(settings.ephemeral, "cache"),
+      primary: (await open("--primary", settings.primary, "durable"))!,
+      backup: await open("--backup", settings.backup, "durable"),
+      ephemeral: await open("--ephemeral", settings.ephemeral, "cache"),
       ephemeralKeys: settings.ephemeralKey,
       retry,
       logger,

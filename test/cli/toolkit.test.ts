@@ -131,6 +131,9 @@ describe("exit codes", () => {
       [["no-such-command"], /unknown command 'no-such-command'/],
       [["serve", "--primary", "redis://localhost:6379"], /--primary: store URI "redis:\/\/localhost:6379" has an unknown scheme/],
       [["--token-file", missing, "get", "k"], new RegExp(`--token-file ${missing}: cannot read it \\(ENOENT\\)`)],
+      // A file a store URI names, found missing only when serve opens the tier: still a settings error.
+      [["serve", "--listen", "127.0.0.1:0", "--primary", "memory:", "--backup", `grpc://127.0.0.1:1?token_file=${missing}`],
+        new RegExp(`--backup: token_file ${missing} \\(for 127\\.0\\.0\\.1:1\\): cannot read it`)],
       [["get", "a/b/c/d"], /4 parts/],
     ];
     for (const [args, pattern] of cases) expectOneLineError(await runCli(args, undefined, { TIERKV_TOKEN: "" }), 2, pattern);
