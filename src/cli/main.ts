@@ -1,20 +1,23 @@
 #!/usr/bin/env node
 //! The `tierkv` command line: `serve`, and `get|put|rm|ls` against a running server.
 
-import { Command, Option } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import { readFileSync } from "node:fs";
-import { addToken } from "../auth/identities-file.js";
+import { addToken, listIdentities, removeIdentity } from "../auth/identities-file.js";
 import { ROLES, type Role } from "../auth/principal.js";
 import { addMigrateCommand } from "../migrate/command.js";
 import { StoreError } from "../store/errors.js";
 import { backupStatus, resync, snapshotRestore, snapshotSave, snapshotStatus, storeUsage, type SnapshotRestoreOptions } from "./admin-commands.js";
-import { get, ls, put, rm, type ClientSettings } from "./client-commands.js";
+import { get, ls, lsNamespaces, put, rm, type ClientSettings } from "./client-commands.js";
 import { serve, SERVE_SETTINGS } from "./serve.js";
 import { addSettingOptions, parsePositiveInteger, resolveSettings, SettingsError } from "./settings.js";
 
 const program = new Command("tierkv")
   .description("A gRPC key-value store with primary, backup and ephemeral tiers (LDK's KVStore model).")
-  .showHelpAfterError()
+  // Usage errors (unknown flags, missing arguments) are one line and exit 2, like bad settings;
+  // subcommands made after this inherit both.
+  .configureOutput({ outputError: (message, write) => write(`tierkv: ${message.replace(/^error: /, "")}`) })
+  .exitOverride((error: CommanderError) => process.exit(error.exitCode === 0 ? 0 : 2))
   .addOption(
     new Option("--server <host:port>", "server for get/put/rm/ls").env("TIERKV_SERVER").default("127.0.0.1:50051"),
   )
@@ -29,11 +32,7 @@ function clientSettings(): ClientSettings {
   // A token comes from the environment or a file, never the command line (where ps shows it).
   const fromEnv = process.env["TIERKV_TOKEN"];
   const token =
-    fromEnv !== undefined && fromEnv !== ""
-      ? fromEnv
-      : options.tokenFile === undefined
-        ? undefined
-        : readFileSync(options.tokenFile, "utf8").split("\n")[0]!.trim();
+    fromEnv !== undefined && fromEnv !== "" ? fromEnv : options.tokenFile === undefined ? undefined : readTokenFile(options.tokenFile);
   return {
     server: options.server,
     timeoutMs: parsePositiveInteger(options.timeout, "--timeout"),
@@ -43,6 +42,22 @@ function clientSettings(): ClientSettings {
     ...(options.key !== undefined && { key: options.key }),
   };
 }
+
+/** The first line of `--token-file`, trimmed; a missing or empty file is a settings error. */
+function readTokenFile(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new SettingsError(`--token-file ${path}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  const token = text.split("\n")[0]!.trim();
+  if (token === "") throw new SettingsError(`--token-file ${path}: its first line is empty; expected the bearer token`);
+  return token;
+}
+
+const storeOption = (): Option =>
+  new Option("--store <id>", "another store (tenant) than the token's own: roles admin (read) and replicate (read and write)");
 
 addSettingOptions(
   program.command("serve").description("run the gRPC server until SIGINT/SIGTERM"),
@@ -55,34 +70,42 @@ program
   .command("get")
   .description("write a value's raw bytes to stdout")
   .argument("<path>", "key, ns/key or ns/sub/key")
-  .action((path: string) => get(clientSettings(), path));
+  .addOption(storeOption())
+  .action((path: string, options: { store?: string }) => get(clientSettings(), path, options.store));
 
 program
   .command("put")
   .description("store a file's contents (stdin when FILE is absent or -)")
   .argument("<path>", "key, ns/key or ns/sub/key")
   .argument("[file]", "file to read the value from")
-  .action((path: string, file: string | undefined) => put(clientSettings(), path, file));
+  .addOption(storeOption())
+  .action((path: string, file: string | undefined, options: { store?: string }) => put(clientSettings(), path, file, options.store));
 
 program
   .command("rm")
   .description("remove a key (removing an absent key succeeds)")
   .argument("<path>", "key, ns/key or ns/sub/key")
   .option("--lazy", "let the server defer the deletion", false)
-  .action((path: string, options: { lazy: boolean }) => rm(clientSettings(), path, options.lazy));
+  .addOption(storeOption())
+  .action((path: string, options: { lazy: boolean; store?: string }) => rm(clientSettings(), path, options.lazy, options.store));
 
 program
   .command("ls")
-  .description("list every key of a namespace, walking all pages (newest first where the store can)")
-  .argument("[namespace]", "ns or ns/sub; the root namespace when absent", "")
+  .description(
+    "list every key of a namespace, walking all pages (newest first where the store can); with --namespaces, the namespaces instead",
+  )
+  .argument("[namespace]", "ns or ns/sub (the root namespace when absent); with --namespaces, a primary namespace")
   .option("--page-size <n>", "keys per page")
-  .action((namespace: string, options: { pageSize?: string }) =>
-    ls(
-      clientSettings(),
-      namespace,
-      options.pageSize === undefined ? undefined : parsePositiveInteger(options.pageSize, "--page-size"),
-    ),
-  );
+  .option("--namespaces", "list the primary namespaces, or the secondary ones under NAMESPACE (walks every key up to there)", false)
+  .addOption(storeOption())
+  .action((namespace: string | undefined, options: { pageSize?: string; namespaces: boolean; store?: string }) => {
+    const listOptions = {
+      ...(options.pageSize !== undefined && { pageSize: parsePositiveInteger(options.pageSize, "--page-size") }),
+      ...(options.store !== undefined && { store: options.store }),
+    };
+    const settings = clientSettings();
+    return options.namespaces ? lsNamespaces(settings, namespace, listOptions) : ls(settings, namespace ?? "", listOptions);
+  });
 
 program
   .command("resync")
@@ -131,7 +154,7 @@ snapshot
 const token = program.command("token").description("manage the bearer tokens of an identities file (--tokens-file)");
 token
   .command("add")
-  .description("create a token for a store and roles; appends its SHA-256 to the file and prints the token (once) as the last line")
+  .description("create a token for a store and roles; appends its SHA-256 to the file, prints the entry's id first and the token (once) as the last line")
   .requiredOption("--tokens-file <file>", "the identities file (created when missing)")
   .requiredOption("--store <id>", "the store (tenant) the token's holder reads and writes")
   .option("--role <role...>", `roles: ${ROLES.join(", ")}`, ["write"])
@@ -143,14 +166,34 @@ token
       if (!(ROLES as readonly string[]).includes(r)) throw new SettingsError(`--role ${r}: expected one of ${ROLES.join(", ")}`);
       return r as Role;
     });
-    const secret = addToken(options.tokensFile, {
+    const { id, token } = addToken(options.tokensFile, {
       store: options.store,
       roles,
       ...(options.name !== undefined && { name: options.name }),
       ...(options.maxKeys !== undefined && { maxKeys: parsePositiveInteger(options.maxKeys, "--max-keys") }),
       ...(options.maxBytes !== undefined && { maxBytes: parsePositiveInteger(options.maxBytes, "--max-bytes") }),
     });
-    process.stdout.write(`added a token for store ${options.store} (roles ${roles.join(", ")}) to ${options.tokensFile}; it is shown only now:\n${secret}\n`);
+    process.stdout.write(
+      `added token ${id} for store ${options.store} (roles ${roles.join(", ")}) to ${options.tokensFile}; it is shown only now:\n${token}\n`,
+    );
+  });
+
+token
+  .command("list")
+  .description("print each entry of the file as a JSON line: id, name, store, roles, quota, created (never a token or its hash)")
+  .requiredOption("--tokens-file <file>", "the identities file")
+  .action((options: { tokensFile: string }) => {
+    for (const entry of listIdentities(options.tokensFile)) process.stdout.write(`${JSON.stringify(entry)}\n`);
+  });
+
+token
+  .command("rm")
+  .description("remove the entry with this id (see token list); the file is replaced atomically and keeps its mode")
+  .requiredOption("--tokens-file <file>", "the identities file")
+  .argument("<id>", "the entry's id")
+  .action((id: string, options: { tokensFile: string }) => {
+    const removed = removeIdentity(options.tokensFile, id);
+    process.stdout.write(`removed ${id} (store ${removed.store}) from ${options.tokensFile}; send the server a SIGHUP to stop accepting it\n`);
   });
 
 try {

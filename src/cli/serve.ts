@@ -11,13 +11,13 @@ import { createMetrics, serveMetrics } from "../server/metrics.js";
 import { startServer } from "../server/server.js";
 import { StoreError } from "../store/errors.js";
 import { RemoteStore } from "../remote/remote-store.js";
-import { openStore } from "../tier/open-store.js";
+import { checkStoreUri, openStore } from "../tier/open-store.js";
+import { redactStoreUri } from "../store/redact.js";
 import type { KVStore } from "../store/types.js";
 import { parseKeyPath } from "../store/validate.js";
 import { connectService } from "../server/connect-service.js";
 import { startVssServer, type VssTlsOptions } from "../vss/http-server.js";
 import { DEFAULT_EPHEMERAL_KEYS } from "../tier/ephemeral-keys.js";
-import { redactStoreUri } from "../store/redact.js";
 import { NO_RETRY, type RetryPolicy } from "../tier/retry.js";
 import { TierStore, type BackupPolicy, type TierName } from "../tier/tier-store.js";
 import {
@@ -31,6 +31,7 @@ import {
   commaListOf,
   parseStringList,
   SettingsError,
+  toConfigFile,
   type Setting,
   type SettingsOf,
 } from "./settings.js";
@@ -280,20 +281,17 @@ export function limitsOf(settings: ServeSettings): Limits {
  * chained tierkv servers, whose `token_file=` SIGHUP reads again.
  */
 export async function openTierStore(settings: ServeSettings, logger: Logger): Promise<{ store: TierStore; remotes: RemoteStore[] }> {
-  for (const path of settings.ephemeralKey) {
-    try {
-      parseKeyPath(path);
-    } catch (error) {
-      throw new SettingsError(`--ephemeral-key ${path}: ${(error as StoreError).message}`);
-    }
-  }
-  if (settings.backupPolicy === "degraded" && settings.backup === undefined) {
-    throw new SettingsError("--backup-policy degraded needs --backup (a tier to degrade from)");
-  }
   const opened: KVStore[] = [];
-  const open = async (uri: string | undefined, durability: "durable" | "cache"): Promise<KVStore | undefined> => {
+  const open = async (flag: string, uri: string | undefined, durability: "durable" | "cache"): Promise<KVStore | undefined> => {
     if (uri === undefined) return undefined;
-    const store = await openStore(uri, { durability });
+    let store: KVStore;
+    try {
+      store = await openStore(uri, { durability });
+    } catch (error) {
+      // A file the URI names that cannot be used (sslrootcert=, token_file=) is a settings error (exit 2).
+      if (error instanceof StoreError && error.code === "invalid-argument") throw new SettingsError(`${flag}: ${error.message}`);
+      throw error;
+    }
     opened.push(store);
     return store;
   };
@@ -307,9 +305,9 @@ export async function openTierStore(settings: ServeSettings, logger: Logger): Pr
       TIER_NAMES.map((tier) => [tier, settings.retryDisable.includes(tier) ? NO_RETRY : policy]),
     ) as Record<TierName, RetryPolicy>;
     const store = new TierStore({
-      primary: (await open(settings.primary, "durable"))!,
-      backup: await open(settings.backup, "durable"),
-      ephemeral: await open(settings.ephemeral, "cache"),
+      primary: (await open("--primary", settings.primary, "durable"))!,
+      backup: await open("--backup", settings.backup, "durable"),
+      ephemeral: await open("--ephemeral", settings.ephemeral, "cache"),
       ephemeralKeys: settings.ephemeralKey,
       retry,
       logger,
@@ -336,11 +334,8 @@ function reloadRemoteTokens(remotes: readonly RemoteStore[], logger: Logger): vo
 
 function serverCredentials(settings: ServeSettings): grpc.ServerCredentials {
   const { tlsCert, tlsKey, tlsClientCa } = settings;
-  if (tlsCert === undefined && tlsKey === undefined) {
-    if (tlsClientCa !== undefined) throw new SettingsError("--tls-client-ca needs --tls-cert and --tls-key");
-    return grpc.ServerCredentials.createInsecure();
-  }
-  if (tlsCert === undefined || tlsKey === undefined) throw new SettingsError("--tls-cert and --tls-key go together");
+  // checkServeSettings made sure the two come together.
+  if (tlsCert === undefined || tlsKey === undefined) return grpc.ServerCredentials.createInsecure();
   const read = (flag: string, path: string): Buffer => {
     try {
       return readFileSync(path);
@@ -357,21 +352,64 @@ function serverCredentials(settings: ServeSettings): grpc.ServerCredentials {
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 
-/** The authenticator the settings ask for; refuses open mode off loopback unless told it is wanted. */
-export async function openAuthenticator(settings: ServeSettings, logger: Logger): Promise<Authenticator> {
+/** The addresses that would serve open mode (`--auth none`) off loopback. */
+function openNonLoopbackListens(settings: ServeSettings): string[] {
+  if (!settings.auth.includes("none")) return [];
   const listens = [settings.listen, ...(settings.vssListen === undefined ? [] : [settings.vssListen])];
-  for (const listen of listens) {
-    const host = listen.slice(0, listen.lastIndexOf(":"));
-    if (!settings.auth.includes("none") || LOOPBACK_HOSTS.has(host)) continue;
-    if (!settings.insecureNoAuth) {
-      throw new SettingsError(
-        `--auth none on ${listen} would let anyone who reaches the port read and change every key; ` +
-          "listen on 127.0.0.1, choose --auth tokens|jwt|mtls|sigs, or pass --insecure-no-auth",
-      );
+  return listens.filter((listen) => !LOOPBACK_HOSTS.has(listen.slice(0, listen.lastIndexOf(":"))));
+}
+
+/** `--primary` and the other tiers: a bad URI is a settings error naming its flag. */
+function checkTierUri(flag: string, uri: string | undefined): void {
+  if (uri === undefined) return;
+  try {
+    checkStoreUri(uri);
+  } catch (error) {
+    throw new SettingsError(`${flag}: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Every check of the settings that needs no file, store or port: `serve` runs it before opening
+ * anything, and `--print-config` runs exactly this, so both refuse the same settings with the
+ * same message. Files (identities, keys, certificates) are read, and stores opened, only by serve.
+ */
+export function checkServeSettings(settings: ServeSettings): void {
+  for (const path of settings.ephemeralKey) {
+    try {
+      parseKeyPath(path);
+    } catch (error) {
+      throw new SettingsError(`--ephemeral-key ${path}: ${(error as StoreError).message}`);
     }
+  }
+  if (settings.backupPolicy === "degraded" && settings.backup === undefined) {
+    throw new SettingsError("--backup-policy degraded needs --backup (a tier to degrade from)");
+  }
+  checkTierUri("--primary", settings.primary);
+  checkTierUri("--backup", settings.backup);
+  checkTierUri("--ephemeral", settings.ephemeral);
+  const { tlsCert, tlsKey, tlsClientCa } = settings;
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new SettingsError("--tls-cert and --tls-key go together");
+  if (tlsClientCa !== undefined && tlsCert === undefined) throw new SettingsError("--tls-client-ca needs --tls-cert and --tls-key");
+  const [open] = openNonLoopbackListens(settings);
+  if (open !== undefined && !settings.insecureNoAuth) {
+    throw new SettingsError(
+      `--auth none on ${open} would let anyone who reaches the port read and change every key; ` +
+        "listen on 127.0.0.1, choose --auth tokens|jwt|mtls|sigs, or pass --insecure-no-auth",
+    );
+  }
+  if (settings.auth.includes("mtls") && tlsClientCa === undefined) throw new SettingsError("--auth mtls needs --tls-client-ca");
+  if (settings.auth.includes("tokens") && settings.tokensFile === undefined) throw new SettingsError("--auth tokens needs --tokens-file");
+  if (settings.auth.includes("jwt") && (settings.jwtJwksFile === undefined) === (settings.jwtPublicKeyFile === undefined)) {
+    throw new SettingsError("--auth jwt needs exactly one of --jwt-jwks-file and --jwt-public-key-file");
+  }
+}
+
+/** The authenticator the settings ask for (after checkServeSettings); warns about open mode off loopback. */
+export async function openAuthenticator(settings: ServeSettings, logger: Logger): Promise<Authenticator> {
+  for (const listen of openNonLoopbackListens(settings)) {
     logger.warn({ listen }, "serving without authentication on a non-loopback address (--insecure-no-auth)");
   }
-  if (settings.auth.includes("mtls") && settings.tlsClientCa === undefined) throw new SettingsError("--auth mtls needs --tls-client-ca");
   try {
     return await Authenticator.open(
       {
@@ -422,15 +460,36 @@ function redactUri(uri: string | undefined): string | undefined {
   return uri === undefined ? undefined : redactStoreUri(uri);
 }
 
-/** The effective configuration, as `--print-config` shows it. */
-export function printableConfig(settings: ServeSettings): Record<string, unknown> {
-  return { ...settings, primary: redactUri(settings.primary), backup: redactUri(settings.backup), ephemeral: redactUri(settings.ephemeral) };
+/**
+ * The effective configuration as a config file (`--config` reads it back), store passwords shown
+ * as `***`, without `print-config` itself (a file carrying it would never serve); and whether a
+ * password was hidden, which the file then does not carry.
+ */
+export function printableConfig(settings: ServeSettings): { config: Record<string, unknown>; redacted: boolean } {
+  const shown: ServeSettings = {
+    ...settings,
+    primary: redactStoreUri(settings.primary),
+    backup: redactUri(settings.backup),
+    ephemeral: redactUri(settings.ephemeral),
+  };
+  const config = toConfigFile(SERVE_SETTINGS, shown);
+  delete config["print-config"];
+  const redacted = shown.primary !== settings.primary || shown.backup !== settings.backup || shown.ephemeral !== settings.ephemeral;
+  return { config, redacted };
 }
 
-/** Runs the server until SIGINT/SIGTERM, then stops cleanly and exits 0. */
+/** Runs the server until SIGINT/SIGTERM, then stops cleanly and exits 0; or prints the configuration. */
 export async function serve(settings: ServeSettings): Promise<void> {
+  checkServeSettings(settings);
   if (settings.printConfig) {
-    process.stdout.write(`${JSON.stringify(printableConfig(settings), null, 2)}\n`);
+    const { config, redacted } = printableConfig(settings);
+    process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+    if (redacted) {
+      process.stderr.write(
+        "tierkv: note: store passwords are shown as ***, so this output does not carry them; " +
+          "keep them out of the config with PGPASSWORD or a passfile (~/.pgpass)\n",
+      );
+    }
     return;
   }
   const logger = createLogger(settings.logLevel);

@@ -100,6 +100,19 @@ export function resolveSettings<S extends SettingsSpec>(
   return resolved as SettingsOf<S>;
 }
 
+/**
+ * The config-file form of resolved settings: keys are the flag names, unset settings are left
+ * out. `resolveSettings` reads it back to the same settings (`--print-config` → `--config`).
+ */
+export function toConfigFile<S extends SettingsSpec>(spec: S, settings: SettingsOf<S>): Record<string, unknown> {
+  const file: Record<string, unknown> = {};
+  for (const [name, setting] of Object.entries(spec)) {
+    const value = settings[name];
+    if (value !== undefined) file[flagName(setting)] = value;
+  }
+  return file;
+}
+
 // Parsers shared by settings.
 
 export function parseString(raw: unknown, origin: string): string {

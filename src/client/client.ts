@@ -303,6 +303,31 @@ export class TierkvClient extends VersionedReads implements KVStore {
     } while (pageToken !== "");
   }
 
+  /**
+   * The store's primary namespaces or, given `primary`, the secondary namespaces under it: each
+   * once, in order, the root (empty) namespace left out. There is no RPC for it: this walks
+   * `listAllKeys` page by page (memory stays bounded by a page) and stops once past `primary`,
+   * so it reads every key of the store up to there. `storeId` names another store (roles
+   * `admin`, `replicate`).
+   */
+  async *namespaces(options: { primary?: string; storeId?: string; pageSize?: number } = {}): AsyncGenerator<string, void, undefined> {
+    const { primary, storeId } = options;
+    if (primary !== undefined) validateNamespace({ primaryNamespace: primary, secondaryNamespace: "" }, "list");
+    let last = "";
+    let pageToken = "";
+    do {
+      const page = await this.listAllKeys({ storeId, pageToken, limit: options.pageSize });
+      for (const key of page.keys) {
+        if (primary !== undefined && key.primaryNamespace < primary) continue;
+        // Keys come ordered by (primary, secondary, key): nothing later belongs to `primary`.
+        if (primary !== undefined && key.primaryNamespace > primary) return;
+        const name = primary === undefined ? key.primaryNamespace : key.secondaryNamespace;
+        if (name !== "" && name !== last) yield (last = name);
+      }
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
+  }
+
   /** Closes the channel. */
   async close(): Promise<void> {
     this.raw.close();

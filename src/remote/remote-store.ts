@@ -254,9 +254,17 @@ function positiveParameter(uri: URL, text: string, name: string): number | undef
   return Number(value);
 }
 
-/** Opens a client for `grpc://host:port` or `grpcs://host:port?…` (see README, "Store URIs"). */
-export function openRemoteStore(text: string): RemoteStore {
-  const uri = new URL(text);
+/**
+ * Checks a `grpc://` / `grpcs://` URI without reading the files it names (`--print-config` runs
+ * this too): its shape, its parameters and which of them go together.
+ */
+export function checkRemoteUri(text: string): URL {
+  let uri: URL;
+  try {
+    uri = new URL(text);
+  } catch {
+    throw invalidArgument(`store URI "${redactStoreUri(text)}": not a valid URI; expected grpc://host:port or grpcs://host:port?…`);
+  }
   if (uri.port === "" || uri.pathname.replace(/^\/$/, "") !== "") {
     throw invalidArgument(`store URI "${redactStoreUri(text)}": expected ${uri.protocol}//host:port`);
   }
@@ -265,10 +273,18 @@ export function openRemoteStore(text: string): RemoteStore {
       throw invalidArgument(`store URI "${redactStoreUri(text)}": unknown parameter "${name}"; known: ${PARAMETERS.join(", ")}`);
     }
   }
+  const has = (name: string): boolean => uri.searchParams.has(name);
+  if (uri.protocol !== "grpcs:" && (has("ca") || has("cert") || has("key"))) throw invalidArgument(`store URI "${text}": ca/cert/key need grpcs://`);
+  if (has("cert") !== has("key")) throw invalidArgument(`store URI "${text}": cert and key go together`);
+  for (const name of ["timeout_ms", "max_batch_bytes", "max_batch_items"]) positiveParameter(uri, text, name);
+  return uri;
+}
+
+/** Opens a client for `grpc://host:port` or `grpcs://host:port?…` (see README, "Store URIs"). */
+export function openRemoteStore(text: string): RemoteStore {
+  const uri = checkRemoteUri(text);
   const tls = uri.protocol === "grpcs:";
   const [ca, cert, key] = [readParameterFile(uri, "ca"), readParameterFile(uri, "cert"), readParameterFile(uri, "key")];
-  if (!tls && (ca || cert || key)) throw invalidArgument(`store URI "${redactStoreUri(text)}": ca/cert/key need grpcs://`);
-  if ((cert === undefined) !== (key === undefined)) throw invalidArgument(`store URI "${redactStoreUri(text)}": cert and key go together`);
   const tokenFile = uri.searchParams.get("token_file") ?? undefined;
   const token = tokenFile === undefined ? undefined : readTokenFile(tokenFile, uri.host);
   const timeoutMs = positiveParameter(uri, text, "timeout_ms");

@@ -219,8 +219,11 @@ const URI_PARAMETERS = new Set(["sslmode", "sslrootcert", "sslcert", "sslkey", "
  * - `sslrootcert`, `sslcert`, `sslkey`: PEM files (CA bundle; client certificate and key).
  * - `pool_max`: most connections (default 10); `connect_timeout`: seconds (default 10).
  * - `application_name` (default `tierkv`).
+ *
+ * `readFiles: false` checks the URI without reading the PEM files it names (`--print-config`,
+ * which touches no file); the result is then for nothing but the check.
  */
-export function parsePostgresUri(uri: string): pg.PoolConfig {
+export function parsePostgresUri(uri: string, { readFiles = true } = {}): pg.PoolConfig {
   const bad = (problem: string): StoreError => invalidArgument(`store URI "${redactStoreUri(uri)}": ${problem}`);
   let url: URL;
   try {
@@ -242,19 +245,26 @@ export function parsePostgresUri(uri: string): pg.PoolConfig {
   };
   const file = (name: string): string | undefined => {
     const path = param(name);
-    if (path === undefined) return undefined;
+    if (path === undefined || !readFiles) return path;
     try {
       return readFileSync(path, "utf8");
     } catch (error) {
       throw new StoreError("invalid-argument", `store URI: cannot read the ${name} file`, { cause: error });
     }
   };
-  const database = decodeURIComponent(url.pathname.replace(/^\//, ""));
+  const decoded = (text: string, what: string): string => {
+    try {
+      return decodeURIComponent(text);
+    } catch {
+      throw bad(`${what} is not valid percent-encoding (write a literal % as %25)`);
+    }
+  };
+  const database = decoded(url.pathname.replace(/^\//, ""), "the database name");
   const config: pg.PoolConfig = {
     host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
     port: url.port === "" ? 5432 : Number(url.port),
-    user: url.username === "" ? undefined : decodeURIComponent(url.username),
-    password: url.password === "" ? undefined : decodeURIComponent(url.password),
+    user: url.username === "" ? undefined : decoded(url.username, "the user name"),
+    password: url.password === "" ? undefined : decoded(url.password, "the password"),
     database: database === "" ? undefined : database,
     max: integer("pool_max", DEFAULT_POOL_MAX, 1000),
     connectionTimeoutMillis: integer("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S, 3600) * 1000,

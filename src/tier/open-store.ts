@@ -2,11 +2,11 @@
 //! `grpc://host:port`, `grpcs://host:port?…`.
 
 import { resolve } from "node:path";
-import { openRemoteStore } from "../remote/remote-store.js";
+import { checkRemoteUri, openRemoteStore } from "../remote/remote-store.js";
 import { invalidArgument } from "../store/errors.js";
 import { FsStore } from "../store/fs.js";
 import { MemoryStore } from "../store/memory.js";
-import { openPostgresStore } from "../store/postgres.js";
+import { openPostgresStore, parsePostgresUri } from "../store/postgres.js";
 import { redactStoreUri } from "../store/redact.js";
 import { SqliteStore } from "../store/sqlite.js";
 import type { KVStore } from "../store/types.js";
@@ -29,22 +29,55 @@ export const STORE_URI_SCHEMES = [
   "grpcs://HOST:PORT",
 ] as const;
 
-/** Opens the backend a store URI names; throws `invalid-argument` for an unknown or bad URI. */
-export async function openStore(uri: string, options: OpenStoreOptions = {}): Promise<KVStore> {
+/** The scheme of a store URI (before the first `:`; empty when there is none). */
+function schemeOf(uri: string): { scheme: string; rest: string } {
   const colon = uri.indexOf(":");
-  const scheme = colon < 0 ? "" : uri.slice(0, colon);
-  const rest = colon < 0 ? "" : uri.slice(colon + 1);
+  return colon < 0 ? { scheme: "", rest: "" } : { scheme: uri.slice(0, colon), rest: uri.slice(colon + 1) };
+}
+
+/**
+ * Checks a store URI without opening anything or reading the files it names (serve runs it
+ * before opening its tiers, and `--print-config` runs it alone); throws `invalid-argument`.
+ */
+export function checkStoreUri(uri: string): void {
+  const { scheme, rest } = schemeOf(uri);
   switch (scheme) {
     case "memory":
       if (rest !== "") throw invalidArgument(`store URI "${uri}": memory: takes no path`);
-      return new MemoryStore();
+      return;
     case "sqlite":
       if (rest === "") throw invalidArgument(`store URI "${uri}": sqlite: needs a file path`);
+      return;
+    case "fs":
+      if (rest === "") throw invalidArgument(`store URI "${uri}": fs: needs a directory`);
+      return;
+    case "postgres":
+    case "postgresql":
+      parsePostgresUri(uri, { readFiles: false });
+      return;
+    case "grpc":
+    case "grpcs":
+      checkRemoteUri(uri);
+      return;
+    default:
+      throw invalidArgument(
+        `store URI "${redactStoreUri(uri)}" has an unknown scheme; expected one of ${STORE_URI_SCHEMES.join(", ")}`,
+      );
+  }
+}
+
+/** Opens the backend a store URI names; throws `invalid-argument` for an unknown or bad URI. */
+export async function openStore(uri: string, options: OpenStoreOptions = {}): Promise<KVStore> {
+  checkStoreUri(uri);
+  const { scheme, rest } = schemeOf(uri);
+  switch (scheme) {
+    case "memory":
+      return new MemoryStore();
+    case "sqlite":
       return options.durability === "cache"
         ? new SqliteStore(resolve(rest), { synchronous: "NORMAL" })
         : new SqliteStore(resolve(rest), { synchronous: "FULL", preallocateWal: true });
     case "fs":
-      if (rest === "") throw invalidArgument(`store URI "${uri}": fs: needs a directory`);
       return FsStore.open(resolve(rest), { fsync: options.durability !== "cache" });
     case "postgres":
     case "postgresql":
@@ -53,12 +86,8 @@ export async function openStore(uri: string, options: OpenStoreOptions = {}): Pr
         if (error instanceof URIError) throw invalidArgument(`store URI "${redactStoreUri(uri)}": a "%" in the user or password must start an escape; write a literal % as %25`);
         throw error;
       });
-    case "grpc":
-    case "grpcs":
-      return openRemoteStore(uri);
     default:
-      throw invalidArgument(
-        `store URI "${redactStoreUri(uri)}" has an unknown scheme; expected one of ${STORE_URI_SCHEMES.join(", ")}`,
-      );
+      // grpc: or grpcs:, the only schemes left that checkStoreUri lets through.
+      return openRemoteStore(uri);
   }
 }

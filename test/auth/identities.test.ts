@@ -7,7 +7,7 @@ import type { PeerCertificate } from "node:tls";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { Authenticator } from "../../src/auth/authenticator.js";
 import { AuthorizedStore } from "../../src/auth/authorized-store.js";
-import { addToken, hashToken, Identities } from "../../src/auth/identities-file.js";
+import { addToken, hashToken, Identities, listIdentities, removeIdentity } from "../../src/auth/identities-file.js";
 import { allows, OPEN_PRINCIPAL, ROLES, type Principal, type Role } from "../../src/auth/principal.js";
 import { silentLogger } from "../../src/log.js";
 import { MemoryStore } from "../../src/store/memory.js";
@@ -81,22 +81,44 @@ describe("the identities file", () => {
     expect(identities.byCertificateSubject("alice")).toBeUndefined();
   });
 
-  it("addToken appends a hashed entry, owner-readable only, and returns the token once", () => {
+  it("addToken appends a hashed entry with an id and the time, owner-readable only, and returns the token once", () => {
     const path = join(dir, "added.json");
+    const before = Date.now();
     const first = addToken(path, { store: "alice", roles: ["write"], name: "alice" });
     const second = addToken(path, { store: "bob", roles: ["read"], maxKeys: 5 });
-    expect(first).not.toBe(second);
+    expect(first.token).not.toBe(second.token);
+    expect(first.id).toMatch(/^[0-9a-f]{16}$/);
+    expect(first.id).not.toBe(second.id);
     const content = readFileSync(path, "utf8");
-    expect(content).not.toContain(first);
-    expect(content).not.toContain(second);
-    expect(JSON.parse(content)).toEqual({
-      identities: [
-        { store: "alice", roles: ["write"], name: "alice", tokenSha256: hashToken(first) },
-        { store: "bob", roles: ["read"], maxKeys: 5, tokenSha256: hashToken(second) },
-      ],
-    });
+    expect(content).not.toContain(first.token);
+    expect(content).not.toContain(second.token);
+    const { identities } = JSON.parse(content) as { identities: Array<{ created: string }> };
+    expect(identities).toEqual([
+      { id: first.id, created: expect.any(String), store: "alice", roles: ["write"], name: "alice", tokenSha256: hashToken(first.token) },
+      { id: second.id, created: expect.any(String), store: "bob", roles: ["read"], maxKeys: 5, tokenSha256: hashToken(second.token) },
+    ]);
+    expect(Date.parse(identities[0]!.created)).toBeGreaterThanOrEqual(before - 1000);
     expect(statSync(path).mode & 0o777).toBe(0o600);
-    expect(Identities.load(path).byToken(second)?.storeId).toBe("bob");
+    expect(Identities.load(path).byToken(second.token)?.storeId).toBe("bob");
+  });
+
+  it("ids: written ones must be well-formed and unique; files from before ids load, duplicates included, with stable derived ids", () => {
+    const twice = write(dir, { identities: [good, good, { ...good, name: "other" }] }, "legacy.json");
+    expect(Identities.load(twice).byToken("tkv_example")?.storeId).toBe("alice");
+    const ids = listIdentities(twice).map((entry) => entry.id);
+    expect(ids[0]).toBe(ids[1]); // identical entries: either one is the same to remove
+    expect(ids[2]).not.toBe(ids[0]);
+    expect(JSON.stringify(listIdentities(twice))).not.toContain(HASH);
+    removeIdentity(twice, ids[2]!);
+    expect(listIdentities(twice).map((entry) => entry.id)).toEqual([ids[0], ids[1]]);
+    expect(() => removeIdentity(twice, "nope")).toThrow(/has no entry with id "nope"/);
+
+    const duplicate = write(dir, { identities: [{ ...good, id: "a1" }, { ...good, id: "a1" }] }, "duplicate-ids.json");
+    expect(() => Identities.load(duplicate)).toThrow(/two entries have the id "a1"/);
+    for (const [key, value, message] of [["id", "a b", /"id" must be/], ["id", 7, /"id" must be/], ["created", "yesterday", /"created" must be/]] as const) {
+      const bad = write(dir, { identities: [{ ...good, [key]: value }] }, "bad-id.json");
+      expect(() => Identities.load(bad)).toThrow(message);
+    }
   });
 
   it("addToken refuses a bad entry or a broken file and leaves the file as it was", () => {

@@ -76,7 +76,7 @@ it("--print-config prints the effective settings as JSON, with the store passwor
     "--max-value-bytes", "1024",
   ]);
   expect(result.timedOut).toBe(false);
-  expect(result.stderr).toBe("");
+  expect(result.stderr).toMatch(/^tierkv: note: store passwords are shown as \*\*\*.*PGPASSWORD.*\n$/);
   expect(result.code).toBe(0);
   const output = result.stdout.toString();
   expect(output).not.toContain("secret");
@@ -86,16 +86,16 @@ it("--print-config prints the effective settings as JSON, with the store passwor
     listen: "0.0.0.0:7000",
     primary: "postgres://user:***@host/db",
     backup: "postgresql://replica:***@backup-host:5433/kv",
-    backupPolicy: "required",
+    "backup-policy": "required",
     auth: ["tokens", "jwt"],
-    tokensFile: "/etc/tierkv/identities.json",
-    jwtJwksFile: "/etc/tierkv/jwks.json",
-    jwtIssuer: "https://issuer.example",
-    jwtStoreClaim: "sub",
-    insecureNoAuth: false,
-    maxValueBytes: 1024,
-    maxConnectionAgeMs: 0,
-    logLevel: "info",
+    "tokens-file": "/etc/tierkv/identities.json",
+    "jwt-jwks-file": "/etc/tierkv/jwks.json",
+    "jwt-issuer": "https://issuer.example",
+    "jwt-store-claim": "sub",
+    "insecure-no-auth": false,
+    "max-value-bytes": 1024,
+    "max-connection-age-ms": 0,
+    "log-level": "info",
   });
   // nothing was opened: no store, no listener
   expect(output).not.toMatch(/"msg"/);

@@ -200,3 +200,83 @@ describe("tierkv serve --config (the real binary)", () => {
     expect(result.stderr.trimEnd().split("\n")).toHaveLength(1);
   });
 });
+
+describe("tierkv serve --print-config (the real binary)", () => {
+  /** Runs `tierkv serve ...args` with no TIERKV_* variables; it must exit by itself. */
+  function serveExpectingExit(args: string[]): { code: number | null; stdout: string; stderr: string } {
+    const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("TIERKV_")));
+    const result = spawnSync(process.execPath, [CLI, "serve", ...args], { env, encoding: "utf8", timeout: 30_000 });
+    return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  it("refuses what serve refuses, with serve's exit code 2 and message", () => {
+    const refused: [string[], RegExp][] = [
+      [["--listen", "0.0.0.0:0"], /--auth none on 0\.0\.0\.0:0/],
+      [["--auth", "tokens"], /--auth tokens needs --tokens-file/],
+      [["--primary", "redis://cache:6379"], /--primary: store URI "redis:\/\/cache:6379" has an unknown scheme/],
+      [["--primary", "postgres://u@db/kv?sslmode=require&ssl_mode=x"], /--primary: .*unknown parameter "ssl_mode"/],
+      [["--ephemeral-key", "a/b/c/d"], /--ephemeral-key a\/b\/c\/d: .*4 parts/],
+    ];
+    for (const [args, pattern] of refused) {
+      const printed = serveExpectingExit(["--print-config", ...args]);
+      // serve itself, on a free port so that a bug here cannot start a server on 50051.
+      const served = serveExpectingExit(["--listen", "127.0.0.1:0", ...args]);
+      for (const result of [printed, served]) {
+        expect(result.code, result.stderr).toBe(2);
+        expect(result.stderr).toMatch(pattern);
+        expect(result.stderr.trimEnd().split("\n")).toHaveLength(1);
+      }
+      expect(printed.stdout).toBe("");
+      // The same check: the same message.
+      expect(printed.stderr).toBe(served.stderr);
+    }
+  });
+
+  it("prints a config file that --config reads back to the same output", () => {
+    const args = [
+      "--listen", "127.0.0.1:7001", "--primary", "sqlite:/var/lib/tierkv/kv.db", "--backup", "grpc://b.internal:50052?timeout_ms=5000",
+      "--backup-policy", "degraded", "--ephemeral", "memory:", "--ephemeral-key", "ns/sub/graph", "scorer",
+      "--retry-disable", "backup", "--max-value-bytes", "4096", "--auth", "tokens,jwt", "--tokens-file", "/etc/tierkv/identities.json",
+      "--jwt-public-key-file", "/etc/tierkv/jwt.pem", "--insecure-no-auth", "--http-cors-origin", "https://a.example", "--log-level", "warn",
+    ];
+    const first = serveExpectingExit(["--print-config", ...args]);
+    expect(first.stderr).toBe("");
+    expect(first.code).toBe(0);
+    const config = JSON.parse(first.stdout) as Record<string, unknown>;
+    expect(config).toMatchObject({ "backup-policy": "degraded", "ephemeral-key": ["ns/sub/graph", "scorer"], "max-value-bytes": 4096 });
+    expect(config).not.toHaveProperty("print-config");
+    expect(config).not.toHaveProperty("vss-listen"); // unset settings are left out
+    const second = serveExpectingExit(["--config", configFile(first.stdout), "--print-config"]);
+    expect(second.stderr).toBe("");
+    expect(second.stdout).toBe(first.stdout);
+  });
+
+  it("hides store passwords, says that the output does not carry them, and reads its own output back", () => {
+    const uri = "postgres://tierkv:p%40ss%2Fw%25rd@db.internal:5432/kv?sslmode=require";
+    const first = serveExpectingExit(["--print-config", "--primary", uri, "--backup", "postgres://u:hunter2@replica/kv"]);
+    expect(first.code).toBe(0);
+    expect(first.stdout).not.toMatch(/p%40ss|hunter2/);
+    expect(JSON.parse(first.stdout)).toMatchObject({
+      primary: "postgres://tierkv:***@db.internal:5432/kv?sslmode=require",
+      backup: "postgres://u:***@replica/kv",
+    });
+    expect(first.stderr).toMatch(/^tierkv: note: store passwords are shown as \*\*\*.*PGPASSWORD/);
+    const second = serveExpectingExit(["--config", configFile(first.stdout), "--print-config"]);
+    expect(second.code).toBe(0);
+    expect(second.stdout).toBe(first.stdout);
+  });
+
+  it("never shows a password in the message of a URI it refuses", () => {
+    for (const uri of [
+      "postgres://u:raw@at/slash%@db/kv",
+      "postgres://u@db/kv?password=hunter2",
+      "postgres://u@db/kv?sslmode=require&sslpassword=hunter2",
+      "postgres://u:p%zzhunter2@db/kv",
+    ]) {
+      const result = serveExpectingExit(["--print-config", "--primary", uri]);
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stderr).not.toMatch(/hunter2|raw@at|slash%/);
+      expect(result.stderr).toContain("***");
+    }
+  });
+});

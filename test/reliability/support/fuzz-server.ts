@@ -134,7 +134,7 @@ function vssEndpoint(port: number, messages: Record<string, DescMessage>): VssEn
 export async function startFuzzServer(): Promise<FuzzServer> {
   const dir = tempDir("tierkv-fuzz-");
   const tokensFile = join(dir, "identities.json");
-  const identity = (name: string, store: string, roles: Role[]): Identity => ({ token: addToken(tokensFile, { name, store, roles }), store, roles });
+  const identity = (name: string, store: string, roles: Role[]): Identity => ({ token: addToken(tokensFile, { name, store, roles }).token, store, roles });
   const identities: Identities = {
     reader: identity("fuzz-reader", "tenant-a", ["read"]),
     writer: identity("fuzz-writer", "tenant-a", ["write"]),
