@@ -5,7 +5,7 @@ import { Command, CommanderError, Option } from "commander";
 import { readFileSync } from "node:fs";
 import { addToken, listIdentities, removeIdentity } from "../auth/identities-file.js";
 import { ROLES, type Role } from "../auth/principal.js";
-import { addMigrateCommand } from "../migrate/command.js";
+import { addMigrateCommand } from "./migrate-command.js";
 import { StoreError } from "../store/errors.js";
 import { backupStatus, resync, snapshotRestore, snapshotSave, snapshotStatus, storeUsage, type SnapshotRestoreOptions } from "./admin-commands.js";
 import { get, ls, lsNamespaces, put, rm, type ClientSettings } from "./client-commands.js";

@@ -11,7 +11,7 @@ import { createMetrics, serveMetrics } from "../server/metrics.js";
 import { startServer } from "../server/server.js";
 import { StoreError } from "../store/errors.js";
 import { RemoteStore } from "../remote/remote-store.js";
-import { checkStoreUri, openStore } from "../tier/open-store.js";
+import { checkStoreUri, openStore } from "../app/open-store.js";
 import { redactStoreUri } from "../store/redact.js";
 import type { KVStore } from "../store/types.js";
 import { parseKeyPath } from "../store/validate.js";

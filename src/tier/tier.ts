@@ -3,7 +3,7 @@
 
 import { StoreError } from "../store/errors.js";
 import type { KVStore } from "../store/types.js";
-import { inTierSpan } from "../rpc/tracing.js";
+import { inTierSpan } from "../tracing.js";
 import { withRetry, type RetryObserver, type RetryPolicy } from "./retry.js";
 
 export type TierName = "primary" | "backup" | "ephemeral";

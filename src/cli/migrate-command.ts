@@ -5,12 +5,12 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Command, Option } from "commander";
-import { parsePositiveInteger, SettingsError } from "../cli/settings.js";
+import { parsePositiveInteger, SettingsError } from "./settings.js";
 import { StoreError } from "../store/errors.js";
 import { redactStoreUri } from "../store/redact.js";
 import type { KVStore } from "../store/types.js";
-import { openStore } from "../tier/open-store.js";
-import { checkpointMatches, CheckpointError, defaultCheckpointName, normalizeStoreUri, readCheckpoint } from "./checkpoint.js";
+import { openStore } from "../app/open-store.js";
+import { checkpointMatches, CheckpointError, defaultCheckpointName, normalizeStoreUri, readCheckpoint } from "../migrate/checkpoint.js";
 import {
   countKeys,
   DEFAULT_CONCURRENCY,
@@ -24,8 +24,8 @@ import {
   mismatchMessage,
   verifyStores,
   type VerifyReport,
-} from "./migrate.js";
-import { LOG_INTERVAL_MS } from "./progress.js";
+} from "../migrate/migrate.js";
+import { LOG_INTERVAL_MS } from "../migrate/progress.js";
 
 /** Most writes in flight `--concurrency` accepts. */
 const MAX_CONCURRENCY = 1024;
