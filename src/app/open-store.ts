@@ -1,5 +1,5 @@
-//! Store URIs: `memory:`, `sqlite:PATH`, `fs:DIR` (an LDK data directory), `postgres://…`,
-//! `grpc://host:port`, `grpcs://host:port?…`.
+//! Opening stores from their URIs (split once by src/store/store-uri.ts): `memory:`, `sqlite:PATH`,
+//! `fs:DIR` (an LDK data directory), `postgres://…`, `grpc://host:port`, `grpcs://host:port?…`.
 
 import { resolve } from "node:path";
 import { checkRemoteUri, openRemoteStore } from "../remote/remote-store.js";
@@ -9,7 +9,10 @@ import { MemoryStore } from "../store/memory.js";
 import { openPostgresStore, parsePostgresUri } from "../store/postgres.js";
 import { redactStoreUri } from "../store/redact.js";
 import { SqliteStore } from "../store/sqlite.js";
+import { parseStoreUri, STORE_URI_SCHEMES, type StoreUri } from "../store/store-uri.js";
 import type { KVStore } from "../store/types.js";
+
+export { STORE_URI_SCHEMES } from "../store/store-uri.js";
 
 export interface OpenStoreOptions {
   /**
@@ -19,75 +22,56 @@ export interface OpenStoreOptions {
   readonly durability?: "durable" | "cache";
 }
 
-/** The schemes `openStore` understands, for help texts and error messages. */
-export const STORE_URI_SCHEMES = [
-  "memory:",
-  "sqlite:PATH",
-  "fs:DIR",
-  "postgres://USER@HOST:PORT/DB",
-  "grpc://HOST:PORT",
-  "grpcs://HOST:PORT",
-] as const;
-
-/** The scheme of a store URI (before the first `:`; empty when there is none). */
-function schemeOf(uri: string): { scheme: string; rest: string } {
-  const colon = uri.indexOf(":");
-  return colon < 0 ? { scheme: "", rest: "" } : { scheme: uri.slice(0, colon), rest: uri.slice(colon + 1) };
-}
-
 /**
  * Checks a store URI without opening anything or reading the files it names (serve runs it
  * before opening its tiers, and `--print-config` runs it alone); throws `invalid-argument`.
  */
-export function checkStoreUri(uri: string): void {
-  const { scheme, rest } = schemeOf(uri);
-  switch (scheme) {
+export function checkStoreUri(uri: string | StoreUri): StoreUri {
+  const parsed = typeof uri === "string" ? parseStoreUri(uri) : uri;
+  switch (parsed.kind) {
     case "memory":
-      if (rest !== "") throw invalidArgument(`store URI "${uri}": memory: takes no path`);
-      return;
+      if (parsed.rest !== "") throw invalidArgument(`store URI "${parsed.uri}": memory: takes no path`);
+      return parsed;
     case "sqlite":
-      if (rest === "") throw invalidArgument(`store URI "${uri}": sqlite: needs a file path`);
-      return;
+      if (parsed.path === "") throw invalidArgument(`store URI "${parsed.uri}": sqlite: needs a file path`);
+      return parsed;
     case "fs":
-      if (rest === "") throw invalidArgument(`store URI "${uri}": fs: needs a directory`);
-      return;
+      if (parsed.path === "") throw invalidArgument(`store URI "${parsed.uri}": fs: needs a directory`);
+      return parsed;
     case "postgres":
-    case "postgresql":
-      parsePostgresUri(uri, { readFiles: false });
-      return;
-    case "grpc":
-    case "grpcs":
-      checkRemoteUri(uri);
-      return;
-    default:
+      parsePostgresUri(parsed.uri, { readFiles: false });
+      return parsed;
+    case "remote":
+      checkRemoteUri(parsed.uri);
+      return parsed;
+    case "unknown":
       throw invalidArgument(
-        `store URI "${redactStoreUri(uri)}" has an unknown scheme; expected one of ${STORE_URI_SCHEMES.join(", ")}`,
+        `store URI "${redactStoreUri(parsed.uri)}" has an unknown scheme; expected one of ${STORE_URI_SCHEMES.join(", ")}`,
       );
   }
 }
 
 /** Opens the backend a store URI names; throws `invalid-argument` for an unknown or bad URI. */
-export async function openStore(uri: string, options: OpenStoreOptions = {}): Promise<KVStore> {
-  checkStoreUri(uri);
-  const { scheme, rest } = schemeOf(uri);
-  switch (scheme) {
+export async function openStore(uri: string | StoreUri, options: OpenStoreOptions = {}): Promise<KVStore> {
+  const parsed = checkStoreUri(uri);
+  switch (parsed.kind) {
     case "memory":
       return new MemoryStore();
     case "sqlite":
       return options.durability === "cache"
-        ? new SqliteStore(resolve(rest), { synchronous: "NORMAL" })
-        : new SqliteStore(resolve(rest), { synchronous: "FULL", preallocateWal: true });
+        ? new SqliteStore(resolve(parsed.path), { synchronous: "NORMAL" })
+        : new SqliteStore(resolve(parsed.path), { synchronous: "FULL", preallocateWal: true });
     case "fs":
-      return FsStore.open(resolve(rest), { fsync: options.durability !== "cache" });
+      return FsStore.open(resolve(parsed.path), { fsync: options.durability !== "cache" });
     case "postgres":
-    case "postgresql":
-      return openPostgresStore(uri).catch((error: unknown) => {
+      return openPostgresStore(parsed.uri).catch((error: unknown) => {
         // decodeURIComponent's own message ("URI malformed") would not say where.
-        if (error instanceof URIError) throw invalidArgument(`store URI "${redactStoreUri(uri)}": a "%" in the user or password must start an escape; write a literal % as %25`);
+        if (error instanceof URIError) throw invalidArgument(`store URI "${redactStoreUri(parsed.uri)}": a "%" in the user or password must start an escape; write a literal % as %25`);
         throw error;
       });
-    default:
-      // grpc: or grpcs:, the only schemes left that checkStoreUri lets through.
-      return openRemoteStore(uri);
+    case "remote":
+      return openRemoteStore(parsed.uri);
+    case "unknown":
+      throw new Error("unreachable: checkStoreUri refuses unknown schemes");
   }
 }
