@@ -57,3 +57,6 @@ export const GROUP_COMMIT_MAX_BYTES = 8 * 1024 * 1024;
 
 /** SQLite's busy timeout: short, because a wait blocks the whole event loop. */
 export const SQLITE_BUSY_TIMEOUT_MS = 100;
+
+/** How long in-flight calls get to finish after SIGINT/SIGTERM before they are cancelled. */
+export const SHUTDOWN_GRACE_MS = 30_000;
