@@ -3,9 +3,9 @@
 
 import { startTierkv } from "../app/start.js";
 import { checkStoreUri } from "../app/open-store.js";
-import { DEFAULT_LIMITS } from "../limits.js";
+import { isLoopbackAddress } from "../host-port.js";
+import { DEFAULT_LIMITS, DEFAULT_LISTEN, DEFAULT_MAX_VERSION_SKEW_MS, DEFAULT_RETRY } from "../limits.js";
 import { AUTH_MODES, type AuthMode } from "../auth/authenticator.js";
-import { DEFAULT_MAX_VERSION_SKEW_MS } from "../tier/hybrid-clock.js";
 import { startTracing } from "./tracing.js";
 import { LOG_LEVELS, createLogger } from "../log.js";
 import { StoreError } from "../store/errors.js";
@@ -36,7 +36,7 @@ export const SERVE_SETTINGS = {
   listen: {
     flag: "--listen <host:port>",
     description: "address to serve gRPC on (port 0 picks a free port)",
-    defaultValue: "127.0.0.1:50051",
+    defaultValue: DEFAULT_LISTEN,
     parse: parseString,
   } satisfies Setting<string>,
   primary: {
@@ -73,19 +73,19 @@ export const SERVE_SETTINGS = {
   retryInitialDelayMs: {
     flag: "--retry-initial-delay-ms <ms>",
     description: "bound of the first retry's random delay; doubles per retry",
-    defaultValue: 20,
+    defaultValue: DEFAULT_RETRY.initialDelayMs,
     parse: parseNonNegativeInteger,
   } satisfies Setting<number>,
   retryMaxDelayMs: {
     flag: "--retry-max-delay-ms <ms>",
     description: "largest retry delay bound",
-    defaultValue: 1000,
+    defaultValue: DEFAULT_RETRY.maxDelayMs,
     parse: parseNonNegativeInteger,
   } satisfies Setting<number>,
   retryMaxAttempts: {
     flag: "--retry-max-attempts <n>",
     description: "attempts per tier call, the first included (never past the caller's deadline)",
-    defaultValue: 5,
+    defaultValue: DEFAULT_RETRY.maxAttempts,
     parse: parsePositiveInteger,
   } satisfies Setting<number>,
   retryDisable: {
@@ -261,13 +261,11 @@ export const SERVE_SETTINGS = {
 
 export type ServeSettings = SettingsOf<typeof SERVE_SETTINGS>;
 
-const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
-
 /** The addresses that would serve open mode (`--auth none`) off loopback. */
 function openNonLoopbackListens(settings: ServeSettings): string[] {
   if (!settings.auth.includes("none")) return [];
   const listens = [settings.listen, ...(settings.vssListen === undefined ? [] : [settings.vssListen])];
-  return listens.filter((listen) => !LOOPBACK_HOSTS.has(listen.slice(0, listen.lastIndexOf(":"))));
+  return listens.filter((listen) => !isLoopbackAddress(listen));
 }
 
 /** `--primary` and the other tiers: a bad URI is a settings error naming its flag. */

@@ -4,15 +4,13 @@
 //! bad mutation; serialization failures and deadlocks are retried.
 
 import type pg from "pg";
-import { GROUP_COMMIT_MAX_BYTES } from "../limits.js";
+import { GROUP_COMMIT_MAX_BYTES, POSTGRES_MAX_TXN_ATTEMPTS } from "../limits.js";
 import { StoreError } from "./errors.js";
 import { isRetryable, postgresStoreError } from "./postgres-errors.js";
 import { byId, keyId, keyParams, type DbKey } from "./postgres-sql.js";
 import { Tx, type Mutated } from "./postgres-txn.js";
 import type { KeyRef } from "./types.js";
 
-/** Attempts of a transaction that failed with a serialization failure or deadlock. */
-const MAX_ATTEMPTS = 5;
 
 /** What a write that can share a multi-row statement needs. */
 interface BatchableWrite {
@@ -260,7 +258,7 @@ export class GroupCommit {
       } catch (error) {
         // A connection the server ended may still look usable for a moment: never pool it again.
         if (!isRetryable(error) && postgresStoreError(error).code === "unavailable") broken = true;
-        if (!isRetryable(error) || attempt >= MAX_ATTEMPTS) throw error;
+        if (!isRetryable(error) || attempt >= POSTGRES_MAX_TXN_ATTEMPTS) throw error;
         this.retried++;
         // Randomised, growing back-off, so the transactions that collided do not collide again.
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 2 ** attempt * 2));

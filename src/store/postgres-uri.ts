@@ -3,13 +3,11 @@
 
 import { readFileSync } from "node:fs";
 import type pg from "pg";
+import { POSTGRES_DEFAULT_CONNECT_TIMEOUT_S, POSTGRES_DEFAULT_POOL_MAX, POSTGRES_MAX_CONNECT_TIMEOUT_S, POSTGRES_MAX_POOL_MAX } from "../limits.js";
 import { invalidArgument, StoreError } from "./errors.js";
 import { redactStoreUri } from "./redact.js";
 
-/** Default size of the connection pool (`pool_max`). */
-export const DEFAULT_POOL_MAX = 10;
-/** Default time to connect (or to wait for a pooled connection), `connect_timeout` in seconds. */
-export const DEFAULT_CONNECT_TIMEOUT_S = 10;
+export { POSTGRES_DEFAULT_POOL_MAX as DEFAULT_POOL_MAX, POSTGRES_DEFAULT_CONNECT_TIMEOUT_S as DEFAULT_CONNECT_TIMEOUT_S };
 
 const URI_PARAMETERS = new Set(["sslmode", "sslrootcert", "sslcert", "sslkey", "pool_max", "connect_timeout", "application_name"]);
 
@@ -68,8 +66,8 @@ export function parsePostgresUri(uri: string, { readFiles = true } = {}): pg.Poo
     user: url.username === "" ? undefined : decoded(url.username, "the user name"),
     password: url.password === "" ? undefined : decoded(url.password, "the password"),
     database: database === "" ? undefined : database,
-    max: integer("pool_max", DEFAULT_POOL_MAX, 1000),
-    connectionTimeoutMillis: integer("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S, 3600) * 1000,
+    max: integer("pool_max", POSTGRES_DEFAULT_POOL_MAX, POSTGRES_MAX_POOL_MAX),
+    connectionTimeoutMillis: integer("connect_timeout", POSTGRES_DEFAULT_CONNECT_TIMEOUT_S, POSTGRES_MAX_CONNECT_TIMEOUT_S) * 1000,
     application_name: param("application_name") ?? "tierkv",
     // Notices a peer that vanished without closing the connection.
     keepAlive: true,

@@ -95,7 +95,7 @@
 //! postgres-group-commit.ts (the scheduler), postgres-snapshot.ts; this file is the store.
 
 import pg from "pg";
-import { effectivePageSize, GROUP_COMMIT_MAX_MUTATIONS } from "../limits.js";
+import { effectivePageSize, GROUP_COMMIT_MAX_MUTATIONS, POSTGRES_DEFAULT_POOL_MAX } from "../limits.js";
 import { notFound, StoreError } from "./errors.js";
 import type { StoredState } from "./mutation-rules.js";
 import { allKeysPage, allKeysStart, decodeSequenceToken, sequencePage } from "./page-token.js";
@@ -105,7 +105,7 @@ import { analyzeIfNeverAnalyzed, migrate } from "./postgres-schema.js";
 import { postgresSnapshotRecords } from "./postgres-snapshot.js";
 import { keyId, keyParams, namespaceParams, statement, toKeyVersion, TYPES, usageOf, type DbKeyVersion, type DbUsage, type SQL } from "./postgres-sql.js";
 import { applyRemove, applyWrite, mutatedOf, runLocked, type LockedOperation, type Mutated } from "./postgres-txn.js";
-import { DEFAULT_POOL_MAX, parsePostgresUri } from "./postgres-uri.js";
+import { parsePostgresUri } from "./postgres-uri.js";
 import {
   storeIdOf,
   VersionedReads,
@@ -179,7 +179,7 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
       await pool.end().catch(() => undefined);
       throw postgresStoreError(error);
     }
-    return new PostgresStore(pool, config.max ?? DEFAULT_POOL_MAX, options);
+    return new PostgresStore(pool, config.max ?? POSTGRES_DEFAULT_POOL_MAX, options);
   }
 
   private async query<R extends pg.QueryResultRow>(name: keyof typeof SQL, values: readonly unknown[]): Promise<R[]> {
