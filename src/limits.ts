@@ -2,9 +2,10 @@
 //! from, each defined once: the work one request may cause and the sizes derived from it (etcd's
 //! `--max-request-bytes` / `--max-txn-ops` idea), names and versions, retries, timeouts, graces,
 //! batches and intervals. `serve` turns the ones an operator may want to change into settings;
-//! the modules that enforce a limit import it from here. Rows of §7 not yet here: the gRPC
-//! server's keepalive and connection-age grace (src/server/server.ts) and the shutdown grace
-//! defaults of src/server/server.ts and src/vss/http-server.ts, which should use SHUTDOWN_GRACE_MS.
+//! the modules that enforce a limit import it from here. Rows of §7 not yet here (their files
+//! are being reworked by the call pipeline): the gRPC server's keepalive and connection-age grace
+//! (src/server/server.ts), the resync progress interval (src/server/admin-service.ts), and the
+//! shutdown-grace defaults of src/server/server.ts and src/vss/http-server.ts (SHUTDOWN_GRACE_MS).
 
 /** Default and largest page size of `ListPage` and `ListAllKeys`. */
 export const DEFAULT_PAGE_SIZE = 1000;
@@ -96,8 +97,6 @@ export const LEDGER_REPLAY_INTERVAL_MS = 1000;
 export const LEDGER_REPLAY_PAGE = 500;
 /** Keys a resync repairs at once. */
 export const RESYNC_WINDOW = 64;
-/** How often a running resync reports progress, in ms. */
-export const RESYNC_PROGRESS_INTERVAL_MS = 250;
 
 // ---------------------------------------------------------------------------------------------
 // Backends
