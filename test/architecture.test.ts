@@ -11,15 +11,16 @@ const SRC = join(ROOT, "src");
 
 /**
  * Bottom to top. A folder may import only folders of a LOWER layer; folders of one layer are
- * siblings that know nothing of each other. `base` is the files directly in src/ (limits, log,
- * tracing, version) plus the generated code in gen/; `index` is src/index.ts, the package's
+ * siblings that know nothing of each other. `base` is the files directly in src/ (limits,
+ * host-port, log, tracing, version) plus the generated code in gen/; `index` is src/index.ts, the package's
  * entry, which re-exports from anywhere.
  */
 const LAYERS: readonly (readonly string[])[] = [
-  ["base"], //               limits.ts, log.ts, tracing.ts, version.ts; gen/ (buf generate)
+  ["base"], //               limits.ts, host-port.ts, log.ts, tracing.ts, version.ts; gen/ (buf generate)
   ["store"], //              the KVStore contract, its errors and validation, one file per backend
   ["tier", "auth", "migrate"], // the tiered store; principals and authenticators; copying between stores
-  ["service"], //            the one call pipeline every surface passes through
+  ["service"], //            the one call pipeline every surface passes through (being built in parallel:
+  //                         placed above what it runs on, below the surfaces; move it if it needs rpc/)
   ["rpc"], //                gRPC plumbing shared by server and client: service definition, status, trace context
   ["client"], //             TierkvClient, TierkvAdminClient
   ["remote"], //             a chained tierkv as a KVStore backend (over the client)
