@@ -523,12 +523,14 @@ export async function serve(settings: ServeSettings): Promise<void> {
         logger,
         authenticate: authenticator.authenticate,
         tls: vssTls(settings),
+        observeCall: metrics.observeCall,
         otherRoutes: connectService({
           store,
           limits: limitsOf(settings),
           authenticate: authenticator.authenticate,
           logger,
           corsOrigins: settings.httpCorsOrigin,
+          observeCall: metrics.observeCall,
         }),
       });
     }
