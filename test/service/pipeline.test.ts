@@ -18,6 +18,7 @@ import { createGrpcWebTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KVStoreService, ReadRequestSchema, WriteRequestSchema } from "../../gen/tierkv/v1/kvstore_pb.js";
 import { GetObjectRequestSchema, GetObjectResponseSchema, PutObjectRequestSchema } from "../../gen/vss/v1/vss_pb.js";
+import { TierkvAdminClient as AdminClient } from "../../src/client/admin-client.js";
 import { TierkvClient } from "../../src/client/client.js";
 import { addTokenWithCli, issueClientCertificate, waitForLog } from "../support/auth.js";
 import { makeCertificates } from "../support/certs.js";
@@ -82,12 +83,14 @@ describe("a server with tokens on every surface", () => {
   let metrics: string;
   let alice: string;
   let bob: string;
+  let ops: string;
 
   beforeAll(async () => {
     dir = tempDir();
     const tokens = join(dir, "identities.json");
     alice = await addTokenWithCli(tokens, "alice", ["write"]);
     bob = await addTokenWithCli(tokens, "bob", ["write"]);
+    ops = await addTokenWithCli(tokens, "ops", ["admin"]);
     server = await spawnServer([
       "--primary", `sqlite:${join(dir, "db.sqlite")}`,
       "--auth", "tokens", "--tokens-file", tokens,
@@ -133,6 +136,17 @@ describe("a server with tokens on every surface", () => {
     }
     const vssLine = await waitForLog(server, (entry) => entry["msg"] === "request" && entry["surface"] === "vss");
     expect(vssLine).toMatchObject({ method: "getObject", store: "vss:alice:wallet", path: "absent", outcome: "failed", code: "not-found" });
+  });
+
+  it("logs the store an admin call touched, and refuses AdminService to a caller without the role", async () => {
+    const admin = new AdminClient({ address: server.address, bearerToken: ops });
+    await admin.storeUsage("alice");
+    admin.close();
+    const line = await waitForLog(server, (entry) => entry["msg"] === "request" && entry["method"] === "StoreUsage");
+    expect(line).toMatchObject({ surface: "grpc", store: "alice", outcome: "ok" });
+    const notAdmin = new AdminClient({ address: server.address, bearerToken: bob });
+    await expect(notAdmin.storeUsage("alice")).rejects.toMatchObject({ code: "permission-denied" });
+    notAdmin.close();
   });
 
   it("refuses an unauthenticated 64 MB body on every surface without buffering it, while another tenant's reads complete", async () => {
