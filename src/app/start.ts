@@ -199,12 +199,14 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
         logger,
         authenticate: authenticator.authenticate,
         tls: vssTls(config),
+        observeCall: metrics.observeCall,
         otherRoutes: connectService({
           store,
           limits,
           authenticate: authenticator.authenticate,
           logger,
           corsOrigins: [...config.httpCorsOrigin],
+          observeCall: metrics.observeCall,
         }),
       });
     }

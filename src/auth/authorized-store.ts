@@ -122,3 +122,12 @@ export class AuthorizedStore implements KVStore {
   /** The view owns nothing: the tiered store is closed by its owner. */
   async close(): Promise<void> {}
 }
+
+/**
+ * AdminService's operations (resync, backup status, store usage, snapshots) for `principal`: the
+ * same one place of enforcement as the store's, for the one role they all need.
+ */
+export function authorizedAdmin<T>(operations: T, principal: Principal): T {
+  if (!allows(principal, "admin")) throw denied(principal, "use AdminService (needs the admin role)");
+  return operations;
+}

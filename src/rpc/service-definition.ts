@@ -1,5 +1,8 @@
-//! Turns a protobuf-es service descriptor into grpc-js's service definition, server handlers and
-//! client constructor, so no method is ever listed by hand.
+//! Turns a protobuf-es service descriptor into grpc-js's service definition, client constructor
+//! and server side: the gRPC surface's adapter over the call pipeline (`src/service/call.ts`).
+//! An interceptor admits each call from its metadata before grpc-js reads the message; the
+//! handler decodes (unknown fields skipped), runs the implementation in the call, and maps its
+//! StoreError through `toGrpcStatus`.
 
 import * as grpc from "@grpc/grpc-js";
 import {
@@ -13,10 +16,11 @@ import {
   type MessageShape,
 } from "@bufbuild/protobuf";
 import type { Authenticate, Credentials } from "../auth/authenticator.js";
-import { OPEN_PRINCIPAL, type Principal } from "../auth/principal.js";
+import { OPEN_PRINCIPAL } from "../auth/principal.js";
+import { decodeBinary } from "../service/body.js";
+import { Call, cancellationOf, subjectOf, type CallContext, type CallMethod, type CallObserver } from "../service/call.js";
+import type { HeaderGetter } from "../service/span.js";
 import { StoreError } from "../store/errors.js";
-import { formatPath } from "../store/validate.js";
-import { inServerSpan } from "./tracing.js";
 import { toGrpcStatus } from "./status.js";
 
 function serializer<Desc extends DescMessage>(schema: Desc): (message: MessageShape<Desc>) => Buffer {
@@ -44,13 +48,9 @@ class UndecodableRequest {
 function requestDeserializer<Desc extends DescMessage>(schema: Desc): (bytes: Buffer) => MessageShape<Desc> | UndecodableRequest {
   return (bytes) => {
     try {
-      return fromBinary(schema, bytes);
+      return decodeBinary(schema, bytes);
     } catch (error) {
-      // protobuf-es's reasons ("premature EOF", "invalid varint", ...) help the caller and carry
-      // nothing about the server.
-      const reason = error instanceof Error ? `: ${error.message}` : "";
-      const message = `request is not a valid ${schema.typeName} message${reason}`;
-      return new UndecodableRequest(new StoreError("invalid-argument", message, { cause: error }));
+      return new UndecodableRequest(StoreError.from(error));
     }
   };
 }
@@ -83,27 +83,25 @@ export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinit
   return definition;
 }
 
-/** What a handler sees besides the request. */
-export interface HandlerContext {
-  /** Absolute deadline in ms since the epoch, when the caller set one. */
-  readonly deadline?: number;
-  /** Request metadata (authorization and friends). */
-  readonly metadata: grpc.Metadata;
-  /**
-   * Aborts when the call ends before the handler answered: the caller cancelled or went away, or
-   * its deadline passed. The reason is a StoreError (`deadline-exceeded` or `unavailable`).
-   */
-  readonly signal: AbortSignal;
-  /** Who is calling, authenticated before the handler runs. */
-  readonly principal: Principal;
+export type { CallMethod as RpcMethod, CallObserver, CallOutcome, CallSubject } from "../service/call.js";
+
+/** What a handler sees besides the request: the pipeline's call context, the same on every surface. */
+export type HandlerContext = CallContext;
+
+/** Reads trace context from a call's metadata. */
+function metadataHeader(metadata: grpc.Metadata): HeaderGetter {
+  return (name) => {
+    const [value] = metadata.get(name);
+    return typeof value === "string" ? value : undefined;
+  };
 }
 
 /** The credentials a gRPC call presented: its authorization metadata and TLS client certificate. */
-function credentialsOf(call: ServerCall): Credentials {
-  const authorization = call.metadata.get("authorization")[0];
+function credentialsOf(metadata: grpc.Metadata, auth: ReturnType<ServerCall["getAuthContext"]>): Credentials {
+  const authorization = metadata.get("authorization")[0];
   return {
     ...(typeof authorization === "string" && { authorization }),
-    peerCertificate: call.getAuthContext().sslPeerCertificate,
+    peerCertificate: auth.sslPeerCertificate,
   };
 }
 
@@ -127,175 +125,167 @@ type AnyHandler = (request: unknown, context: HandlerContext) => Promise<unknown
 
 type ServerCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
 
-function deadlineOf(call: ServerCall): number | undefined {
-  const deadline = call.getDeadline();
+function deadlineOf(deadline: grpc.Deadline): number | undefined {
   if (deadline instanceof Date) return deadline.getTime();
   return Number.isFinite(deadline) ? deadline : undefined;
 }
 
-/**
- * How a call ended: answered (`ok`), answered with an error status (`failed`, including a
- * deadline that passed), or `cancelled` before it was answered (the caller went away, or the
- * server cancelled it at shutdown).
- */
-export type CallOutcome = "ok" | "failed" | "cancelled";
-
-/** Which RPC a call is, as grpc-prometheus labels it. */
-export interface RpcMethod {
-  /** Fully qualified service name, `tierkv.v1.KVStoreService`. */
-  readonly service: string;
-  /** The RPC's name, `Read`. */
-  readonly name: string;
-  readonly type: "unary" | "server_stream";
+/** Resolves once the stream can take more, or at once when the call is cancelled (it never drains then). */
+function drained(serverCall: ServerCall, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = (): void => {
+      serverCall.off("drain", done);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    serverCall.once("drain", done);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }
 
-/** Told of each call, for logs and metrics. */
-export interface CallObserver {
-  /** The call reached its handler (before authentication). */
-  started?(method: RpcMethod): void;
+/** The gRPC surface of one server: its handlers, and the interceptor that admits their calls. */
+export interface GrpcSurface {
+  /** grpc-js handlers for `impl`: each call runs through the pipeline. */
+  handlers<S extends DescService>(service: S, impl: ServiceImpl<S>): grpc.UntypedServiceImplementation;
   /**
-   * Called once when the call ends: the error it failed with (before it becomes a status; for a
-   * cancelled call, why it was cancelled), how long it took and its outcome. `subject` says what
-   * the call was about; it is worked out only when called (debug logs and failures), not on
-   * every call.
+   * Authenticates a call of these handlers from its metadata before grpc-js reads its message
+   * (the stream stays paused until then): a refused call is answered at once, its body never
+   * buffered or decoded. Other services (health, reflection) pass through.
    */
-  ended(method: RpcMethod, error: StoreError | undefined, seconds: number, outcome: CallOutcome, subject?: () => CallSubject): void;
-}
-
-/** What a call was about, for debug logs: never values or credentials. */
-export interface CallSubject {
-  readonly store: string;
-  /** `primary/secondary/key` (or the namespace) when the request names one. */
-  readonly path?: string;
-}
-
-/** The path a request names, if it names one (most KVStoreService requests do). */
-function pathOf(request: unknown): string | undefined {
-  const fields = request as { primaryNamespace?: unknown; secondaryNamespace?: unknown; key?: unknown };
-  if (typeof fields.primaryNamespace !== "string" || typeof fields.secondaryNamespace !== "string") return undefined;
-  return formatPath({ primaryNamespace: fields.primaryNamespace, secondaryNamespace: fields.secondaryNamespace, ...(typeof fields.key === "string" && { key: fields.key }) });
+  readonly interceptor: grpc.ServerInterceptor;
 }
 
 /**
- * grpc-js's deadline timer and `Date.now()` run on different clocks, so the timer can fire a
- * little before the deadline by our reckoning; a cancellation this close to it is the deadline's.
+ * Errors become statuses through `toGrpcStatus`; anything else a handler throws (synchronously or
+ * not) becomes INTERNAL "internal error" and reaches `observe` with its cause; a cancelled call
+ * aborts the handler's signal and closes its response generator.
  */
-const DEADLINE_SLACK_MS = 50;
+export function grpcSurface(observe: CallObserver = { ended() {} }, authenticate: Authenticate = OPEN): GrpcSurface {
+  const methods = new Map<string, CallMethod>();
+  /** Calls the interceptor admitted, by the metadata object grpc-js hands on to the handler. */
+  const admitted = new WeakMap<grpc.Metadata, Call>();
 
-/** Why a call grpc-js reported as cancelled ended: the deadline, or anything else. */
-function cancellationOf(deadline: number | undefined): StoreError {
-  if (deadline !== undefined && Date.now() >= deadline - DEADLINE_SLACK_MS) {
-    return new StoreError("deadline-exceeded", "the call's deadline passed before it was answered");
-  }
-  return new StoreError("unavailable", "the call was cancelled before it was answered");
-}
-
-/**
- * One call's bookkeeping, from the handler's start until the call is answered or cancelled: its
- * duration, its cancellation, the one report to the observer; and the handler's context.
- */
-class CallScope implements HandlerContext {
-  readonly deadline: number | undefined;
-  readonly metadata: grpc.Metadata;
-  /**
-   * Who calls: set by `identified`, which runs before the handler. No default: a path that reached
-   * a handler unauthenticated would fail on `undefined` instead of acting as someone.
-   */
-  principal!: Principal;
-  private readonly started = process.hrtime.bigint();
-  /** Why the call was cancelled before it was answered, once it was. */
-  private cancellation: StoreError | undefined;
-  /**
-   * Made on first use of `signal`: most calls (a read of a local store) never wait on anything
-   * cancellable, and an AbortController costs more than the rest of this bookkeeping together.
-   */
-  private controller: AbortController | undefined;
-  // grpc-js emits 'cancelled' after every call, answered or not: only one before the answer counts.
-  private readonly onCancelled = (): void => {
-    this.cancellation = cancellationOf(this.deadline);
-    this.controller?.abort(this.cancellation);
+  const interceptor: grpc.ServerInterceptor = (descriptor, next) => {
+    const method = methods.get(descriptor.path);
+    if (method === undefined) return new grpc.ServerInterceptingCall(next);
+    let call: Call | undefined;
+    return new grpc.ServerInterceptingCall(next, {
+      start(startNext) {
+        startNext({
+          onReceiveMetadata(metadata, metadataNext) {
+            const current = new Call(method, observe, metadataHeader(metadata), deadlineOf(next.getDeadline()));
+            call = current;
+            current.admit(authenticate, credentialsOf(metadata, next.getAuthContext())).then(
+              () => {
+                admitted.set(metadata, current);
+                metadataNext(metadata);
+              },
+              (error: unknown) => {
+                const status = toGrpcStatus(current.end(error)!);
+                next.sendStatus({ code: status.code!, details: status.details ?? "" });
+              },
+            );
+          },
+          onCancel() {
+            call?.cancel(cancellationOf(call.deadline));
+          },
+        });
+      },
+    });
   };
 
-  constructor(
-    private readonly call: ServerCall,
-    private readonly method: RpcMethod,
-    private readonly observe: CallObserver,
-  ) {
-    observe.started?.(method);
-    this.deadline = deadlineOf(call);
-    this.metadata = call.metadata;
-    call.once("cancelled", this.onCancelled);
-  }
+  /** A call of a server without the interceptor: admitted in its handler, after grpc-js read its message. */
+  const newCall = (serverCall: ServerCall, method: CallMethod): Call => {
+    const call = new Call(method, observe, metadataHeader(serverCall.metadata), deadlineOf(serverCall.getDeadline()));
+    // grpc-js emits 'cancelled' after every call, answered or not: the Call ignores it once ended.
+    serverCall.once("cancelled", () => call.cancel(cancellationOf(call.deadline)));
+    return call;
+  };
 
-  get signal(): AbortSignal {
-    if (this.controller === undefined) {
-      this.controller = new AbortController();
-      if (this.cancellation !== undefined) this.controller.abort(this.cancellation);
-    }
-    return this.controller.signal;
-  }
-
-  /** Set once the caller is known: what the call is about, for the observer. */
-  private subject: (() => CallSubject) | undefined;
-
-  identified(principal: Principal, request: unknown): void {
-    this.principal = principal;
-    this.subject = () => {
-      const path = pathOf(request);
-      return { store: principal.storeId, ...(path !== undefined && { path }) };
-    };
-  }
-
-  get cancelled(): boolean {
-    return this.cancellation !== undefined;
-  }
-
-  /** Resolves once the stream can take more, or at once when the call is cancelled (it never drains then). */
-  drained(): Promise<void> {
-    const { signal } = this;
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const done = (): void => {
-        this.call.off("drain", done);
-        signal.removeEventListener("abort", done);
-        resolve();
+  const handlers = <S extends DescService>(service: S, impl: ServiceImpl<S>): grpc.UntypedServiceImplementation => {
+    const result: grpc.UntypedServiceImplementation = {};
+    for (const method of supportedMethods(service)) {
+      const handler = (impl as unknown as Record<string, AnyHandler>)[method.localName]!;
+      const rpc: CallMethod = { service: service.typeName, name: method.name, type: method.methodKind === "server_streaming" ? "server_stream" : "unary", surface: "grpc" };
+      methods.set(`/${service.typeName}/${method.name}`, rpc);
+      const respond = (response: unknown): MessageShape<DescMessage> =>
+        create(method.output, response as MessageInitShape<DescMessage>);
+      /** The admitted call and its decoded request; throws the status to answer when refused. */
+      const begin = async (serverCall: ServerCall): Promise<{ call: Call; request: unknown } | Partial<grpc.StatusObject>> => {
+        const known = admitted.get(serverCall.metadata);
+        const call = known ?? newCall(serverCall, rpc);
+        if (known === undefined) {
+          try {
+            await call.admit(authenticate, credentialsOf(serverCall.metadata, serverCall.getAuthContext()));
+          } catch (error) {
+            return toGrpcStatus(call.end(error)!);
+          }
+        }
+        const request = serverCall.request;
+        call.about(() => subjectOf(call.principal, request));
+        return { call, request };
       };
-      this.call.once("drain", done);
-      signal.addEventListener("abort", done, { once: true });
-    });
-  }
 
-  /** The handler answered. */
-  succeeded(): void {
-    this.end(undefined);
-  }
-
-  /** The handler failed with `error`: returns the status to answer (moot when cancelled). */
-  failed(error: unknown): Partial<grpc.StatusObject> {
-    const storeError = StoreError.from(error);
-    this.end(storeError);
-    return toGrpcStatus(storeError);
-  }
-
-  private end(error: StoreError | undefined): void {
-    this.call.off("cancelled", this.onCancelled);
-    const seconds = Number(process.hrtime.bigint() - this.started) / 1e9;
-    const reason = this.cancellation;
-    if (reason !== undefined) {
-      // Why it was cancelled, with what the handler did after it (often: failed because of it).
-      const outcome = reason.code === "deadline-exceeded" ? "failed" : "cancelled";
-      this.observe.ended(this.method, new StoreError(reason.code, reason.message, { cause: error }), seconds, outcome, this.subject);
-    } else {
-      this.observe.ended(this.method, error, seconds, error === undefined ? "ok" : "failed", this.subject);
+      if (method.methodKind === "server_streaming") {
+        const streaming: grpc.handleServerStreamingCall<unknown, unknown> = (serverCall) => {
+          void (async () => {
+            const begun = await begin(serverCall);
+            if (!("call" in begun)) return void serverCall.emit("error", begun);
+            const { call, request } = begun;
+            try {
+              await call.run(async () => {
+                if (request instanceof UndecodableRequest) throw request.error;
+                // Leaving this loop early calls the generator's return(), so its finally blocks run.
+                for await (const response of handler(request, call) as AsyncIterable<unknown>) {
+                  if (call.cancelled) break;
+                  if (!serverCall.write(respond(response))) await drained(serverCall, call.signal);
+                  if (call.cancelled) break;
+                }
+              });
+            } catch (error) {
+              const status = toGrpcStatus(call.end(error)!);
+              if (!call.cancelled) serverCall.emit("error", status);
+              return;
+            }
+            call.end();
+            if (!call.cancelled) serverCall.end();
+          })();
+        };
+        result[method.localName] = streaming as grpc.UntypedHandleCall;
+      } else {
+        const unary: grpc.handleUnaryCall<unknown, unknown> = (serverCall, callback) => {
+          // An async function, so a handler that throws synchronously and a response that cannot
+          // be built are caught like a rejection instead of escaping to grpc-js or the process.
+          void (async () => {
+            const begun = await begin(serverCall);
+            if (!("call" in begun)) return callback(begun);
+            const { call, request } = begun;
+            let response: MessageShape<DescMessage>;
+            try {
+              response = await call.run(async () => {
+                if (request instanceof UndecodableRequest) throw request.error;
+                return respond(await handler(request, call));
+              });
+            } catch (error) {
+              callback(toGrpcStatus(call.end(error)!));
+              return;
+            }
+            call.end();
+            callback(null, response);
+          })();
+        };
+        result[method.localName] = unary as grpc.UntypedHandleCall;
+      }
     }
-  }
+    return result;
+  };
+  return { handlers, interceptor };
 }
 
 /**
- * Wraps `impl` into grpc-js handlers: errors become statuses through `toGrpcStatus`, anything
- * else a handler throws (synchronously or not) becomes INTERNAL "internal error" and reaches
- * `observe` with its cause, and a cancelled call aborts the handler's signal and closes its
- * response generator.
+ * grpc-js handlers for `impl` without the admitting interceptor: each call is authenticated in
+ * its handler, after grpc-js read its message. For servers that take no credentials (tests).
  */
 export function grpcHandlers<S extends DescService>(
   service: S,
@@ -303,69 +293,7 @@ export function grpcHandlers<S extends DescService>(
   observe: CallObserver = { ended() {} },
   authenticate: Authenticate = OPEN,
 ): grpc.UntypedServiceImplementation {
-  const handlers: grpc.UntypedServiceImplementation = {};
-  for (const method of supportedMethods(service)) {
-    const handler = (impl as unknown as Record<string, AnyHandler>)[method.localName]!;
-    const spanName = `${service.typeName}/${method.name}`;
-    const rpc: RpcMethod = { service: service.typeName, name: method.name, type: method.methodKind === "server_streaming" ? "server_stream" : "unary" };
-    const respond = (response: unknown): MessageShape<DescMessage> =>
-      create(method.output, response as MessageInitShape<DescMessage>);
-
-    if (method.methodKind === "server_streaming") {
-      const streaming: grpc.handleServerStreamingCall<unknown, unknown> = (call) => {
-        const scope = new CallScope(call, rpc, observe);
-        void (async () => {
-          try {
-            await inServerSpan(spanName, call.metadata, async (span) => {
-              // Who calls is settled before the body is looked at (VSS's Authorizer does the same).
-              const principal = await authenticate(credentialsOf(call));
-              span.setAttribute("tierkv.store", principal.storeId);
-              scope.identified(principal, call.request);
-              if (call.request instanceof UndecodableRequest) throw call.request.error;
-              // Leaving this loop early calls the generator's return(), so its finally blocks run.
-              for await (const response of handler(call.request, scope) as AsyncIterable<unknown>) {
-                if (scope.cancelled) break;
-                if (!call.write(respond(response))) await scope.drained();
-                if (scope.cancelled) break;
-              }
-            });
-          } catch (error) {
-            const status = scope.failed(error);
-            if (!scope.cancelled) call.emit("error", status);
-            return;
-          }
-          scope.succeeded();
-          if (!scope.cancelled) call.end();
-        })();
-      };
-      handlers[method.localName] = streaming as grpc.UntypedHandleCall;
-    } else {
-      const unary: grpc.handleUnaryCall<unknown, unknown> = (call, callback) => {
-        const scope = new CallScope(call, rpc, observe);
-        // An async function, so a handler that throws synchronously and a response that cannot
-        // be built are caught like a rejection instead of escaping to grpc-js or the process.
-        void (async () => {
-          let response: MessageShape<DescMessage>;
-          try {
-            response = await inServerSpan(spanName, call.metadata, async (span) => {
-              const principal = await authenticate(credentialsOf(call));
-              span.setAttribute("tierkv.store", principal.storeId);
-              scope.identified(principal, call.request);
-              if (call.request instanceof UndecodableRequest) throw call.request.error;
-              return respond(await handler(call.request, scope));
-            });
-          } catch (error) {
-            callback(scope.failed(error));
-            return;
-          }
-          scope.succeeded();
-          callback(null, response);
-        })();
-      };
-      handlers[method.localName] = unary as grpc.UntypedHandleCall;
-    }
-  }
-  return handlers;
+  return grpcSurface(observe, authenticate).handlers(service, impl);
 }
 
 /** A grpc-js client class for `service`, with one callback-style method per RPC (local names). */

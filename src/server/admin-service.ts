@@ -3,8 +3,8 @@
 
 import { AdminService, type ResyncResponse } from "../../gen/tierkv/v1/admin_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "../rpc/service-definition.js";
-import { allows, type Principal } from "../auth/principal.js";
+import type { HandlerContext, ServiceImpl } from "../rpc/service-definition.js";
+import { authorizedAdmin } from "../auth/authorized-store.js";
 import { StoreError } from "../store/errors.js";
 import { snapshotParts } from "../store/snapshot.js";
 import type { SnapshotSource, StoreUsage } from "../store/types.js";
@@ -37,16 +37,14 @@ function progressMessage(progress: ResyncProgress, done: boolean): MessageInitSh
   } satisfies Partial<ResyncResponse>;
 }
 
-function requireAdmin(principal: Principal): void {
-  if (!allows(principal, "admin")) throw new StoreError("permission-denied", `${principal.name} may not use AdminService (needs the admin role)`);
-}
-
-export function adminService(operations: AdminOperations): ServiceImpl<typeof AdminService> {
+export function adminService(tiers: AdminOperations): ServiceImpl<typeof AdminService> {
+  /** The operations for the caller, authorized where every access is (`AuthorizedStore`'s file). */
+  const operationsFor = (principal: HandlerContext["principal"]): AdminOperations => authorizedAdmin(tiers, principal);
   return {
     // A caller that goes away cancels the resync: stopping half-way is safe (every key repaired
     // so far stays repaired), and a resync nobody watches should not hold the backup busy.
     async *resync(_request, context) {
-      requireAdmin(context.principal);
+      const operations = operationsFor(context.principal);
       let latest: ResyncProgress | undefined;
       const run = operations.resync((progress) => (latest = progress), context.signal);
       let final: ResyncProgress | undefined;
@@ -64,7 +62,7 @@ export function adminService(operations: AdminOperations): ServiceImpl<typeof Ad
     },
 
     async storeUsage(request, context) {
-      requireAdmin(context.principal);
+      const operations = operationsFor(context.principal);
       if (request.storeId === "") throw new StoreError("invalid-argument", "StoreUsage needs a store_id");
       if (!request.recount) {
         const usage = await operations.storeUsage(request.storeId);
@@ -82,7 +80,7 @@ export function adminService(operations: AdminOperations): ServiceImpl<typeof Ad
 
     // A caller that goes away stops the snapshot and its temporary file is removed.
     async *snapshot(_request, context) {
-      requireAdmin(context.principal);
+      const operations = operationsFor(context.principal);
       for await (const part of snapshotParts(operations.snapshotSource(), context.signal)) {
         if (part.kind === "chunk") {
           yield { part: { case: "chunk", value: part.bytes } };
@@ -94,7 +92,7 @@ export function adminService(operations: AdminOperations): ServiceImpl<typeof Ad
     },
 
     async backupStatus(_request, context) {
-      requireAdmin(context.principal);
+      const operations = operationsFor(context.principal);
       const status = await operations.backupStatus();
       return {
         configured: status.configured,

@@ -3,8 +3,7 @@
 //! and error table as the gRPC port; a thin translation, no storage logic of its own.
 
 import type { IncomingMessage, ServerResponse } from "node:http";
-import * as grpc from "@grpc/grpc-js";
-import { fromBinary } from "@bufbuild/protobuf";
+import type { DescMessage } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -21,7 +20,10 @@ import { messageLimitBytes, type Limits } from "../limits.js";
 import type { Logger } from "../log.js";
 import type { HandlerContext } from "../rpc/service-definition.js";
 import { toGrpcStatus } from "../rpc/status.js";
-import type { Principal } from "../auth/principal.js";
+import { decodeBinary, decodeJson, decompress, jsonMemberLimit, readBody } from "../service/body.js";
+import { Call, cancellationOf, subjectOf, type CallMethod, type CallObserver, type Surface } from "../service/call.js";
+import { httpCredentials, httpHeader } from "../service/http.js";
+import { callObserver } from "../service/observe.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
 import type { KVStore } from "../store/types.js";
 import { kvStoreService } from "./kvstore-service.js";
@@ -33,15 +35,15 @@ export interface ConnectServiceOptions {
   readonly logger: Logger;
   /** Origins browsers may call from (`*` for any); none: no CORS headers. */
   readonly corsOrigins: readonly string[];
+  /** Told of every call (metrics), after the debug line. */
+  readonly observeCall?: CallObserver;
 }
 
 export type HttpHandler = (request: IncomingMessage, response: ServerResponse, next: () => void) => void;
 
-/** The Connect error for anything a handler threw: the status table of the gRPC port (same codes). */
-function toConnectError(error: unknown, logger: Logger, method: string): ConnectError {
-  const storeError = StoreError.from(error);
-  if (storeError.code === "internal") logger.error({ err: storeError.cause ?? storeError, method }, "request failed");
-  const status = toGrpcStatus(storeError);
+/** The Connect error for a call's StoreError: the status table of the gRPC port (same codes). */
+function toConnectError(error: StoreError): ConnectError {
+  const status = toGrpcStatus(error);
   // Connect's codes are gRPC's status codes, number for number.
   return new ConnectError(status.details ?? "", (status.code ?? Code.Internal) as number as Code);
 }
@@ -55,118 +57,146 @@ const CORS_HEADERS = {
 };
 
 /**
- * An HTTP handler serving `/tierkv.v1.KVStoreService/*`; other paths go to `next` (the VSS routes
- * share the listener).
+ * What the pipeline settled before connect-es sees the call: the admitted call and its decoded
+ * request, or why it is refused. connect-es then gets an empty message in the caller's framing,
+ * and the handler answers from this, in the caller's protocol.
  */
-/**
- * What the HTTP layer settled before connect-es parses the body: the caller, or why the call is
- * refused. connect-es parses a binary body before any handler runs and answers one that does not
- * decode INTERNAL; the gRPC port checks credentials first and answers INVALID_ARGUMENT. So the
- * body is read and checked here, and a refused call reaches connect-es with an empty message and
- * its reason, which the handler throws: connect-es then answers it in the caller's protocol.
- */
-const ADMISSION = createContextKey<{ principal?: Principal; refusal?: StoreError }>({}, { description: "tierkv admission" });
+interface Admission {
+  readonly call: Call;
+  readonly request?: unknown;
+  readonly refusal?: StoreError;
+}
+const ADMISSION = createContextKey<Admission | undefined>(undefined, { description: "tierkv admission" });
 
-/** Connect's unary binary and gRPC-Web's (binary) content types; JSON is decoded by connect-es. */
-const CONNECT_BINARY = /^application\/proto(;|$)/i;
-const GRPC_WEB_BINARY = /^application\/grpc-web(\+proto)?(;|$)/i;
+const GRPC_WEB = /^application\/grpc-web/i;
+const JSON_BODY = /^application\/(grpc-web\+)?json(;|$)/i;
 
-/** The request body, at most `limit` bytes; undefined past it (connect-es then refuses the size). */
-async function readBody(body: AsyncIterable<Uint8Array>, limit: number): Promise<Buffer | undefined> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.byteLength;
-    if (size > limit) return undefined;
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, size);
+const TIMEOUT_UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+
+/** The deadline a Connect (`connect-timeout-ms`) or gRPC-Web (`grpc-timeout`) request sets. */
+function deadlineOf(request: IncomingMessage): number | undefined {
+  const connect = Number(request.headers["connect-timeout-ms"]);
+  if (Number.isFinite(connect) && connect > 0) return Date.now() + connect;
+  const match = /^(\d{1,8})([HMSmun])$/.exec(String(request.headers["grpc-timeout"] ?? ""));
+  return match === null ? undefined : Date.now() + Number(match[1]) * TIMEOUT_UNITS[match[2]!]!;
 }
 
-/**
- * The message bytes of a body, by protocol: the body itself (Connect), or the data of the first
- * gRPC-Web envelope; undefined when it is compressed (connect-es decompresses and checks it).
- */
-function messageBytes(contentType: string, body: Buffer): Uint8Array | undefined {
-  if (CONNECT_BINARY.test(contentType)) return body;
-  if (body.byteLength < 5 || (body[0]! & 0b1) !== 0) return undefined;
-  return body.subarray(5, 5 + body.readUInt32BE(1));
-}
-
-/** An empty message in the body's framing: what a refused call carries on to connect-es. */
+/** An empty message in the body's framing: what connect-es parses in place of the real body. */
 function emptyBody(contentType: string): Uint8Array {
-  return CONNECT_BINARY.test(contentType) ? new Uint8Array(0) : new Uint8Array(5);
+  const json = JSON_BODY.test(contentType);
+  if (!GRPC_WEB.test(contentType)) return json ? new TextEncoder().encode("{}") : new Uint8Array(0);
+  return json ? new Uint8Array([0, 0, 0, 0, 2, 0x7b, 0x7d]) : new Uint8Array(5);
 }
 
+/**
+ * The message bytes of a body, decompressed: Connect's whole body (`content-encoding`), or the
+ * first gRPC-Web envelope's data (compressed when its flag says so, by `grpc-encoding`).
+ */
+async function messageOf(request: IncomingMessage, body: Buffer, limit: number): Promise<Uint8Array> {
+  const contentType = request.headers["content-type"] ?? "";
+  if (!GRPC_WEB.test(contentType)) return decompress(body, request.headers["content-encoding"], limit);
+  if (body.byteLength < 5) throw invalidArgument("the gRPC-Web body holds no message");
+  const length = body.readUInt32BE(1);
+  if (body.byteLength < 5 + length) throw invalidArgument("the gRPC-Web message is shorter than its envelope says");
+  const data = body.subarray(5, 5 + length);
+  const encoding = request.headers["grpc-encoding"];
+  return (body[0]! & 0b1) !== 0 ? decompress(data, typeof encoding === "string" ? encoding : "gzip", limit) : data;
+}
+
+/**
+ * An HTTP handler serving `/tierkv.v1.KVStoreService/*` over Connect and gRPC-Web; other paths go
+ * to `next` (the VSS routes share the listener). Each call runs through the pipeline: admitted
+ * from its headers and TLS peer before its body is read (a refused call's body is never read),
+ * its body read up to the gRPC message limit (measured after decompression), decoded with
+ * bounded effort, then handed to the gRPC port's handlers; connect-es only frames the answer.
+ */
 export function connectService(options: ConnectServiceOptions): HttpHandler {
   const { logger } = options;
+  const observe = callObserver(logger, options.observeCall);
   const impl = kvStoreService(options.store, options.limits);
-  /** Runs one of the gRPC port's handlers for a Connect call: admitted, deadline and signal passed on. */
-  const call = async <Request, Response>(
-    method: string,
-    request: Request,
-    context: ConnectContext,
-    handler: (request: Request, context: HandlerContext) => Promise<Response>,
-  ): Promise<Response> => {
-    try {
-      const admission = context.values.get(ADMISSION);
-      if (admission.refusal !== undefined) throw admission.refusal;
-      const authorization = context.requestHeader.get("authorization") ?? undefined;
-      const principal = admission.principal ?? (await options.authenticate({ ...(authorization !== undefined && { authorization }) }));
-      const timeout = context.timeoutMs();
-      return await handler(request, {
-        metadata: new grpc.Metadata(),
-        signal: context.signal,
-        principal,
-        ...(timeout !== undefined && { deadline: Date.now() + timeout }),
-      });
-    } catch (error) {
-      throw toConnectError(error, logger, method);
-    }
-  };
   const limit = messageLimitBytes(options.limits);
+  const maxMembers = jsonMemberLimit(options.limits);
+
+  /** Runs one of the gRPC port's handlers for an admitted call, in its span; ends the call. */
+  const run = async <Request, Response>(context: ConnectContext, handler: (request: Request, context: HandlerContext) => Promise<Response>): Promise<Response> => {
+    const admission = context.values.get(ADMISSION);
+    if (admission === undefined) throw new ConnectError("the call was not admitted", Code.Internal);
+    const { call } = admission;
+    context.signal.addEventListener("abort", () => call.cancel(cancellationOf(call.deadline)), { once: true });
+    let response: Response;
+    try {
+      if (admission.refusal !== undefined) throw admission.refusal;
+      response = await call.run(() => handler(admission.request as Request, call));
+    } catch (error) {
+      throw toConnectError(call.end(error)!);
+    }
+    call.end();
+    return response;
+  };
+  // Bodies reach connect-es already read, decompressed and checked: an empty message.
   const router = createConnectRouter({ readMaxBytes: limit, writeMaxBytes: limit, acceptCompression: [compressionGzip, compressionBrotli] });
   router.service(KVStoreService, {
-    read: (request, context) => call("Read", request, context, impl.read),
-    write: (request, context) => call("Write", request, context, impl.write),
-    remove: (request, context) => call("Remove", request, context, impl.remove),
-    list: (request, context) => call("List", request, context, impl.list),
-    listPage: (request, context) => call("ListPage", request, context, impl.listPage),
-    listAllKeys: (request, context) => call("ListAllKeys", request, context, impl.listAllKeys),
-    mutate: (request, context) => call("Mutate", request, context, impl.mutate),
-    txn: (request, context) => call("Txn", request, context, impl.txn),
+    read: (_request, context) => run(context, impl.read),
+    write: (_request, context) => run(context, impl.write),
+    remove: (_request, context) => run(context, impl.remove),
+    list: (_request, context) => run(context, impl.list),
+    listPage: (_request, context) => run(context, impl.listPage),
+    listAllKeys: (_request, context) => run(context, impl.listAllKeys),
+    mutate: (_request, context) => run(context, impl.mutate),
+    txn: (_request, context) => run(context, impl.txn),
   });
   const handlers = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
+  /** One CallMethod per surface and method, for metrics' children. */
+  const methods = new Map<string, CallMethod>();
+  const methodOf = (input: { name: string; methodKind: string }, surface: Surface): CallMethod => {
+    const key = `${surface} ${input.name}`;
+    let method = methods.get(key);
+    if (method === undefined) {
+      method = { service: KVStoreService.typeName, name: input.name, type: input.methodKind === "server_streaming" ? "server_stream" : "unary", surface };
+      methods.set(key, method);
+    }
+    return method;
+  };
 
-  /** Authenticates, checks a binary body decodes, then lets connect-es answer in the caller's protocol. */
+  /** Admits, reads and decodes the request, then lets connect-es answer in the caller's protocol. */
   const answer = async (handler: UniversalHandler, request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const contentType = request.headers["content-type"] ?? "";
-    const admission: { principal?: Principal; refusal?: StoreError } = {};
-    const universal = universalRequestFromNodeRequest(request, response, undefined, createContextValues().set(ADMISSION, admission));
-    let body = universal.body;
+    const surface: Surface = GRPC_WEB.test(contentType) ? "grpc-web" : "connect";
+    const call = new Call(methodOf(handler.method, surface), observe, httpHeader(request), deadlineOf(request));
+    response.once("close", () => {
+      if (!response.writableFinished) call.cancel(cancellationOf(call.deadline));
+    });
+    let admission: Admission;
     try {
-      admission.principal = await options.authenticate({ ...(request.headers.authorization !== undefined && { authorization: request.headers.authorization }) });
+      // Who calls is settled from the headers and the TLS peer alone: a refused body is never read.
+      const principal = await call.admit(options.authenticate, httpCredentials(request));
+      const input: DescMessage = handler.method.input;
+      const body = await readBody(request, limit + 5);
+      const bytes = await messageOf(request, body, limit);
+      const decoded = JSON_BODY.test(contentType) ? decodeJson(input, bytes, maxMembers) : decodeBinary(input, bytes);
+      call.about(() => subjectOf(principal, decoded));
+      admission = { call, request: decoded };
     } catch (error) {
-      admission.refusal = StoreError.from(error);
+      admission = { call, refusal: StoreError.from(error) };
+      // The rest of an unread body is not read: the connection ends with the answer.
+      if (!request.complete) response.setHeader("connection", "close");
     }
-    if (CONNECT_BINARY.test(contentType) || GRPC_WEB_BINARY.test(contentType)) {
-      const bytes = await readBody(universal.body as AsyncIterable<Uint8Array>, limit + 5);
-      const message = bytes === undefined ? undefined : messageBytes(contentType, bytes);
-      if (admission.refusal === undefined && message !== undefined) {
-        try {
-          fromBinary(handler.method.input, message);
-        } catch (error) {
-          admission.refusal = invalidArgument(`request is not a valid ${handler.method.input.typeName} message: ${(error as Error).message}`);
-        }
-      }
-      const replacement = admission.refusal !== undefined || bytes === undefined ? emptyBody(contentType) : bytes;
-      // Past the limit: a body just over it, so connect-es refuses the size in its own words.
-      const oversize = bytes === undefined && admission.refusal === undefined;
-      body = (async function* () {
-        yield oversize ? new Uint8Array(limit + 6) : replacement;
-      })();
+    const universal = universalRequestFromNodeRequest(request, response, undefined, createContextValues().set(ADMISSION, admission));
+    const header = new Headers(universal.header);
+    header.delete("content-encoding");
+    header.delete("grpc-encoding");
+    header.delete("content-length");
+    const empty = emptyBody(contentType);
+    const body = (async function* () {
+      yield empty;
+    })();
+    try {
+      await universalResponseToNodeResponse(await handler({ ...universal, header, body }), response);
+    } finally {
+      // Ended already unless connect-es refused the call itself (an unknown content type, a bad
+      // protocol header) or the answer could not be written.
+      call.end(new StoreError("invalid-argument", "refused by the Connect protocol layer"));
     }
-    universalResponseToNodeResponse(await handler({ ...universal, body }), response);
   };
 
   const allowed = new Set(options.corsOrigins);

@@ -1,17 +1,17 @@
-//! Prometheus metrics over HTTP (`--metrics-listen`): per-RPC counts and latency under
-//! grpc-prometheus's names, tier counters, the backup backlog, resync progress, quota usage,
+//! Prometheus metrics over HTTP (`--metrics-listen`): per-call counts and latency of every surface
+//! under grpc-prometheus's names (plus a `surface` label), tier counters, the backup backlog, resync progress, quota usage,
 //! build info and Node's process metrics.
 
 import { createServer, type Server } from "node:http";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { grpcCodeName } from "../rpc/status.js";
-import type { CallObserver, RpcMethod } from "../rpc/service-definition.js";
+import type { CallMethod, CallObserver } from "../service/call.js";
 import type { TierStore } from "../tier/tier-store.js";
 import { VERSION } from "../version.js";
 
 export interface Metrics {
   readonly registry: Registry;
-  /** Counts each gRPC call as it starts and ends (a call cancelled before its answer ends `Canceled`). */
+  /** Counts each call of every surface as it starts and ends (a call cancelled before its answer ends `Canceled`). */
   readonly observeCall: CallObserver;
 }
 
@@ -43,7 +43,8 @@ function mirroredGauge(registry: Registry, name: string, help: string, value: ()
 /** The most stores per-store gauges report, so label cardinality stays bounded. */
 const MAX_STORE_LABELS = 1000;
 
-const RPC_LABELS = ["grpc_type", "grpc_service", "grpc_method"] as const;
+/** grpc-prometheus's labels, and the surface the call came in on (grpc, connect, grpc-web, vss). */
+const RPC_LABELS = ["grpc_type", "grpc_service", "grpc_method", "surface"] as const;
 type RpcLabel = (typeof RPC_LABELS)[number];
 
 /** grpc-prometheus's metrics: what was called, how it ended, how long it took. */
@@ -75,11 +76,12 @@ function rpcMetrics(registry: Registry): CallObserver {
   }
   // prom-client hashes a label set on every call; a method's children are looked up once (the
   // server makes one RpcMethod per method).
-  const byMethod = new Map<RpcMethod, Children>();
-  const childrenOf = (method: RpcMethod): Children => {
+  const byMethod = new Map<CallMethod, Children>();
+  const labelsOf = (method: CallMethod): Record<RpcLabel, string> => ({ grpc_type: method.type, grpc_service: method.service, grpc_method: method.name, surface: method.surface });
+  const childrenOf = (method: CallMethod): Children => {
     let children = byMethod.get(method);
     if (children === undefined) {
-      const labels = { grpc_type: method.type, grpc_service: method.service, grpc_method: method.name };
+      const labels = labelsOf(method);
       byMethod.set(method, (children = { started: started.labels(labels), handling: handling.labels(labels), handled: new Map() }));
     }
     return children;
@@ -93,7 +95,7 @@ function rpcMetrics(registry: Registry): CallObserver {
       const code = outcome === "cancelled" ? "Canceled" : grpcCodeName(error);
       let counter = children.handled.get(code);
       if (counter === undefined) {
-        counter = handled.labels({ grpc_type: method.type, grpc_service: method.service, grpc_method: method.name, grpc_code: code });
+        counter = handled.labels({ ...labelsOf(method), grpc_code: code });
         children.handled.set(code, counter);
       }
       counter.inc();

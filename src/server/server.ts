@@ -7,7 +7,9 @@ import { KVStoreService } from "../../gen/tierkv/v1/kvstore_pb.js";
 import { messageLimitBytes, type Limits } from "../limits.js";
 import type { Logger } from "../log.js";
 import type { Authenticate } from "../auth/authenticator.js";
-import { grpcHandlers, grpcServiceDefinition, type CallObserver } from "../rpc/service-definition.js";
+import { grpcServiceDefinition, grpcSurface } from "../rpc/service-definition.js";
+import type { CallObserver } from "../service/call.js";
+import { callObserver } from "../service/observe.js";
 import type { KVStore } from "../store/types.js";
 import { adminService, type AdminOperations } from "./admin-service.js";
 import { kvStoreService } from "./kvstore-service.js";
@@ -85,36 +87,17 @@ function channelOptions(options: ServerOptions): grpc.ChannelOptions {
   };
 }
 
-/**
- * The observer of every call of the server: logs failures (internal ones at error, with their
- * cause; the caller's at debug), then tells `observeCall`.
- */
-export function callObserver(logger: Logger, observeCall?: CallObserver): CallObserver {
-  return {
-    started: observeCall?.started?.bind(observeCall),
-    ended(rpc, error, seconds, outcome, subject) {
-      const method = rpc.name;
-      if (error?.code === "internal" && outcome !== "cancelled") logger.error({ err: error.cause ?? error, method, ...subject?.() }, "request failed");
-      // One debug line per call: store, method, key path and outcome; never values or tokens.
-      // The error's text is `error`: a second `msg` key would hide it from JSON readers.
-      else if (logger.isLevelEnabled("debug")) {
-        const ms = Math.round(seconds * 1e4) / 10;
-        logger.debug({ method, ...subject?.(), outcome, ...(error !== undefined && { code: error.code, error: error.message }), ms }, "request");
-      }
-      observeCall?.ended(rpc, error, seconds, outcome, subject);
-    },
-  };
-}
+/** The observer of every call: the debug line, internal failures' causes, then `observeCall`. */
+export { callObserver } from "../service/observe.js";
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { logger } = options;
-  const server = new grpc.Server(channelOptions(options));
-  const observe = callObserver(logger, options.observeCall);
-  const service = kvStoreService(options.store, options.limits);
-  server.addService(grpcServiceDefinition(KVStoreService), grpcHandlers(KVStoreService, service, observe, options.authenticate));
+  // Calls are admitted from their metadata by the surface's interceptor, before their message is read.
+  const surface = grpcSurface(callObserver(logger, options.observeCall), options.authenticate);
+  const server = new grpc.Server({ ...channelOptions(options), interceptors: [surface.interceptor] });
+  server.addService(grpcServiceDefinition(KVStoreService), surface.handlers(KVStoreService, kvStoreService(options.store, options.limits)));
   if (options.admin !== undefined) {
-    const admin = adminService(options.admin);
-    server.addService(grpcServiceDefinition(AdminService), grpcHandlers(AdminService, admin, observe, options.authenticate));
+    server.addService(grpcServiceDefinition(AdminService), surface.handlers(AdminService, adminService(options.admin)));
   }
   const health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((name) => [name, "SERVING"])));
   health.addToServer(server);

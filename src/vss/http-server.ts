@@ -2,16 +2,16 @@
 //! /vss/deleteObject and /vss/listKeyVersions, each with a protobuf request body and a protobuf
 //! response body (application/octet-stream).
 //!
-//! Per request: path, method, authentication (before the body is read), the body (up to the
-//! gRPC message limit; 413 past it), decoding (400 when it fails), the operation. Every response
-//! carries `vss-protocol-version`; every error is an encoded ErrorResponse (500s with a fixed
-//! message, their cause logged).
+//! The VSS surface's adapter over the call pipeline (`src/service/`): per request, path, method,
+//! admission (before the body is read), the body (up to the gRPC message limit; 413 past it),
+//! decoding (400 when it fails), the operation; observed like every call (metrics with
+//! `surface="vss"`, the debug line, a span). Every response carries `vss-protocol-version`; every
+//! error is an encoded ErrorResponse (500s with a fixed message, their cause logged).
 
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
-import type { TLSSocket } from "node:tls";
-import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { create, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import {
   DeleteObjectRequestSchema,
   DeleteObjectResponseSchema,
@@ -23,13 +23,18 @@ import {
   PutObjectRequestSchema,
   PutObjectResponseSchema,
 } from "../../gen/vss/v1/vss_pb.js";
-import type { Authenticate, Credentials } from "../auth/authenticator.js";
+import type { Authenticate } from "../auth/authenticator.js";
 import { OPEN_PRINCIPAL, type Principal } from "../auth/principal.js";
 import { messageLimitBytes, type Limits } from "../limits.js";
 import type { Logger } from "../log.js";
+import { BodyTooLarge, decodeBinary, readBody } from "../service/body.js";
+import { Call, type CallMethod, type CallObserver } from "../service/call.js";
+import { httpCredentials, httpHeader } from "../service/http.js";
+import { callObserver } from "../service/observe.js";
+import { StoreError, type StoreErrorCode } from "../store/errors.js";
 import type { CallOptions, KVStore } from "../store/types.js";
-import { PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, toVssError, VSS_PATH_PREFIX, VssError } from "./protocol.js";
-import { VssService } from "./vss-service.js";
+import { PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, toVssError, VSS_PATH_PREFIX, VssError, type VssErrorKind } from "./protocol.js";
+import { VssService, vssStoreId } from "./vss-service.js";
 
 export interface VssTlsOptions {
   readonly cert: Buffer;
@@ -56,6 +61,8 @@ export interface VssServerOptions {
    * first; calls `next` for paths it does not serve.
    */
   readonly otherRoutes?: (request: IncomingMessage, response: ServerResponse, next: () => void) => void;
+  /** Told of every call (metrics), after the debug line. */
+  readonly observeCall?: CallObserver;
 }
 
 export interface RunningVssServer {
@@ -71,6 +78,8 @@ export interface RunningVssServer {
 
 interface Route {
   readonly name: string;
+  /** The call as metrics and logs name it: service `vss`, method `getObject` … */
+  readonly method: CallMethod;
   readonly input: DescMessage;
   readonly output: DescMessage;
   readonly handle: (service: VssService, principal: Principal, request: unknown, options: CallOptions) => Promise<unknown>;
@@ -82,7 +91,7 @@ function route<I extends DescMessage, O extends DescMessage>(
   output: O,
   handle: (service: VssService, principal: Principal, request: MessageShape<I>, options: CallOptions) => Promise<MessageInitShape<O> | void>,
 ): Route {
-  return { name, input, output, handle: handle as Route["handle"] };
+  return { name, method: { service: "vss", name, type: "unary", surface: "vss" }, input, output, handle: handle as Route["handle"] };
 }
 
 const ROUTES: ReadonlyMap<string, Route> = new Map(
@@ -113,41 +122,34 @@ function pathOf(url: string | undefined): string {
   return url === undefined ? "" : end < 0 ? url : url.slice(0, end);
 }
 
-function credentialsOf(request: IncomingMessage): Credentials {
-  const authorization = request.headers.authorization;
-  const socket = request.socket as Partial<TLSSocket>;
-  const peerCertificate = typeof socket.getPeerCertificate === "function" ? socket.getPeerCertificate() : undefined;
-  return { ...(authorization !== undefined && { authorization }), ...(peerCertificate !== undefined && { peerCertificate }) };
+/** The store code a VSS answer stands for, for metrics' `grpc_code` (a conflict is a failed precondition). */
+const CODE_OF: Record<VssErrorKind, StoreErrorCode> = {
+  conflict: "failed-precondition",
+  "invalid-request": "invalid-argument",
+  "too-large": "resource-exhausted",
+  method: "invalid-argument",
+  "no-such-key": "not-found",
+  auth: "unauthenticated",
+  internal: "internal",
+};
+
+/** A VSS failure as the pipeline reports it: the store's own error when it caused it. */
+function reported(failure: VssError): StoreError {
+  if (failure.cause instanceof StoreError) return failure.cause;
+  return new StoreError(CODE_OF[failure.kind], failure.message, { cause: failure.cause });
 }
 
-/** The request body, or a 413 once it exceeds `limit` bytes. */
-function readBody(request: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(request.headers["content-length"]);
-  if (Number.isFinite(declared) && declared > limit) {
-    return Promise.reject(new VssError("too-large", `the request body is ${declared} bytes; the limit is ${limit}`));
-  }
-  return new Promise<Buffer>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer): void => {
-      size += chunk.byteLength;
-      if (size > limit) {
-        request.off("data", onData);
-        request.pause();
-        reject(new VssError("too-large", `the request body exceeds ${limit} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    request.on("data", onData);
-    request.once("end", () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
-    request.once("error", reject);
-    request.once("aborted", () => reject(new VssError("invalid-request", "the request was aborted")));
-  });
+/** What a VSS request is about, for the debug line: the internal store it touches and its key. */
+function subjectOf(principal: Principal, request: unknown): { store: string; path?: string } {
+  const fields = request as { storeId?: unknown; key?: unknown; keyPrefix?: unknown };
+  const storeId = typeof fields.storeId === "string" ? fields.storeId : "";
+  const key = typeof fields.key === "string" ? fields.key : typeof fields.keyPrefix === "string" ? fields.keyPrefix : undefined;
+  return { store: vssStoreId(principal.storeId, storeId), ...(key !== undefined && { path: key.length > 64 ? `${key.slice(0, 64)}…` : key }) };
 }
 
 export async function startVssServer(options: VssServerOptions): Promise<RunningVssServer> {
   const { logger } = options;
+  const observe = callObserver(logger, options.observeCall);
   const service = new VssService(options.store, options.limits);
   const authenticate = options.authenticate ?? OPEN;
   const maxBody = options.maxBodyBytes ?? messageLimitBytes(options.limits);
@@ -166,10 +168,7 @@ export async function startVssServer(options: VssServerOptions): Promise<Running
     response.end(body);
   };
 
-  const fail = (request: IncomingMessage, response: ServerResponse, error: unknown, operation: string, bodyRead: boolean): void => {
-    const failure = toVssError(error);
-    if (failure.kind === "internal") logger.error({ err: failure.cause ?? failure, operation }, "VSS request failed");
-    else logger.debug({ operation, status: failure.status, error: failure.message }, "VSS request refused");
+  const fail = (request: IncomingMessage, response: ServerResponse, failure: VssError, bodyRead: boolean): void => {
     const body = toBinary(ErrorResponseSchema, create(ErrorResponseSchema, { errorCode: failure.code, message: failure.publicMessage }));
     const extra: Record<string, string> = failure.kind === "method" ? { allow: "POST" } : {};
     // An answer before the body was read ends the connection: the rest of the body is not read.
@@ -180,28 +179,38 @@ export async function startVssServer(options: VssServerOptions): Promise<Running
   const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const path = pathOf(request.url);
     const target = ROUTES.get(path);
+    // An unknown path is no call (and no metric label): answered at once.
+    if (target === undefined) return fail(request, response, new VssError("invalid-request", "Invalid request path."), false);
+    const call = new Call(target.method, observe, httpHeader(request));
     let bodyRead = false;
-    // Aborted when the caller goes away before its answer: waits for the store end early.
-    const gone = new AbortController();
+    // The caller went away before its answer: waits for the store end early.
     response.once("close", () => {
-      if (!response.writableFinished) gone.abort(new VssError("invalid-request", "the caller went away"));
+      if (!response.writableFinished) call.cancel(new StoreError("unavailable", "the caller went away"));
     });
     try {
-      if (target === undefined) throw new VssError("invalid-request", "Invalid request path.");
       if (request.method !== "POST") throw new VssError("method", `${target.name} takes POST, not ${request.method}`);
-      const principal = await authenticate(credentialsOf(request));
-      const body = await readBody(request, maxBody);
+      const principal = await call.admit(authenticate, httpCredentials(request));
+      let body: Buffer;
+      try {
+        body = await readBody(request, maxBody);
+      } catch (error) {
+        throw error instanceof BodyTooLarge ? new VssError("too-large", error.message) : error;
+      }
       bodyRead = true;
       let message: unknown;
       try {
-        message = fromBinary(target.input, body);
+        message = decodeBinary(target.input, body);
       } catch {
         throw new VssError("invalid-request", "Error parsing request");
       }
-      const answer = await target.handle(service, principal, message, { signal: gone.signal });
+      call.about(() => subjectOf(principal, message));
+      const answer = await call.run(() => target.handle(service, principal, message, { signal: call.signal }));
+      call.end();
       send(response, 200, toBinary(target.output, create(target.output, (answer ?? {}) as MessageInitShape<DescMessage>)));
     } catch (error) {
-      fail(request, response, error, target?.name ?? path, bodyRead);
+      const failure = toVssError(error);
+      call.end(reported(failure));
+      fail(request, response, failure, bodyRead);
     }
   };
 

@@ -34,8 +34,8 @@ async function scrape(): Promise<string> {
   return response.text();
 }
 
-const read = 'grpc_type="unary",grpc_service="tierkv.v1.KVStoreService",grpc_method="Read"';
-const write = 'grpc_type="unary",grpc_service="tierkv.v1.KVStoreService",grpc_method="Write"';
+const read = 'grpc_type="unary",grpc_service="tierkv.v1.KVStoreService",grpc_method="Read",surface="grpc"';
+const write = 'grpc_type="unary",grpc_service="tierkv.v1.KVStoreService",grpc_method="Write",surface="grpc"';
 
 it("counts calls by type, service, method and grpc-go's code name, and times them", async () => {
   expect((await errorOf(server.client.write(key, Buffer.from("v")))).code).toBe("unavailable");

@@ -46,9 +46,13 @@ it("logs a failed gRPC call with its code and its error text under `error`", asy
   expect(line["error"]).toBe("Failed to read m/absent: no such key");
 });
 
-it("logs a refused VSS request with its error text under `error`", async () => {
+// Every surface writes the same `request` line (issue 18); VSS's own "VSS request refused" is gone.
+it("logs a refused VSS request with the same line, its error text under `error`", async () => {
   const response = await fetch(`http://${vss.address}/vss/getObject`);
   expect(response.status).toBe(405);
-  const line = lineWith("VSS request refused");
+  const raw = lines.filter((line) => line.includes('"surface":"vss"'));
+  expect(raw).toHaveLength(1);
+  const line = JSON.parse(raw[0]!) as Record<string, unknown>;
+  expect(line).toMatchObject({ msg: "request", surface: "vss", method: "getObject", outcome: "failed", code: "invalid-argument" });
   expect(line["error"]).toEqual(expect.stringContaining("POST"));
 });
