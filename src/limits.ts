@@ -2,10 +2,7 @@
 //! from, each defined once: the work one request may cause and the sizes derived from it (etcd's
 //! `--max-request-bytes` / `--max-txn-ops` idea), names and versions, retries, timeouts, graces,
 //! batches and intervals. `serve` turns the ones an operator may want to change into settings;
-//! the modules that enforce a limit import it from here. Rows of §7 not yet here (their files
-//! are being reworked by the call pipeline): the gRPC server's keepalive and connection-age grace
-//! (src/server/server.ts), the resync progress interval (src/server/admin-service.ts), and the
-//! shutdown-grace defaults of src/server/server.ts and src/vss/http-server.ts (SHUTDOWN_GRACE_MS).
+//! the modules that enforce a limit import it from here.
 
 /** Default and largest page size of `ListPage` and `ListAllKeys`. */
 export const DEFAULT_PAGE_SIZE = 1000;
@@ -128,3 +125,11 @@ export const DEFAULT_LISTEN = "127.0.0.1:50051";
 export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
 /** How long in-flight calls get to finish after SIGINT/SIGTERM before they are cancelled. */
 export const SHUTDOWN_GRACE_MS = 30_000;
+
+/** The gRPC server's keepalive pings on idle connections, and how long a ping may go unanswered. */
+export const SERVER_KEEPALIVE_TIME_MS = 60_000;
+export const SERVER_KEEPALIVE_TIMEOUT_MS = 20_000;
+/** How long calls on a connection past its maximum age (`--max-connection-age-ms`) get to finish. */
+export const CONNECTION_AGE_GRACE_MS = 30_000;
+/** How often a running resync reports progress to its caller. */
+export const RESYNC_PROGRESS_INTERVAL_MS = 250;

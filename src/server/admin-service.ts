@@ -5,6 +5,7 @@ import { AdminService, type ResyncResponse } from "../../gen/tierkv/v1/admin_pb.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "../rpc/service-definition.js";
 import { authorizedAdmin } from "../auth/authorized-store.js";
+import { RESYNC_PROGRESS_INTERVAL_MS } from "../limits.js";
 import { StoreError } from "../store/errors.js";
 import { snapshotParts } from "../store/snapshot.js";
 import type { SnapshotSource, StoreUsage } from "../store/types.js";
@@ -22,8 +23,6 @@ export interface AdminOperations {
   snapshotSource(): SnapshotSource;
 }
 
-/** How often a running resync reports progress. */
-const PROGRESS_INTERVAL_MS = 250;
 
 function progressMessage(progress: ResyncProgress, done: boolean): MessageInitShape<typeof AdminService.method.resync.output> {
   return {
@@ -54,7 +53,7 @@ export function adminService(tiers: AdminOperations): ServiceImpl<typeof AdminSe
         (error: unknown) => void (failure = error ?? new Error("resync failed")),
       );
       while (final === undefined && failure === undefined) {
-        await Promise.race([settled, new Promise((resolve) => setTimeout(resolve, PROGRESS_INTERVAL_MS))]);
+        await Promise.race([settled, new Promise((resolve) => setTimeout(resolve, RESYNC_PROGRESS_INTERVAL_MS))]);
         if (failure !== undefined) throw failure;
         if (latest !== undefined && final === undefined) yield progressMessage(latest, false);
       }

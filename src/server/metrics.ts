@@ -4,6 +4,7 @@
 
 import { createServer, type Server } from "node:http";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { parseHostPort } from "../host-port.js";
 import { grpcCodeName } from "../rpc/status.js";
 import type { CallMethod, CallObserver } from "../service/call.js";
 import type { TierStore } from "../tier/tier-store.js";
@@ -186,11 +187,10 @@ export async function serveMetrics(metrics: Metrics, listen: string): Promise<{ 
       () => response.writeHead(500).end("metrics collection failed\n"),
     );
   });
-  const colon = listen.lastIndexOf(":");
-  const host = listen.slice(0, colon);
+  const { host, port: requested } = parseHostPort(listen, "--metrics-listen");
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(Number(listen.slice(colon + 1)), host, resolve);
+    server.listen(requested, host, resolve);
   });
   const port = (server.address() as { port: number }).port;
   return {

@@ -4,7 +4,15 @@ import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { AdminService } from "../../gen/tierkv/v1/admin_pb.js";
 import { KVStoreService } from "../../gen/tierkv/v1/kvstore_pb.js";
-import { messageLimitBytes, type Limits } from "../limits.js";
+import { parseHostPort } from "../host-port.js";
+import {
+  CONNECTION_AGE_GRACE_MS,
+  messageLimitBytes,
+  SERVER_KEEPALIVE_TIME_MS,
+  SERVER_KEEPALIVE_TIMEOUT_MS,
+  SHUTDOWN_GRACE_MS,
+  type Limits,
+} from "../limits.js";
 import type { Logger } from "../log.js";
 import type { Authenticate } from "../auth/authenticator.js";
 import { grpcServiceDefinition, grpcSurface } from "../rpc/service-definition.js";
@@ -49,16 +57,6 @@ export interface RunningServer {
 /** The status name health reports for the store service (the empty name means "the server"). */
 const SERVICE_NAMES = ["", KVStoreService.typeName];
 
-function hostOf(listen: string): string {
-  const colon = listen.lastIndexOf(":");
-  if (colon < 0) throw new Error(`--listen "${listen}" must be host:port`);
-  return listen.slice(0, colon);
-}
-
-const KEEPALIVE_TIME_MS = 60_000;
-const KEEPALIVE_TIMEOUT_MS = 20_000;
-/** How long calls on a connection past its maximum age get to finish. */
-const CONNECTION_AGE_GRACE_MS = 30_000;
 
 /** Both limits travel as 32-bit fields: a gRPC message's length prefix, SETTINGS_MAX_CONCURRENT_STREAMS. */
 const UINT32_MAX = 2 ** 32 - 1;
@@ -81,8 +79,8 @@ function channelOptions(options: ServerOptions): grpc.ChannelOptions {
     "grpc.max_send_message_length": messageLimit,
     "grpc.max_concurrent_streams": options.limits.maxConcurrentStreams,
     // Pings idle connections so a vanished client is noticed and its resources freed.
-    "grpc.keepalive_time_ms": KEEPALIVE_TIME_MS,
-    "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
+    "grpc.keepalive_time_ms": SERVER_KEEPALIVE_TIME_MS,
+    "grpc.keepalive_timeout_ms": SERVER_KEEPALIVE_TIMEOUT_MS,
     ...(options.maxConnectionAgeMs ? { "grpc.max_connection_age_ms": options.maxConnectionAgeMs, "grpc.max_connection_age_grace_ms": CONNECTION_AGE_GRACE_MS } : {}),
   };
 }
@@ -107,10 +105,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(options.listen, credentials, (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
   });
-  const address = `${hostOf(options.listen)}:${port}`;
+  const address = `${parseHostPort(options.listen, "--listen").host}:${port}`;
 
   let stopping: Promise<void> | undefined;
-  const shutdown = (graceMs = 30_000): Promise<void> => {
+  const shutdown = (graceMs = SHUTDOWN_GRACE_MS): Promise<void> => {
     stopping ??= new Promise<void>((resolve) => {
       for (const name of SERVICE_NAMES) health.setStatus(name, "NOT_SERVING");
       const force = setTimeout(() => {

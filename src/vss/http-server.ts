@@ -25,7 +25,8 @@ import {
 } from "../../gen/vss/v1/vss_pb.js";
 import type { Authenticate } from "../auth/authenticator.js";
 import { OPEN_PRINCIPAL, type Principal } from "../auth/principal.js";
-import { messageLimitBytes, type Limits } from "../limits.js";
+import { parseHostPort } from "../host-port.js";
+import { messageLimitBytes, SHUTDOWN_GRACE_MS, type Limits } from "../limits.js";
 import type { Logger } from "../log.js";
 import { BodyTooLarge, decodeBinary, readBody } from "../service/body.js";
 import { Call, type CallMethod, type CallObserver } from "../service/call.js";
@@ -104,18 +105,6 @@ const ROUTES: ReadonlyMap<string, Route> = new Map(
 );
 
 const OPEN: Authenticate = async () => OPEN_PRINCIPAL;
-
-function hostOf(listen: string): string {
-  const colon = listen.lastIndexOf(":");
-  if (colon < 0) throw new Error(`--vss-listen "${listen}" must be host:port`);
-  return listen.slice(0, colon);
-}
-
-function portOf(listen: string): number {
-  const port = Number(listen.slice(listen.lastIndexOf(":") + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--vss-listen "${listen}" has no valid port`);
-  return port;
-}
 
 function pathOf(url: string | undefined): string {
   const end = url?.search(/[?#]/) ?? -1;
@@ -229,10 +218,10 @@ export async function startVssServer(options: VssServerOptions): Promise<Running
   const server: Server = tls
     ? createHttpsServer({ cert: tls.cert, key: tls.key, ...(tls.ca !== undefined && { ca: tls.ca, requestCert: true, rejectUnauthorized: true }) }, listener)
     : createHttpServer(listener);
-  const host = hostOf(options.listen);
+  const { host, port: requestedPort } = parseHostPort(options.listen, "--vss-listen");
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(portOf(options.listen), host.replace(/^\[(.*)\]$/, "$1"), () => {
+    server.listen(requestedPort, host.replace(/^\[(.*)\]$/, "$1"), () => {
       server.off("error", reject);
       resolve();
     });
@@ -241,7 +230,7 @@ export async function startVssServer(options: VssServerOptions): Promise<Running
   const port = (server.address() as AddressInfo).port;
 
   let closing: Promise<void> | undefined;
-  const close = (graceMs = 30_000): Promise<void> => {
+  const close = (graceMs = SHUTDOWN_GRACE_MS): Promise<void> => {
     closing ??= new Promise<void>((resolve) => {
       const force = setTimeout(() => {
         logger.warn({ graceMs }, "VSS requests did not finish in time; closing their connections");

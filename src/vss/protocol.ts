@@ -21,7 +21,6 @@ export const VSS_PATH_PREFIX = "/vss";
 
 /** VSS's own limits. */
 export const MAX_VSS_STORE_ID_LENGTH = 120;
-export const MAX_PUT_ITEMS = 1000;
 export const DEFAULT_LIST_PAGE_SIZE = 100;
 export const MAX_LIST_PAGE_SIZE = 100;
 

@@ -35,7 +35,6 @@ import {
   GLOBAL_VERSION_KEY,
   invalidRequest,
   MAX_LIST_PAGE_SIZE,
-  MAX_PUT_ITEMS,
   MAX_VSS_STORE_ID_LENGTH,
   showKey,
   VssError,
@@ -168,7 +167,10 @@ export class VssService {
   async putObjects(principal: Principal, request: PutObjectRequest, options: CallOptions = {}): Promise<void> {
     const store = this.storeFor(principal, request.storeId);
     const count = request.transactionItems.length + request.deleteItems.length;
-    if (count > MAX_PUT_ITEMS) throw invalidRequest(`the request has ${count} items; the limit is ${MAX_PUT_ITEMS}`);
+    // --max-batch-items, as for Mutate and Txn (its default, 1,000, is vss-server's own limit).
+    if (count > this.limits.maxBatchItems) {
+      throw invalidRequest(`the request has ${count} items; the limit is ${this.limits.maxBatchItems} (--max-batch-items)`);
+    }
     const checks: TxnCheck[] = [];
     /** Each key's state once the items so far apply: absent, or the revision it holds. */
     const after = new Map<string, { revision: bigint | undefined; operation: TxnOperation }>();

@@ -65,6 +65,19 @@ describe("VSS HTTP edge", () => {
     expect([error.status, error.code, error.serverMessage]).toEqual([400, ErrorCode.INVALID_REQUEST_EXCEPTION, "Error parsing request"]);
   });
 
+  it("--max-batch-items bounds a put's items, as it bounds Mutate and Txn", async () => {
+    const small = await startVssHarness({ limits: { maxBatchItems: 3 } });
+    try {
+      const c = new VssTestClient(small.url, "s");
+      const items = (n: number) => Array.from({ length: n }, (_, i) => [`k${i}`, "v", -1] as const);
+      const error = await refused(c.put(items(4)), 400, ErrorCode.INVALID_REQUEST_EXCEPTION);
+      expect(error.serverMessage).toContain("--max-batch-items");
+      await c.put(items(3));
+    } finally {
+      await small.close();
+    }
+  });
+
   it("a body over the limit answers 413, and the listener keeps serving", async () => {
     const big = toBinary(
       PutObjectRequestSchema,
