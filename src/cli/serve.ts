@@ -19,7 +19,9 @@ import { connectService } from "../server/connect-service.js";
 import { startVssServer, type VssTlsOptions } from "../vss/http-server.js";
 import { DEFAULT_EPHEMERAL_KEYS } from "../tier/ephemeral-keys.js";
 import { NO_RETRY, type RetryPolicy } from "../tier/retry.js";
-import { TierStore, type BackupPolicy, type TierName } from "../tier/tier-store.js";
+import { TierStore, type BackupPolicy, type TierHealthPolicy, type TierName } from "../tier/tier-store.js";
+import { DEFAULT_TIER_HEALTH } from "../tier/tier-health.js";
+import { takeStopMarker } from "../tier/stop-marker.js";
 import {
   listOf,
   oneOf,
@@ -101,6 +103,42 @@ export const SERVE_SETTINGS = {
     defaultValue: [] as TierName[],
     parse: listOf(TIER_NAMES),
   } satisfies Setting<TierName[]>,
+  tierTimeLimitP99Multiple: {
+    flag: "--tier-time-limit-p99-multiple <n>",
+    description: "a tier call's time limit is this multiple of the tier's recent p99 (between the two bounds below)",
+    defaultValue: DEFAULT_TIER_HEALTH.timeLimitP99Multiple,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
+  tierTimeLimitMinMs: {
+    flag: "--tier-time-limit-min-ms <ms>",
+    description: "the smallest time limit of a tier call",
+    defaultValue: DEFAULT_TIER_HEALTH.timeLimitMinMs,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
+  tierTimeLimitMaxMs: {
+    flag: "--tier-time-limit-max-ms <ms>",
+    description: "the largest time limit of a tier call (also the limit before its p99 is known)",
+    defaultValue: DEFAULT_TIER_HEALTH.timeLimitMaxMs,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
+  breakerFailures: {
+    flag: "--breaker-failures <n>",
+    description: "a tier is marked down after this many failures in a row",
+    defaultValue: DEFAULT_TIER_HEALTH.breakerFailures,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
+  breakerFailureMs: {
+    flag: "--breaker-failure-ms <ms>",
+    description: "… or after failing this long without a success",
+    defaultValue: DEFAULT_TIER_HEALTH.breakerFailureMs,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
+  probeMaxDelayMs: {
+    flag: "--probe-max-delay-ms <ms>",
+    description: "largest delay between probes of a tier that is down (from 100 ms, doubling)",
+    defaultValue: DEFAULT_TIER_HEALTH.probeMaxDelayMs,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
   maxValueBytes: {
     flag: "--max-value-bytes <n>",
     description: "largest value a write accepts, in bytes",
@@ -304,6 +342,8 @@ export async function openTierStore(settings: ServeSettings, logger: Logger): Pr
     const retry = Object.fromEntries(
       TIER_NAMES.map((tier) => [tier, settings.retryDisable.includes(tier) ? NO_RETRY : policy]),
     ) as Record<TierName, RetryPolicy>;
+    // Read (and removed) before the primary opens: a file that does not exist yet starts clean.
+    const lastStop = takeStopMarker(settings.primary);
     const store = new TierStore({
       primary: (await open("--primary", settings.primary, "durable"))!,
       backup: await open("--backup", settings.backup, "durable"),
@@ -313,12 +353,30 @@ export async function openTierStore(settings: ServeSettings, logger: Logger): Pr
       logger,
       backupPolicy: settings.backupPolicy,
       clock: new HybridClock(Date.now, settings.maxVersionSkewMs),
+      health: healthPolicyOf(settings),
+      ...(lastStop !== undefined && { lastStop }),
     });
     return { store, remotes: opened.filter((tier) => tier instanceof RemoteStore) };
   } catch (error) {
     await Promise.all(opened.map((store) => store.close()));
     throw error;
   }
+}
+
+/** Time limits and breakers of the tiers (contract §4.12). */
+export function healthPolicyOf(settings: ServeSettings): TierHealthPolicy {
+  if (settings.tierTimeLimitMinMs > settings.tierTimeLimitMaxMs) {
+    throw new SettingsError("--tier-time-limit-min-ms may not exceed --tier-time-limit-max-ms");
+  }
+  return {
+    ...DEFAULT_TIER_HEALTH,
+    timeLimitP99Multiple: settings.tierTimeLimitP99Multiple,
+    timeLimitMinMs: settings.tierTimeLimitMinMs,
+    timeLimitMaxMs: settings.tierTimeLimitMaxMs,
+    breakerFailures: settings.breakerFailures,
+    breakerFailureMs: settings.breakerFailureMs,
+    probeMaxDelayMs: settings.probeMaxDelayMs,
+  };
 }
 
 /** Re-reads each chained tier's token file; one that fails keeps its token and is logged. */
@@ -385,6 +443,7 @@ export function checkServeSettings(settings: ServeSettings): void {
   if (settings.backupPolicy === "degraded" && settings.backup === undefined) {
     throw new SettingsError("--backup-policy degraded needs --backup (a tier to degrade from)");
   }
+  healthPolicyOf(settings);
   checkTierUri("--primary", settings.primary);
   checkTierUri("--backup", settings.backup);
   checkTierUri("--ephemeral", settings.ephemeral);
@@ -497,6 +556,8 @@ export async function serve(settings: ServeSettings): Promise<void> {
   const credentials = serverCredentials(settings);
   const authenticator = await openAuthenticator(settings, logger);
   const { store, remotes } = await openTierStore(settings, logger);
+  // Each tier tried once: one that does not answer is logged with its cause and marked down.
+  await store.checkTiers();
   const metrics = createMetrics(store, { perStore: settings.metricsPerStore });
   // Every failed start path closes what was opened before it.
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
@@ -514,6 +575,7 @@ export async function serve(settings: ServeSettings): Promise<void> {
       authenticate: authenticator.authenticate,
       maxConnectionAgeMs: settings.maxConnectionAgeMs,
       observeCall: metrics.observeCall,
+      health: store,
     });
     if (settings.vssListen !== undefined) {
       vssServer = await startVssServer({

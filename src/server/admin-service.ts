@@ -101,6 +101,13 @@ export function adminService(operations: AdminOperations): ServiceImpl<typeof Ad
         policy: status.policy,
         owedKeys: BigInt(status.owedKeys),
         divergences: BigInt(status.divergences),
+        state: status.state,
+        transitions: BigInt(status.transitions),
+        downMs: BigInt(Math.round(status.downMs)),
+        timeLimitMs: BigInt(status.timeLimitMs),
+        lastStopClean: status.lastStopClean,
+        healing: status.healing,
+        heals: BigInt(status.heals),
       };
     },
   };

@@ -32,9 +32,15 @@ export interface BackupRepairDeps {
   readonly logger: Logger;
 }
 
+/**
+ * Repairs run even while the backup is marked down (contract §4.12): they are what brings it
+ * back up, and the operator's resync asks for them explicitly. Their callers decide when to run.
+ */
+const REPAIR_CALL = { force: true } as const;
+
 /** `ref` in `tier` (with the tier's retries), or undefined when absent. */
 function readFrom(tier: Tier, ref: KeyRef): Promise<VersionedValue | undefined> {
-  return tier.call((store) => readOrAbsent(store, ref), undefined);
+  return tier.call((store, deadline) => readOrAbsent(store, ref, { deadline }), undefined, REPAIR_CALL);
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -60,7 +66,7 @@ export class BackupRepair {
       const [source, copy] = await Promise.all([readFrom(primary, ref), readFrom(backup, ref)]);
       if (source === undefined) {
         if (copy === undefined) return "unchanged";
-        await backup.call((store) => store.remove(ref), undefined);
+        await backup.call((store, deadline) => store.remove(ref, { deadline }), undefined, REPAIR_CALL);
         return "removed";
       }
       if (
@@ -72,8 +78,9 @@ export class BackupRepair {
         return "unchanged";
       }
       await backup.call(
-        (store) => store.write(ref, source.value, { exact: true, version: source.version, revision: source.revision }),
+        (store, deadline) => store.write(ref, source.value, { exact: true, version: source.version, revision: source.revision, deadline }),
         undefined,
+        { ...REPAIR_CALL, extraMs: transferAllowanceMs(source.value.byteLength) },
       );
       return "copied";
     });
@@ -143,9 +150,10 @@ export class BackupRepair {
   /**
    * Replays every key the ledger says the backup owes and settles those that made it. Stops at
    * the first failure (the backup is likely still away) and resolves with the number replayed.
-   * A failure to read the ledger itself is thrown, never taken for "nothing owed".
+   * A failure to read the ledger itself is thrown, never taken for "nothing owed"; with
+   * `throwOnFailure`, so is a failed repair (bringing a tier back up needs to know).
    */
-  async replayOwed(ledger: BackupLedger, signal: AbortSignal): Promise<number> {
+  async replayOwed(ledger: BackupLedger, signal: AbortSignal, throwOnFailure = false): Promise<number> {
     let replayed = 0;
     let after: KeyRef | undefined;
     for (;;) {
@@ -155,6 +163,7 @@ export class BackupRepair {
         try {
           await this.repairKey(entry);
         } catch (error) {
+          if (throwOnFailure) throw error;
           this.deps.logger.debug({ key: formatPath(entry), err: StoreError.from(error).message }, "replay to backup failed; will retry");
           return replayed;
         }
@@ -168,6 +177,11 @@ export class BackupRepair {
     if (replayed > 0) this.deps.logger.info({ replayed }, "replayed owed keys to the backup");
     return replayed;
   }
+}
+
+/** Time a value's bytes add to a tier call's limit: at least 10 MiB/s (1 ms per 10 KiB … ~100 ms per MiB). */
+export function transferAllowanceMs(bytes: number): number {
+  return Math.ceil(bytes / 10_240);
 }
 
 /** Keys a resync repairs at once. */
