@@ -150,10 +150,9 @@ export class BackupRepair {
   /**
    * Replays every key the ledger says the backup owes and settles those that made it. Stops at
    * the first failure (the backup is likely still away) and resolves with the number replayed.
-   * A failure to read the ledger itself is thrown, never taken for "nothing owed"; with
-   * `throwOnFailure`, so is a failed repair (bringing a tier back up needs to know).
+   * A failure to read the ledger itself is thrown, never taken for "nothing owed".
    */
-  async replayOwed(ledger: BackupLedger, signal: AbortSignal, throwOnFailure = false): Promise<number> {
+  async replayOwed(ledger: BackupLedger, signal: AbortSignal): Promise<number> {
     let replayed = 0;
     let after: KeyRef | undefined;
     for (;;) {
@@ -163,7 +162,6 @@ export class BackupRepair {
         try {
           await this.repairKey(entry);
         } catch (error) {
-          if (throwOnFailure) throw error;
           this.deps.logger.debug({ key: formatPath(entry), err: StoreError.from(error).message }, "replay to backup failed; will retry");
           return replayed;
         }

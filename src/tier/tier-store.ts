@@ -285,6 +285,17 @@ export class TierStore extends VersionedReads implements KVStore {
     this.healthListeners.push(listener);
   }
 
+  /**
+   * A durable mutation while the backup is down and may not be skipped (required, or no ledger)
+   * fails at once, before waiting for its key's turn or touching the primary (§4.12).
+   */
+  private refuseWhileBackupDown(ref: KeyRef): void {
+    const backup = this.backup;
+    if (backup?.down !== true || (this.ledger !== undefined && this.policy.name === "degraded")) return;
+    if (this.ephemeralTierFor(ref) !== undefined) return;
+    throw tierFailure("backup", tierDownError(backup));
+  }
+
   /** One log line per breaker transition, with its cause; a tier that went down is probed. */
   private transitioned(name: TierName, transition: BreakerTransition): void {
     if (transition.to === "down") {
@@ -321,14 +332,16 @@ export class TierStore extends VersionedReads implements KVStore {
       bound = Math.min(policy.probeMaxDelayMs, bound * 2);
       try {
         await this.tryTier(tier, probeLimitMs(tier));
-        if (tier === this.backup && this.ledger !== undefined) {
-          await this.repair!.replayOwed(this.ledger, this.stopping.signal, true);
-        }
-        tier.health!.breaker.close("a probe answered" + (tier === this.backup && this.ledger !== undefined ? " and the owed keys were replayed" : ""));
       } catch (error) {
         tier.health!.breaker.lastCause = causeOf(error);
         this.logger.debug({ tier: tier.name, err: causeOf(error), nextProbeMs: bound }, "tier still down");
+        continue;
       }
+      // Up at once, so writes reach it again and the debt stops growing; the debt is replayed
+      // now (and by every replay tick until it is paid).
+      const owed = tier === this.backup && this.ledger !== undefined;
+      tier.health!.breaker.close(owed ? "a probe answered; replaying the owed keys" : "a probe answered");
+      if (owed) this.replayOwed();
     }
   }
 
@@ -462,6 +475,7 @@ export class TierStore extends VersionedReads implements KVStore {
     bytes = 0,
   ): Promise<MutationOutcome> {
     this.checkOpen();
+    this.refuseWhileBackupDown(ref);
     // The version is fixed on arrival, before any waiting: arrival order is issue order.
     const { version, plain } = this.versionFor(options.version, ref, operation);
     this.checkQuotaSupported(options.quota);

@@ -206,7 +206,8 @@ it("required: writes fail fast with UNAVAILABLE while the backup is down, health
   console.log(`breaker, required: ${JSON.stringify(figures)}`);
   expect(fastFailures.length).toBeGreaterThan(100);
   expect(figures.codes).toEqual(["unavailable"]);
-  expect(p99(fastFailures.map((f) => f.ms))).toBeLessThan(100);
+  // Refused before the key's turn or the primary: no slower than a write with B up.
+  expect(p99(fastFailures.map((f) => f.ms))).toBeLessThan(figures.p99UpMs + 100);
   // The writes in flight when B stopped waited at most the time limit, far from the old 30 s.
   expect(figures.maxStalledMs).toBeLessThan(5_000);
   expect(figures.succeededAfter).toBeGreaterThan(0);
