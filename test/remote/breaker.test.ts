@@ -116,6 +116,9 @@ it("degraded: a backup stopped and killed under 32 writers costs the writes no s
   const metrics = a.running.listening["metrics"] as string;
   const writers = new Writers(a.address);
   cleanup.push(() => writers.stop());
+  writers.phase = "warm-up";
+  await sleep(1_000);
+  writers.phase = "up";
   await sleep(3_000);
 
   writers.phase = "stopped";
