@@ -27,7 +27,7 @@ export const DEFAULT_TIER_HEALTH: TierHealthPolicy = {
   breakerFailures: 5,
   breakerFailureMs: 2_000,
   probeInitialDelayMs: 100,
-  probeMaxDelayMs: 5_000,
+  probeMaxDelayMs: 1_000,
 };
 
 /** Successful calls remembered per tier for its p99. */
