@@ -487,9 +487,10 @@ export class TierStore extends VersionedReads implements KVStore {
       lockKey(ref),
       version,
       async () => {
-        if (ephemeral) return this.callTier(ephemeral, (store) => apply(store, { version, plain, onVersion }), options.deadline);
+        const extraMs = transferAllowanceMs(bytes);
+        if (ephemeral) return this.callTier(ephemeral, (store) => apply(store, { version, plain, onVersion }), options.deadline, extraMs);
         if (this.backup === undefined) {
-          return this.callTier(this.primary, (store) => apply(store, { version, plain, onVersion, quota: options.quota }), options.deadline);
+          return this.callTier(this.primary, (store) => apply(store, { version, plain, onVersion, quota: options.quota }), options.deadline, extraMs);
         }
         return this.mutateBothTiers(operation, ref, { version, plain }, options, apply, onVersion, bytes);
       },
@@ -555,9 +556,14 @@ export class TierStore extends VersionedReads implements KVStore {
     }
   }
 
-  private async callTier<T>(tier: Tier, operation: (store: KVStore, deadline: number | undefined) => Promise<T>, deadline: number | undefined): Promise<T> {
+  private async callTier<T>(
+    tier: Tier,
+    operation: (store: KVStore, deadline: number | undefined) => Promise<T>,
+    deadline: number | undefined,
+    extraMs = 0,
+  ): Promise<T> {
     try {
-      return await tier.call(operation, deadline);
+      return await tier.call(operation, deadline, { extraMs });
     } catch (error) {
       throw tierFailure(tier.name, error);
     }
@@ -584,11 +590,11 @@ export class TierStore extends VersionedReads implements KVStore {
       // The breaker is open (§4.12): nothing waits for the backup. Degraded: the primary alone,
       // the key owed in its commit; required: refused before anything is applied.
       if (!owed || this.policy.name !== "degraded") throw tierFailure("backup", tierDownError(backup));
-      const result = await this.callTier(this.primary, (store, d) => apply(store, "primary", true, d), deadline);
+      const result = await this.callTier(this.primary, (store, d) => apply(store, "primary", true, d), deadline, extraMs);
       this.counts.skippedBackupWrites++;
       return result;
     }
-    const inPrimary = (): Promise<T> => this.primary.call((store, d) => apply(store, "primary", owed, d), deadline);
+    const inPrimary = (): Promise<T> => this.primary.call((store, d) => apply(store, "primary", owed, d), deadline, { extraMs });
     const inBackup = (): Promise<T> => backup.call((store, d) => apply(store, "backup", false, d), deadline, { extraMs });
     let primaryResult: PromiseSettledResult<T>;
     let backupResult: PromiseSettledResult<T>;
@@ -653,17 +659,18 @@ export class TierStore extends VersionedReads implements KVStore {
     return this.lock.exclusive(
       refs.map(lockKey),
       async () => {
-        if (ephemeral[0]) return this.callTier(this.ephemeral!, (store) => store.txn({ ...request, version, plain, quota: undefined }), request.deadline);
+        const extraMs = transferAllowanceMs(request.operations.reduce((sum, op) => sum + (op.kind === "write" ? op.value.byteLength : 0), 0));
+        if (ephemeral[0]) return this.callTier(this.ephemeral!, (store) => store.txn({ ...request, version, plain, quota: undefined }), request.deadline, extraMs);
         const owed = this.ledger !== undefined;
         // A required backup that is down refuses the Txn before the primary applies it (§4.12).
         if (this.backup?.down === true && request.operations.length > 0 && !(owed && this.policy.name === "degraded")) {
           throw tierFailure("backup", tierDownError(this.backup));
         }
-        const result = await this.callTier(this.primary, (store) => store.txn({ ...request, version, plain, owedToBackup: owed }), request.deadline);
+        const result = await this.callTier(this.primary, (store) => store.txn({ ...request, version, plain, owedToBackup: owed }), request.deadline, extraMs);
         if (!result.succeeded) return result;
         result.outcomes.forEach((outcome) => outcome === "stale" && this.counts.staleMutations++);
         if (this.backup !== undefined && request.operations.length > 0) {
-          await this.mirrorTxn(request.operations, result, request.deadline);
+          await this.mirrorTxn(request.operations, result, request.deadline, extraMs);
         }
         return result;
       },
@@ -671,7 +678,12 @@ export class TierStore extends VersionedReads implements KVStore {
     );
   }
 
-  private async mirrorTxn(operations: readonly TxnOperation[], result: TxnResult & { succeeded: true }, deadline: number | undefined): Promise<void> {
+  private async mirrorTxn(
+    operations: readonly TxnOperation[],
+    result: TxnResult & { succeeded: true },
+    deadline: number | undefined,
+    extraMs: number,
+  ): Promise<void> {
     const mirrored = operations.map(
       (op, i): TxnOperation => (op.kind === "write" ? { ...op, revision: result.revisions[i], version: result.versions[i] } : { ...op, version: result.versions[i] }),
     );
@@ -681,7 +693,7 @@ export class TierStore extends VersionedReads implements KVStore {
       return;
     }
     try {
-      await this.backup!.call((store, d) => store.txn({ checks: [], operations: mirrored, ...(d !== undefined && { deadline: d }) }), deadline);
+      await this.backup!.call((store, d) => store.txn({ checks: [], operations: mirrored, ...(d !== undefined && { deadline: d }) }), deadline, { extraMs });
       if (this.ledger !== undefined) operations.forEach((op, i) => this.settle(op, result.versions[i]!));
     } catch (error) {
       if (this.ledger !== undefined && this.policy.acknowledgesWithout(error)) {

@@ -83,7 +83,9 @@ export class Tier {
       running.catch(() => {});
       const result = await Promise.race([
         running,
-        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(timedOut(limitMs)), limitMs))),
+        // The rejection waits one more turn of the event loop: a commit that blocked the loop
+        // past the limit (a large SQLite transaction) gets to deliver its answer first.
+        new Promise<never>((_, reject) => (timer = setTimeout(() => setImmediate(() => reject(timedOut(limitMs))), limitMs))),
       ]);
       health.latency.record(performance.now() - started);
       health.breaker.succeeded();
