@@ -1,7 +1,8 @@
 // The backup's circuit breaker and adaptive time limits (issue 22, contract §4.12) with real
 // processes: A (sqlite primary) chains to B, and 32 writers keep writing while B is stopped with
-// SIGSTOP, then killed, then restarted on its port. Under degraded, the writes' p99 while B is
-// down stays close to their p99 with B up and the debt is replayed when B returns; under
+// SIGSTOP, then killed, then restarted on its port. Under degraded, the writes in flight when B
+// stopped wait once for the backup's time limit; once A has marked B down, the writes' p99 stays
+// close to their p99 with B up, and the debt is replayed when B returns; under
 // required, writes fail fast with UNAVAILABLE and KVStoreService's health is NOT_SERVING while B
 // is down. Transitions show in backup-status and in the metrics.
 import { join } from "node:path";
@@ -11,6 +12,7 @@ import { TierkvClient } from "../../src/client/client.js";
 import { StoreError } from "../../src/store/errors.js";
 import type { BackupPolicy } from "../../src/tier/tier-store.js";
 import { KVStoreService } from "../../gen/tierkv/v1/kvstore_pb.js";
+import { makeCertificates } from "../support/certs.js";
 import { healthStatus } from "../support/health.js";
 import { Instance, sleep, waitOwedZero } from "../reliability/support/harness.js";
 import { storedRows } from "../support/sqlite-rows.js";
@@ -121,11 +123,13 @@ it("degraded: a backup stopped and killed under 32 writers costs the writes no s
   writers.phase = "up";
   await sleep(3_000);
 
-  writers.phase = "stopped";
+  // Noticing: the writes in flight when B stopped wait at most the backup's time limit once.
+  writers.phase = "noticing";
   b.signal("SIGSTOP");
   const downAfterMs = await waitFor("backup marked down", async () => (await backupStatus(a.address))["state"] === "down", 10_000);
+  writers.phase = "stopped";
   expect(await metricLine(metrics, 'tierkv_tier_up{tier="backup"}')).toBe(0);
-  await sleep(2_500);
+  await sleep(3_000);
   writers.phase = "killed";
   await b.kill();
   await sleep(1_500);
@@ -139,7 +143,10 @@ it("degraded: a backup stopped and killed under 32 writers costs the writes no s
   const status = await backupStatus(a.address);
   const up = writers.latencies.get("up") ?? [];
   const down = [...(writers.latencies.get("stopped") ?? []), ...(writers.latencies.get("killed") ?? [])];
+  const noticing = writers.latencies.get("noticing") ?? [];
   const figures = {
+    writesNoticing: noticing.length,
+    maxNoticingMs: Math.round(Math.max(0, ...noticing)),
     writesUp: up.length,
     p99UpMs: Math.round(p99(up) * 10) / 10,
     writesDown: down.length,
@@ -154,6 +161,8 @@ it("degraded: a backup stopped and killed under 32 writers costs the writes no s
   expect(writers.failures.size).toBe(0);
   expect(down.length).toBeGreaterThan(100);
   expect(p99(down)).toBeLessThan(p99(up) + 100);
+  // Far from the old 30 s per write: one time limit (a multiple of B's p99), once per outage.
+  expect(figures.maxNoticingMs).toBeLessThan(10_000);
   expect(status["transitions"]).toBeGreaterThanOrEqual(2);
   expect(status["downMs"]).toBeGreaterThan(1_000);
   expect(await metricLine(metrics, 'tierkv_tier_up{tier="backup"}')).toBe(1);
@@ -220,3 +229,35 @@ it("required: writes fail fast with UNAVAILABLE while the backup is down, health
   expect(await b.stop()).toEqual({ code: 0, signal: null });
   expect(storedRows(files.b)).toEqual(storedRows(files.a));
 }, 90_000);
+
+it("at start, a backup that cannot be reached is logged at warn with its real cause, and KVStoreService is NOT_SERVING", async () => {
+  const dir = tempDir("tierkv-readiness-");
+  const certs = makeCertificates(dir);
+  const b = new Instance("B", () => ["--primary", `sqlite:${join(dir, "b.db")}`, "--tls-cert", certs.serverCert, "--tls-key", certs.serverKey]);
+  cleanup.push(() => b.destroy());
+  await b.start();
+  // grpcs:// without ca=: B's certificate cannot be verified.
+  const a = new Instance("A", () => ["--primary", `sqlite:${join(dir, "a.db")}`, "--backup", `grpcs://${b.address}`]);
+  cleanup.push(() => a.destroy());
+  await a.start();
+  const warnings = a.logs().map((line) => JSON.parse(line) as Record<string, unknown>).filter((entry) => entry["level"] === 40);
+  const atStart = warnings.find((entry) => entry["msg"] === "tier did not answer at start");
+  expect(atStart?.["tier"]).toBe("backup");
+  expect(String(atStart?.["err"])).toMatch(/certificate/i);
+  expect(warnings.some((entry) => String(entry["msg"]).startsWith("tier down (circuit open)"))).toBe(true);
+  expect(await healthStatus(a.address, KVStoreService.typeName)).toBe("NOT_SERVING");
+  expect(await backupStatus(a.address)).toMatchObject({ state: "down" });
+  const client = new TierkvClient({ address: a.address });
+  await expect(client.write({ primaryNamespace: "", secondaryNamespace: "", key: "k" }, Buffer.from("v"))).rejects.toMatchObject({ code: "unavailable" });
+  await client.close();
+
+  // Connection refused: the cause says so.
+  const gone = b.address;
+  await b.kill();
+  const c = new Instance("C", () => ["--primary", `sqlite:${join(dir, "c.db")}`, "--backup", `grpc://${gone}`]);
+  cleanup.push(() => c.destroy());
+  await c.start();
+  expect(c.logs().find((line) => line.includes("tier did not answer at start"))).toMatch(/ECONNREFUSED/);
+  expect(await c.stop()).toEqual({ code: 0, signal: null });
+  expect(await a.stop()).toEqual({ code: 0, signal: null });
+}, 60_000);
