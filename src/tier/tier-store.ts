@@ -397,6 +397,10 @@ export class TierStore extends VersionedReads implements KVStore {
           continue;
         }
         try {
+          // The keys in flight at the crash that the primary committed are in its ledger: first
+          // those, then the resync finds what the backup holds that the primary never committed.
+          const replayed = this.ledger === undefined ? 0 : await this.repair!.replayOwed(this.ledger, this.stopping.signal);
+          if (replayed > 0) this.logger.info({ replayed }, "healing: replayed the keys owed at the unclean stop");
           const done = await this.resync();
           this.healing = false;
           this.logger.info({ ...done, attempt }, "healed: the backup equals the primary after the unclean stop");

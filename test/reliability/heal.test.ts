@@ -67,12 +67,17 @@ it(`heals after each of ${KILLS} SIGKILLs of the primary's server: the tiers are
   let counter = 0;
   let writes = 0;
   const healedMs: number[] = [];
+  const warnings = new Map<string, number>();
   for (let round = 0; round <= KILLS; round++) {
     await a.start();
     const s = await status(a.address);
     expect(s.lastStopClean, `round ${round}`).toBe(round === 0);
     expect(s.heals).toBe(round === 0 ? 0 : 1);
     healedMs.push(await waitHealed(a.address));
+    for (const line of a.logs()) {
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      if ((entry["level"] as number) >= 40) warnings.set(String(entry["msg"]), (warnings.get(String(entry["msg"])) ?? 0) + 1);
+    }
 
     // Healed: B equals A, and A holds every acknowledged write (or the one in flight after it).
     const rowsA = storedRows(files.a);
@@ -117,7 +122,7 @@ it(`heals after each of ${KILLS} SIGKILLs of the primary's server: the tiers are
   expect(await a.stop()).toEqual({ code: 0, signal: null });
   await a.start();
   expect(await status(a.address)).toMatchObject({ lastStopClean: true, healing: false, heals: 0 });
-  console.log(`heal: ${JSON.stringify({ kills: KILLS, keys: acknowledged.size, acknowledgedWrites: writes, healedMs, seconds: Math.round((Date.now() - started) / 1000) })}`);
+  console.log(`heal: ${JSON.stringify({ kills: KILLS, keys: acknowledged.size, acknowledgedWrites: writes, healedMs, warnings: Object.fromEntries(warnings), seconds: Math.round((Date.now() - started) / 1000) })}`);
   expect(await a.stop()).toEqual({ code: 0, signal: null });
   expect(await b.stop()).toEqual({ code: 0, signal: null });
 }, 90_000);
