@@ -206,7 +206,9 @@ export class TierStore extends VersionedReads implements KVStore {
       this.tierFailures[tier] = (this.tierFailures[tier] ?? 0) + 1;
       // The real cause (TLS, DNS, refused connection or credentials) is for the operator; once
       // the tier is down, its breaker's transition line has said it.
-      if (!this.tiers().some((t) => t.name === tier && t.down)) this.logger.warn({ tier, err: causeOf(error) }, "tier call failed");
+      // A caller that went away (cancelled) says nothing about the tier.
+      if (StoreError.from(error).code === "cancelled" || this.tiers().some((t) => t.name === tier && t.down)) return;
+      this.logger.warn({ tier, err: causeOf(error) }, "tier call failed");
     };
     const policy: TierHealthPolicy | undefined = options.health && { ...DEFAULT_TIER_HEALTH, ...options.health };
     const tier = (name: TierName, store: KVStore | undefined): Tier | undefined => {
