@@ -17,7 +17,7 @@ export type {
   RemoveOptions,
 } from "./store/types.js";
 export { MAX_NAME_LENGTH, parseKeyPath, parseNamespacePath, validateKey, validateNamespace } from "./store/validate.js";
-export { openStore, type OpenStoreOptions } from "./tier/open-store.js";
+export { openStore, type OpenStoreOptions } from "./app/open-store.js";
 export { MemoryStore } from "./store/memory.js";
 export { SqliteStore } from "./store/sqlite.js";
 export { TierStore, type BackupPolicy, type BackupStatus, type TierStoreOptions } from "./tier/tier-store.js";

@@ -1,6 +1,11 @@
-//! Every limit on the work one request may cause, and the sizes derived from them (etcd's
-//! `--max-request-bytes` / `--max-txn-ops` idea). Defaults live here; `serve` turns the ones an
-//! operator may want to change into settings. The contract (docs/contract.md §7) lists them all.
+//! Every limit of contract §7 (docs/contract.md, "Limits") and every default a setting starts
+//! from, each defined once: the work one request may cause and the sizes derived from it (etcd's
+//! `--max-request-bytes` / `--max-txn-ops` idea), names and versions, retries, timeouts, graces,
+//! batches and intervals. `serve` turns the ones an operator may want to change into settings;
+//! the modules that enforce a limit import it from here. Rows of §7 not yet here (their files
+//! are being reworked by the call pipeline): the gRPC server's keepalive and connection-age grace
+//! (src/server/server.ts), the resync progress interval (src/server/admin-service.ts), and the
+//! shutdown-grace defaults of src/server/server.ts and src/vss/http-server.ts (SHUTDOWN_GRACE_MS).
 
 /** Default and largest page size of `ListPage` and `ListAllKeys`. */
 export const DEFAULT_PAGE_SIZE = 1000;
@@ -57,3 +62,69 @@ export const GROUP_COMMIT_MAX_BYTES = 8 * 1024 * 1024;
 
 /** SQLite's busy timeout: short, because a wait blocks the whole event loop. */
 export const SQLITE_BUSY_TIMEOUT_MS = 100;
+
+
+// ---------------------------------------------------------------------------------------------
+// Names and versions (contract §1)
+
+/** LDK's limit on namespace and key length, in characters. */
+export const MAX_NAME_LENGTH = 120;
+/** VSS's limit on key length, in characters. */
+export const MAX_VSS_KEY_LENGTH = 600;
+/** Longest store id, in characters. */
+export const MAX_STORE_ID_LENGTH = 256;
+/** Versions are stored as signed 64-bit integers (SQLite, PostgreSQL), so they stay below 2^63. */
+export const MAX_VERSION = (1n << 63n) - 1n;
+/** How far ahead of the clock a caller's version may be, by default: 10 minutes. */
+export const DEFAULT_MAX_VERSION_SKEW_MS = 10 * 60 * 1000;
+
+// ---------------------------------------------------------------------------------------------
+// Authentication
+
+/**
+ * Clock leeway for a JWT's `exp` (and `nbf`), in seconds. vss-server verifies with jsonwebtoken's
+ * `Validation::new(Algorithm::RS256)` (rust/auth-impls/src/jwt.rs), whose default is 60 s.
+ */
+export const JWT_LEEWAY_SECONDS = 60;
+
+// ---------------------------------------------------------------------------------------------
+// Tiers
+
+/** Default retries of a tier call (`--retry-initial-delay-ms`, `--retry-max-delay-ms`, `--retry-max-attempts`). */
+export const DEFAULT_RETRY = { initialDelayMs: 20, maxDelayMs: 1_000, maxAttempts: 5 } as const;
+/** How often keys owed to the backup are replayed, in ms, and how many are read from the ledger at a time. */
+export const LEDGER_REPLAY_INTERVAL_MS = 1000;
+export const LEDGER_REPLAY_PAGE = 500;
+/** Keys a resync repairs at once. */
+export const RESYNC_WINDOW = 64;
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+/** PostgreSQL: default and largest connection pool (`pool_max`). */
+export const POSTGRES_DEFAULT_POOL_MAX = 10;
+export const POSTGRES_MAX_POOL_MAX = 1000;
+/** PostgreSQL: default and largest time to connect or wait for a pooled connection (`connect_timeout`), in seconds. */
+export const POSTGRES_DEFAULT_CONNECT_TIMEOUT_S = 10;
+export const POSTGRES_MAX_CONNECT_TIMEOUT_S = 3600;
+/** PostgreSQL: attempts of a transaction that failed with a serialization failure or deadlock. */
+export const POSTGRES_MAX_TXN_ATTEMPTS = 5;
+/** `fs:`: longest encoded store id used as a directory name; a longer one becomes `~<sha256>`. */
+export const FS_MAX_ENCODED_STORE_ID = 200;
+/** Remote tiers (`grpc(s)://`): default batch, under what any default tierkv accepts (URI `max_batch_bytes`, `max_batch_items`). */
+export const REMOTE_DEFAULT_BATCH_BYTES = 4 * 1024 * 1024;
+export const REMOTE_DEFAULT_BATCH_ITEMS = Math.min(256, DEFAULT_LIMITS.maxBatchItems);
+/** Remote tiers: keepalive pings while calls are in flight, and the reconnect backoff, in ms. */
+export const REMOTE_KEEPALIVE_TIME_MS = 30_000;
+export const REMOTE_KEEPALIVE_TIMEOUT_MS = 10_000;
+export const REMOTE_RECONNECT_BACKOFF_MS = { initial: 100, max: 2_000 } as const;
+
+// ---------------------------------------------------------------------------------------------
+// Addresses, timeouts and graces
+
+/** Where `serve` listens for gRPC, and where the CLI's client commands call, by default. */
+export const DEFAULT_LISTEN = "127.0.0.1:50051";
+/** A client call's deadline when the caller gives none (the CLI's `--timeout`, a remote tier's `timeout_ms`). */
+export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
+/** How long in-flight calls get to finish after SIGINT/SIGTERM before they are cancelled. */
+export const SHUTDOWN_GRACE_MS = 30_000;

@@ -6,7 +6,7 @@ import type { PeerCertificate } from "node:tls";
 import type { Logger } from "../log.js";
 import { StoreError } from "../store/errors.js";
 import { VSS_STORE_PREFIX } from "../store/validate.js";
-import { isSignatureHeader, verifySignatureHeader } from "../vss/signature-auth.js";
+import { isSignatureHeader, verifySignatureHeader } from "./signature-auth.js";
 import { Identities } from "./identities-file.js";
 import { JwtVerifier, type JwtSettings } from "./jwt.js";
 import { OPEN_PRINCIPAL, type Principal, type Quota } from "./principal.js";

@@ -4,6 +4,7 @@
 
 import { readFileSync } from "node:fs";
 import { createLocalJWKSet, importSPKI, jwtVerify, type JWTVerifyGetKey, type KeyObject, type CryptoKey } from "jose";
+import { JWT_LEEWAY_SECONDS } from "../limits.js";
 import { StoreError } from "../store/errors.js";
 import { ROLES, type Principal, type Role } from "./principal.js";
 
@@ -21,13 +22,6 @@ export interface JwtSettings {
 }
 
 const ALGORITHMS = ["RS256", "ES256", "EdDSA"];
-/**
- * Clock leeway for `exp` (and `nbf`). vss-server verifies with jsonwebtoken's
- * `Validation::new(Algorithm::RS256)` (rust/auth-impls/src/jwt.rs), whose defaults are a 60 s
- * leeway and `exp` required; tierkv does the same. It also checks `nbf` when present, which
- * vss-server ignores: a token not yet valid is refused.
- */
-const LEEWAY_SECONDS = 60;
 
 type VerificationKey = JWTVerifyGetKey | KeyObject | CryptoKey;
 
@@ -70,7 +64,9 @@ export class JwtVerifier {
     try {
       const options = {
         algorithms: ALGORITHMS,
-        clockTolerance: LEEWAY_SECONDS,
+        // vss-server's leeway, with `exp` required, as its jsonwebtoken defaults; `nbf` is checked
+        // too when present (vss-server ignores it): a token not yet valid is refused.
+        clockTolerance: JWT_LEEWAY_SECONDS,
         ...(!this.settings.allowNoExp && { requiredClaims: ["exp"] }),
         ...(this.settings.issuer !== undefined && { issuer: this.settings.issuer }),
         ...(this.settings.audience !== undefined && { audience: this.settings.audience }),

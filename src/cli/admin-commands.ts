@@ -7,7 +7,7 @@ import { open, rename, rm, type FileHandle } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { TierkvAdminClient } from "../client/admin-client.js";
 import type { ResyncResponse, SnapshotSummary } from "../../gen/tierkv/v1/admin_pb.js";
-import { runMigrate } from "../migrate/command.js";
+import { runMigrate } from "./migrate-command.js";
 import { formatBytes } from "../migrate/migrate.js";
 import { StoreError } from "../store/errors.js";
 import { snapshotStatus as readSnapshotStatus } from "../store/snapshot.js";

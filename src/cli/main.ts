@@ -5,7 +5,8 @@ import { Command, CommanderError, Option } from "commander";
 import { readFileSync } from "node:fs";
 import { addToken, listIdentities, removeIdentity } from "../auth/identities-file.js";
 import { ROLES, type Role } from "../auth/principal.js";
-import { addMigrateCommand } from "../migrate/command.js";
+import { addMigrateCommand } from "./migrate-command.js";
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_LISTEN } from "../limits.js";
 import { StoreError } from "../store/errors.js";
 import { backupStatus, resync, snapshotRestore, snapshotSave, snapshotStatus, storeUsage, type SnapshotRestoreOptions } from "./admin-commands.js";
 import { get, ls, lsNamespaces, put, rm, type ClientSettings } from "./client-commands.js";
@@ -19,9 +20,9 @@ const program = new Command("tierkv")
   .configureOutput({ outputError: (message, write) => write(`tierkv: ${message.replace(/^error: /, "")}`) })
   .exitOverride((error: CommanderError) => process.exit(error.exitCode === 0 ? 0 : 2))
   .addOption(
-    new Option("--server <host:port>", "server for get/put/rm/ls").env("TIERKV_SERVER").default("127.0.0.1:50051"),
+    new Option("--server <host:port>", "server for get/put/rm/ls").env("TIERKV_SERVER").default(DEFAULT_LISTEN),
   )
-  .addOption(new Option("--timeout <ms>", "deadline of each call in ms").env("TIERKV_TIMEOUT").default("30000"))
+  .addOption(new Option("--timeout <ms>", "deadline of each call in ms").env("TIERKV_TIMEOUT").default(String(DEFAULT_CALL_TIMEOUT_MS)))
   .addOption(new Option("--token-file <file>", "file whose first line is the bearer token (or set TIERKV_TOKEN)").env("TIERKV_TOKEN_FILE"))
   .addOption(new Option("--ca <file>", "PEM CA of the server's certificate: connect with TLS").env("TIERKV_CA"))
   .addOption(new Option("--cert <file>", "PEM client certificate for mutual TLS (with --key)").env("TIERKV_CERT"))

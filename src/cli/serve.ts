@@ -1,27 +1,20 @@
-//! `tierkv serve`: settings → stores → tiered store → server, and shutdown on SIGINT/SIGTERM.
+//! `tierkv serve`: its settings and their checks, `--print-config`, and the signals; the stores and
+//! servers it runs are wired in src/app/start.ts.
 
-import { readFileSync } from "node:fs";
-import * as grpc from "@grpc/grpc-js";
-import { DEFAULT_LIMITS, type Limits } from "../limits.js";
-import { AUTH_MODES, Authenticator, type AuthMode } from "../auth/authenticator.js";
-import { DEFAULT_MAX_VERSION_SKEW_MS, HybridClock } from "../tier/hybrid-clock.js";
+import { startTierkv } from "../app/start.js";
+import { checkStoreUri } from "../app/open-store.js";
+import { isLoopbackAddress } from "../host-port.js";
+import { DEFAULT_LIMITS, DEFAULT_LISTEN, DEFAULT_MAX_VERSION_SKEW_MS, DEFAULT_RETRY } from "../limits.js";
+import { AUTH_MODES, type AuthMode } from "../auth/authenticator.js";
 import { startTracing } from "./tracing.js";
-import { LOG_LEVELS, createLogger, type Logger } from "../log.js";
-import { createMetrics, serveMetrics } from "../server/metrics.js";
-import { startServer } from "../server/server.js";
+import { LOG_LEVELS, createLogger } from "../log.js";
 import { StoreError } from "../store/errors.js";
-import { RemoteStore } from "../remote/remote-store.js";
-import { checkStoreUri, openStore } from "../tier/open-store.js";
 import { redactStoreUri } from "../store/redact.js";
-import type { KVStore } from "../store/types.js";
 import { parseKeyPath } from "../store/validate.js";
-import { connectService } from "../server/connect-service.js";
-import { startVssServer, type VssTlsOptions } from "../vss/http-server.js";
 import { DEFAULT_EPHEMERAL_KEYS } from "../tier/ephemeral-keys.js";
-import { NO_RETRY, type RetryPolicy } from "../tier/retry.js";
-import { TierStore, type BackupPolicy, type TierHealthPolicy, type TierName } from "../tier/tier-store.js";
+import type { BackupPolicy, TierName } from "../tier/tier-store.js";
 import { DEFAULT_TIER_HEALTH } from "../tier/tier-health.js";
-import { takeStopMarker } from "../tier/stop-marker.js";
+import { healthPolicyOf } from "../app/start.js";
 import {
   listOf,
   oneOf,
@@ -45,7 +38,7 @@ export const SERVE_SETTINGS = {
   listen: {
     flag: "--listen <host:port>",
     description: "address to serve gRPC on (port 0 picks a free port)",
-    defaultValue: "127.0.0.1:50051",
+    defaultValue: DEFAULT_LISTEN,
     parse: parseString,
   } satisfies Setting<string>,
   primary: {
@@ -82,19 +75,19 @@ export const SERVE_SETTINGS = {
   retryInitialDelayMs: {
     flag: "--retry-initial-delay-ms <ms>",
     description: "bound of the first retry's random delay; doubles per retry",
-    defaultValue: 20,
+    defaultValue: DEFAULT_RETRY.initialDelayMs,
     parse: parseNonNegativeInteger,
   } satisfies Setting<number>,
   retryMaxDelayMs: {
     flag: "--retry-max-delay-ms <ms>",
     description: "largest retry delay bound",
-    defaultValue: 1000,
+    defaultValue: DEFAULT_RETRY.maxDelayMs,
     parse: parseNonNegativeInteger,
   } satisfies Setting<number>,
   retryMaxAttempts: {
     flag: "--retry-max-attempts <n>",
     description: "attempts per tier call, the first included (never past the caller's deadline)",
-    defaultValue: 5,
+    defaultValue: DEFAULT_RETRY.maxAttempts,
     parse: parsePositiveInteger,
   } satisfies Setting<number>,
   retryDisable: {
@@ -306,115 +299,11 @@ export const SERVE_SETTINGS = {
 
 export type ServeSettings = SettingsOf<typeof SERVE_SETTINGS>;
 
-/** How long in-flight calls get to finish after SIGINT/SIGTERM before they are cancelled. */
-const SHUTDOWN_GRACE_MS = 30_000;
-
-export function limitsOf(settings: ServeSettings): Limits {
-  const { maxValueBytes, maxBatchItems, maxBatchBytes, maxListKeys, maxConcurrentStreams } = settings;
-  return { maxValueBytes, maxBatchItems, maxBatchBytes, maxListKeys, maxConcurrentStreams };
-}
-
-/**
- * Opens every configured tier; on failure closes what was opened. Also returns the tiers that are
- * chained tierkv servers, whose `token_file=` SIGHUP reads again.
- */
-export async function openTierStore(settings: ServeSettings, logger: Logger): Promise<{ store: TierStore; remotes: RemoteStore[] }> {
-  const opened: KVStore[] = [];
-  const open = async (flag: string, uri: string | undefined, durability: "durable" | "cache"): Promise<KVStore | undefined> => {
-    if (uri === undefined) return undefined;
-    let store: KVStore;
-    try {
-      store = await openStore(uri, { durability });
-    } catch (error) {
-      // A file the URI names that cannot be used (sslrootcert=, token_file=) is a settings error (exit 2).
-      if (error instanceof StoreError && error.code === "invalid-argument") throw new SettingsError(`${flag}: ${error.message}`);
-      throw error;
-    }
-    opened.push(store);
-    return store;
-  };
-  try {
-    const policy: RetryPolicy = {
-      initialDelayMs: settings.retryInitialDelayMs,
-      maxDelayMs: settings.retryMaxDelayMs,
-      maxAttempts: settings.retryMaxAttempts,
-    };
-    const retry = Object.fromEntries(
-      TIER_NAMES.map((tier) => [tier, settings.retryDisable.includes(tier) ? NO_RETRY : policy]),
-    ) as Record<TierName, RetryPolicy>;
-    // Read (and removed) before the primary opens: a file that does not exist yet starts clean.
-    const lastStop = takeStopMarker(settings.primary);
-    const store = new TierStore({
-      primary: (await open("--primary", settings.primary, "durable"))!,
-      backup: await open("--backup", settings.backup, "durable"),
-      ephemeral: await open("--ephemeral", settings.ephemeral, "cache"),
-      ephemeralKeys: settings.ephemeralKey,
-      retry,
-      logger,
-      backupPolicy: settings.backupPolicy,
-      clock: new HybridClock(Date.now, settings.maxVersionSkewMs),
-      health: healthPolicyOf(settings),
-      ...(lastStop !== undefined && { lastStop }),
-    });
-    return { store, remotes: opened.filter((tier) => tier instanceof RemoteStore) };
-  } catch (error) {
-    await Promise.all(opened.map((store) => store.close()));
-    throw error;
-  }
-}
-
-/** Time limits and breakers of the tiers (contract §4.12). */
-export function healthPolicyOf(settings: ServeSettings): TierHealthPolicy {
-  if (settings.tierTimeLimitMinMs > settings.tierTimeLimitMaxMs) {
-    throw new SettingsError("--tier-time-limit-min-ms may not exceed --tier-time-limit-max-ms");
-  }
-  return {
-    ...DEFAULT_TIER_HEALTH,
-    timeLimitP99Multiple: settings.tierTimeLimitP99Multiple,
-    timeLimitMinMs: settings.tierTimeLimitMinMs,
-    timeLimitMaxMs: settings.tierTimeLimitMaxMs,
-    breakerFailures: settings.breakerFailures,
-    breakerFailureMs: settings.breakerFailureMs,
-    probeMaxDelayMs: settings.probeMaxDelayMs,
-  };
-}
-
-/** Re-reads each chained tier's token file; one that fails keeps its token and is logged. */
-function reloadRemoteTokens(remotes: readonly RemoteStore[], logger: Logger): void {
-  for (const remote of remotes) {
-    try {
-      if (remote.reloadToken()) logger.info({ tier: remote.client.address }, "chained tier's token reloaded");
-    } catch (error) {
-      logger.error({ err: (error as Error).message }, "chained tier's token not reloaded: keeping the previous one");
-    }
-  }
-}
-
-function serverCredentials(settings: ServeSettings): grpc.ServerCredentials {
-  const { tlsCert, tlsKey, tlsClientCa } = settings;
-  // checkServeSettings made sure the two come together.
-  if (tlsCert === undefined || tlsKey === undefined) return grpc.ServerCredentials.createInsecure();
-  const read = (flag: string, path: string): Buffer => {
-    try {
-      return readFileSync(path);
-    } catch (error) {
-      throw new SettingsError(`${flag} ${path}: ${(error as Error).message}`);
-    }
-  };
-  return grpc.ServerCredentials.createSsl(
-    tlsClientCa === undefined ? null : read("--tls-client-ca", tlsClientCa),
-    [{ cert_chain: read("--tls-cert", tlsCert), private_key: read("--tls-key", tlsKey) }],
-    tlsClientCa !== undefined,
-  );
-}
-
-const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
-
 /** The addresses that would serve open mode (`--auth none`) off loopback. */
 function openNonLoopbackListens(settings: ServeSettings): string[] {
   if (!settings.auth.includes("none")) return [];
   const listens = [settings.listen, ...(settings.vssListen === undefined ? [] : [settings.vssListen])];
-  return listens.filter((listen) => !LOOPBACK_HOSTS.has(listen.slice(0, listen.lastIndexOf(":"))));
+  return listens.filter((listen) => !isLoopbackAddress(listen));
 }
 
 /** `--primary` and the other tiers: a bad URI is a settings error naming its flag. */
@@ -464,56 +353,6 @@ export function checkServeSettings(settings: ServeSettings): void {
   }
 }
 
-/** The authenticator the settings ask for (after checkServeSettings); warns about open mode off loopback. */
-export async function openAuthenticator(settings: ServeSettings, logger: Logger): Promise<Authenticator> {
-  for (const listen of openNonLoopbackListens(settings)) {
-    logger.warn({ listen }, "serving without authentication on a non-loopback address (--insecure-no-auth)");
-  }
-  try {
-    return await Authenticator.open(
-      {
-        modes: settings.auth,
-        tokensFile: settings.tokensFile,
-        jwt: {
-          jwksFile: settings.jwtJwksFile,
-          publicKeyFile: settings.jwtPublicKeyFile,
-          issuer: settings.jwtIssuer,
-          audience: settings.jwtAudience,
-          storeClaim: settings.jwtStoreClaim,
-          allowNoExp: settings.jwtAllowNoExp,
-        },
-        ...((settings.quotaMaxKeys > 0 || settings.quotaMaxBytes > 0) && {
-          defaultQuota: {
-            ...(settings.quotaMaxKeys > 0 && { maxKeys: settings.quotaMaxKeys }),
-            ...(settings.quotaMaxBytes > 0 && { maxBytes: settings.quotaMaxBytes }),
-          },
-        }),
-      },
-      logger,
-    );
-  } catch (error) {
-    throw new SettingsError((error as Error).message);
-  }
-}
-
-/** The VSS listener serves HTTPS with the gRPC server's certificate (and client CA) when TLS is on. */
-function vssTls(settings: ServeSettings): VssTlsOptions | undefined {
-  const { tlsCert, tlsKey, tlsClientCa } = settings;
-  if (tlsCert === undefined || tlsKey === undefined) return undefined;
-  const read = (flag: string, path: string): Buffer => {
-    try {
-      return readFileSync(path);
-    } catch (error) {
-      throw new SettingsError(`${flag} ${path}: ${(error as Error).message}`);
-    }
-  };
-  return {
-    cert: read("--tls-cert", tlsCert),
-    key: read("--tls-key", tlsKey),
-    ...(tlsClientCa !== undefined && { ca: read("--tls-client-ca", tlsClientCa) }),
-  };
-}
-
 /** Store URIs may carry a password (postgres://user:pass@…): shown as ***. */
 function redactUri(uri: string | undefined): string | undefined {
   return uri === undefined ? undefined : redactStoreUri(uri);
@@ -553,53 +392,11 @@ export async function serve(settings: ServeSettings): Promise<void> {
   }
   const logger = createLogger(settings.logLevel);
   const stopTracing = startTracing(process.env);
-  const credentials = serverCredentials(settings);
-  const authenticator = await openAuthenticator(settings, logger);
-  const { store, remotes } = await openTierStore(settings, logger);
-  // Each tier tried once: one that does not answer is logged with its cause and marked down.
-  await store.checkTiers();
-  const metrics = createMetrics(store, { perStore: settings.metricsPerStore });
-  // Every failed start path closes what was opened before it.
-  let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
-  let server: Awaited<ReturnType<typeof startServer>> | undefined;
-  let vssServer: Awaited<ReturnType<typeof startVssServer>> | undefined;
-  try {
-    if (settings.metricsListen !== undefined) metricsServer = await serveMetrics(metrics, settings.metricsListen);
-    server = await startServer({
-      listen: settings.listen,
-      store,
-      admin: store,
-      limits: limitsOf(settings),
-      logger,
-      credentials,
-      authenticate: authenticator.authenticate,
-      maxConnectionAgeMs: settings.maxConnectionAgeMs,
-      observeCall: metrics.observeCall,
-      health: store,
-    });
-    if (settings.vssListen !== undefined) {
-      vssServer = await startVssServer({
-        listen: settings.vssListen,
-        store,
-        limits: limitsOf(settings),
-        logger,
-        authenticate: authenticator.authenticate,
-        tls: vssTls(settings),
-        otherRoutes: connectService({
-          store,
-          limits: limitsOf(settings),
-          authenticate: authenticator.authenticate,
-          logger,
-          corsOrigins: settings.httpCorsOrigin,
-        }),
-      });
-    }
-  } catch (error) {
-    await server?.shutdown(0);
-    await metricsServer?.close();
-    await store.close();
-    throw error;
+  for (const listen of openNonLoopbackListens(settings)) {
+    logger.warn({ listen }, "serving without authentication on a non-loopback address (--insecure-no-auth)");
   }
+  const app = await startTierkv(settings, logger);
+  const { server, vssServer, metricsServer, authenticator } = app;
 
   let stopping = false;
   const stop = async (signal: NodeJS.Signals): Promise<void> => {
@@ -609,9 +406,7 @@ export async function serve(settings: ServeSettings): Promise<void> {
     }
     stopping = true;
     logger.info({ signal }, "shutting down: finishing in-flight calls");
-    await Promise.all([server.shutdown(SHUTDOWN_GRACE_MS), vssServer?.close(SHUTDOWN_GRACE_MS)]);
-    await metricsServer?.close();
-    await store.close();
+    await app.shutdown();
     await stopTracing?.();
     logger.info("stopped");
     process.exit(0);
@@ -623,7 +418,7 @@ export async function serve(settings: ServeSettings): Promise<void> {
   // calls in flight are not disturbed.
   process.on("SIGHUP", () => {
     void authenticator.reload();
-    reloadRemoteTokens(remotes, logger);
+    app.reloadRemoteTokens();
   });
   logger.info(
     {

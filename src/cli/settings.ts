@@ -19,10 +19,9 @@ export interface Setting<T> {
 export type SettingsSpec = Record<string, Setting<unknown>>;
 export type SettingsOf<S extends SettingsSpec> = { -readonly [K in keyof S]: ReturnType<S[K]["parse"]> };
 
-/** A setting that could not be resolved: the message names the source and the problem. */
-export class SettingsError extends Error {
-  override readonly name = "SettingsError";
-}
+import { SettingsError } from "../app/config.js";
+
+export { SettingsError };
 
 function flagName(setting: Setting<unknown>): string {
   return setting.flag.split(" ")[0]!.replace(/^--/, "");

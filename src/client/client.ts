@@ -7,7 +7,7 @@ import { grpcClientConstructor } from "../rpc/service-definition.js";
 import { fromGrpcError, fromStatus } from "../rpc/status.js";
 import { withTraceContext } from "../rpc/tracing.js";
 import { StoreError } from "../store/errors.js";
-import { effectivePageSize, messageLimitBytes, DEFAULT_LIMITS } from "../limits.js";
+import { effectivePageSize, messageLimitBytes, DEFAULT_CALL_TIMEOUT_MS, DEFAULT_LIMITS } from "../limits.js";
 import {
   VersionedReads,
   type AllKeysPage,
@@ -90,7 +90,7 @@ type RawUnary = (
 ) => grpc.ClientUnaryCall;
 
 const KVStoreClientClass = grpcClientConstructor(KVStoreService);
-export const DEFAULT_TIMEOUT_MS = 30_000;
+export const DEFAULT_TIMEOUT_MS = DEFAULT_CALL_TIMEOUT_MS;
 const DEFAULT_MAX_MESSAGE_BYTES = messageLimitBytes(DEFAULT_LIMITS);
 
 /**

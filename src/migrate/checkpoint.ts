@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { redactStoreUri, splitUriAuthority } from "../store/redact.js";
+import { parseStoreUri } from "../store/store-uri.js";
 import type { KeyRef } from "../store/types.js";
 
 const FORMAT = 1;
@@ -42,14 +43,12 @@ export interface Checkpoint {
  * another directory or with a renewed token or password still matches its checkpoint.
  */
 export function normalizeStoreUri(uri: string): string {
-  const colon = uri.indexOf(":");
-  const scheme = colon < 0 ? "" : uri.slice(0, colon);
-  const rest = uri.slice(colon + 1);
-  if ((scheme === "sqlite" || scheme === "fs") && rest !== "") return `${scheme}:${resolve(rest)}`;
-  if (scheme === "grpc" || scheme === "grpcs") {
+  const parsed = parseStoreUri(uri);
+  if ((parsed.kind === "sqlite" || parsed.kind === "fs") && parsed.path !== "") return `${parsed.kind}:${resolve(parsed.path)}`;
+  if (parsed.kind === "remote") {
     try {
       const url = new URL(uri);
-      return `${scheme}://${url.host}`;
+      return `${parsed.scheme}://${url.host}`;
     } catch {
       return redactStoreUri(uri);
     }

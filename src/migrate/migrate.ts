@@ -15,6 +15,7 @@
 import { StoreError } from "../store/errors.js";
 import { redactStoreUri } from "../store/redact.js";
 import { scanAllKeys } from "../store/scan.js";
+import { parseStoreUri } from "../store/store-uri.js";
 import { DEFAULT_PAGE_SIZE } from "../limits.js";
 import type { AllKeysPage, KVStore, KeyRef, KeyVersion, NamespaceRef } from "../store/types.js";
 import {
@@ -50,9 +51,9 @@ export type VersionKeeping = "yes" | "no" | "unknown";
 
 /** What the scheme of `uri` says about keeping versions. */
 export function versionKeepingOf(uri: string): VersionKeeping {
-  const scheme = uri.slice(0, Math.max(0, uri.indexOf(":")));
-  if (scheme === "fs") return "no";
-  if (scheme === "grpc" || scheme === "grpcs") return "unknown";
+  const { kind } = parseStoreUri(uri);
+  if (kind === "fs") return "no";
+  if (kind === "remote") return "unknown";
   return "yes";
 }
 

@@ -14,7 +14,14 @@
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { TierkvClient, type ClientMutation, type MutationResult } from "../client/client.js";
-import { DEFAULT_LIMITS, PER_MUTATION_OVERHEAD_BYTES } from "../limits.js";
+import {
+  PER_MUTATION_OVERHEAD_BYTES,
+  REMOTE_DEFAULT_BATCH_BYTES,
+  REMOTE_DEFAULT_BATCH_ITEMS,
+  REMOTE_KEEPALIVE_TIME_MS,
+  REMOTE_KEEPALIVE_TIMEOUT_MS,
+  REMOTE_RECONNECT_BACKOFF_MS,
+} from "../limits.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
 import { redactStoreUri } from "../store/redact.js";
 import type {
@@ -43,11 +50,11 @@ const PARAMETERS = ["ca", "cert", "key", "token_file", "timeout_ms", "max_batch_
 const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   // Pings only while calls are in flight, so an idle link never trips the server's ping policy,
   // and a dead peer fails in-flight calls within ~40 s even without a deadline.
-  "grpc.keepalive_time_ms": 30_000,
-  "grpc.keepalive_timeout_ms": 10_000,
+  "grpc.keepalive_time_ms": REMOTE_KEEPALIVE_TIME_MS,
+  "grpc.keepalive_timeout_ms": REMOTE_KEEPALIVE_TIMEOUT_MS,
   // A restarted peer is found again within seconds (the default backoff grows to 2 minutes).
-  "grpc.initial_reconnect_backoff_ms": 100,
-  "grpc.max_reconnect_backoff_ms": 2_000,
+  "grpc.initial_reconnect_backoff_ms": REMOTE_RECONNECT_BACKOFF_MS.initial,
+  "grpc.max_reconnect_backoff_ms": REMOTE_RECONNECT_BACKOFF_MS.max,
 };
 
 export interface BatchLimits {
@@ -59,8 +66,8 @@ export interface BatchLimits {
 
 /** What a default tierkv accepts, minus nothing: a batch of this size is never refused by one. */
 export const DEFAULT_BATCH_LIMITS: BatchLimits = {
-  maxBatchBytes: 4 * 1024 * 1024,
-  maxBatchItems: Math.min(256, DEFAULT_LIMITS.maxBatchItems),
+  maxBatchBytes: REMOTE_DEFAULT_BATCH_BYTES,
+  maxBatchItems: REMOTE_DEFAULT_BATCH_ITEMS,
 };
 
 interface QueuedMutation {

@@ -64,7 +64,7 @@ import { statSync, type Dirent } from "node:fs";
 import { lstat, mkdir, open, readdir, readFile, rename, stat, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
-import { effectivePageSize } from "../limits.js";
+import { effectivePageSize, FS_MAX_ENCODED_STORE_ID } from "../limits.js";
 import { notFound, StoreError } from "./errors.js";
 import { checkHolds, type StoredState } from "./mutation-rules.js";
 import { allKeysPage, allKeysStart, decodePageToken, encodePageToken } from "./page-token.js";
@@ -107,7 +107,6 @@ export const EMPTY_NAMESPACE_DIR = "[empty]";
 export const OTHER_STORES_DIR = ".tierkv-stores.tmp";
 /** In a hashed store directory: the store id it holds. */
 const STORE_ID_FILE = "[store-id]";
-const MAX_ENCODED_STORE_ID = 200;
 
 /** LDK's name alphabet; non-empty and at most 120 characters for a file or directory name. */
 const VALID_NAME = /^[A-Za-z0-9_-]{1,120}$/;
@@ -178,7 +177,7 @@ export function encodeStoreId(storeId: string): string {
     const c = String.fromCharCode(byte);
     out += /[A-Za-z0-9_-]/.test(c) ? c : `.${byte.toString(16).padStart(2, "0")}`;
   }
-  if (out.length <= MAX_ENCODED_STORE_ID) return out;
+  if (out.length <= FS_MAX_ENCODED_STORE_ID) return out;
   return `~${createHash("sha256").update(storeId, "utf8").digest("hex")}`;
 }
 

@@ -3,7 +3,7 @@
 //! transactions (any instance's) go on committing; its rows are read in keyset pages inside it.
 
 import type pg from "pg";
-import { postgresStoreError } from "./postgres.js";
+import { postgresStoreError } from "./postgres-errors.js";
 import type { StoredRecord } from "./types.js";
 
 /** Rows per statement: bounds the memory a page of large values takes. */

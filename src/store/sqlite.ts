@@ -287,7 +287,8 @@ function prepareStatements(db: Database.Database) {
       `INSERT INTO usage (store_id, keys, bytes) VALUES (@storeId, @keys, @bytes)
        ON CONFLICT DO UPDATE SET keys = excluded.keys, bytes = excluded.bytes`,
     ),
-    dropEmptyUsage: db.prepare<[]>(`DELETE FROM usage WHERE keys = 0`),
+    // A store whose last key went leaves no usage row behind.
+    dropEmptyUsage: db.prepare<[{ storeId: string }]>(`DELETE FROM usage WHERE store_id = @storeId AND keys = 0`),
     // The clock's high-water mark: raised once per commit, read once on open.
     raiseHighest: db.prepare<[{ version: bigint }]>(
       `UPDATE clock SET highest_version = @version WHERE highest_version < @version`,
@@ -353,8 +354,10 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       this.batchUsage.clear();
       const results = batch.map((mutation) => mutation.apply());
       if (this.batchHighest > 0n) this.stmt.raiseHighest.run({ version: this.batchHighest });
-      for (const [storeId, change] of this.batchUsage) this.stmt.changeUsage.run({ storeId, ...change });
-      if (this.batchUsage.size > 0) this.stmt.dropEmptyUsage.run();
+      for (const [storeId, change] of this.batchUsage) {
+        this.stmt.changeUsage.run({ storeId, ...change });
+        if (change.keys < 0) this.stmt.dropEmptyUsage.run({ storeId });
+      }
       return results;
     });
     this.stmt = prepareStatements(this.db);
@@ -389,10 +392,9 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
         const refused = this.quotaRefusal(storeIdOf(ref), usageChange(sizeOf(stored), value.byteLength), options.quota);
         if (refused !== undefined) return refused;
       }
-      let version = options.version;
-      const outcome = this.applyWrite(ref, value, { ...options, onVersion: (v) => (version = v) }, stored);
-      this.recordOwed(ref, { version, owedToBackup: options.owedToBackup });
-      return version === undefined || outcome === "stale" ? outcome : this.reported(outcome, version, options);
+      const written = this.applyWrite(ref, value, options, stored);
+      this.recordOwed(ref, written === "stale" ? options.version : written.version, options.owedToBackup);
+      return written === "stale" ? "stale" : this.reported(written.version, options);
     });
   }
 
@@ -401,19 +403,20 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     // A lazy remove rides the same group commit: it costs no fsync of its own, so there is
     // nothing to gain from deferring it further.
     return this.enqueue(0, () => {
-      let version = options.exact ? undefined : options.version;
-      const outcome = this.applyRemove(ref, options.exact ? {} : { ...options, onVersion: (v) => (version = v) });
-      this.recordOwed(ref, { version, owedToBackup: options.owedToBackup });
-      return version === undefined || outcome === "stale" ? outcome : this.reported(outcome, version, options);
+      const removed = this.applyRemove(ref, options.exact ? {} : options);
+      this.recordOwed(ref, typeof removed === "bigint" ? removed : options.exact ? undefined : options.version, options.owedToBackup);
+      if (removed === "stale") return "stale";
+      return typeof removed === "bigint" ? this.reported(removed, options) : "applied";
     });
   }
 
   /**
-   * Tells the caller the version a mutation got once its commit is on disk: `onVersion` runs when
-   * the mutation resolves, never for a commit that failed.
+   * An applied mutation's outcome, telling the caller (if it asked) the version it got once the
+   * commit is on disk: `onVersion` runs when the mutation resolves, never for a failed commit.
    */
-  private reported(outcome: MutationOutcome, version: bigint, options: Pick<MutationOptions, "onVersion">): Reported<MutationOutcome> {
-    return new Reported(outcome, () => options.onVersion?.(version));
+  private reported(version: bigint, options: Pick<MutationOptions, "onVersion">): Applied<MutationOutcome> {
+    const { onVersion } = options;
+    return onVersion === undefined ? "applied" : new Reported<MutationOutcome>("applied", () => onVersion(version));
   }
 
   async txn(request: TxnRequest): Promise<TxnResult> {
@@ -441,19 +444,22 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       const revisions: bigint[] = [];
       const versions: bigint[] = [];
       request.operations.forEach((operation, i) => {
-        let version = operation.version ?? request.version;
-        const options = { version, plain: request.plain && operation.version === undefined, onVersion: (v: bigint) => (version = v) };
+        const options = { version: operation.version ?? request.version, plain: request.plain && operation.version === undefined };
+        // A stale operation reports the stored version it lost to.
+        let version: bigint | undefined;
         if (operation.kind === "write") {
-          const outcome = this.applyWrite(operation, operation.value, { ...options, revision: operation.revision }, stored[i]);
-          outcomes.push(outcome);
-          revisions.push(outcome === "applied" ? this.stmt.state.get(keyParams(operation))!.revision : stored[i]!.revision);
+          const written = this.applyWrite(operation, operation.value, { ...options, revision: operation.revision }, stored[i]);
+          outcomes.push(written === "stale" ? "stale" : "applied");
+          revisions.push(written === "stale" ? stored[i]!.revision : written.revision);
+          version = written === "stale" ? stored[i]!.version : written.version;
         } else {
-          outcomes.push(this.applyRemove(operation, options, stored[i]));
+          const removed = this.applyRemove(operation, options, stored[i]);
+          outcomes.push(removed === "stale" ? "stale" : "applied");
           revisions.push(0n);
+          version = removed === "stale" ? stored[i]!.version : typeof removed === "bigint" ? removed : undefined;
         }
-        if (outcomes.at(-1) === "stale") version = stored[i]!.version;
         versions.push(version ?? 0n);
-        this.recordOwed(operation, { version, owedToBackup: request.owedToBackup });
+        this.recordOwed(operation, version, request.owedToBackup);
       });
       return { succeeded: true, outcomes, revisions, versions };
     });
@@ -480,47 +486,51 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   private changeUsage(ref: KeyRef, storedBytes: number | undefined, newBytes: number | undefined): void {
     const change = usageChange(storedBytes, newBytes);
     const storeId = storeIdOf(ref);
-    const total = this.batchUsage.get(storeId) ?? { keys: 0, bytes: 0 };
-    this.batchUsage.set(storeId, { keys: total.keys + change.keys, bytes: total.bytes + change.bytes });
+    const total = this.batchUsage.get(storeId);
+    if (total === undefined) this.batchUsage.set(storeId, { keys: change.keys, bytes: change.bytes });
+    else {
+      total.keys += change.keys;
+      total.bytes += change.bytes;
+    }
   }
 
+  /** Applies a write in the transaction being built: the state it stored, or "stale". */
   private applyWrite(
     ref: KeyRef,
     value: Uint8Array,
-    options: Pick<MutationOptions, "version" | "plain" | "revision" | "exact" | "onVersion">,
+    options: Pick<MutationOptions, "version" | "plain" | "revision" | "exact">,
     stored: SizedState | undefined,
-  ): MutationOutcome {
+  ): StoredState | "stale" {
     if (isStale(stored, options)) return "stale";
-    const params = keyParams(ref);
     const state = stateAfterWrite(stored, options);
-    this.stmt.upsert.run({ ...params, value, ...state });
+    this.stmt.upsert.run({ ...keyParams(ref), value, ...state });
     this.changeUsage(ref, sizeOf(stored), value.byteLength);
     this.raiseHighest(state.version);
-    options.onVersion?.(state.version);
-    return "applied";
+    return state;
   }
 
+  /** Applies a remove: the version it was applied at ("applied" for one without a version), or "stale". */
   private applyRemove(
     ref: KeyRef,
-    options: Pick<MutationOptions, "version" | "plain" | "onVersion">,
+    options: Pick<MutationOptions, "version" | "plain">,
     stored: SizedState | undefined = this.stmt.sizedState.get(keyParams(ref)),
-  ): MutationOutcome {
+  ): bigint | "applied" | "stale" {
     if (isStale(stored, options)) return "stale";
     const version = appliedVersion(stored, options);
-    if (version !== undefined) options.onVersion?.(version);
-    if (stored === undefined) return "applied";
-    this.stmt.remove.run(keyParams(ref));
-    this.changeUsage(ref, sizeOf(stored), undefined);
-    this.raiseHighest(version);
-    return "applied";
+    if (stored !== undefined) {
+      this.stmt.remove.run(keyParams(ref));
+      this.changeUsage(ref, sizeOf(stored), undefined);
+      this.raiseHighest(version);
+    }
+    return version ?? "applied";
   }
 
   private raiseHighest(version: bigint | undefined): void {
     if (version !== undefined && version > this.batchHighest) this.batchHighest = version;
   }
 
-  private recordOwed(ref: KeyRef, options: Pick<MutationOptions, "version" | "owedToBackup">): void {
-    if (options.owedToBackup) this.stmt.recordOwed.run({ ...keyParams(ref), version: options.version ?? 0n });
+  private recordOwed(ref: KeyRef, version: bigint | undefined, owedToBackup: boolean | undefined): void {
+    if (owedToBackup) this.stmt.recordOwed.run({ ...keyParams(ref), version: version ?? 0n });
   }
 
   /** Queues `apply` for the next group commit; resolves with its result once committed (fsynced). */
@@ -612,7 +622,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       const recorded = this.stmt.usage.get({ storeId }) ?? { keys: 0, bytes: 0 };
       const counted = this.stmt.count.get({ storeId }) ?? { keys: 0, bytes: 0 };
       this.stmt.setUsage.run({ storeId, ...counted });
-      this.stmt.dropEmptyUsage.run();
+      this.stmt.dropEmptyUsage.run({ storeId });
       return { recorded, counted };
     });
   }

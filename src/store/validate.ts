@@ -3,11 +3,9 @@
 import { invalidArgument } from "./errors.js";
 import { storeIdOf, type KeyRef, type NamespaceRef, type TxnRequest } from "./types.js";
 
-/** LDK's limit on namespace and key length. */
-export const MAX_NAME_LENGTH = 120;
+import { MAX_NAME_LENGTH, MAX_STORE_ID_LENGTH, MAX_VERSION, MAX_VSS_KEY_LENGTH } from "../limits.js";
 
-/** Versions are stored as signed 64-bit integers (SQLite, PostgreSQL), so they stay below 2^63. */
-export const MAX_VERSION = (1n << 63n) - 1n;
+export { MAX_NAME_LENGTH, MAX_STORE_ID_LENGTH, MAX_VERSION, MAX_VSS_KEY_LENGTH };
 
 const ALLOWED = /^[A-Za-z0-9_-]*$/;
 
@@ -51,8 +49,6 @@ function namespaceProblem(ns: NamespaceRef): string | undefined {
   );
 }
 
-/** Longest store id: room for a VSS user (a 66-character public key) and its own store id. */
-export const MAX_STORE_ID_LENGTH = 256;
 
 function storeIdProblem(ns: NamespaceRef): string | undefined {
   const id = storeIdOf(ns);
@@ -76,8 +72,6 @@ export function validateNamespace(ns: NamespaceRef, operation: string): void {
  */
 export const VSS_STORE_PREFIX = "vss:";
 
-/** VSS's limit on key length, in characters. */
-export const MAX_VSS_KEY_LENGTH = 600;
 
 /** VSS's key rules: 1 to 600 characters of any text without control characters. */
 function vssKeyProblem(key: string): string | undefined {

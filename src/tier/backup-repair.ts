@@ -1,6 +1,7 @@
 //! Making the backup tier equal to the primary: one key at a time under the versioned lock, for
 //! a full resync and for replaying the keys the primary's ledger says the backup owes.
 
+import { LEDGER_REPLAY_PAGE, RESYNC_WINDOW } from "../limits.js";
 import type { Logger } from "../log.js";
 import { StoreError } from "../store/errors.js";
 import { readOrAbsent } from "../store/read-or-absent.js";
@@ -156,7 +157,7 @@ export class BackupRepair {
     let replayed = 0;
     let after: KeyRef | undefined;
     for (;;) {
-      const owed = await ledger.listOwed(REPLAY_PAGE, after);
+      const owed = await ledger.listOwed(LEDGER_REPLAY_PAGE, after);
       for (const entry of owed) {
         if (signal.aborted) return replayed;
         try {
@@ -169,7 +170,7 @@ export class BackupRepair {
         await ledger.settleOwed(entry, entry.version);
         replayed++;
       }
-      if (owed.length < REPLAY_PAGE) break;
+      if (owed.length < LEDGER_REPLAY_PAGE) break;
       after = owed.at(-1);
     }
     if (replayed > 0) this.deps.logger.info({ replayed }, "replayed owed keys to the backup");
@@ -181,9 +182,3 @@ export class BackupRepair {
 export function transferAllowanceMs(bytes: number): number {
   return Math.ceil(bytes / 10_240);
 }
-
-/** Keys a resync repairs at once. */
-const RESYNC_WINDOW = 64;
-
-/** Owed keys read from the ledger at a time. */
-const REPLAY_PAGE = 500;

@@ -1,12 +1,11 @@
 //! A hybrid logical clock for mutation versions: `ms_since_epoch << 20 | counter` (contract §3).
 
 import { invalidArgument } from "../store/errors.js";
-import { MAX_VERSION } from "../store/validate.js";
+import { DEFAULT_MAX_VERSION_SKEW_MS, MAX_VERSION } from "../limits.js";
 
 const COUNTER_BITS = 20n;
 
-/** How far ahead of the clock a caller's version may be, by default: 10 minutes. */
-export const DEFAULT_MAX_VERSION_SKEW_MS = 10 * 60 * 1000;
+export { DEFAULT_MAX_VERSION_SKEW_MS };
 
 /**
  * Proposes strictly increasing versions from the wall clock: the wall clock dominates while it

@@ -1,5 +1,6 @@
 //! Retries with exponential backoff and full jitter, bounded by attempts and the caller's deadline.
 
+import { DEFAULT_RETRY } from "../limits.js";
 import { StoreError } from "../store/errors.js";
 
 export interface RetryPolicy {
@@ -11,7 +12,7 @@ export interface RetryPolicy {
   readonly maxAttempts: number;
 }
 
-export const DEFAULT_RETRY_POLICY: RetryPolicy = { initialDelayMs: 20, maxDelayMs: 1_000, maxAttempts: 5 };
+export const DEFAULT_RETRY_POLICY: RetryPolicy = DEFAULT_RETRY;
 
 /** No retries: for backends that retry by themselves, so retries never nest. */
 export const NO_RETRY: RetryPolicy = { initialDelayMs: 0, maxDelayMs: 0, maxAttempts: 1 };

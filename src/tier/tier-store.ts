@@ -2,7 +2,7 @@
 //! and orders every mutation through the versioned lock. It is itself a `KVStore`, and it owns
 //! the background work on its tiers (replay of owed keys, resync) until `close()`.
 
-import { effectivePageSize } from "../limits.js";
+import { effectivePageSize, LEDGER_REPLAY_INTERVAL_MS } from "../limits.js";
 import type { Logger } from "../log.js";
 import { silentLogger } from "../log.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
@@ -238,7 +238,7 @@ export class TierStore extends VersionedReads implements KVStore {
       this.repair = new BackupRepair({ primary: this.primary, backup: this.backup, lock: this.lock, lockKey, logger: this.logger });
     }
     if (this.ledger !== undefined) {
-      this.replayTimer = setInterval(() => this.replayOwed(), options.replayIntervalMs ?? 1000);
+      this.replayTimer = setInterval(() => this.replayOwed(), options.replayIntervalMs ?? LEDGER_REPLAY_INTERVAL_MS);
       this.replayTimer.unref();
     }
   }

@@ -3,7 +3,7 @@
 
 import { StoreError } from "../store/errors.js";
 import type { KVStore } from "../store/types.js";
-import { inTierSpan } from "../rpc/tracing.js";
+import { inTierSpan } from "../tracing.js";
 import { withRetry, type RetryObserver, type RetryPolicy } from "./retry.js";
 import { tierDown, timedOut, type CircuitBreaker, type LatencyWindow } from "./tier-health.js";
 
@@ -103,8 +103,13 @@ export class Tier {
   }
 }
 
-/** Codes whose message describes the tier's own trouble (addresses, TLS), not the caller's request. */
-const TRANSPORT_CODES: ReadonlySet<string> = new Set(["unavailable", "deadline-exceeded", "cancelled", "internal"]);
+/**
+ * Codes that make a tier's failure the tier's own trouble (addresses, TLS), not an answer about the
+ * caller's request. Not rpc/status.ts's TRANSPORT_CODES (the codes whose client message gets the
+ * peer's address): this set also holds `cancelled`, which the client never produces (it maps a
+ * CANCELLED call to `unavailable`) but a tier's store may raise itself; kept as it was.
+ */
+const TIER_FAULT_CODES: ReadonlySet<string> = new Set(["unavailable", "deadline-exceeded", "cancelled", "internal"]);
 
 /** How a tier's transport failure reads, by code (any other: "is unavailable"). */
 const TRANSPORT_FAILURES: Readonly<Record<string, string>> = { internal: "failed", "deadline-exceeded": "did not answer in time" };
@@ -118,7 +123,7 @@ const REFUSED_CODES: ReadonlySet<string> = new Set(["unauthenticated", "permissi
 /** True when `error` is the tier's own trouble (transport, refused credentials), not an answer about the request. */
 export function isTierFault(error: unknown): boolean {
   const { code } = StoreError.from(error);
-  return TRANSPORT_CODES.has(code) || REFUSED_CODES.has(code);
+  return TIER_FAULT_CODES.has(code) || REFUSED_CODES.has(code);
 }
 
 /**

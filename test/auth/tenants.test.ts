@@ -84,11 +84,13 @@ it("token add prints the token as its last line and stores only its hash", () =>
     expect(file).not.toContain(token.slice(4));
   }
   const entries = (JSON.parse(file) as { identities: Array<Record<string, unknown>> }).identities;
+  // Each entry also gets an id and its creation time (for token list / rm).
+  const withId = (entry: Record<string, unknown>) => ({ ...entry, id: expect.stringMatching(/^[0-9a-f]{16}$/), created: expect.any(String) });
   expect(entries).toEqual([
-    { name: "alice", store: "alice", roles: ["write"], tokenSha256: hashToken(tokens.alice) },
-    { name: "bob", store: "bob", roles: ["write"], tokenSha256: hashToken(tokens.bob) },
-    { name: "alice-dashboard", store: "alice", roles: ["read"], tokenSha256: hashToken(tokens.aliceReader) },
-    { name: "ops", store: "ops", roles: ["admin"], tokenSha256: hashToken(tokens.ops) },
+    withId({ name: "alice", store: "alice", roles: ["write"], tokenSha256: hashToken(tokens.alice) }),
+    withId({ name: "bob", store: "bob", roles: ["write"], tokenSha256: hashToken(tokens.bob) }),
+    withId({ name: "alice-dashboard", store: "alice", roles: ["read"], tokenSha256: hashToken(tokens.aliceReader) }),
+    withId({ name: "ops", store: "ops", roles: ["admin"], tokenSha256: hashToken(tokens.ops) }),
   ]);
   expect(statSync(tokensFile).mode & 0o777).toBe(0o600);
   expect(new Set(Object.values(tokens)).size).toBe(4);

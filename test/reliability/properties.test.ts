@@ -444,7 +444,10 @@ const txnRequest: fc.Arbitrary<TxnRequest> = fc.record({
 }).map(({ version, ...rest }) => (version === undefined ? rest : { ...rest, version }));
 
 /** What the model says a txn does: refused, failed at a check, or the new state and results. */
-function modelTxn(model: Model, request: TxnRequest): { refused: true } | { refused: false; failedCheck: number } | { refused: false; failedCheck: -1; outcomes: string[]; revisions: bigint[]; next: Model } {
+function modelTxn(
+  model: Model,
+  request: TxnRequest,
+): { refused: true } | { refused: false; failedCheck: number } | { refused: false; failedCheck: -1; outcomes: string[]; revisions: bigint[]; versions: bigint[]; next: Model } {
   const validRevision = (r: bigint): boolean => r >= 1n && r <= MAX_VERSION;
   if (request.checks.length === 0 && request.operations.length === 0) return { refused: true };
   if (!request.checks.every((c) => keyValid(c) && (typeof c.expect !== "bigint" || validRevision(c.expect)))) return { refused: true };
@@ -459,6 +462,8 @@ function modelTxn(model: Model, request: TxnRequest): { refused: true } | { refu
   const next = new Map(model);
   const outcomes: string[] = [];
   const revisions: bigint[] = [];
+  /** The version each operation was applied at; a stale one reports the stored version it lost to. */
+  const versions: bigint[] = [];
   const { version } = request;
   for (const op of request.operations) {
     const id = idOf(op);
@@ -471,13 +476,15 @@ function modelTxn(model: Model, request: TxnRequest): { refused: true } | { refu
       }
       outcomes.push(stale ? "stale" : "applied");
       revisions.push(next.get(id)!.revision);
+      versions.push(next.get(id)!.version);
     } else {
       if (!stale) next.delete(id);
       outcomes.push(stale ? "stale" : "applied");
       revisions.push(0n);
+      versions.push(stale ? entry!.version : (version ?? 0n));
     }
   }
-  return { refused: false, failedCheck: -1, outcomes, revisions, next };
+  return { refused: false, failedCheck: -1, outcomes, revisions, versions, next };
 }
 
 /** Every key of the store as the model holds it. */
@@ -519,7 +526,7 @@ describe("Txn on the memory store", () => {
               if (error !== undefined) throw error;
               if (expected.failedCheck >= 0) expect(result).toEqual({ succeeded: false, failedCheck: expected.failedCheck });
               else if ("next" in expected) {
-                expect(result).toEqual({ succeeded: true, outcomes: expected.outcomes, revisions: expected.revisions });
+                expect(result).toEqual({ succeeded: true, outcomes: expected.outcomes, revisions: expected.revisions, versions: expected.versions });
                 model = expected.next;
               }
             }

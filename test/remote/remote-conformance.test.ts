@@ -1,6 +1,6 @@
 // The remote backend (grpc://) passes the shared suite against a real second server process.
 import { join } from "node:path";
-import { openStore } from "../../src/tier/open-store.js";
+import { openStore } from "../../src/app/open-store.js";
 import { describeConformance } from "../conformance/kvstore-conformance.js";
 import { spawnServer } from "../support/process.js";
 import { removeTempDirs, tempDir } from "../support/temp.js";

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { TierkvClient } from "../../src/client/client.js";
 import { StoreError } from "../../src/store/errors.js";
-import { openStore } from "../../src/tier/open-store.js";
+import { openStore } from "../../src/app/open-store.js";
 import { makeCertificates } from "../support/certs.js";
 import { spawnServer } from "../support/process.js";
 import { storedValues } from "../support/sqlite-rows.js";

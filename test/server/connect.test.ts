@@ -45,7 +45,7 @@ describe("Connect JSON (curl, fetch)", () => {
   it("writes and reads a value", async () => {
     const write = await post("Write", { primaryNamespace: "m", key: "k", value: Buffer.from("hello").toString("base64") });
     expect(write.status).toBe(200);
-    expect(await write.json()).toEqual({ applied: true });
+    expect(await write.json()).toEqual({ applied: true, version: expect.stringMatching(/^[1-9][0-9]*$/) });
     const read = await post("Read", { primaryNamespace: "m", key: "k" });
     const body = (await read.json()) as { value: string; revision: string };
     expect(Buffer.from(body.value, "base64").toString()).toBe("hello");

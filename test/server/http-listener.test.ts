@@ -18,7 +18,7 @@ it("answers Connect JSON calls on the VSS listener, and VSS paths beside them", 
   const call = (method: string, body: unknown) =>
     fetch(`${base}/tierkv.v1.KVStoreService/${method}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
   const write = await call("Write", { primaryNamespace: "m", key: "k", value: Buffer.from("over http").toString("base64") });
-  expect(await write.json()).toEqual({ applied: true });
+  expect(await write.json()).toEqual({ applied: true, version: expect.stringMatching(/^[1-9][0-9]*$/) });
   const read = (await (await call("Read", { primaryNamespace: "m", key: "k" })).json()) as { value: string };
   expect(Buffer.from(read.value, "base64").toString()).toBe("over http");
 

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { FsStore, OTHER_STORES_DIR } from "../../src/store/fs.js";
 import type { KeyRef, KeyVersion, NamespaceRef } from "../../src/store/types.js";
-import { openStore } from "../../src/tier/open-store.js";
+import { openStore } from "../../src/app/open-store.js";
 import { describeConformance } from "../conformance/kvstore-conformance.js";
 import { openFsHarness } from "../support/fs-harness.js";
 import { errorOf, walkPages } from "../support/store-assertions.js";

@@ -16,7 +16,7 @@ import {
   type PostgresStore,
 } from "../../src/store/postgres.js";
 import type { KeyRef } from "../../src/store/types.js";
-import { openStore } from "../../src/tier/open-store.js";
+import { openStore } from "../../src/app/open-store.js";
 import { describeBackupLedger, describeConformance, type StoreUnderTest } from "../conformance/kvstore-conformance.js";
 import { makeCertificates } from "../support/certs.js";
 import { freePort, usePostgres } from "../support/postgres.js";

@@ -27,7 +27,7 @@ import type { KVStore } from "../../src/store/types.js";
 import { TierStore } from "../../src/tier/tier-store.js";
 import { startVssServer, type RunningVssServer } from "../../src/vss/http-server.js";
 import { PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER } from "../../src/vss/protocol.js";
-import { signatureDigest } from "../../src/vss/signature-auth.js";
+import { signatureDigest } from "../../src/auth/signature-auth.js";
 
 export interface VssHarness {
   /** `http://127.0.0.1:PORT/vss`, as LDK Node's base URL. */

@@ -8,7 +8,7 @@ import { ErrorCode } from "../../gen/vss/v1/vss_pb.js";
 import { Authenticator } from "../../src/auth/authenticator.js";
 import { silentLogger } from "../../src/log.js";
 import { StoreError } from "../../src/store/errors.js";
-import { SIGNING_SALT, signatureDigest, verifySignatureHeader } from "../../src/vss/signature-auth.js";
+import { SIGNING_SALT, signatureDigest, verifySignatureHeader } from "../../src/auth/signature-auth.js";
 import { vssStoreId } from "../../src/vss/vss-service.js";
 import { refused, signatureHeader, startVssHarness, text, VssTestClient, type VssHarness } from "./vss-harness.js";
 

@@ -431,8 +431,10 @@ export function vssInvalidRequest(operation: keyof VssSchemas, schemas: VssSchem
           () => ({ storeId: "wallet", transactionItems: [{ key: badKey(), version: prng.pick([0n, -1n]), value: prng.bytes(2) }] }),
           () => ({ storeId: "wallet", transactionItems: [{ key: "fresh", version: prng.pick([-2n, INT64_MIN]), value: prng.bytes(2) }] }),
           () => ({ storeId: "wallet", transactionItems: [{ key: "fresh", version: -1n, value: new Uint8Array(maxValueBytes + 1) }] }),
-          () => ({ storeId: "wallet", transactionItems: [{ key: "dup", version: -1n }, { key: "dup", version: -1n }] }),
-          () => ({ storeId: "wallet", transactionItems: [{ key: "k1", version: -1n }], deleteItems: [{ key: "k1", version: -1n }] }),
+          // A key may repeat (vss-server applies items in order), but a later item must match what
+          // the earlier ones leave: these never do, so 409 and nothing applied.
+          () => ({ storeId: "wallet", transactionItems: [{ key: "dup", version: 0n }, { key: "dup", version: 0n }] }),
+          () => ({ storeId: "wallet", transactionItems: [{ key: "k1", version: -1n }], deleteItems: [{ key: "k1", version: 5n }] }),
           () => ({ storeId: "wallet", transactionItems: Array.from({ length: 1001 }, (_, i) => ({ key: `many${i}`, version: -1n })) }),
           () => ({ storeId: "wallet", deleteItems: [{ key: badKey(), version: -1n }] }),
           () => ({ storeId: "wallet", globalVersion: prng.pick([-2n, INT64_MIN]), transactionItems: [{ key: "fresh", version: -1n }] }),

@@ -196,6 +196,7 @@ export function structured(method: string, prng: Prng, space: ValueSpace): Init 
       return { storeId: prng.pick(["", "tenant-a", "tenant-b", "ops", "nobody", "x".repeat(5000), "\u0001"]) };
     case "resync":
     case "backupStatus":
+    case "snapshot":
       return {};
     default:
       throw new Error(`no structured cases for ${method}`);
@@ -235,6 +236,7 @@ export function validSample(method: string, prng: Prng, space: ValueSpace): Init
       return { storeId: "tenant-a" };
     case "resync":
     case "backupStatus":
+    case "snapshot":
       return {};
     default:
       throw new Error(`no valid sample for ${method}`);
@@ -416,6 +418,7 @@ function invalidStructured(method: string, prng: Prng, space: ValueSpace): Init 
     case "storeUsage":
     case "resync":
     case "backupStatus":
+    case "snapshot":
       // AdminService needs the admin role: every request of a writer is refused.
       return structured(method, prng, space);
     default:

@@ -5,12 +5,13 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Command, Option } from "commander";
-import { parsePositiveInteger, SettingsError } from "../cli/settings.js";
+import { parsePositiveInteger, SettingsError } from "./settings.js";
 import { StoreError } from "../store/errors.js";
 import { redactStoreUri } from "../store/redact.js";
+import { parseStoreUri } from "../store/store-uri.js";
 import type { KVStore } from "../store/types.js";
-import { openStore } from "../tier/open-store.js";
-import { checkpointMatches, CheckpointError, defaultCheckpointName, normalizeStoreUri, readCheckpoint } from "./checkpoint.js";
+import { openStore } from "../app/open-store.js";
+import { checkpointMatches, CheckpointError, defaultCheckpointName, normalizeStoreUri, readCheckpoint } from "../migrate/checkpoint.js";
 import {
   countKeys,
   DEFAULT_CONCURRENCY,
@@ -24,8 +25,8 @@ import {
   mismatchMessage,
   verifyStores,
   type VerifyReport,
-} from "./migrate.js";
-import { LOG_INTERVAL_MS } from "./progress.js";
+} from "../migrate/migrate.js";
+import { LOG_INTERVAL_MS } from "../migrate/progress.js";
 
 /** Most writes in flight `--concurrency` accepts. */
 const MAX_CONCURRENCY = 1024;
@@ -63,13 +64,6 @@ export function addMigrateCommand(program: Command): void {
     .action((options: MigrateCommandOptions) => runMigrate(options));
 }
 
-const LOCAL_SCHEMES = new Set(["sqlite", "fs"]);
-
-function schemeOf(uri: string): string {
-  const colon = uri.indexOf(":");
-  return colon < 0 ? "" : uri.slice(0, colon);
-}
-
 /** Opens a store URI; a URI `openStore` refuses is a usage error. */
 async function open(uri: string, flag: string): Promise<KVStore> {
   try {
@@ -82,13 +76,14 @@ async function open(uri: string, flag: string): Promise<KVStore> {
 
 /** Whether a sqlite:/fs: URI names something that exists (other schemes: always). */
 function exists(uri: string): boolean {
-  if (!LOCAL_SCHEMES.has(schemeOf(uri))) return true;
-  return existsSync(resolve(uri.slice(uri.indexOf(":") + 1)));
+  const parsed = parseStoreUri(uri);
+  if (parsed.kind !== "sqlite" && parsed.kind !== "fs") return true;
+  return existsSync(resolve(parsed.path));
 }
 
 function checkUri(uri: string | undefined, flag: string): string {
   if (uri === undefined || uri === "") throw new SettingsError(`migrate needs ${flag} URI (see tierkv migrate --help)`);
-  if (schemeOf(uri) === "memory") {
+  if (parseStoreUri(uri).kind === "memory") {
     throw new SettingsError(`${flag}: a memory: store exists only inside one process; migrate between sqlite:, fs:, postgres:// or grpc:// stores`);
   }
   return uri;

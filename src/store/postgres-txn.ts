@@ -1,0 +1,218 @@
+//! What runs inside one PostgreSQL transaction: the `Tx` (ledger rows, clock row and quota check
+//! at its end), single mutations, and the Txn lock protocol (`runLocked`).
+
+import type pg from "pg";
+import { StoreError } from "./errors.js";
+import { appliedVersion, checkQuota, firstFailedCheck, isStale, stateAfterWrite, usageChange, type StoredState } from "./mutation-rules.js";
+import { byId, keyId, keyParams, statement, type SQL } from "./postgres-sql.js";
+import { storeIdOf, type KeyRef, type MutationOptions, type MutationOutcome, type Quota, type StoreUsage, type TxnCheck, type TxnResult } from "./types.js";
+
+/** Fires the usage triggers' pending events now (a quota check reads the usage they make). */
+const USAGE_TRIGGERS_NOW = "SET CONSTRAINTS tierkv_usage_keys, tierkv_usage_bytes IMMEDIATE";
+
+/** The work of one transaction besides its `tierkv_kv` statements, done after all of them. */
+export class Tx {
+  readonly owed: Array<{ id: string; text: "recordOwed" | "settleOwed"; values: unknown[] }> = [];
+  highest = 0n;
+  rollback = false;
+  /** The quota this transaction's mutations must fit, with their change per store (a lone mutation or Txn). */
+  quota: { readonly quota: Quota; readonly changes: ReadonlyMap<string, StoreUsage> } | undefined;
+
+  constructor(readonly client: pg.PoolClient) {}
+
+  async query<R extends pg.QueryResultRow>(name: keyof typeof SQL, values: readonly unknown[]): Promise<pg.QueryResult<R>> {
+    return this.client.query<R>(statement(name, values));
+  }
+
+  owe(ref: KeyRef, version: bigint): void {
+    this.owed.push({ id: keyId(ref), text: "recordOwed", values: [...keyParams(ref), version] });
+  }
+
+  settle(ref: KeyRef, version: bigint): void {
+    this.owed.push({ id: keyId(ref), text: "settleOwed", values: [...keyParams(ref), version] });
+  }
+
+  raise(version: bigint | undefined): void {
+    if (version !== undefined && version > this.highest) this.highest = version;
+  }
+
+  /**
+   * The ledger rows in key order, then the clock row: the tail of the global lock order. Then the
+   * quota check, if any: the usage triggers fire now instead of at COMMIT (taking the usage rows'
+   * locks last, as at COMMIT), and the usage read is this transaction's own, locked row.
+   */
+  async finish(): Promise<void> {
+    for (const op of [...this.owed].sort(byId)) await this.client.query(statement(op.text, op.values));
+    if (this.highest > 0n) await this.client.query(statement("raiseClock", [this.highest]));
+    if (this.quota === undefined) return;
+    // A change that grows nothing is never refused: no need to look.
+    const growing = [...this.quota.changes].filter(([, change]) => change.keys > 0 || change.bytes > 0);
+    if (growing.length === 0) return;
+    await this.client.query(USAGE_TRIGGERS_NOW);
+    const rows = (await this.query<{ store_id: string; keys: bigint; bytes: bigint }>("usageOf", [growing.map(([storeId]) => storeId)])).rows;
+    for (const [storeId, change] of growing) {
+      const row = rows.find((candidate) => candidate.store_id === storeId);
+      const after = { keys: Number(row?.keys ?? 0n), bytes: Number(row?.bytes ?? 0n) };
+      checkQuota(storeId, { keys: after.keys - change.keys, bytes: after.bytes - change.bytes }, change, this.quota.quota);
+    }
+  }
+}
+
+/** A mutation's outcome and the version it was applied at (none when stale, or for an unversioned remove). */
+export interface Mutated {
+  readonly outcome: MutationOutcome;
+  readonly version?: bigint;
+}
+
+export async function applyWrite(
+  tx: Tx,
+  ref: KeyRef,
+  value: Uint8Array,
+  options: Pick<MutationOptions, "version" | "plain" | "revision" | "exact">,
+): Promise<Mutated> {
+  if (options.exact) {
+    // The version it replaces leaves the version index: the clock row keeps it.
+    const [old] = (await tx.query<StoredState>("lock", keyParams(ref))).rows;
+    tx.raise(old?.version);
+    await tx.query("writeExact", [...keyParams(ref), value, options.version ?? 0n, options.revision ?? 0n]);
+    return { outcome: "applied", version: options.version ?? 0n };
+  }
+  const params = [...keyParams(ref), value, options.version ?? null, options.revision ?? null, options.plain === true];
+  const [row] = (await tx.query<{ version: bigint }>("write", params)).rows;
+  return row === undefined ? { outcome: "stale" } : { outcome: "applied", version: row.version };
+}
+
+export async function applyRemove(tx: Tx, ref: KeyRef, version: bigint | undefined, plain: boolean): Promise<Mutated> {
+  const [removed] = (await tx.query<{ version: bigint; applied: bigint }>("remove", [...keyParams(ref), version ?? null, plain])).rows;
+  if (removed !== undefined) {
+    // The removed key takes its version out of the version index: the clock row keeps it.
+    tx.raise(removed.version);
+    if (version === undefined) return { outcome: "applied" };
+    tx.raise(removed.applied);
+    return { outcome: "applied", version: removed.applied };
+  }
+  if (version === undefined) return { outcome: "applied" };
+  // Nothing was removed. A plain remove found the key absent: applied at its proposal. Otherwise
+  // the key is absent (applied) or holds this version or a later one (stale); either answer is
+  // what a remove at this point of the history would have got.
+  if (plain) return { outcome: "applied", version };
+  const [row] = (await tx.query<{ version: bigint }>("version", keyParams(ref))).rows;
+  return row !== undefined && row.version >= version ? { outcome: "stale" } : { outcome: "applied", version };
+}
+
+/** One operation of `runLocked`: a Txn's, or a lone mutation checked against a quota. */
+export interface LockedOperation {
+  readonly ref: KeyRef;
+  readonly kind: "write" | "remove";
+  /** Set for writes. */
+  readonly value?: Uint8Array | undefined;
+  readonly version?: bigint | undefined;
+  readonly plain: boolean;
+  readonly revision?: bigint | undefined;
+  readonly exact?: boolean | undefined;
+}
+
+/** A key's locked state, with the size of its value (usage). */
+type LockedState = StoredState & { readonly size: number };
+
+/** A lone write's result from `runLocked`'s. */
+export function mutatedOf(result: TxnResult): Mutated {
+  if (!result.succeeded) throw new StoreError("internal", "a mutation without checks failed one");
+  return result.outcomes[0] === "applied" ? { outcome: "applied", version: result.versions[0]! } : { outcome: "stale" };
+}
+
+/**
+ * A Txn (or a lone mutation with a quota) alone in its transaction: lock every key in key order
+ * (a present key's row FOR UPDATE; an absent key through a placeholder row, deleted again below),
+ * decide on the locked state, apply. A failed check rolls back, placeholders included. The quota
+ * is checked by `Tx.finish` against the usage the triggers make, with the change decided here
+ * from the locked sizes (exact: no other transaction can change these keys until we commit).
+ */
+export async function runLocked(
+  tx: Tx,
+  checks: readonly TxnCheck[],
+  operations: readonly LockedOperation[],
+  refs: ReadonlyMap<string, KeyRef>,
+  options: { readonly owedToBackup?: boolean | undefined; readonly quota?: Quota | undefined; readonly single?: boolean },
+): Promise<TxnResult> {
+  const states = new Map<string, LockedState | undefined>();
+  const placeholders = new Set<string>();
+  for (const id of [...refs.keys()].sort()) {
+    const params = keyParams(refs.get(id)!);
+    for (let tries = 0; ; tries++) {
+      const [row] = (await tx.query<LockedState>("lock", params)).rows;
+      if (row !== undefined) {
+        states.set(id, { version: row.version, revision: row.revision, size: row.size });
+        break;
+      }
+      if ((await tx.query("placeholder", params)).rowCount !== 0) {
+        states.set(id, undefined);
+        placeholders.add(id);
+        break;
+      }
+      // Created (or re-created) by another transaction in between: lock that row instead.
+      if (tries >= 100) throw new StoreError("unavailable", "the database is busy (a key kept changing); retry");
+    }
+  }
+  const failedCheck = firstFailedCheck(checks, (check) => states.get(keyId(check)));
+  if (failedCheck >= 0) {
+    tx.rollback = true;
+    return { succeeded: false, failedCheck };
+  }
+  if (options.quota !== undefined) {
+    // The operations' keys are distinct: each store's change is the sum of its operations'.
+    const changes = new Map<string, StoreUsage>();
+    for (const operation of operations) {
+      const stored = states.get(keyId(operation.ref));
+      if (isStale(stored, operation)) continue;
+      const change = usageChange(stored?.size, operation.kind === "write" ? operation.value!.byteLength : undefined);
+      const storeId = storeIdOf(operation.ref);
+      const total = changes.get(storeId) ?? { keys: 0, bytes: 0 };
+      changes.set(storeId, { keys: total.keys + change.keys, bytes: total.bytes + change.bytes });
+    }
+    tx.quota = { quota: options.quota, changes };
+  }
+  const outcomes: MutationOutcome[] = new Array(operations.length);
+  const revisions: bigint[] = new Array(operations.length);
+  const versions: bigint[] = new Array(operations.length);
+  // In key order (the keys are distinct, so the order changes no result): the usage triggers'
+  // events then lock the usage rows in store order.
+  const order = operations.map((operation, index) => ({ operation, index, id: keyId(operation.ref) })).sort(byId);
+  for (const { operation, index, id } of order) {
+    const stored = states.get(id);
+    const params = keyParams(operation.ref);
+    if (isStale(stored, operation)) {
+      outcomes[index] = "stale";
+      revisions[index] = operation.kind === "write" ? stored!.revision : 0n;
+      versions[index] = stored!.version;
+    } else if (operation.kind === "write") {
+      // An exact write takes the version it replaces out of the version index: the clock row keeps it.
+      if (operation.exact) tx.raise(stored?.version);
+      const next = stateAfterWrite(stored, operation);
+      await tx.query("update", [...params, operation.value!, next.version, next.revision]);
+      placeholders.delete(id);
+      states.set(id, { ...next, size: operation.value!.byteLength });
+      outcomes[index] = "applied";
+      revisions[index] = next.revision;
+      versions[index] = next.version;
+    } else {
+      const version = appliedVersion(stored, operation);
+      if (stored !== undefined) {
+        await tx.query("delete", params);
+        tx.raise(stored.version);
+        tx.raise(version);
+        states.set(id, undefined);
+      }
+      outcomes[index] = "applied";
+      revisions[index] = 0n;
+      versions[index] = version ?? 0n;
+    }
+    if (options.owedToBackup) {
+      // A lone stale mutation records its own version, as without a quota.
+      tx.owe(operation.ref, options.single && outcomes[index] === "stale" ? (operation.version ?? 0n) : versions[index]!);
+    }
+  }
+  // Keys only checked (or removed while absent) leave no row behind.
+  for (const id of placeholders) await tx.query("delete", keyParams(refs.get(id)!));
+  return { succeeded: true, outcomes, revisions, versions };
+}
