@@ -66,10 +66,12 @@ class Writers {
   private async loop(writer: number): Promise<void> {
     const client = this.clients[writer % CLIENTS]!;
     for (let i = 0; this.running; i++) {
-      const phase = this.phase;
+      let phase = this.phase;
       const started = performance.now();
       try {
         await client.write({ primaryNamespace: `w${writer}`, secondaryNamespace: "", key: `k${i % 16}` }, Buffer.from(`v${i}`), { deadline: Date.now() + 10_000 });
+        // A write still in flight when B stopped counts as noticing the outage, not as "up".
+        if (phase === "up" && this.phase !== "up" && this.phase !== "warm-up") phase = "noticing";
         const list = this.latencies.get(phase) ?? this.latencies.set(phase, []).get(phase)!;
         list.push(performance.now() - started);
       } catch (error) {
