@@ -26,6 +26,13 @@ export interface AppConfig {
   readonly retryMaxAttempts: number;
   readonly retryDisable: readonly TierName[];
   readonly maxVersionSkewMs: number;
+  /** Time limits and breakers of the tiers (contract §4.12). */
+  readonly tierTimeLimitP99Multiple: number;
+  readonly tierTimeLimitMinMs: number;
+  readonly tierTimeLimitMaxMs: number;
+  readonly breakerFailures: number;
+  readonly breakerFailureMs: number;
+  readonly probeMaxDelayMs: number;
   readonly maxValueBytes: number;
   readonly maxBatchItems: number;
   readonly maxBatchBytes: number;

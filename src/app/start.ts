@@ -17,7 +17,9 @@ import { StoreError } from "../store/errors.js";
 import type { KVStore } from "../store/types.js";
 import { HybridClock } from "../tier/hybrid-clock.js";
 import { NO_RETRY, type RetryPolicy } from "../tier/retry.js";
-import { TierStore, type TierName } from "../tier/tier-store.js";
+import { TierStore, type TierHealthPolicy, type TierName } from "../tier/tier-store.js";
+import { DEFAULT_TIER_HEALTH } from "../tier/tier-health.js";
+import { takeStopMarker } from "../tier/stop-marker.js";
 import { startVssServer, type VssTlsOptions } from "../vss/http-server.js";
 import { SettingsError, type AppConfig } from "./config.js";
 import { openStore } from "./open-store.js";
@@ -28,6 +30,22 @@ const TIER_NAMES: readonly TierName[] = ["primary", "backup", "ephemeral"];
 export function limitsOf(config: AppConfig): Limits {
   const { maxValueBytes, maxBatchItems, maxBatchBytes, maxListKeys, maxConcurrentStreams } = config;
   return { maxValueBytes, maxBatchItems, maxBatchBytes, maxListKeys, maxConcurrentStreams };
+}
+
+/** Time limits and breakers of the tiers (contract §4.12); a settings error for bounds that cross. */
+export function healthPolicyOf(config: AppConfig): TierHealthPolicy {
+  if (config.tierTimeLimitMinMs > config.tierTimeLimitMaxMs) {
+    throw new SettingsError("--tier-time-limit-min-ms may not exceed --tier-time-limit-max-ms");
+  }
+  return {
+    ...DEFAULT_TIER_HEALTH,
+    timeLimitP99Multiple: config.tierTimeLimitP99Multiple,
+    timeLimitMinMs: config.tierTimeLimitMinMs,
+    timeLimitMaxMs: config.tierTimeLimitMaxMs,
+    breakerFailures: config.breakerFailures,
+    breakerFailureMs: config.breakerFailureMs,
+    probeMaxDelayMs: config.probeMaxDelayMs,
+  };
 }
 
 /**
@@ -58,6 +76,8 @@ export async function openTierStore(config: AppConfig, logger: Logger): Promise<
     const retry = Object.fromEntries(
       TIER_NAMES.map((tier) => [tier, config.retryDisable.includes(tier) ? NO_RETRY : policy]),
     ) as Record<TierName, RetryPolicy>;
+    // Read (and removed) before the primary opens: a file that does not exist yet starts clean.
+    const lastStop = takeStopMarker(config.primary);
     const store = new TierStore({
       primary: (await open("--primary", config.primary, "durable"))!,
       backup: await open("--backup", config.backup, "durable"),
@@ -67,6 +87,8 @@ export async function openTierStore(config: AppConfig, logger: Logger): Promise<
       logger,
       backupPolicy: config.backupPolicy,
       clock: new HybridClock(Date.now, config.maxVersionSkewMs),
+      health: healthPolicyOf(config),
+      ...(lastStop !== undefined && { lastStop }),
     });
     return { store, remotes: opened.filter((tier) => tier instanceof RemoteStore) };
   } catch (error) {
@@ -172,6 +194,8 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
   const credentials = serverCredentials(config);
   const authenticator = await openAuthenticator(config, logger);
   const { store, remotes } = await openTierStore(config, logger);
+  // Each tier tried once: one that does not answer is logged with its cause and marked down.
+  await store.checkTiers();
   const metrics: Metrics = createMetrics(store, { perStore: config.metricsPerStore });
   const limits = limitsOf(config);
   // Every failed start path closes what was opened before it.
@@ -190,6 +214,7 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
       authenticate: authenticator.authenticate,
       maxConnectionAgeMs: config.maxConnectionAgeMs,
       observeCall: metrics.observeCall,
+      health: store,
     });
     if (config.vssListen !== undefined) {
       vssServer = await startVssServer({

@@ -65,6 +65,13 @@ export async function backupStatus(settings: ClientSettings): Promise<void> {
       policy: status.policy,
       owedKeys: Number(status.owedKeys),
       divergences: Number(status.divergences),
+      state: status.state,
+      transitions: Number(status.transitions),
+      downMs: Number(status.downMs),
+      timeLimitMs: Number(status.timeLimitMs),
+      lastStopClean: status.lastStopClean,
+      healing: status.healing,
+      heals: Number(status.heals),
     };
     process.stdout.write(`${JSON.stringify(json)}\n`);
   } finally {

@@ -13,6 +13,8 @@ import { redactStoreUri } from "../store/redact.js";
 import { parseKeyPath } from "../store/validate.js";
 import { DEFAULT_EPHEMERAL_KEYS } from "../tier/ephemeral-keys.js";
 import type { BackupPolicy, TierName } from "../tier/tier-store.js";
+import { DEFAULT_TIER_HEALTH } from "../tier/tier-health.js";
+import { healthPolicyOf } from "../app/start.js";
 import {
   listOf,
   oneOf,
@@ -94,6 +96,42 @@ export const SERVE_SETTINGS = {
     defaultValue: [] as TierName[],
     parse: listOf(TIER_NAMES),
   } satisfies Setting<TierName[]>,
+  tierTimeLimitP99Multiple: {
+    flag: "--tier-time-limit-p99-multiple <n>",
+    description: "a tier call's time limit is this multiple of the tier's recent p99 (between the two bounds below)",
+    defaultValue: DEFAULT_TIER_HEALTH.timeLimitP99Multiple,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
+  tierTimeLimitMinMs: {
+    flag: "--tier-time-limit-min-ms <ms>",
+    description: "the smallest time limit of a tier call",
+    defaultValue: DEFAULT_TIER_HEALTH.timeLimitMinMs,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
+  tierTimeLimitMaxMs: {
+    flag: "--tier-time-limit-max-ms <ms>",
+    description: "the largest time limit of a tier call (also the limit before its p99 is known)",
+    defaultValue: DEFAULT_TIER_HEALTH.timeLimitMaxMs,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
+  breakerFailures: {
+    flag: "--breaker-failures <n>",
+    description: "a tier is marked down after this many failures in a row",
+    defaultValue: DEFAULT_TIER_HEALTH.breakerFailures,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
+  breakerFailureMs: {
+    flag: "--breaker-failure-ms <ms>",
+    description: "… or after failing this long without a success",
+    defaultValue: DEFAULT_TIER_HEALTH.breakerFailureMs,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
+  probeMaxDelayMs: {
+    flag: "--probe-max-delay-ms <ms>",
+    description: "largest delay between probes of a tier that is down (from 100 ms, doubling)",
+    defaultValue: DEFAULT_TIER_HEALTH.probeMaxDelayMs,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
   maxValueBytes: {
     flag: "--max-value-bytes <n>",
     description: "largest value a write accepts, in bytes",
@@ -294,6 +332,7 @@ export function checkServeSettings(settings: ServeSettings): void {
   if (settings.backupPolicy === "degraded" && settings.backup === undefined) {
     throw new SettingsError("--backup-policy degraded needs --backup (a tier to degrade from)");
   }
+  healthPolicyOf(settings);
   checkTierUri("--primary", settings.primary);
   checkTierUri("--backup", settings.backup);
   checkTierUri("--ephemeral", settings.ephemeral);

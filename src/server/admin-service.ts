@@ -98,6 +98,13 @@ export function adminService(tiers: AdminOperations): ServiceImpl<typeof AdminSe
         policy: status.policy,
         owedKeys: BigInt(status.owedKeys),
         divergences: BigInt(status.divergences),
+        state: status.state,
+        transitions: BigInt(status.transitions),
+        downMs: BigInt(Math.round(status.downMs)),
+        timeLimitMs: BigInt(status.timeLimitMs),
+        lastStopClean: status.lastStopClean,
+        healing: status.healing,
+        heals: BigInt(status.heals),
       };
     },
   };

@@ -7,7 +7,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import { parseHostPort } from "../host-port.js";
 import { grpcCodeName } from "../rpc/status.js";
 import type { CallMethod, CallObserver } from "../service/call.js";
-import type { TierStore } from "../tier/tier-store.js";
+import type { TierCondition, TierStore } from "../tier/tier-store.js";
 import { VERSION } from "../version.js";
 
 export interface Metrics {
@@ -136,6 +136,7 @@ export function createMetrics(store: TierStore, options: { perStore?: boolean } 
   mirroredGauge(registry, "tierkv_backup_owed_keys", "keys the primary's ledger says the backup lacks (owed under the degraded policy, or unconfirmed)", async () => (await store.backupStatus()).owedKeys);
   mirroredGauge(registry, "tierkv_mutations_in_flight_keys", "keys with a mutation in flight (entries of the versioned lock)", () => store.snapshot().inFlightKeys);
 
+  tierConditionMetrics(registry, store);
   mirroredGauge(registry, "tierkv_resync_running", "1 while a resync runs", () => (store.snapshot().resyncRunning ? 1 : 0));
   mirroredGauge(registry, "tierkv_resync_primary_keys", "keys the primary held when the running (or last) resync started", () => store.snapshot().resync?.primaryKeys ?? 0);
   mirroredGauge(registry, "tierkv_resync_primary_keys_scanned", "of those, how many the running (or last) resync has passed", () => store.snapshot().resync?.primaryScanned ?? 0);
@@ -173,6 +174,29 @@ export function createMetrics(store: TierStore, options: { perStore?: boolean } 
     perStore("tierkv_store_quota_bytes", "most value bytes each store may hold (stores with a byte quota)", ([, , quota]) => quota.maxBytes);
   }
   return { registry, observeCall };
+}
+
+/** Each tier's breaker and time limit (contract §4.12), and healing after an unclean stop (§4.13). */
+function tierConditionMetrics(registry: Registry, store: TierStore): void {
+  const perTier = (name: string, help: string, value: (condition: TierCondition) => number, kind: "gauge" | "counter" = "gauge"): void => {
+    const collect = function (this: Gauge | Counter): void {
+      this.reset();
+      for (const [tier, condition] of Object.entries(store.snapshot().tiers)) {
+        if (this instanceof Gauge) this.set({ tier }, value(condition));
+        else this.inc({ tier }, value(condition));
+      }
+    };
+    if (kind === "gauge") new Gauge({ name, help, labelNames: ["tier"], registers: [registry], collect });
+    else new Counter({ name, help, labelNames: ["tier"], registers: [registry], collect });
+  };
+  perTier("tierkv_tier_up", "1 while the tier's circuit breaker is closed, 0 while the tier is down", (c) => (c.state === "up" ? 1 : 0));
+  perTier("tierkv_tier_breaker_transitions_total", "circuit breaker transitions (up to down and back)", (c) => c.transitions, "counter");
+  perTier("tierkv_tier_down_seconds_total", "time the tier spent down, the current spell included", (c) => c.downMs / 1000, "counter");
+  perTier("tierkv_tier_time_limit_seconds", "the time limit a tier call's attempt gets now (a multiple of its recent p99, bounded)", (c) => c.timeLimitMs / 1000);
+  mirroredCounter(registry, "tierkv_backup_skipped_writes_total", "durable mutations acknowledged without trying the backup because it was down (owed)", () => store.snapshot().skippedBackupWrites);
+  mirroredGauge(registry, "tierkv_last_stop_clean", "1 when the server's previous stop was clean (or it cannot tell), 0 after an unclean one", () => (store.snapshot().lastStopClean ? 1 : 0));
+  mirroredGauge(registry, "tierkv_healing", "1 while the backup is healed after an unclean stop", () => (store.snapshot().healing ? 1 : 0));
+  mirroredCounter(registry, "tierkv_heals_total", "heals of the backup started after an unclean stop", () => store.snapshot().heals);
 }
 
 /** Serves `GET /metrics` on `listen` (host:port); resolves with the bound address. */

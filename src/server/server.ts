@@ -41,6 +41,8 @@ export interface ServerOptions {
   readonly credentials?: grpc.ServerCredentials;
   /** Told of every finished call (metrics). */
   readonly observeCall?: CallObserver;
+  /** Whether KVStoreService can serve (the tiered store's breakers); SERVING when absent. */
+  readonly health?: { readonly serving: boolean; onHealthChange(listener: (serving: boolean) => void): void };
 }
 
 export interface RunningServer {
@@ -97,8 +99,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (options.admin !== undefined) {
     server.addService(grpcServiceDefinition(AdminService), surface.handlers(AdminService, adminService(options.admin)));
   }
+  let stopping: Promise<void> | undefined;
   const health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((name) => [name, "SERVING"])));
   health.addToServer(server);
+  const storeStatus = (serving: boolean): void => {
+    if (stopping === undefined) health.setStatus(KVStoreService.typeName, serving ? "SERVING" : "NOT_SERVING");
+  };
+  storeStatus(options.health?.serving ?? true);
+  options.health?.onHealthChange(storeStatus);
   addReflection(server);
 
   const credentials = options.credentials ?? grpc.ServerCredentials.createInsecure();
@@ -107,7 +115,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   const address = `${parseHostPort(options.listen, "--listen").host}:${port}`;
 
-  let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = SHUTDOWN_GRACE_MS): Promise<void> => {
     stopping ??= new Promise<void>((resolve) => {
       for (const name of SERVICE_NAMES) health.setStatus(name, "NOT_SERVING");

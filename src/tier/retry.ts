@@ -31,13 +31,15 @@ export async function withRetry<T>(
   policy: RetryPolicy,
   deadline?: number,
   onRetry?: RetryObserver,
+  /** Checked before each retry: true stops retrying (the tier was marked down meanwhile). */
+  stop?: () => boolean,
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await operation();
     } catch (error) {
       const storeError = StoreError.from(error);
-      if (!storeError.retryable || attempt >= policy.maxAttempts) throw storeError;
+      if (!storeError.retryable || attempt >= policy.maxAttempts || stop?.() === true) throw storeError;
       // Full jitter: a random wait up to the exponential bound spreads retrying callers apart.
       const bound = Math.min(policy.maxDelayMs, policy.initialDelayMs * 2 ** (attempt - 1));
       const delay = Math.random() * bound;

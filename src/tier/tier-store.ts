@@ -7,7 +7,7 @@ import type { Logger } from "../log.js";
 import { silentLogger } from "../log.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
 import { decodePageToken, encodeKeyCursor, encodePageToken } from "../store/page-token.js";
-import { stateOrAbsent } from "../store/read-or-absent.js";
+import { readOrAbsent, stateOrAbsent } from "../store/read-or-absent.js";
 import {
   compareKeys,
   isBackupLedger,
@@ -39,17 +39,38 @@ import {
   type VersionedValue,
 } from "../store/types.js";
 import { formatPath, validateKey, validateNamespace, validateTxn, validateVersion, VSS_STORE_PREFIX } from "../store/validate.js";
-import { BackupRepair, type ResyncProgress } from "./backup-repair.js";
+import { BackupRepair, transferAllowanceMs, type ResyncProgress } from "./backup-repair.js";
 import { backupPolicy, type BackupPolicy, type BackupPolicyName } from "./backup-policy.js";
 import { EphemeralKeys } from "./ephemeral-keys.js";
 import { HybridClock } from "./hybrid-clock.js";
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.js";
 import { Tier, tierFailure, type TierName } from "./tier.js";
+import { CircuitBreaker, causeOf, DEFAULT_TIER_HEALTH, LatencyWindow, type BreakerState, type BreakerTransition, type TierHealthPolicy } from "./tier-health.js";
 import { VersionedLock } from "./versioned-lock.js";
 import { SeenQuotas } from "./quotas.js";
 
 export type { TierName } from "./tier.js";
 export type { BackupPolicyName as BackupPolicy } from "./backup-policy.js";
+export type { TierHealthPolicy } from "./tier-health.js";
+
+/** A tier's breaker and time limit, for metrics and backup-status (contract §4.12). */
+export interface TierCondition {
+  readonly state: BreakerState;
+  /** Transitions up → down and down → up since the process started. */
+  readonly transitions: number;
+  /** Time spent down since the process started, the current spell included. */
+  readonly downMs: number;
+  /** The time limit a call's attempt gets now, and the recent p99 it comes from. */
+  readonly timeLimitMs: number;
+  readonly p99Ms?: number;
+}
+
+/** Whether the last stop was clean, and how to record the next clean one (contract §4.13). */
+export interface LastStop {
+  readonly clean: boolean;
+  /** Called by `close()` once every tier is closed and nothing is left to heal. */
+  markClean(): Promise<void>;
+}
 
 export interface BackupStatus {
   readonly configured: boolean;
@@ -57,6 +78,17 @@ export interface BackupStatus {
   /** Keys the primary's ledger says the backup lacks (owed, or not yet confirmed after a crash). */
   readonly owedKeys: number;
   readonly divergences: number;
+  /** The backup's breaker: up or down (`up` without a backup). */
+  readonly state: BreakerState;
+  readonly transitions: number;
+  readonly downMs: number;
+  readonly timeLimitMs: number;
+  /** Whether this process found its previous stop clean (true when it cannot tell: no marker). */
+  readonly lastStopClean: boolean;
+  /** True while the server heals the backup after an unclean stop (replay + resync). */
+  readonly healing: boolean;
+  /** Heals started since the process started (0 or 1). */
+  readonly heals: number;
 }
 
 export interface TierStoreOptions {
@@ -76,6 +108,13 @@ export interface TierStoreOptions {
   readonly backupPolicy?: BackupPolicyName;
   /** How often keys owed to the backup are replayed, in ms (default 1000). */
   readonly replayIntervalMs?: number;
+  /**
+   * Adaptive time limits and a circuit breaker for every tier (contract §4.12); the defaults
+   * (`DEFAULT_TIER_HEALTH`) for fields left out. Absent: neither (calls wait as long as the backend).
+   */
+  readonly health?: Partial<TierHealthPolicy>;
+  /** Whether the last stop was clean; after an unclean one the backup is healed (contract §4.13). */
+  readonly lastStop?: LastStop;
 }
 
 /** Counters for metrics and tests (a copy: reading it touches nothing inside the store). */
@@ -93,6 +132,13 @@ export interface TierSnapshot {
   readonly resyncRunning: boolean;
   /** The running resync's progress, or the last one's; undefined before the first reports any. */
   readonly resync?: Readonly<ResyncProgress>;
+  /** Breaker and time limit per configured tier (only with `health`). */
+  readonly tiers: Readonly<Partial<Record<TierName, TierCondition>>>;
+  /** Durable mutations acknowledged without trying the backup because it was down. */
+  readonly skippedBackupWrites: number;
+  readonly lastStopClean: boolean;
+  readonly healing: boolean;
+  readonly heals: number;
 }
 
 /** Attempts of a plain mutation with a backup when another instance keeps writing its key. */
@@ -122,7 +168,7 @@ function lockKey(ref: KeyRef): string {
 export class TierStore extends VersionedReads implements KVStore {
   private readonly lock = new VersionedLock();
   private readonly quotas = new SeenQuotas();
-  private readonly counts = { divergences: 0, retries: 0, staleMutations: 0 };
+  private readonly counts = { divergences: 0, retries: 0, staleMutations: 0, skippedBackupWrites: 0 };
   private readonly tierFailures: Partial<Record<TierName, number>> = {};
   private lastResync: ResyncProgress | undefined;
   private readonly primary: Tier;
@@ -132,6 +178,7 @@ export class TierStore extends VersionedReads implements KVStore {
   private readonly logger: Logger;
   private readonly clock: HybridClock;
   private readonly policy: BackupPolicy;
+  private readonly healthPolicy: TierHealthPolicy | undefined;
   /** The primary's record of what the backup lacks; only with a backup and a primary that keeps one. */
   private readonly ledger: BackupLedger | undefined;
   private readonly repair: BackupRepair | undefined;
@@ -141,6 +188,13 @@ export class TierStore extends VersionedReads implements KVStore {
   private replayRun: Promise<void> | undefined;
   private resyncRun: Promise<ResyncProgress> | undefined;
   private closed = false;
+  private readonly healthListeners: Array<(serving: boolean) => void> = [];
+  private lastServing = true;
+  private readonly probes = new Set<Promise<void>>();
+  private readonly lastStop: LastStop | undefined;
+  private healing = false;
+  private heals = 0;
+  private healRun: Promise<void> | undefined;
 
   constructor(options: TierStoreOptions) {
     super();
@@ -148,13 +202,27 @@ export class TierStore extends VersionedReads implements KVStore {
       this.counts.retries++;
       this.logger.debug({ tier, attempt, delayMs, err: error.message }, "retrying");
     };
-    const onFailure = (tier: TierName): void => void (this.tierFailures[tier] = (this.tierFailures[tier] ?? 0) + 1);
+    const onFailure = (tier: TierName, error: unknown): void => {
+      this.tierFailures[tier] = (this.tierFailures[tier] ?? 0) + 1;
+      // The real cause (TLS, DNS, refused connection or credentials) is for the operator; once
+      // the tier is down, its breaker's transition line has said it.
+      // A caller that went away (cancelled) says nothing about the tier.
+      if (StoreError.from(error).code === "cancelled" || this.tiers().some((t) => t.name === tier && t.down)) return;
+      this.logger.warn({ tier, err: causeOf(error) }, "tier call failed");
+    };
+    const policy: TierHealthPolicy | undefined = options.health && { ...DEFAULT_TIER_HEALTH, ...options.health };
     const tier = (name: TierName, store: KVStore | undefined): Tier | undefined => {
       if (store === undefined) return undefined;
       // Zero from the start, so a dashboard shows a configured tier that never failed.
       this.tierFailures[name] = 0;
-      return new Tier(name, store, options.retry?.[name] ?? DEFAULT_RETRY_POLICY, onRetry, onFailure);
+      const health = policy && {
+        latency: new LatencyWindow(policy),
+        breaker: new CircuitBreaker(policy, (transition) => this.transitioned(name, transition)),
+      };
+      return new Tier(name, store, options.retry?.[name] ?? DEFAULT_RETRY_POLICY, onRetry, onFailure, health);
     };
+    this.healthPolicy = policy;
+    this.lastStop = options.lastStop;
     this.primary = tier("primary", options.primary)!;
     this.backup = tier("backup", options.backup);
     this.ephemeral = tier("ephemeral", options.ephemeral);
@@ -183,7 +251,170 @@ export class TierStore extends VersionedReads implements KVStore {
       tierFailures: { ...this.tierFailures },
       resyncRunning: this.resyncRun !== undefined,
       ...(this.lastResync !== undefined && { resync: { ...this.lastResync } }),
+      tiers: Object.fromEntries(this.tiers().flatMap((tier) => (tier.health ? [[tier.name, this.conditionOf(tier)]] : []))),
+      lastStopClean: this.lastStop?.clean ?? true,
+      healing: this.healing,
+      heals: this.heals,
     };
+  }
+
+  private tiers(): Tier[] {
+    return [this.primary, this.backup, this.ephemeral].filter((tier): tier is Tier => tier !== undefined);
+  }
+
+  private conditionOf(tier: Tier): TierCondition {
+    const { breaker, latency } = tier.health!;
+    const p99 = latency.p99;
+    return {
+      state: breaker.state,
+      transitions: breaker.transitions,
+      downMs: breaker.downMs,
+      timeLimitMs: latency.limitMs,
+      ...(p99 !== undefined && { p99Ms: Math.round(p99 * 10) / 10 }),
+    };
+  }
+
+  /**
+   * Whether `KVStoreService` can serve: not while the primary is down, nor while a required
+   * backup is (a load balancer then drains this instance).
+   */
+  get serving(): boolean {
+    return !this.primary.down && !(this.policy.name === "required" && this.backup?.down === true);
+  }
+
+  /** Tells `listener` each time `serving` changes (the server's health status). */
+  onHealthChange(listener: (serving: boolean) => void): void {
+    this.healthListeners.push(listener);
+  }
+
+  /**
+   * A durable mutation while the backup is down and may not be skipped (required, or no ledger)
+   * fails at once, before waiting for its key's turn or touching the primary (§4.12).
+   */
+  private refuseWhileBackupDown(ref: KeyRef): void {
+    const backup = this.backup;
+    if (backup?.down !== true || (this.ledger !== undefined && this.policy.name === "degraded")) return;
+    if (this.ephemeralTierFor(ref) !== undefined) return;
+    throw tierFailure("backup", tierDownError(backup));
+  }
+
+  /** One log line per breaker transition, with its cause; a tier that went down is probed. */
+  private transitioned(name: TierName, transition: BreakerTransition): void {
+    if (transition.to === "down") {
+      const what =
+        name !== "backup"
+          ? "its calls fail at once"
+          : this.policy.name === "degraded"
+            ? "writes skip it and are owed to it"
+            : "writes fail at once";
+      this.logger.warn({ tier: name, cause: transition.cause }, `tier down (circuit open): ${what} until a probe answers`);
+      const tier = this.tiers().find((t) => t.name === name)!;
+      const probe = this.probe(tier).finally(() => this.probes.delete(probe));
+      this.probes.add(probe);
+    } else {
+      this.logger.info({ tier: name, cause: transition.cause, downMs: transition.downMs }, "tier up (circuit closed)");
+    }
+    const serving = this.serving;
+    if (serving !== this.lastServing) {
+      this.lastServing = serving;
+      for (const listener of this.healthListeners) listener(serving);
+    }
+  }
+
+  /**
+   * Tries a tier that is down, with exponential backoff and jitter, until it answers; then
+   * replays what the backup is owed and marks the tier up (a failed replay keeps it down).
+   */
+  private async probe(tier: Tier): Promise<void> {
+    const policy = this.healthPolicy!;
+    let bound = policy.probeInitialDelayMs;
+    while (!this.closed && tier.down) {
+      await sleepUnlessStopped(bound / 2 + (Math.random() * bound) / 2, this.stopping.signal);
+      if (this.closed) return;
+      bound = Math.min(policy.probeMaxDelayMs, bound * 2);
+      try {
+        await this.tryTier(tier, probeLimitMs(tier));
+      } catch (error) {
+        tier.health!.breaker.lastCause = causeOf(error);
+        this.logger.debug({ tier: tier.name, err: causeOf(error), nextProbeMs: bound }, "tier still down");
+        continue;
+      }
+      // Up at once, so writes reach it again and the debt stops growing; the debt is replayed
+      // now (and by every replay tick until it is paid).
+      const owed = tier === this.backup && this.ledger !== undefined;
+      tier.health!.breaker.close(owed ? "a probe answered; replaying the owed keys" : "a probe answered");
+      if (owed) this.replayOwed();
+    }
+  }
+
+  /** One read of an absent key, bounded by `limitMs`: the tier answers or says why not. */
+  private async tryTier(tier: Tier, limitMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = Date.now() + limitMs;
+    const read = readOrAbsent(tier.store, PROBE_KEY, { deadline });
+    read.catch(() => {});
+    try {
+      await Promise.race([
+        read,
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new StoreError("deadline-exceeded", `no answer within ${limitMs} ms`)), limitMs))),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Tries every tier once (contract §4.12, at start): a tier that does not answer is logged at
+   * warn with its real cause and marked down (probed until it answers). Then, after an unclean
+   * stop, starts healing the backup in the background.
+   */
+  async checkTiers(): Promise<void> {
+    await Promise.all(
+      this.tiers().map(async (tier) => {
+        try {
+          await this.tryTier(tier, STARTUP_CHECK_MS);
+        } catch (error) {
+          const cause = causeOf(error);
+          this.logger.warn({ tier: tier.name, err: cause }, "tier did not answer at start");
+          tier.health?.breaker.open(`start-up check: ${cause}`);
+        }
+      }),
+    );
+    if (this.lastStop !== undefined && !this.lastStop.clean && this.repair !== undefined) this.startHealing();
+  }
+
+  /**
+   * After an unclean stop the backup may hold mutations the primary never committed (§4.2) and
+   * lack ones it did: the owed keys are replayed (the regular replay) and a resync runs in the
+   * background while serving, again until one completes.
+   */
+  private startHealing(): void {
+    this.healing = true;
+    this.heals++;
+    this.logger.warn("the last stop was not clean: healing the backup in the background (owed keys replayed, then a resync)");
+    const run = async (): Promise<void> => {
+      for (let attempt = 1; !this.closed; attempt++) {
+        if (this.backup!.down || this.resyncRun !== undefined) {
+          await sleepUnlessStopped(HEAL_RETRY_MS, this.stopping.signal);
+          continue;
+        }
+        try {
+          // The keys in flight at the crash that the primary committed are in its ledger: first
+          // those, then the resync finds what the backup holds that the primary never committed.
+          const replayed = this.ledger === undefined ? 0 : await this.repair!.replayOwed(this.ledger, this.stopping.signal);
+          if (replayed > 0) this.logger.info({ replayed }, "healing: replayed the keys owed at the unclean stop");
+          const done = await this.resync();
+          this.healing = false;
+          this.logger.info({ ...done, attempt }, "healed: the backup equals the primary after the unclean stop");
+          return;
+        } catch (error) {
+          if (this.closed) return;
+          this.logger.warn({ err: causeOf(error), attempt }, "healing stopped; trying again");
+          await sleepUnlessStopped(HEAL_RETRY_MS, this.stopping.signal);
+        }
+      }
+    };
+    this.healRun = run();
   }
 
   private checkOpen(): void {
@@ -227,8 +458,12 @@ export class TierStore extends VersionedReads implements KVStore {
 
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "write");
-    return this.mutateKey("write", ref, options, (store, tierOptions) =>
-      store.write(ref, value, { ...tierOptions, revision: tierOptions.revision ?? options.revision, exact: options.exact }),
+    return this.mutateKey(
+      "write",
+      ref,
+      options,
+      (store, tierOptions) => store.write(ref, value, { ...tierOptions, revision: tierOptions.revision ?? options.revision, exact: options.exact }),
+      value.byteLength,
     );
   }
 
@@ -243,8 +478,10 @@ export class TierStore extends VersionedReads implements KVStore {
     ref: KeyRef,
     options: MutationOptions,
     apply: (store: KVStore, options: MutationOptions) => Promise<MutationOutcome>,
+    bytes = 0,
   ): Promise<MutationOutcome> {
     this.checkOpen();
+    this.refuseWhileBackupDown(ref);
     // The version is fixed on arrival, before any waiting: arrival order is issue order.
     const { version, plain } = this.versionFor(options.version, ref, operation);
     this.checkQuotaSupported(options.quota);
@@ -256,11 +493,12 @@ export class TierStore extends VersionedReads implements KVStore {
       lockKey(ref),
       version,
       async () => {
-        if (ephemeral) return this.callTier(ephemeral, (store) => apply(store, { version, plain, onVersion }), options.deadline);
+        const extraMs = transferAllowanceMs(bytes);
+        if (ephemeral) return this.callTier(ephemeral, (store) => apply(store, { version, plain, onVersion }), options.deadline, extraMs);
         if (this.backup === undefined) {
-          return this.callTier(this.primary, (store) => apply(store, { version, plain, onVersion, quota: options.quota }), options.deadline);
+          return this.callTier(this.primary, (store) => apply(store, { version, plain, onVersion, quota: options.quota }), options.deadline, extraMs);
         }
-        return this.mutateBothTiers(operation, ref, { version, plain }, options, apply, onVersion);
+        return this.mutateBothTiers(operation, ref, { version, plain }, options, apply, onVersion, bytes);
       },
       options,
       plain ? { appliedAt: () => applied } : undefined,
@@ -284,6 +522,7 @@ export class TierStore extends VersionedReads implements KVStore {
     options: MutationOptions,
     apply: (store: KVStore, options: MutationOptions) => Promise<MutationOutcome>,
     onVersion: (version: bigint) => void,
+    bytes: number,
   ): Promise<MutationOutcome> {
     const needsState = ordering.plain || (operation === "write" && !options.exact && options.revision === undefined);
     for (let attempt = 1; ; attempt++) {
@@ -300,11 +539,18 @@ export class TierStore extends VersionedReads implements KVStore {
         operation,
         ref,
         version,
-        (store, tier, owed) =>
-          apply(store, { version, owedToBackup: owed, ...(revision !== undefined && { revision }), ...(tier === "primary" && { quota: options.quota }) }),
+        (store, tier, owed, attemptDeadline) =>
+          apply(store, {
+            version,
+            owedToBackup: owed,
+            ...(attemptDeadline !== undefined && { deadline: attemptDeadline }),
+            ...(revision !== undefined && { revision }),
+            ...(tier === "primary" && { quota: options.quota }),
+          }),
         options.deadline,
         // A quota is decided by the primary: the backup must not take what the primary refuses.
         options.quota !== undefined,
+        transferAllowanceMs(bytes),
       );
       if (result === "applied" || !ordering.plain) {
         onVersion(version);
@@ -316,9 +562,14 @@ export class TierStore extends VersionedReads implements KVStore {
     }
   }
 
-  private async callTier<T>(tier: Tier, operation: (store: KVStore) => Promise<T>, deadline: number | undefined): Promise<T> {
+  private async callTier<T>(
+    tier: Tier,
+    operation: (store: KVStore, deadline: number | undefined) => Promise<T>,
+    deadline: number | undefined,
+    extraMs = 0,
+  ): Promise<T> {
     try {
-      return await tier.call(operation, deadline);
+      return await tier.call(operation, deadline, { extraMs });
     } catch (error) {
       throw tierFailure(tier.name, error);
     }
@@ -334,14 +585,23 @@ export class TierStore extends VersionedReads implements KVStore {
     operation: string,
     ref: KeyRef,
     version: bigint,
-    apply: (store: KVStore, tier: "primary" | "backup", owedToBackup: boolean) => Promise<T>,
+    apply: (store: KVStore, tier: "primary" | "backup", owedToBackup: boolean, attemptDeadline: number | undefined) => Promise<T>,
     deadline: number | undefined,
     primaryFirst: boolean,
+    extraMs = 0,
   ): Promise<T> {
     const backup = this.backup!;
     const owed = this.ledger !== undefined;
-    const inPrimary = (): Promise<T> => this.primary.call((store) => apply(store, "primary", owed), deadline);
-    const inBackup = (): Promise<T> => backup.call((store) => apply(store, "backup", false), deadline);
+    if (backup.down) {
+      // The breaker is open (§4.12): nothing waits for the backup. Degraded: the primary alone,
+      // the key owed in its commit; required: refused before anything is applied.
+      if (!owed || this.policy.name !== "degraded") throw tierFailure("backup", tierDownError(backup));
+      const result = await this.callTier(this.primary, (store, d) => apply(store, "primary", true, d), deadline, extraMs);
+      this.counts.skippedBackupWrites++;
+      return result;
+    }
+    const inPrimary = (): Promise<T> => this.primary.call((store, d) => apply(store, "primary", owed, d), deadline, { extraMs });
+    const inBackup = (): Promise<T> => backup.call((store, d) => apply(store, "backup", false, d), deadline, { extraMs });
     let primaryResult: PromiseSettledResult<T>;
     let backupResult: PromiseSettledResult<T>;
     if (primaryFirst) {
@@ -405,13 +665,18 @@ export class TierStore extends VersionedReads implements KVStore {
     return this.lock.exclusive(
       refs.map(lockKey),
       async () => {
-        if (ephemeral[0]) return this.callTier(this.ephemeral!, (store) => store.txn({ ...request, version, plain, quota: undefined }), request.deadline);
+        const extraMs = transferAllowanceMs(request.operations.reduce((sum, op) => sum + (op.kind === "write" ? op.value.byteLength : 0), 0));
+        if (ephemeral[0]) return this.callTier(this.ephemeral!, (store) => store.txn({ ...request, version, plain, quota: undefined }), request.deadline, extraMs);
         const owed = this.ledger !== undefined;
-        const result = await this.callTier(this.primary, (store) => store.txn({ ...request, version, plain, owedToBackup: owed }), request.deadline);
+        // A required backup that is down refuses the Txn before the primary applies it (§4.12).
+        if (this.backup?.down === true && request.operations.length > 0 && !(owed && this.policy.name === "degraded")) {
+          throw tierFailure("backup", tierDownError(this.backup));
+        }
+        const result = await this.callTier(this.primary, (store) => store.txn({ ...request, version, plain, owedToBackup: owed }), request.deadline, extraMs);
         if (!result.succeeded) return result;
         result.outcomes.forEach((outcome) => outcome === "stale" && this.counts.staleMutations++);
         if (this.backup !== undefined && request.operations.length > 0) {
-          await this.mirrorTxn(request.operations, result, request.deadline);
+          await this.mirrorTxn(request.operations, result, request.deadline, extraMs);
         }
         return result;
       },
@@ -419,12 +684,22 @@ export class TierStore extends VersionedReads implements KVStore {
     );
   }
 
-  private async mirrorTxn(operations: readonly TxnOperation[], result: TxnResult & { succeeded: true }, deadline: number | undefined): Promise<void> {
+  private async mirrorTxn(
+    operations: readonly TxnOperation[],
+    result: TxnResult & { succeeded: true },
+    deadline: number | undefined,
+    extraMs: number,
+  ): Promise<void> {
     const mirrored = operations.map(
       (op, i): TxnOperation => (op.kind === "write" ? { ...op, revision: result.revisions[i], version: result.versions[i] } : { ...op, version: result.versions[i] }),
     );
+    if (this.backup!.down) {
+      // Degraded with a ledger (checked before the primary applied it): the keys stay owed.
+      this.counts.skippedBackupWrites++;
+      return;
+    }
     try {
-      await this.backup!.call((store) => store.txn({ checks: [], operations: mirrored }), deadline);
+      await this.backup!.call((store, d) => store.txn({ checks: [], operations: mirrored, ...(d !== undefined && { deadline: d }) }), deadline, { extraMs });
       if (this.ledger !== undefined) operations.forEach((op, i) => this.settle(op, result.versions[i]!));
     } catch (error) {
       if (this.ledger !== undefined && this.policy.acknowledgesWithout(error)) {
@@ -465,7 +740,7 @@ export class TierStore extends VersionedReads implements KVStore {
 
   /** One replay of the ledger at a time; failures are logged and retried on the next tick. */
   private replayOwed(): void {
-    if (this.replayRun !== undefined || this.closed) return;
+    if (this.replayRun !== undefined || this.closed || this.backup!.down) return;
     this.replayRun = this.repair!
       .replayOwed(this.ledger!, this.stopping.signal)
       .then(
@@ -481,6 +756,13 @@ export class TierStore extends VersionedReads implements KVStore {
       policy: this.policy.name,
       owedKeys: this.ledger === undefined ? 0 : await this.ledger.countOwed(),
       divergences: this.counts.divergences,
+      state: this.backup?.down === true ? "down" : "up",
+      transitions: this.backup?.health?.breaker.transitions ?? 0,
+      downMs: this.backup?.health?.breaker.downMs ?? 0,
+      timeLimitMs: this.backup?.health?.latency.limitMs ?? 0,
+      lastStopClean: this.lastStop?.clean ?? true,
+      healing: this.healing,
+      heals: this.heals,
     };
   }
 
@@ -624,7 +906,41 @@ export class TierStore extends VersionedReads implements KVStore {
     this.closed = true;
     clearInterval(this.replayTimer);
     this.stopping.abort();
-    await Promise.allSettled([this.replayRun, this.resyncRun]);
+    await Promise.allSettled([this.replayRun, this.resyncRun, this.healRun, ...this.probes]);
     await Promise.all([this.primary, this.backup, this.ephemeral].map((tier) => tier?.store.close()));
+    // A heal cut short must run again at the next start: the stop counts as clean only without one.
+    if (this.lastStop !== undefined && !this.healing) await this.lastStop.markClean();
   }
+}
+
+/** The key a probe reads: its absence is an answer. */
+const PROBE_KEY: KeyRef = { primaryNamespace: "", secondaryNamespace: "", key: "tierkv-probe" };
+
+/** How long the start-up check waits for each tier. */
+const STARTUP_CHECK_MS = 5_000;
+
+/** How long a heal waits before trying again (backup down, or a resync running). */
+const HEAL_RETRY_MS = 1_000;
+
+/** A probe gets the tier's time limit, but at least a second (a new connection, a TLS handshake). */
+function probeLimitMs(tier: Tier): number {
+  return Math.max(1_000, tier.health?.latency.limitMs ?? STARTUP_CHECK_MS);
+}
+
+function tierDownError(tier: Tier): StoreError {
+  return new StoreError("unavailable", `the ${tier.name} tier is down (circuit open): ${tier.health?.breaker.lastCause ?? ""}`);
+}
+
+/** Waits `ms`, or less when `signal` aborts. */
+function sleepUnlessStopped(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
 }

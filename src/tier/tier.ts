@@ -5,8 +5,22 @@ import { StoreError } from "../store/errors.js";
 import type { KVStore } from "../store/types.js";
 import { inTierSpan } from "../tracing.js";
 import { withRetry, type RetryObserver, type RetryPolicy } from "./retry.js";
+import { tierDown, timedOut, type CircuitBreaker, type LatencyWindow } from "./tier-health.js";
 
 export type TierName = "primary" | "backup" | "ephemeral";
+
+/** The health a tier's calls are measured against (absent: no time limit, no breaker). */
+export interface TierHealth {
+  readonly latency: LatencyWindow;
+  readonly breaker: CircuitBreaker;
+}
+
+export interface TierCallOptions {
+  /** Run even while the tier is down (probes and the replay that brings it back up). */
+  readonly force?: boolean;
+  /** Added to the time limit (large values take longer to send). */
+  readonly extraMs?: number;
+}
 
 export class Tier {
   constructor(
@@ -15,18 +29,76 @@ export class Tier {
     private readonly retry: RetryPolicy,
     private readonly onRetry: (tier: TierName, ...args: Parameters<RetryObserver>) => void,
     /** Told when a call fails for the tier's own reasons, after its retries (metrics). */
-    private readonly onFailure: (tier: TierName) => void = () => {},
+    private readonly onFailure: (tier: TierName, error: unknown) => void = () => {},
+    readonly health?: TierHealth,
   ) {}
 
-  /** Runs `operation` on this tier's store with its retry policy, never past `deadline`. */
-  async call<T>(operation: (store: KVStore) => Promise<T>, deadline: number | undefined): Promise<T> {
+  /** True while the tier's breaker is open: calls fail at once (contract §4.12). */
+  get down(): boolean {
+    return this.health?.breaker.state === "down";
+  }
+
+  /**
+   * Runs `operation` on this tier's store with its retry policy, never past `deadline`. Each
+   * attempt gets the tier's time limit (`operation` is told the attempt's deadline, to pass to
+   * the store); a tier that is down fails the call at once, without retries.
+   */
+  async call<T>(
+    operation: (store: KVStore, deadline: number | undefined) => Promise<T>,
+    deadline: number | undefined,
+    options: TierCallOptions = {},
+  ): Promise<T> {
     try {
       return await inTierSpan(this.name, () =>
-        withRetry(() => operation(this.store), this.retry, deadline, (...args) => this.onRetry(this.name, ...args)),
+        withRetry(
+          () => this.attempt(operation, deadline, options),
+          this.retry,
+          deadline,
+          (...args) => this.onRetry(this.name, ...args),
+          () => this.down && options.force !== true,
+        ),
       );
     } catch (error) {
-      if (isTierFault(error)) this.onFailure(this.name);
+      if (isTierFault(error)) this.onFailure(this.name, error);
       throw error;
+    }
+  }
+
+  private async attempt<T>(
+    operation: (store: KVStore, deadline: number | undefined) => Promise<T>,
+    deadline: number | undefined,
+    options: TierCallOptions,
+  ): Promise<T> {
+    const health = this.health;
+    if (health === undefined) return operation(this.store, deadline);
+    if (health.breaker.state === "down" && options.force !== true) throw tierDown(health.breaker.lastCause);
+    const limitMs = health.latency.limitMs + (options.extraMs ?? 0);
+    const started = performance.now();
+    const limitDeadline = Date.now() + limitMs;
+    const callerBinds = deadline !== undefined && deadline <= limitDeadline;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const running = operation(this.store, callerBinds ? deadline : limitDeadline);
+      // A call past its limit is abandoned: its answer, should one come, is dropped.
+      running.catch(() => {});
+      const result = await Promise.race([
+        running,
+        // The rejection waits one more turn of the event loop: a commit that blocked the loop
+        // past the limit (a large SQLite transaction) gets to deliver its answer first.
+        new Promise<never>((_, reject) => (timer = setTimeout(() => setImmediate(() => reject(timedOut(limitMs))), limitMs))),
+      ]);
+      health.latency.record(performance.now() - started);
+      health.breaker.succeeded();
+      return result;
+    } catch (error) {
+      const { code } = StoreError.from(error);
+      // The caller's own deadline or cancellation says nothing about the tier.
+      const callersOwn = code === "cancelled" || (code === "deadline-exceeded" && callerBinds);
+      if (isTierFault(error) && !callersOwn) health.breaker.failed(error);
+      else if (!isTierFault(error)) health.breaker.succeeded();
+      throw error;
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

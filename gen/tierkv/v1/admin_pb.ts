@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tierkv/v1/admin.proto.
  */
 export const file_tierkv_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChV0aWVya3YvdjEvYWRtaW4ucHJvdG8SCXRpZXJrdi52MSIPCg1SZXN5bmNSZXF1ZXN0IpIBCg5SZXN5bmNSZXNwb25zZRIPCgdzY2FubmVkGAEgASgEEg4KBmNvcGllZBgCIAEoBBIPCgdyZW1vdmVkGAMgASgEEhEKCXVuY2hhbmdlZBgEIAEoBBIMCgRkb25lGAUgASgIEhQKDHByaW1hcnlfa2V5cxgGIAEoBBIXCg9wcmltYXJ5X3NjYW5uZWQYByABKAQiFQoTQmFja3VwU3RhdHVzUmVxdWVzdCJiChRCYWNrdXBTdGF0dXNSZXNwb25zZRISCgpjb25maWd1cmVkGAEgASgIEg4KBnBvbGljeRgCIAEoCRIRCglvd2VkX2tleXMYAyABKAQSEwoLZGl2ZXJnZW5jZXMYBCABKAQiNgoRU3RvcmVVc2FnZVJlcXVlc3QSEAoIc3RvcmVfaWQYASABKAkSDwoHcmVjb3VudBgCIAEoCCJsChJTdG9yZVVzYWdlUmVzcG9uc2USEAoIc3RvcmVfaWQYASABKAkSDAoEa2V5cxgCIAEoBBINCgVieXRlcxgDIAEoBBISCgpkcmlmdF9rZXlzGAQgASgDEhMKC2RyaWZ0X2J5dGVzGAUgASgDIhEKD1NuYXBzaG90UmVxdWVzdCJaChBTbmFwc2hvdFJlc3BvbnNlEg8KBWNodW5rGAEgASgMSAASLQoHc3VtbWFyeRgCIAEoCzIaLnRpZXJrdi52MS5TbmFwc2hvdFN1bW1hcnlIAEIGCgRwYXJ0ImQKD1NuYXBzaG90U3VtbWFyeRIOCgZzaGEyNTYYASABKAkSEgoKZmlsZV9ieXRlcxgCIAEoBBItCgZzdG9yZXMYAyADKAsyHS50aWVya3YudjEuU25hcHNob3RTdG9yZUNvdW50IkkKElNuYXBzaG90U3RvcmVDb3VudBIQCghzdG9yZV9pZBgBIAEoCRIMCgRrZXlzGAIgASgEEhMKC3ZhbHVlX2J5dGVzGAMgASgEMrICCgxBZG1pblNlcnZpY2USPwoGUmVzeW5jEhgudGllcmt2LnYxLlJlc3luY1JlcXVlc3QaGS50aWVya3YudjEuUmVzeW5jUmVzcG9uc2UwARJPCgxCYWNrdXBTdGF0dXMSHi50aWVya3YudjEuQmFja3VwU3RhdHVzUmVxdWVzdBofLnRpZXJrdi52MS5CYWNrdXBTdGF0dXNSZXNwb25zZRJJCgpTdG9yZVVzYWdlEhwudGllcmt2LnYxLlN0b3JlVXNhZ2VSZXF1ZXN0Gh0udGllcmt2LnYxLlN0b3JlVXNhZ2VSZXNwb25zZRJFCghTbmFwc2hvdBIaLnRpZXJrdi52MS5TbmFwc2hvdFJlcXVlc3QaGy50aWVya3YudjEuU25hcHNob3RSZXNwb25zZTABYgZwcm90bzM");
+  fileDesc("ChV0aWVya3YvdjEvYWRtaW4ucHJvdG8SCXRpZXJrdi52MSIPCg1SZXN5bmNSZXF1ZXN0IpIBCg5SZXN5bmNSZXNwb25zZRIPCgdzY2FubmVkGAEgASgEEg4KBmNvcGllZBgCIAEoBBIPCgdyZW1vdmVkGAMgASgEEhEKCXVuY2hhbmdlZBgEIAEoBBIMCgRkb25lGAUgASgIEhQKDHByaW1hcnlfa2V5cxgGIAEoBBIXCg9wcmltYXJ5X3NjYW5uZWQYByABKAQiFQoTQmFja3VwU3RhdHVzUmVxdWVzdCLnAQoUQmFja3VwU3RhdHVzUmVzcG9uc2USEgoKY29uZmlndXJlZBgBIAEoCBIOCgZwb2xpY3kYAiABKAkSEQoJb3dlZF9rZXlzGAMgASgEEhMKC2RpdmVyZ2VuY2VzGAQgASgEEg0KBXN0YXRlGAUgASgJEhMKC3RyYW5zaXRpb25zGAYgASgEEg8KB2Rvd25fbXMYByABKAQSFQoNdGltZV9saW1pdF9tcxgIIAEoBBIXCg9sYXN0X3N0b3BfY2xlYW4YCSABKAgSDwoHaGVhbGluZxgKIAEoCBINCgVoZWFscxgLIAEoBCI2ChFTdG9yZVVzYWdlUmVxdWVzdBIQCghzdG9yZV9pZBgBIAEoCRIPCgdyZWNvdW50GAIgASgIImwKElN0b3JlVXNhZ2VSZXNwb25zZRIQCghzdG9yZV9pZBgBIAEoCRIMCgRrZXlzGAIgASgEEg0KBWJ5dGVzGAMgASgEEhIKCmRyaWZ0X2tleXMYBCABKAMSEwoLZHJpZnRfYnl0ZXMYBSABKAMiEQoPU25hcHNob3RSZXF1ZXN0IloKEFNuYXBzaG90UmVzcG9uc2USDwoFY2h1bmsYASABKAxIABItCgdzdW1tYXJ5GAIgASgLMhoudGllcmt2LnYxLlNuYXBzaG90U3VtbWFyeUgAQgYKBHBhcnQiZAoPU25hcHNob3RTdW1tYXJ5Eg4KBnNoYTI1NhgBIAEoCRISCgpmaWxlX2J5dGVzGAIgASgEEi0KBnN0b3JlcxgDIAMoCzIdLnRpZXJrdi52MS5TbmFwc2hvdFN0b3JlQ291bnQiSQoSU25hcHNob3RTdG9yZUNvdW50EhAKCHN0b3JlX2lkGAEgASgJEgwKBGtleXMYAiABKAQSEwoLdmFsdWVfYnl0ZXMYAyABKAQysgIKDEFkbWluU2VydmljZRI/CgZSZXN5bmMSGC50aWVya3YudjEuUmVzeW5jUmVxdWVzdBoZLnRpZXJrdi52MS5SZXN5bmNSZXNwb25zZTABEk8KDEJhY2t1cFN0YXR1cxIeLnRpZXJrdi52MS5CYWNrdXBTdGF0dXNSZXF1ZXN0Gh8udGllcmt2LnYxLkJhY2t1cFN0YXR1c1Jlc3BvbnNlEkkKClN0b3JlVXNhZ2USHC50aWVya3YudjEuU3RvcmVVc2FnZVJlcXVlc3QaHS50aWVya3YudjEuU3RvcmVVc2FnZVJlc3BvbnNlEkUKCFNuYXBzaG90EhoudGllcmt2LnYxLlNuYXBzaG90UmVxdWVzdBobLnRpZXJrdi52MS5TbmFwc2hvdFJlc3BvbnNlMAFiBnByb3RvMw");
 
 /**
  * @generated from message tierkv.v1.ResyncRequest
@@ -133,6 +133,56 @@ export type BackupStatusResponse = Message<"tierkv.v1.BackupStatusResponse"> & {
    * @generated from field: uint64 divergences = 4;
    */
   divergences: bigint;
+
+  /**
+   * The backup's circuit breaker (contract 4.12): "up", or "down" (writes skip it and are owed
+   * under degraded, fail at once under required, until a probe answers). "up" without a backup.
+   *
+   * @generated from field: string state = 5;
+   */
+  state: string;
+
+  /**
+   * Transitions up -> down and down -> up since the server started.
+   *
+   * @generated from field: uint64 transitions = 6;
+   */
+  transitions: bigint;
+
+  /**
+   * Time the backup spent down since the server started, the current spell included.
+   *
+   * @generated from field: uint64 down_ms = 7;
+   */
+  downMs: bigint;
+
+  /**
+   * The time limit a backup call's attempt gets now (a multiple of its recent p99, bounded).
+   *
+   * @generated from field: uint64 time_limit_ms = 8;
+   */
+  timeLimitMs: bigint;
+
+  /**
+   * Whether the server's previous stop was clean (true when it cannot tell; contract 4.13).
+   *
+   * @generated from field: bool last_stop_clean = 9;
+   */
+  lastStopClean: boolean;
+
+  /**
+   * True while the server heals the backup after an unclean stop (replay, then a resync).
+   *
+   * @generated from field: bool healing = 10;
+   */
+  healing: boolean;
+
+  /**
+   * Heals started since the server started.
+   *
+   * @generated from field: uint64 heals = 11;
+   */
+  heals: bigint;
 };
 
 /**

@@ -10,16 +10,30 @@ class BackupStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class BackupStatusResponse(_message.Message):
-    __slots__ = ["configured", "divergences", "owed_keys", "policy"]
+    __slots__ = ["configured", "divergences", "down_ms", "healing", "heals", "last_stop_clean", "owed_keys", "policy", "state", "time_limit_ms", "transitions"]
     CONFIGURED_FIELD_NUMBER: _ClassVar[int]
     DIVERGENCES_FIELD_NUMBER: _ClassVar[int]
+    DOWN_MS_FIELD_NUMBER: _ClassVar[int]
+    HEALING_FIELD_NUMBER: _ClassVar[int]
+    HEALS_FIELD_NUMBER: _ClassVar[int]
+    LAST_STOP_CLEAN_FIELD_NUMBER: _ClassVar[int]
     OWED_KEYS_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TIME_LIMIT_MS_FIELD_NUMBER: _ClassVar[int]
+    TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
     configured: bool
     divergences: int
+    down_ms: int
+    healing: bool
+    heals: int
+    last_stop_clean: bool
     owed_keys: int
     policy: str
-    def __init__(self, configured: bool = ..., policy: _Optional[str] = ..., owed_keys: _Optional[int] = ..., divergences: _Optional[int] = ...) -> None: ...
+    state: str
+    time_limit_ms: int
+    transitions: int
+    def __init__(self, configured: bool = ..., policy: _Optional[str] = ..., owed_keys: _Optional[int] = ..., divergences: _Optional[int] = ..., state: _Optional[str] = ..., transitions: _Optional[int] = ..., down_ms: _Optional[int] = ..., time_limit_ms: _Optional[int] = ..., last_stop_clean: bool = ..., healing: bool = ..., heals: _Optional[int] = ...) -> None: ...
 
 class ResyncRequest(_message.Message):
     __slots__ = []
