@@ -5,13 +5,16 @@ import { Command, CommanderError, Option } from "commander";
 import { readFileSync } from "node:fs";
 import { addToken, listIdentities, removeIdentity } from "../auth/identities-file.js";
 import { ROLES, type Role } from "../auth/principal.js";
-import { addMigrateCommand } from "./migrate-command.js";
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_LISTEN } from "../limits.js";
 import { StoreError } from "../store/errors.js";
-import { backupStatus, resync, snapshotRestore, snapshotSave, snapshotStatus, storeUsage, type SnapshotRestoreOptions } from "./admin-commands.js";
-import { get, ls, lsNamespaces, put, rm, type ClientSettings } from "./client-commands.js";
-import { serve, SERVE_SETTINGS } from "./serve.js";
+import type { SnapshotRestoreOptions } from "./admin-commands.js";
+import type { ClientSettings } from "./client-commands.js";
 import { addSettingOptions, parsePositiveInteger, resolveSettings, SettingsError } from "./settings.js";
+
+// A command loads only what it runs: the server and every store backend take most of a second to
+// import, which `tierkv get` or `tierkv token list` should not pay.
+const clientCommands = () => import("./client-commands.js");
+const adminCommands = () => import("./admin-commands.js");
 
 const program = new Command("tierkv")
   .description("A gRPC key-value store with primary, backup and ephemeral tiers (LDK's KVStore model).")
@@ -60,19 +63,30 @@ function readTokenFile(path: string): string {
 const storeOption = (): Option =>
   new Option("--store <id>", "another store (tenant) than the token's own: roles admin (read) and replicate (read and write)");
 
-addSettingOptions(
-  program.command("serve").description("run the gRPC server until SIGINT/SIGTERM"),
-  SERVE_SETTINGS,
-).action(async (options: Record<string, unknown>) => {
-  await serve(resolveSettings(SERVE_SETTINGS, options, process.env));
+/** Commands whose options come from a heavy module: completed just before they parse their arguments. */
+const completeCommand: Record<string, (command: Command) => Promise<void>> = {
+  async serve(command) {
+    const { serve, SERVE_SETTINGS } = await import("./serve.js");
+    addSettingOptions(command, SERVE_SETTINGS).action(async (options: Record<string, unknown>) => {
+      await serve(resolveSettings(SERVE_SETTINGS, options, process.env));
+    });
+  },
+  async migrate(command) {
+    (await import("./migrate-command.js")).configureMigrateCommand(command);
+  },
+};
+program.hook("preSubcommand", async (_program, command) => {
+  await completeCommand[command.name()]?.(command);
 });
+
+program.command("serve").description("run the gRPC server until SIGINT/SIGTERM");
 
 program
   .command("get")
   .description("write a value's raw bytes to stdout")
   .argument("<path>", "key, ns/key or ns/sub/key")
   .addOption(storeOption())
-  .action((path: string, options: { store?: string }) => get(clientSettings(), path, options.store));
+  .action(async (path: string, options: { store?: string }) => (await clientCommands()).get(clientSettings(), path, options.store));
 
 program
   .command("put")
@@ -80,7 +94,9 @@ program
   .argument("<path>", "key, ns/key or ns/sub/key")
   .argument("[file]", "file to read the value from")
   .addOption(storeOption())
-  .action((path: string, file: string | undefined, options: { store?: string }) => put(clientSettings(), path, file, options.store));
+  .action(async (path: string, file: string | undefined, options: { store?: string }) =>
+    (await clientCommands()).put(clientSettings(), path, file, options.store),
+  );
 
 program
   .command("rm")
@@ -88,7 +104,9 @@ program
   .argument("<path>", "key, ns/key or ns/sub/key")
   .option("--lazy", "let the server defer the deletion", false)
   .addOption(storeOption())
-  .action((path: string, options: { lazy: boolean; store?: string }) => rm(clientSettings(), path, options.lazy, options.store));
+  .action(async (path: string, options: { lazy: boolean; store?: string }) =>
+    (await clientCommands()).rm(clientSettings(), path, options.lazy, options.store),
+  );
 
 program
   .command("ls")
@@ -99,7 +117,8 @@ program
   .option("--page-size <n>", "keys per page")
   .option("--namespaces", "list the primary namespaces, or the secondary ones under NAMESPACE (walks every key up to there)", false)
   .addOption(storeOption())
-  .action((namespace: string | undefined, options: { pageSize?: string; namespaces: boolean; store?: string }) => {
+  .action(async (namespace: string | undefined, options: { pageSize?: string; namespaces: boolean; store?: string }) => {
+    const { ls, lsNamespaces } = await clientCommands();
     const listOptions = {
       ...(options.pageSize !== undefined && { pageSize: parsePositiveInteger(options.pageSize, "--page-size") }),
       ...(options.store !== undefined && { store: options.store }),
@@ -113,33 +132,39 @@ program
   .description(
     "make the server's backup tier equal to its primary (copies missing or different values, removes extra keys); safe while writes go on",
   )
-  .action(() => resync(clientSettings()));
+  .action(async () => (await adminCommands()).resync(clientSettings()));
 
 program
   .command("backup-status")
   .description("print the server's backup policy, keys owed to the backup and divergences, as JSON")
-  .action(() => backupStatus(clientSettings()));
+  .action(async () => (await adminCommands()).backupStatus(clientSettings()));
 
 program
   .command("store-usage")
   .description("print the keys and value bytes a store (tenant) holds, as JSON (admin role)")
   .argument("<store>", "the store id")
   .option("--recount", "count from the data, correct the usage record quotas are decided on, and report the drift found")
-  .action((store: string, options: { recount?: boolean }) => storeUsage(clientSettings(), store, options.recount === true));
+  .action(async (store: string, options: { recount?: boolean }) =>
+    (await adminCommands()).storeUsage(clientSettings(), store, options.recount === true),
+  );
 
-addMigrateCommand(program);
+program
+  .command("migrate")
+  .description(
+    "copy every store, namespace and key (with versions and revisions) from one store URI to another, then verify both sides; resumable",
+  );
 
 const snapshot = program.command("snapshot").description("copies of a server's primary (every store) as of one instant, as SQLite store files");
 snapshot
   .command("save")
   .description("save a snapshot of the server's primary to FILE (atomically; admin role); prints its SHA-256")
   .argument("<file>", "the snapshot file to write")
-  .action((file: string) => snapshotSave(clientSettings(), file));
+  .action(async (file: string) => (await adminCommands()).snapshotSave(clientSettings(), file));
 snapshot
   .command("status")
   .description("print a snapshot file's stores, keys, bytes and a digest per store")
   .argument("<file>", "a snapshot file")
-  .action((file: string) => snapshotStatus(file));
+  .action(async (file: string) => (await adminCommands()).snapshotStatus(file));
 snapshot
   .command("restore")
   .description("load a snapshot file into an empty store of any backend (through tierkv migrate: resumable, verified)")
@@ -150,7 +175,7 @@ snapshot
   .option("--checkpoint <file>", "the migrate checkpoint file")
   // As for migrate: commander's own parse errors are usage errors, exit 2.
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2))
-  .action((file: string, options: SnapshotRestoreOptions) => snapshotRestore(file, options));
+  .action(async (file: string, options: SnapshotRestoreOptions) => (await adminCommands()).snapshotRestore(file, options));
 
 const token = program.command("token").description("manage the bearer tokens of an identities file (--tokens-file)");
 token

@@ -43,13 +43,9 @@ export interface MigrateCommandOptions {
   readonly progressInterval?: string;
 }
 
-/** Adds `migrate` to the `tierkv` program. */
-export function addMigrateCommand(program: Command): void {
-  program
-    .command("migrate")
-    .description(
-      "copy every store, namespace and key (with versions and revisions) from one store URI to another, then verify both sides; resumable",
-    )
+/** Gives the `tierkv migrate` command (named and described in src/cli/main.ts) its options and action. */
+export function configureMigrateCommand(command: Command): void {
+  command
     .option("--from <uri>", "the source store: sqlite:PATH, fs:DIR, grpc://HOST:PORT?token_file=FILE, …")
     .option("--to <uri>", "the target store (must be empty unless --overwrite or resuming)")
     .option("--checkpoint <file>", "the checkpoint file (default: tierkv-migrate-<hash of --from and --to>.migrate-checkpoint in the current directory)")

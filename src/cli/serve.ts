@@ -391,7 +391,7 @@ export async function serve(settings: ServeSettings): Promise<void> {
     return;
   }
   const logger = createLogger(settings.logLevel);
-  const stopTracing = startTracing(process.env);
+  const stopTracing = await startTracing(process.env);
   for (const listen of openNonLoopbackListens(settings)) {
     logger.warn({ listen }, "serving without authentication on a non-loopback address (--insecure-no-auth)");
   }

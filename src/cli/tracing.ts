@@ -1,8 +1,6 @@
 //! Turns tracing on when the operator configured an OTLP endpoint with the standard variables.
 
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { defaultResource, detectResources, envDetector, resourceFromAttributes, type Resource } from "@opentelemetry/resources";
-import { BatchSpanProcessor, NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 import { VERSION } from "../version.js";
 
 /** The variables that ask for OTLP export (the exporter reads them itself). */
@@ -19,9 +17,16 @@ export function tracingResource(): Resource {
     .merge(detectResources({ detectors: [envDetector] }));
 }
 
-/** Registers an OTLP-exporting tracer provider when configured; returns its shutdown, or undefined. */
-export function startTracing(env: NodeJS.ProcessEnv): (() => Promise<void>) | undefined {
+/**
+ * Registers an OTLP-exporting tracer provider when configured; returns its shutdown, or undefined.
+ * The SDK and exporter load only then: they are a quarter of `tierkv serve`'s start-up otherwise.
+ */
+export async function startTracing(env: NodeJS.ProcessEnv): Promise<(() => Promise<void>) | undefined> {
   if (env["OTEL_SDK_DISABLED"] === "true" || !OTLP_VARIABLES.some((name) => (env[name] ?? "") !== "")) return undefined;
+  const [{ OTLPTraceExporter }, { BatchSpanProcessor, NodeTracerProvider }] = await Promise.all([
+    import("@opentelemetry/exporter-trace-otlp-http"),
+    import("@opentelemetry/sdk-trace-node"),
+  ]);
   const provider = new NodeTracerProvider({ resource: tracingResource(), spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())] });
   provider.register();
   return () => provider.shutdown();

@@ -6,11 +6,11 @@
 // ledger's replay the backup equals the primary, and reads through the server agree.
 //
 // Variants: SQLite primary and backup in one process; a chained backup instance (B killed too,
-// restarted on the same port); a PostgreSQL primary (embedded server) when it starts here.
+// restarted on the same port); a PostgreSQL primary (the run's embedded server, or TIERKV_TEST_PG_URL's).
 // CI mode runs a bounded number of kills; TIERKV_TORTURE_MINUTES runs them for a time share.
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
-import { startPostgres, type PostgresServer } from "../support/postgres.js";
+import { connectPostgres, sharedPostgres } from "../support/postgres.js";
 import { removeTempDirs, tempDir } from "../support/temp.js";
 import { AcceptableStates, type Observed, type Snapshot } from "./support/acceptable.js";
 import {
@@ -315,18 +315,12 @@ it(
   testTimeout(CHAINED_TEST, 240_000),
 );
 
-/** PostgreSQL primary (the embedded server of test/support/postgres.ts), SQLite backup. */
+/** PostgreSQL primary (the run's server, test/support/postgres.ts), SQLite backup. */
 const POSTGRES_TEST: TortureTest = "crash: postgres primary";
 it(
   `${POSTGRES_TEST}: ≥ 5 SIGKILLs of A with a PostgreSQL primary`,
-  async (context) => {
-    let postgres: PostgresServer;
-    try {
-      postgres = await startPostgres();
-    } catch (error) {
-      console.log(`[reliability] ${POSTGRES_TEST}: skipped, PostgreSQL did not start: ${String(error).slice(0, 300)}`);
-      return context.skip();
-    }
+  async () => {
+    const postgres = connectPostgres(sharedPostgres());
     cleanup.push(() => postgres.stop());
     const uri = await postgres.createDatabase();
     const dir = tempDir("tierkv-crash-");
