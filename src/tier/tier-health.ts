@@ -61,6 +61,11 @@ export class LatencyWindow {
     return this.p99Ms;
   }
 
+  /** The longest any attempt may take, in ms (the primary's only limit, see `Tier`). */
+  get ceilingMs(): number {
+    return this.policy.timeLimitMaxMs;
+  }
+
   /** How long one attempt of a call may take, in ms. */
   get limitMs(): number {
     const { timeLimitP99Multiple, timeLimitMinMs, timeLimitMaxMs } = this.policy;

@@ -72,7 +72,10 @@ export class Tier {
     const health = this.health;
     if (health === undefined) return operation(this.store, deadline);
     if (health.breaker.state === "down" && options.force !== true) throw tierDown(health.breaker.lastCause);
-    const limitMs = health.latency.limitMs + (options.extraMs ?? 0);
+    // The primary decides every mutation, and no other tier can take its place: a slow answer of
+    // its own (a large commit, an fsync stall) is waited for up to the ceiling, never abandoned as
+    // if it had failed. Only the other tiers are held to what they normally take.
+    const limitMs = this.name === "primary" ? health.latency.ceilingMs : health.latency.limitMs + (options.extraMs ?? 0);
     const started = performance.now();
     const limitDeadline = Date.now() + limitMs;
     const callerBinds = deadline !== undefined && deadline <= limitDeadline;
