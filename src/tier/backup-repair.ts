@@ -36,8 +36,10 @@ export interface BackupRepairDeps {
 /**
  * Repairs run even while the backup is marked down (contract §4.12): they are what brings it
  * back up, and the operator's resync asks for them explicitly. Their callers decide when to run.
+ * Their copies ignore versions, so they are never abandoned at the tier's adaptive time limit
+ * (a late copy would undo a newer write).
  */
-const REPAIR_CALL = { force: true } as const;
+const REPAIR_CALL = { force: true, unversioned: true } as const;
 
 /** `ref` in `tier` (with the tier's retries), or undefined when absent. */
 function readFrom(tier: Tier, ref: KeyRef): Promise<VersionedValue | undefined> {

@@ -20,6 +20,12 @@ export interface TierCallOptions {
   readonly force?: boolean;
   /** Added to the time limit (large values take longer to send). */
   readonly extraMs?: number;
+  /**
+   * The call copies state regardless of versions (a repair's exact copy or unversioned remove):
+   * abandoned at the adaptive limit, it could still land after a newer mutation of the key and
+   * undo it, so it is held only to the ceiling, like the primary.
+   */
+  readonly unversioned?: boolean;
 }
 
 export class Tier {
@@ -75,7 +81,8 @@ export class Tier {
     // The primary decides every mutation, and no other tier can take its place: a slow answer of
     // its own (a large commit, an fsync stall) is waited for up to the ceiling, never abandoned as
     // if it had failed. Only the other tiers are held to what they normally take.
-    const limitMs = this.name === "primary" ? health.latency.ceilingMs : health.latency.limitMs + (options.extraMs ?? 0);
+    const limitMs =
+      this.name === "primary" || options.unversioned === true ? health.latency.ceilingMs : health.latency.limitMs + (options.extraMs ?? 0);
     const started = performance.now();
     const limitDeadline = Date.now() + limitMs;
     const callerBinds = deadline !== undefined && deadline <= limitDeadline;
