@@ -7,7 +7,8 @@ import type pg from "pg";
 import { GROUP_COMMIT_MAX_BYTES, POSTGRES_MAX_TXN_ATTEMPTS } from "../limits.js";
 import { StoreError } from "./errors.js";
 import { isRetryable, postgresStoreError } from "./postgres-errors.js";
-import { byId, keyId, keyParams, type DbKey } from "./postgres-sql.js";
+import type { DbKey } from "./db-rows.js";
+import { byId, keyId, keyParams } from "./postgres-sql.js";
 import { Tx, type Mutated } from "./postgres-txn.js";
 import type { KeyRef } from "./types.js";
 

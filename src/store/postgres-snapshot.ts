@@ -4,20 +4,11 @@
 
 import type pg from "pg";
 import { postgresStoreError } from "./postgres-errors.js";
+import { toStoredRecord, type DbRecord } from "./db-rows.js";
 import type { StoredRecord } from "./types.js";
 
 /** Rows per statement: bounds the memory a page of large values takes. */
 const PAGE_ROWS = 256;
-
-interface Row {
-  store_id: string;
-  primary_namespace: string;
-  secondary_namespace: string;
-  key: string;
-  value: Buffer;
-  version: bigint;
-  revision: bigint;
-}
 
 const PAGE = `SELECT store_id, primary_namespace, secondary_namespace, key, value, version, revision FROM tierkv_kv
   WHERE (store_id, primary_namespace, secondary_namespace, key) > ($1, $2, $3, $4)
@@ -43,18 +34,8 @@ export async function* postgresSnapshotRecords(pool: pg.Pool, signal?: AbortSign
     let after = ["", "", "", ""];
     for (;;) {
       signal?.throwIfAborted();
-      const rows = await run(() => connection.query<Row>(PAGE, [...after, PAGE_ROWS]));
-      for (const row of rows) {
-        yield {
-          storeId: row.store_id,
-          primaryNamespace: row.primary_namespace,
-          secondaryNamespace: row.secondary_namespace,
-          key: row.key,
-          value: row.value,
-          version: row.version,
-          revision: row.revision,
-        };
-      }
+      const rows = await run(() => connection.query<DbRecord>(PAGE, [...after, PAGE_ROWS]));
+      yield* rows.map(toStoredRecord);
       const last = rows.at(-1);
       if (rows.length < PAGE_ROWS || last === undefined) break;
       after = [last.store_id, last.primary_namespace, last.secondary_namespace, last.key];

@@ -2,7 +2,7 @@
 //! parameters a key or namespace becomes.
 
 import pg from "pg";
-import { storeIdOf, type KeyRef, type KeyVersion, type NamespaceRef, type StoreUsage } from "./types.js";
+import { storeIdOf, type KeyRef, type NamespaceRef, type StoreUsage } from "./types.js";
 
 const PK = "store_id = $1 AND primary_namespace = $2 AND secondary_namespace = $3 AND key = $4";
 const NS = "store_id = $1 AND primary_namespace = $2 AND secondary_namespace = $3";
@@ -121,18 +121,6 @@ export function byId<T extends { readonly id: string }>(a: T, b: T): number {
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
-export interface DbKey {
-  store_id: string;
-  primary_namespace: string;
-  secondary_namespace: string;
-  key: string;
-}
-
-export interface DbKeyVersion extends DbKey {
-  version: bigint;
-  revision: bigint;
-}
-
 export interface DbUsage {
   keys: bigint;
   bytes: bigint;
@@ -142,13 +130,3 @@ export function usageOf(row: DbUsage | undefined): StoreUsage {
   return { keys: Number(row?.keys ?? 0n), bytes: Number(row?.bytes ?? 0n) };
 }
 
-export function toKeyVersion(row: DbKeyVersion): KeyVersion {
-  return {
-    storeId: row.store_id,
-    primaryNamespace: row.primary_namespace,
-    secondaryNamespace: row.secondary_namespace,
-    key: row.key,
-    version: row.version,
-    revision: row.revision,
-  };
-}

@@ -103,7 +103,8 @@ import { postgresStoreError } from "./postgres-errors.js";
 import { GroupCommit } from "./postgres-group-commit.js";
 import { analyzeIfNeverAnalyzed, migrate } from "./postgres-schema.js";
 import { postgresSnapshotRecords } from "./postgres-snapshot.js";
-import { keyId, keyParams, namespaceParams, statement, toKeyVersion, TYPES, usageOf, type DbKeyVersion, type DbUsage, type SQL } from "./postgres-sql.js";
+import { toKeyVersion, type DbKeyVersion } from "./db-rows.js";
+import { keyId, keyParams, namespaceParams, statement, TYPES, usageOf, type DbUsage, type SQL } from "./postgres-sql.js";
 import { applyRemove, applyWrite, mutatedOf, runLocked, type LockedOperation, type Mutated } from "./postgres-txn.js";
 import { parsePostgresUri } from "./postgres-uri.js";
 import {

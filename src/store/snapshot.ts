@@ -9,6 +9,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { StoreError } from "./errors.js";
 import { SqliteStore } from "./sqlite.js";
+import type { DbRecord } from "./db-rows.js";
 import type { SnapshotSource, StoredRecord } from "./types.js";
 
 /** Bytes of the file per streamed chunk: well under gRPC's default 4 MiB message limit. */
@@ -114,16 +115,6 @@ function recordBytes(record: Pick<StoredRecord, "primaryNamespace" | "secondaryN
   return [...text(record.primaryNamespace), ...text(record.secondaryNamespace), ...text(record.key), numbers, Buffer.from(record.value)];
 }
 
-interface Row {
-  store_id: string;
-  primary_namespace: string;
-  secondary_namespace: string;
-  key: string;
-  value: Buffer;
-  version: bigint;
-  revision: bigint;
-}
-
 /**
  * Reads a snapshot file (read-only; never changed): its size and SHA-256, and per store the keys,
  * value bytes and digest — a SHA-256 over the store's records in (primary namespace, secondary
@@ -141,11 +132,11 @@ export async function snapshotStatus(path: string): Promise<SnapshotStatus> {
     throw new StoreError("invalid-argument", "the file cannot be opened as a SQLite database", { cause: error });
   }
   try {
-    let rows: IterableIterator<Row>;
+    let rows: IterableIterator<DbRecord>;
     try {
       // SQLite's BINARY collation compares TEXT as UTF-8 bytes: the digest's order.
       rows = db
-        .prepare<[], Row>(
+        .prepare<[], DbRecord>(
           "SELECT store_id, primary_namespace, secondary_namespace, key, value, version, revision FROM kv ORDER BY store_id, primary_namespace, secondary_namespace, key",
         )
         .safeIntegers(true)

@@ -18,6 +18,7 @@ import {
   GROUP_COMMIT_MAX_MUTATIONS,
   SQLITE_BUSY_TIMEOUT_MS,
 } from "../limits.js";
+import { toKeyVersion, toStoredRecord, type DbKeyVersion, type DbRecord } from "./db-rows.js";
 import { notFound, StoreError } from "./errors.js";
 import { appliedVersion, checkQuota, firstFailedCheck, isStale, stateAfterWrite, usageChange, type StoredState } from "./mutation-rules.js";
 import { allKeysPage, allKeysStart, decodeSequenceToken, sequencePage } from "./page-token.js";
@@ -148,15 +149,6 @@ interface KeyParams extends NamespaceParams {
   key: string;
 }
 
-interface DbKeyVersion {
-  store_id: string;
-  primary_namespace: string;
-  secondary_namespace: string;
-  key: string;
-  version: bigint;
-  revision: bigint;
-}
-
 /** A key's state with the size of its value (a bigint, as every integer of the statement). */
 type SizedState = StoredState & { size: bigint };
 
@@ -194,17 +186,6 @@ function settle(mutation: PendingMutation, result: unknown): void {
     return mutation.resolve(result.outcome);
   }
   mutation.resolve(result);
-}
-
-function toKeyVersion(row: DbKeyVersion): KeyVersion {
-  return {
-    storeId: row.store_id,
-    primaryNamespace: row.primary_namespace,
-    secondaryNamespace: row.secondary_namespace,
-    key: row.key,
-    version: row.version,
-    revision: row.revision,
-  };
 }
 
 function namespaceParams(ns: NamespaceRef): NamespaceParams {
@@ -640,17 +621,16 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   async *snapshotRecords(signal?: AbortSignal): AsyncGenerator<StoredRecord> {
     const columns = "store_id, primary_namespace, secondary_namespace, key, value, version, revision";
     const order = "ORDER BY store_id, primary_namespace, secondary_namespace, key";
-    const toRecord = (row: DbKeyVersion & { value: Buffer }): StoredRecord => ({ ...toKeyVersion(row), value: row.value });
     if (this.path === ":memory:") {
-      const rows = this.guarded(() => this.db.prepare<[], DbKeyVersion & { value: Buffer }>(`SELECT ${columns} FROM kv ${order}`).safeIntegers(true).all());
-      yield* rows.map(toRecord);
+      const rows = this.guarded(() => this.db.prepare<[], DbRecord>(`SELECT ${columns} FROM kv ${order}`).safeIntegers(true).all());
+      yield* rows.map(toStoredRecord);
       return;
     }
     const reader = this.guarded(() => new Database(this.path, { readonly: true, fileMustExist: true }));
     try {
       reader.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
       const page = reader
-        .prepare<[KeyParams & { limit: number }], DbKeyVersion & { value: Buffer }>(
+        .prepare<[KeyParams & { limit: number }], DbRecord>(
           `SELECT ${columns} FROM kv
            WHERE (store_id, primary_namespace, secondary_namespace, key) > (@storeId, @pn, @sn, @key) ${order} LIMIT @limit`,
         )
@@ -660,7 +640,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       for (;;) {
         signal?.throwIfAborted();
         const rows = this.guarded(() => page.all({ ...after, limit: SNAPSHOT_PAGE_ROWS }));
-        yield* rows.map(toRecord);
+        yield* rows.map(toStoredRecord);
         const last = rows.at(-1);
         if (rows.length < SNAPSHOT_PAGE_ROWS || last === undefined) break;
         after = { storeId: last.store_id, pn: last.primary_namespace, sn: last.secondary_namespace, key: last.key };
