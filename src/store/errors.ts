@@ -11,7 +11,9 @@ export type StoreErrorCode =
   | "cancelled"
   | "unauthenticated"
   | "permission-denied"
-  | "internal";
+  | "internal"
+  /** A watch start the change log no longer (or does not yet) holds (etcd's "compacted"). */
+  | "out-of-range";
 
 /**
  * A finer cause within a code, for surfaces whose wire tables tell them apart: `quota` is a

@@ -324,6 +324,11 @@ export interface ChangesRequest {
   readonly limit: number;
   /** Include each put's value. */
   readonly values: boolean;
+  /**
+   * With values: stop after the change whose value takes the page past this many bytes (a page
+   * holds at least one change), so a page of large values stays bounded in memory.
+   */
+  readonly maxBytes?: number;
 }
 
 /** A store's sequence numbers: the last one given, and the oldest still kept. */

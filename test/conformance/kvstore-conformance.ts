@@ -1246,17 +1246,18 @@ export function describeChangeLog(name: string, open: () => Promise<StoreUnderTe
       await harness.close();
     });
 
+    const bytes = (value: string): Uint8Array => new TextEncoder().encode(value);
     const at = (key: string, storeId = "alice"): KeyRef => ({ storeId, primaryNamespace: "p", secondaryNamespace: "s", key });
     const all = async (storeId = "alice", values = false): Promise<Change[]> =>
       (await store.readChanges({ storeId, from: 1n, limit: 1000, values })).changes;
     const brief = (change: Change): string => `${change.seq} ${change.kind} ${change.key} v${change.version} r${change.revision} ${change.size}`;
 
     it("numbers each store's writes and removes 1, 2, 3... with their versions, revisions and sizes", async () => {
-      await store.write(at("a"), text("one"), { version: 10n });
-      await store.write(at("a"), text("three"), { version: 11n });
-      await store.write(at("b"), text("x"), { version: 12n });
+      await store.write(at("a"), bytes("one"), { version: 10n });
+      await store.write(at("a"), bytes("three"), { version: 11n });
+      await store.write(at("b"), bytes("x"), { version: 12n });
       await store.remove(at("a"), { version: 13n });
-      await store.write(at("z", "bob"), text("bobs"), { version: 14n });
+      await store.write(at("z", "bob"), bytes("bobs"), { version: 14n });
       expect((await all()).map(brief)).toEqual(["1 put a v10 r1 3", "2 put a v11 r2 5", "3 put b v12 r1 1", "4 remove a v13 r0 0"]);
       expect((await all("bob")).map(brief)).toEqual(["1 put z v14 r1 4"]);
       const page = await store.readChanges({ storeId: "alice", from: 3n, limit: 1, values: true });
@@ -1271,22 +1272,22 @@ export function describeChangeLog(name: string, open: () => Promise<StoreUnderTe
     });
 
     it("logs nothing for what changed nothing: a stale mutation, a remove of an absent key, a failed txn", async () => {
-      await store.write(at("a"), text("new"), { version: 20n });
-      expect(await store.write(at("a"), text("old"), { version: 19n })).toBe("stale");
+      await store.write(at("a"), bytes("new"), { version: 20n });
+      expect(await store.write(at("a"), bytes("old"), { version: 19n })).toBe("stale");
       await store.remove(at("never"));
-      const failed = await store.txn({ checks: [{ ...at("a"), expect: "absent" }], operations: [{ ...at("b"), kind: "write", value: text("b") }] });
+      const failed = await store.txn({ checks: [{ ...at("a"), expect: "absent" }], operations: [{ ...at("b"), kind: "write", value: bytes("b") }] });
       expect(failed.succeeded).toBe(false);
       expect((await all()).map(brief)).toEqual(["1 put a v20 r1 3"]);
     });
 
     it("logs a txn's operations in request order, with the versions they got", async () => {
-      await store.write(at("gone"), text("g"));
+      await store.write(at("gone"), bytes("g"));
       const result = await store.txn({
         checks: [],
         operations: [
-          { ...at("b"), kind: "write", value: text("bb") },
+          { ...at("b"), kind: "write", value: bytes("bb") },
           { ...at("gone"), kind: "remove" },
-          { ...at("a"), kind: "write", value: text("a") },
+          { ...at("a"), kind: "write", value: bytes("a") },
         ],
         version: 30n,
       });
@@ -1300,7 +1301,7 @@ export function describeChangeLog(name: string, open: () => Promise<StoreUnderTe
     });
 
     it("gives concurrent mutations distinct sequences with no gap, each matching what was applied", async () => {
-      await Promise.all(Array.from({ length: 50 }, (_, i) => store.write(at(`k${i % 7}`), text(`v${i}`))));
+      await Promise.all(Array.from({ length: 50 }, (_, i) => store.write(at(`k${i % 7}`), bytes(`v${i}`))));
       const changes = await all("alice", true);
       expect(changes.map((change) => change.seq)).toEqual(Array.from({ length: 50 }, (_, i) => BigInt(i + 1)));
       // The last change of each key holds its current value and revision.
@@ -1312,8 +1313,8 @@ export function describeChangeLog(name: string, open: () => Promise<StoreUnderTe
     });
 
     it("prunes by count and by age, and reports the oldest kept sequence", async () => {
-      for (let i = 0; i < 10; i++) await store.write(at(`k${i}`), text("v"));
-      await store.write(at("k0", "bob"), text("v"));
+      for (let i = 0; i < 10; i++) await store.write(at(`k${i}`), bytes("v"));
+      await store.write(at("k0", "bob"), bytes("v"));
       expect(await store.pruneChanges({ maxCount: 4 }, 1000)).toBe(6);
       const page = await store.readChanges({ storeId: "alice", from: 1n, limit: 100, values: false });
       expect([page.oldest, page.latest]).toEqual([7n, 10n]);
@@ -1323,7 +1324,7 @@ export function describeChangeLog(name: string, open: () => Promise<StoreUnderTe
       const empty = await store.readChanges({ storeId: "alice", from: 11n, limit: 100, values: false });
       expect([empty.oldest, empty.latest, empty.changes.length]).toEqual([11n, 10n, 0]);
       // The sequence goes on from where it was, pruned or not.
-      await store.write(at("next"), text("v"));
+      await store.write(at("next"), bytes("v"));
       expect((await all()).map((change) => change.seq)).toEqual([11n]);
       expect(await store.changeHeads()).toEqual(new Map([["alice", 11n], ["bob", 1n]]));
     });
@@ -1331,20 +1332,20 @@ export function describeChangeLog(name: string, open: () => Promise<StoreUnderTe
     it("tells listeners which stores a commit changed, once it is durable", async () => {
       const seen: string[][] = [];
       const stop = store.onChanges((storeIds) => seen.push([...storeIds].sort()));
-      await store.write(at("a"), text("v"));
-      await store.txn({ checks: [], operations: [{ ...at("b", "bob"), kind: "write", value: text("v") }, { ...at("c"), kind: "write", value: text("v") }] });
+      await store.write(at("a"), bytes("v"));
+      await store.txn({ checks: [], operations: [{ ...at("b", "bob"), kind: "write", value: bytes("v") }, { ...at("c"), kind: "write", value: bytes("v") }] });
       stop();
-      await store.write(at("after"), text("v"));
+      await store.write(at("after"), bytes("v"));
       expect(seen.flat().sort()).toEqual(["alice", "alice", "bob"]);
       expect(seen.every((stores) => stores.length > 0)).toBe(true);
     });
 
     it("keeps the log and the sequence across close and reopen (durable backends)", async (context) => {
       if (harness.reopen === undefined) return context.skip();
-      await store.write(at("a"), text("v"));
+      await store.write(at("a"), bytes("v"));
       await store.remove(at("a"));
       store = await harness.reopen();
-      await store.write(at("b"), text("v"));
+      await store.write(at("b"), bytes("v"));
       expect((await all()).map(brief)).toEqual(["1 put a v0 r1 1", "2 remove a v0 r0 0", "3 put b v0 r1 1"]);
     });
   });
