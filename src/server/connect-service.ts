@@ -26,6 +26,7 @@ import { httpCredentials, httpHeader } from "../service/http.js";
 import { callObserver } from "../service/observe.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
 import type { KVStore } from "../store/types.js";
+import type { ChangeFeed } from "../watch/change-feed.js";
 import { kvStoreService } from "./kvstore-service.js";
 
 export interface ConnectServiceOptions {
@@ -37,6 +38,8 @@ export interface ConnectServiceOptions {
   readonly corsOrigins: readonly string[];
   /** Told of every call (metrics), after the debug line. */
   readonly observeCall?: CallObserver;
+  /** Serves Watch (server streaming) from the primary's change log. */
+  readonly feed?: ChangeFeed;
 }
 
 export type HttpHandler = (request: IncomingMessage, response: ServerResponse, next: () => void) => void;
@@ -113,7 +116,7 @@ async function messageOf(request: IncomingMessage, body: Buffer, limit: number):
 export function connectService(options: ConnectServiceOptions): HttpHandler {
   const { logger } = options;
   const observe = callObserver(logger, options.observeCall);
-  const impl = kvStoreService(options.store, options.limits);
+  const impl = kvStoreService(options.store, options.limits, options.feed);
   const limit = messageLimitBytes(options.limits);
   const maxMembers = jsonMemberLimit(options.limits);
 
@@ -133,6 +136,29 @@ export function connectService(options: ConnectServiceOptions): HttpHandler {
     call.end();
     return response;
   };
+  /** `run` for a server-streaming handler: each response is written as connect-es pulls it. */
+  const stream = async function* <Request, Response>(
+    context: ConnectContext,
+    handler: (request: Request, context: HandlerContext) => AsyncIterable<Response>,
+  ): AsyncGenerator<Response> {
+    const admission = context.values.get(ADMISSION);
+    if (admission === undefined) throw new ConnectError("the call was not admitted", Code.Internal);
+    const { call } = admission;
+    context.signal.addEventListener("abort", () => call.cancel(cancellationOf(call.deadline)), { once: true });
+    let responses: AsyncIterator<Response> | undefined;
+    try {
+      if (admission.refusal !== undefined) throw admission.refusal;
+      // The span covers the handler's start; the stream's later pulls run outside it.
+      responses = await call.run(async () => handler(admission.request as Request, call)[Symbol.asyncIterator]());
+      for (let next = await responses.next(); !next.done && !call.cancelled; next = await responses.next()) yield next.value;
+    } catch (error) {
+      throw toConnectError(call.end(error)!);
+    } finally {
+      // Also when connect-es stops pulling (the caller went away): the handler's own finally runs.
+      await responses?.return?.();
+      call.end();
+    }
+  };
   // Bodies reach connect-es already read, decompressed and checked: an empty message.
   const router = createConnectRouter({ readMaxBytes: limit, writeMaxBytes: limit, acceptCompression: [compressionGzip, compressionBrotli] });
   router.service(KVStoreService, {
@@ -144,6 +170,7 @@ export function connectService(options: ConnectServiceOptions): HttpHandler {
     listAllKeys: (_request, context) => run(context, impl.listAllKeys),
     mutate: (_request, context) => run(context, impl.mutate),
     txn: (_request, context) => run(context, impl.txn),
+    watch: (_request, context) => stream(context, impl.watch),
   });
   const handlers = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
   /** One CallMethod per surface and method, for metrics' children. */

@@ -42,6 +42,10 @@ export interface ChangeFeedOptions {
   readonly maxWatchers?: number;
 }
 
+function shuttingDown(resumeFrom: string): StoreError {
+  return new StoreError("unavailable", `the server is shutting down; resume from ${resumeFrom}`);
+}
+
 function outOfRange(message: string): StoreError {
   return new StoreError("out-of-range", message);
 }
@@ -64,6 +68,7 @@ export class ChangeFeed {
   private readonly inflight = new Map<string, Promise<ChangesPage>>();
   private readonly stopListening: () => void;
   private watchers = 0;
+  private closed = false;
 
   constructor(
     private readonly log: ChangeLog,
@@ -144,6 +149,7 @@ export class ChangeFeed {
     const progressInterval = this.options.progressIntervalMs ?? DEFAULT_WATCH_PROGRESS_INTERVAL_MS;
     let lastSent = 0;
     while (!signal.aborted) {
+      if (this.closed) throw shuttingDown(String(next));
       const page = await this.read(storeId, next, target.values);
       if (next < page.oldest) throw outOfRange(`store ${storeId}: the watcher fell behind the kept changes (--watch-retention); copy the store and start from ${page.oldest}`);
       for (const change of page.changes) {
@@ -176,6 +182,7 @@ export class ChangeFeed {
     const checked = new Set<string>();
     let lastSent = 0;
     while (!signal.aborted) {
+      if (this.closed) throw shuttingDown("each store's next sequence");
       const heads = await this.log.changeHeads();
       let pending = 0n;
       let delivered = false;
@@ -212,7 +219,9 @@ export class ChangeFeed {
     }
   }
 
+  /** Ends every watch (UNAVAILABLE, with where to resume) and stops listening to the log. */
   close(): void {
+    this.closed = true;
     this.stopListening();
     for (const waiter of this.waiters) waiter.wake();
   }
