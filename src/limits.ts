@@ -149,11 +149,11 @@ export const WATCH_PAGE_MAX_BYTES = 4 * 1024 * 1024;
 /** How often an idle watch is sent a progress message (`--watch-progress-interval`). */
 export const DEFAULT_WATCH_PROGRESS_INTERVAL_MS = 1_000;
 /**
- * A watcher that takes no message for this long while changes wait for it is ended with
- * RESOURCE_EXHAUSTED and the sequence to resume from (`--watch-max-stall`). Its memory is bounded
- * anyway (one page, read only when it takes messages); this frees the stream.
+ * A server stream (Watch, Resync, Snapshot) whose peer takes no message for this long is ended
+ * with RESOURCE_EXHAUSTED (`--stream-max-stall-ms`); a watch says where to resume. Until then it
+ * holds one message: the next waits until the last reached the connection.
  */
-export const DEFAULT_WATCH_MAX_STALL_MS = 30_000;
+export const DEFAULT_STREAM_MAX_STALL_MS = 30_000;
 /** How often watchers of a database shared with other instances (PostgreSQL) look for their commits. */
 export const WATCH_SHARED_POLL_INTERVAL_MS = 100;
 /** Most concurrent Watch streams one server serves; one more is refused with RESOURCE_EXHAUSTED. */

@@ -55,5 +55,5 @@ export interface AppConfig {
   /** What the change log keeps (contract §9): `parseRetention`'s form, e.g. `1h,100000`. */
   readonly watchRetention: string;
   readonly watchProgressIntervalMs: number;
-  readonly watchMaxStallMs: number;
+  readonly streamMaxStallMs: number;
 }

@@ -208,7 +208,6 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
     changeLog &&
     new ChangeFeed(changeLog, {
       progressIntervalMs: config.watchProgressIntervalMs,
-      maxStallMs: config.watchMaxStallMs,
       ...(sharedLog && { pollIntervalMs: WATCH_SHARED_POLL_INTERVAL_MS }),
     });
   const stopPruning = changeLog && startPruning(changeLog, parseRetention(config.watchRetention), logger);
@@ -230,6 +229,7 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
       observeCall: metrics.observeCall,
       health: store,
       feed,
+      streamMaxStallMs: config.streamMaxStallMs,
     });
     if (config.vssListen !== undefined) {
       vssServer = await startVssServer({

@@ -9,7 +9,7 @@ import {
   DEFAULT_LISTEN,
   DEFAULT_MAX_VERSION_SKEW_MS,
   DEFAULT_RETRY,
-  DEFAULT_WATCH_MAX_STALL_MS,
+  DEFAULT_STREAM_MAX_STALL_MS,
   DEFAULT_WATCH_PROGRESS_INTERVAL_MS,
   DEFAULT_WATCH_RETENTION_CHANGES,
   DEFAULT_WATCH_RETENTION_MS,
@@ -288,10 +288,10 @@ export const SERVE_SETTINGS = {
     defaultValue: DEFAULT_WATCH_PROGRESS_INTERVAL_MS,
     parse: parsePositiveInteger,
   } satisfies Setting<number>,
-  watchMaxStallMs: {
-    flag: "--watch-max-stall-ms <ms>",
-    description: "a watcher that takes no change for this long while changes wait is ended (RESOURCE_EXHAUSTED, with where to resume)",
-    defaultValue: DEFAULT_WATCH_MAX_STALL_MS,
+  streamMaxStallMs: {
+    flag: "--stream-max-stall-ms <ms>",
+    description: "a server stream (Watch, Resync, Snapshot) whose peer takes no message for this long is ended (RESOURCE_EXHAUSTED; a watch says where to resume)",
+    defaultValue: DEFAULT_STREAM_MAX_STALL_MS,
     parse: parsePositiveInteger,
   } satisfies Setting<number>,
   metricsPerStore: {

@@ -72,7 +72,9 @@ interface Admission {
 const ADMISSION = createContextKey<Admission | undefined>(undefined, { description: "tierkv admission" });
 
 const GRPC_WEB = /^application\/grpc-web/i;
-const JSON_BODY = /^application\/(grpc-web\+)?json(;|$)/i;
+/** Connect's streaming requests (Watch) frame their one message in an envelope, as gRPC-Web does. */
+const ENVELOPED = /^application\/(grpc-web|connect\+)/i;
+const JSON_BODY = /^application\/(grpc-web\+|connect\+)?json(;|$)/i;
 
 const TIMEOUT_UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
 
@@ -87,22 +89,23 @@ function deadlineOf(request: IncomingMessage): number | undefined {
 /** An empty message in the body's framing: what connect-es parses in place of the real body. */
 function emptyBody(contentType: string): Uint8Array {
   const json = JSON_BODY.test(contentType);
-  if (!GRPC_WEB.test(contentType)) return json ? new TextEncoder().encode("{}") : new Uint8Array(0);
+  if (!ENVELOPED.test(contentType)) return json ? new TextEncoder().encode("{}") : new Uint8Array(0);
   return json ? new Uint8Array([0, 0, 0, 0, 2, 0x7b, 0x7d]) : new Uint8Array(5);
 }
 
 /**
  * The message bytes of a body, decompressed: Connect's whole body (`content-encoding`), or the
- * first gRPC-Web envelope's data (compressed when its flag says so, by `grpc-encoding`).
+ * first envelope's data of a gRPC-Web or Connect streaming body (compressed when its flag says
+ * so, by `grpc-encoding` or `connect-content-encoding`).
  */
 async function messageOf(request: IncomingMessage, body: Buffer, limit: number): Promise<Uint8Array> {
   const contentType = request.headers["content-type"] ?? "";
-  if (!GRPC_WEB.test(contentType)) return decompress(body, request.headers["content-encoding"], limit);
-  if (body.byteLength < 5) throw invalidArgument("the gRPC-Web body holds no message");
+  if (!ENVELOPED.test(contentType)) return decompress(body, request.headers["content-encoding"], limit);
+  if (body.byteLength < 5) throw invalidArgument("the enveloped body holds no message");
   const length = body.readUInt32BE(1);
-  if (body.byteLength < 5 + length) throw invalidArgument("the gRPC-Web message is shorter than its envelope says");
+  if (body.byteLength < 5 + length) throw invalidArgument("the enveloped message is shorter than its envelope says");
   const data = body.subarray(5, 5 + length);
-  const encoding = request.headers["grpc-encoding"];
+  const encoding = request.headers[GRPC_WEB.test(contentType) ? "grpc-encoding" : "connect-content-encoding"];
   return (body[0]! & 0b1) !== 0 ? decompress(data, typeof encoding === "string" ? encoding : "gzip", limit) : data;
 }
 
@@ -212,6 +215,7 @@ export function connectService(options: ConnectServiceOptions): HttpHandler {
     const header = new Headers(universal.header);
     header.delete("content-encoding");
     header.delete("grpc-encoding");
+    header.delete("connect-content-encoding");
     header.delete("content-length");
     const empty = emptyBody(contentType);
     const body = (async function* () {

@@ -230,7 +230,7 @@ export function kvStoreService(tiers: KVStore, limits: Limits, feed?: ChangeFeed
       validateNamespace({ storeId: scope.storeId, ...prefix }, "watch");
       const starts = new Map(Object.entries(request.starts));
       for (const [storeId, start] of starts) if (start === 0n) starts.delete(storeId);
-      for await (const event of feed.watch(
+      const events = feed.watch(
         {
           ...scope,
           start: request.startSequence,
@@ -240,8 +240,20 @@ export function kvStoreService(tiers: KVStore, limits: Limits, feed?: ChangeFeed
           ...(prefix.secondaryNamespace !== "" && { secondaryNamespace: prefix.secondaryNamespace }),
         },
         context.signal,
-      )) {
-        yield watchResponse(event);
+      );
+      try {
+        for (let next = await events.next(); !next.done; ) {
+          try {
+            yield watchResponse(next.value);
+          } catch (error) {
+            // A stall the surface throws in goes on to the feed, which says where to resume.
+            next = await events.throw(error);
+            continue;
+          }
+          next = await events.next();
+        }
+      } finally {
+        await events.return(undefined);
       }
     },
 

@@ -44,6 +44,8 @@ export interface ServerOptions {
   readonly observeCall?: CallObserver;
   /** Serves Watch from the primary's change log; without it Watch answers FAILED_PRECONDITION. */
   readonly feed?: ChangeFeed;
+  /** Server streams whose peer takes nothing for this long are ended (default: the limits module's). */
+  readonly streamMaxStallMs?: number;
   /** Whether KVStoreService can serve (the tiered store's breakers); SERVING when absent. */
   readonly health?: { readonly serving: boolean; onHealthChange(listener: (serving: boolean) => void): void };
 }
@@ -96,7 +98,7 @@ export { callObserver } from "../service/observe.js";
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { logger } = options;
   // Calls are admitted from their metadata by the surface's interceptor, before their message is read.
-  const surface = grpcSurface(callObserver(logger, options.observeCall), options.authenticate);
+  const surface = grpcSurface(callObserver(logger, options.observeCall), options.authenticate, options.streamMaxStallMs);
   const server = new grpc.Server({ ...channelOptions(options), interceptors: [surface.interceptor] });
   server.addService(grpcServiceDefinition(KVStoreService), surface.handlers(KVStoreService, kvStoreService(options.store, options.limits, options.feed)));
   if (options.admin !== undefined) {

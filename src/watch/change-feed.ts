@@ -5,7 +5,6 @@
 //! woke together are made once (a commit wakes every watcher of its store at the same cursor).
 
 import {
-  DEFAULT_WATCH_MAX_STALL_MS,
   DEFAULT_WATCH_PROGRESS_INTERVAL_MS,
   MAX_WATCHERS,
   WATCH_PAGE_CHANGES,
@@ -38,7 +37,6 @@ export interface ChangeFeedOptions {
   /** Poll interval for a log other processes also write; undefined: this process's commits are all there are. */
   readonly pollIntervalMs?: number;
   readonly progressIntervalMs?: number;
-  readonly maxStallMs?: number;
   readonly maxWatchers?: number;
 }
 
@@ -113,8 +111,8 @@ export class ChangeFeed {
 
   /**
    * The watch's events until `signal` aborts. Throws `out-of-range` for a start the log no longer
-   * (or does not yet) hold, `resource-exhausted` (with the sequence to resume from) when the
-   * consumer takes no event for `maxStallMs` while changes wait.
+   * (or does not yet) hold; `resource-exhausted` with the sequence to resume from when the
+   * surface throws a stall in.
    */
   async *watch(target: WatchTarget, signal: AbortSignal): AsyncGenerator<WatchEvent> {
     if (this.watchers >= (this.options.maxWatchers ?? MAX_WATCHERS)) {
@@ -134,11 +132,18 @@ export class ChangeFeed {
     return target.secondaryNamespace === undefined || change.secondaryNamespace === target.secondaryNamespace;
   }
 
-  /** Ends the watch when the consumer held an event longer than the stall limit while more waited. */
-  private stallCheck(startedAt: number, resumeFrom: () => string): void {
-    const maxStall = this.options.maxStallMs ?? DEFAULT_WATCH_MAX_STALL_MS;
-    if (Date.now() - startedAt > maxStall) {
-      throw new StoreError("resource-exhausted", `the watcher took no change for over ${maxStall} ms while changes waited; resume from ${resumeFrom()}`);
+  /**
+   * Yields a change; a stall the surface throws in (its peer stopped reading) ends the watch with
+   * where to resume: the change was handed over, so the next one.
+   */
+  private async *deliver(change: Change, resumeFrom: () => string): AsyncGenerator<WatchEvent> {
+    try {
+      yield { kind: "change", change };
+    } catch (error) {
+      if (error instanceof StoreError && error.reason === "stalled") {
+        throw new StoreError("resource-exhausted", `the watcher fell behind: ${error.message}; resume from ${resumeFrom()}`, { reason: "stalled" });
+      }
+      throw error;
     }
   }
 
@@ -155,10 +160,8 @@ export class ChangeFeed {
       for (const change of page.changes) {
         next = change.seq + 1n;
         if (!this.matches(change, target)) continue;
-        const handedAt = Date.now();
-        yield { kind: "change", change };
+        yield* this.deliver(change, () => String(next));
         lastSent = Date.now();
-        if (next <= page.latest) this.stallCheck(handedAt, () => String(next));
       }
       if (page.changes.length > 0 && next <= page.latest) continue;
       const idleFor = Date.now() - lastSent;
@@ -199,11 +202,9 @@ export class ChangeFeed {
         for (const change of page.changes) {
           next.set(storeId, change.seq + 1n);
           if (!this.matches(change, target)) continue;
-          const handedAt = Date.now();
-          yield { kind: "change", change };
+          yield* this.deliver(change, () => `each store's next sequence (store ${storeId}: ${next.get(storeId)})`);
           lastSent = Date.now();
           delivered = true;
-          this.stallCheck(handedAt, () => `each store's next sequence (store ${storeId}: ${next.get(storeId)})`);
         }
         const after = next.get(storeId)!;
         if (page.latest >= after) pending += page.latest - after + 1n;
