@@ -2,7 +2,9 @@
 // the changes after it while 16 writers run (SQLite; two instances sharing PostgreSQL, one under
 // faketime); Connect server streaming as curl speaks it; retention's OUT_OF_RANGE; a stalled
 // watcher ended with where to resume; tenants isolated on every surface.
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { connect as connectHttp2 } from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { status as grpcStatus } from "@grpc/grpc-js";
@@ -16,7 +18,7 @@ import type { WatchEvent } from "../../src/watch/change-feed.js";
 import { addTokenWithCli } from "../support/auth.js";
 import { skewedClock } from "../support/faketime.js";
 import { usePostgres } from "../support/postgres.js";
-import { spawnServer, type ServerProcess } from "../support/process.js";
+import { CLI, spawnServer, type ServerProcess } from "../support/process.js";
 import { text } from "../support/store-assertions.js";
 import { removeTempDirs, tempDir } from "../support/temp.js";
 
@@ -106,6 +108,27 @@ describe("Watch on a SQLite primary", () => {
     expect(await writers([kv], 40)).toBe(16 * 40);
     const changes = await watched;
     await expectExactly(changes, 6n, total, kv);
+  });
+
+  it("tierkv watch prints one JSON line per change until interrupted", async () => {
+    const dir = tempDir();
+    const { server, client } = await serve(["--primary", `sqlite:${join(dir, "kv.db")}`]);
+    const kv = client();
+    await kv.write(at("a"), bytes("one"));
+    await kv.write({ primaryNamespace: "other", secondaryNamespace: "", key: "b" }, bytes("x"));
+    await kv.remove(at("a"));
+    const cli = spawn(process.execPath, [CLI, "--server", server.address, "watch", "cfg", "--from", "1", "--values"], { stdio: ["ignore", "pipe", "pipe"] });
+    const lines: string[] = [];
+    const exited = new Promise<number | null>((resolve) => cli.once("exit", (code) => resolve(code)));
+    createInterface({ input: cli.stdout! }).on("line", (line) => {
+      lines.push(line);
+      if (lines.length === 2) cli.kill("SIGINT");
+    });
+    expect(await exited).toBe(0);
+    expect(lines.map((line) => JSON.parse(line) as unknown)).toEqual([
+      { seq: 1, type: "put", path: "cfg/a", version: expect.stringMatching(/^[1-9]\d*$/), revision: "1", size: 3, value: Buffer.from("one").toString("base64") },
+      { seq: 3, type: "remove", path: "cfg/a", version: expect.stringMatching(/^[1-9]\d*$/), revision: "0", size: 0 },
+    ]);
   });
 
   it("serves Connect server streaming as curl speaks it, and progress while idle", async () => {
