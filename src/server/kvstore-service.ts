@@ -92,6 +92,7 @@ function watchResponse(event: WatchEvent): MessageInitShape<typeof KVStoreServic
         revision: change.revision,
         size: BigInt(change.size),
         ...(change.value !== undefined && { value: change.value }),
+        superseded: change.superseded === true,
         commitTimeMs: BigInt(change.time),
       },
     },

@@ -11,7 +11,9 @@
 //!
 //! Change log (`ChangeLog`, contract §9): every mutation that changes a row also appends a row to
 //! `changes` in the same transaction, numbered by its store's counter in `change_heads`. One
-//! connection commits everything, so sequence order is commit order.
+//! connection commits everything, so sequence order is commit order. The log holds no values: a
+//! put's value is read from `kv` while the key still holds it (`kv.change_seq`), so a write is
+//! stored once (with values in the log, a 1 KiB write cost 35 µs of CPU instead of 19).
 
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
@@ -113,8 +115,10 @@ const MIGRATIONS: readonly string[] = [
   // 2 → 3: each store's usage, kept by every mutation's own transaction (quotas, StoreUsage).
   `CREATE TABLE usage (store_id TEXT PRIMARY KEY, keys INTEGER NOT NULL, bytes INTEGER NOT NULL) WITHOUT ROWID;
    INSERT INTO usage SELECT store_id, count(*), coalesce(sum(length(value)), 0) FROM kv GROUP BY store_id;`,
-  // 3 → 4: the change log (Watch, followers) and each store's last sequence; it starts empty.
-  `CREATE TABLE changes (
+  // 3 → 4: the change log (Watch, followers), each store's last sequence, and the sequence of the
+  // change that wrote each row; the log starts empty.
+  `ALTER TABLE kv ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+   CREATE TABLE changes (
      store_id TEXT NOT NULL,
      seq INTEGER NOT NULL,
      primary_namespace TEXT NOT NULL,
@@ -124,10 +128,9 @@ const MIGRATIONS: readonly string[] = [
      version INTEGER NOT NULL,
      revision INTEGER NOT NULL,
      size INTEGER NOT NULL,
-     value BLOB,
      committed_at INTEGER NOT NULL,
      PRIMARY KEY (store_id, seq)
-   );
+   ) WITHOUT ROWID;
    CREATE TABLE change_heads (store_id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;`,
 ];
 
@@ -241,11 +244,11 @@ function prepareStatements(db: Database.Database) {
     sizedState: db
       .prepare<[KeyParams], SizedState>(`SELECT version, revision, length(value) AS size FROM kv WHERE ${where} AND key = @key`)
       .safeIntegers(true),
-    upsert: db.prepare<[KeyParams & StoredState & { value: Uint8Array }]>(
-      `INSERT INTO kv (store_id, primary_namespace, secondary_namespace, key, value, version, revision)
-       VALUES (@storeId, @pn, @sn, @key, @value, @version, @revision)
+    upsert: db.prepare<[KeyParams & StoredState & { value: Uint8Array; changeSeq: bigint }]>(
+      `INSERT INTO kv (store_id, primary_namespace, secondary_namespace, key, value, version, revision, change_seq)
+       VALUES (@storeId, @pn, @sn, @key, @value, @version, @revision, @changeSeq)
        ON CONFLICT (store_id, primary_namespace, secondary_namespace, key) DO UPDATE
-         SET value = excluded.value, version = excluded.version, revision = excluded.revision`,
+         SET value = excluded.value, version = excluded.version, revision = excluded.revision, change_seq = excluded.change_seq`,
     ),
     remove: db.prepare<[KeyParams]>(`DELETE FROM kv WHERE ${where} AND key = @key`),
     list: db.prepare<[NamespaceParams & { limit: number }], string>(`SELECT key FROM kv WHERE ${where} LIMIT @limit`).pluck(),
@@ -306,14 +309,20 @@ function prepareStatements(db: Database.Database) {
     setHead: db.prepare<[{ storeId: string; seq: bigint }]>(
       `INSERT INTO change_heads (store_id, seq) VALUES (@storeId, @seq) ON CONFLICT DO UPDATE SET seq = excluded.seq`,
     ),
-    logChange: db.prepare<[KeyParams & { seq: bigint; kind: number; version: bigint; revision: bigint; size: number; value: Uint8Array | null; at: number }]>(
-      `INSERT INTO changes (store_id, seq, primary_namespace, secondary_namespace, key, kind, version, revision, size, value, committed_at)
-       VALUES (@storeId, @seq, @pn, @sn, @key, @kind, @version, @revision, @size, @value, @at)`,
+    logChange: db.prepare<[KeyParams & { seq: bigint; kind: number; version: bigint; revision: bigint; size: number; at: number }]>(
+      `INSERT INTO changes (store_id, seq, primary_namespace, secondary_namespace, key, kind, version, revision, size, committed_at)
+       VALUES (@storeId, @seq, @pn, @sn, @key, @kind, @version, @revision, @size, @at)`,
     ),
+    // A put's value while the key still holds it (the row's change_seq is the change's); NULL once
+    // a later change superseded it.
     changes: db
       .prepare<[{ storeId: string; from: bigint; limit: number }], DbChange>(
-        `SELECT store_id, seq, primary_namespace, secondary_namespace, key, kind, version, revision, size, value, committed_at
-         FROM changes WHERE store_id = @storeId AND seq >= @from ORDER BY seq LIMIT @limit`,
+        `SELECT c.store_id, c.seq, c.primary_namespace, c.secondary_namespace, c.key, c.kind, c.version, c.revision, c.size,
+                kv.value, c.committed_at
+         FROM changes c LEFT JOIN kv ON c.kind = ${CHANGE_KIND_PUT} AND kv.store_id = c.store_id
+           AND kv.primary_namespace = c.primary_namespace AND kv.secondary_namespace = c.secondary_namespace
+           AND kv.key = c.key AND kv.change_seq = c.seq
+         WHERE c.store_id = @storeId AND c.seq >= @from ORDER BY c.seq LIMIT @limit`,
       )
       .safeIntegers(true),
     changesWithoutValues: db
@@ -552,8 +561,8 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   ): StoredState | "stale" {
     if (isStale(stored, options)) return "stale";
     const state = stateAfterWrite(stored, options);
-    this.stmt.upsert.run({ ...keyParams(ref), value, ...state });
-    this.logChange(ref, CHANGE_KIND_PUT, state, value);
+    const changeSeq = this.logChange(ref, CHANGE_KIND_PUT, state, value.byteLength);
+    this.stmt.upsert.run({ ...keyParams(ref), value, ...state, changeSeq });
     this.changeUsage(ref, sizeOf(stored), value.byteLength);
     this.raiseHighest(state.version);
     return state;
@@ -569,19 +578,20 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     const version = appliedVersion(stored, options);
     if (stored !== undefined) {
       this.stmt.remove.run(keyParams(ref));
-      this.logChange(ref, CHANGE_KIND_REMOVE, { version: version ?? 0n, revision: 0n }, null);
+      this.logChange(ref, CHANGE_KIND_REMOVE, { version: version ?? 0n, revision: 0n }, 0);
       this.changeUsage(ref, sizeOf(stored), undefined);
       this.raiseHighest(version);
     }
     return version ?? "applied";
   }
 
-  /** Appends a change to the log in the transaction being built, with its store's next sequence. */
-  private logChange(ref: KeyRef, kind: number, state: StoredState, value: Uint8Array | null): void {
+  /** Appends a change to the log in the transaction being built; its sequence, the store's next. */
+  private logChange(ref: KeyRef, kind: number, state: StoredState, size: number): bigint {
     const storeId = storeIdOf(ref);
     const seq = (this.batchHeads.get(storeId) ?? this.stmt.head.get({ storeId }) ?? 0n) + 1n;
     this.batchHeads.set(storeId, seq);
-    this.stmt.logChange.run({ ...keyParams(ref), seq, kind, ...state, size: value?.byteLength ?? 0, value, at: this.batchTime });
+    this.stmt.logChange.run({ ...keyParams(ref), seq, kind, ...state, size, at: this.batchTime });
+    return seq;
   }
 
   private raiseHighest(version: bigint | undefined): void {
@@ -696,7 +706,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       const changes: Change[] = [];
       let bytes = 0;
       for (const row of statement.iterate({ storeId: request.storeId, from: request.from, limit: request.limit })) {
-        changes.push(toChange(row));
+        changes.push(toChange(row, request.values));
         bytes += Number(row.size);
         if (request.values && request.maxBytes !== undefined && bytes >= request.maxBytes) break;
       }

@@ -310,8 +310,13 @@ export interface Change extends KeyRef {
   readonly revision: bigint;
   /** The value's size in bytes (0 for a remove). */
   readonly size: number;
-  /** The value a put stored, when the reader asked for values. */
+  /**
+   * The value a put stored, when the reader asked for values and the key still holds it. The log
+   * keeps no values (each is stored once, in the key's row): a put a later change of its key
+   * replaced has no value and is `superseded`; that later change follows in the log.
+   */
   readonly value?: Uint8Array;
+  readonly superseded?: boolean;
   /** When it was committed, in ms since the epoch, by the clock of the process (or database) that committed it. */
   readonly time: number;
 }

@@ -1271,6 +1271,21 @@ export function describeChangeLog(name: string, open: () => Promise<StoreUnderTe
       expect(await store.changeHeads()).toEqual(new Map([["alice", 4n], ["bob", 1n]]));
     });
 
+    it("gives a put's value while its key holds it; a put replaced since is superseded, without a value", async () => {
+      await store.write(at("a"), bytes("first"));
+      await store.write(at("a"), bytes("second"));
+      await store.write(at("b"), bytes("bee"));
+      await store.remove(at("b"));
+      const changes = await all("alice", true);
+      expect(changes.map((change) => [change.kind, change.value === undefined ? undefined : new TextDecoder().decode(change.value), change.superseded])).toEqual([
+        ["put", undefined, true],
+        ["put", "second", undefined],
+        ["put", undefined, true],
+        ["remove", undefined, undefined],
+      ]);
+      expect((await all("alice", false)).every((change) => change.value === undefined && change.superseded === undefined)).toBe(true);
+    });
+
     it("logs nothing for what changed nothing: a stale mutation, a remove of an absent key, a failed txn", async () => {
       await store.write(at("a"), bytes("new"), { version: 20n });
       expect(await store.write(at("a"), bytes("old"), { version: 19n })).toBe("stale");
