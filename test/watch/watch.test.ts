@@ -170,6 +170,30 @@ describe("Watch on a SQLite primary", () => {
     expect(messages[2]).toMatchObject({ progress: { sequence: "2" } });
   });
 
+  it("serves gRPC-Web server streaming", async () => {
+    const dir = tempDir();
+    const { client, http } = await serve(["--primary", `sqlite:${join(dir, "kv.db")}`]);
+    await client().write(at("a"), bytes("one"));
+    const request = toBinary(WatchRequestSchema, create(WatchRequestSchema, { startSequence: 1n, values: true }));
+    const framed = new Uint8Array(5 + request.byteLength);
+    new DataView(framed.buffer).setUint32(1, request.byteLength);
+    framed.set(request, 5);
+    const abort = new AbortController();
+    const response = await fetch(`${http}/tierkv.v1.KVStoreService/Watch`, {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" },
+      body: framed,
+      signal: abort.signal,
+    });
+    const reader = response.body!.getReader();
+    let body = Buffer.alloc(0);
+    while (body.byteLength < 5 || body.byteLength < 5 + body.readUInt32BE(1)) body = Buffer.concat([body, (await reader.read()).value!]);
+    abort.abort();
+    const event = fromBinary(WatchResponseSchema, body.subarray(5, 5 + body.readUInt32BE(1))).event;
+    expect(event.case).toBe("change");
+    expect(event.case === "change" && [event.value.sequence, event.value.key, text(event.value.value)]).toEqual([1n, "a", "one"]);
+  });
+
   it("answers OUT_OF_RANGE with the oldest kept sequence once retention pruned what a watch asks for", async () => {
     const dir = tempDir();
     const { client } = await serve(["--primary", `sqlite:${join(dir, "kv.db")}`, "--watch-retention", "5"]);
