@@ -199,7 +199,6 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
   const { store, remotes } = await openTierStore(config, logger);
   // Each tier tried once: one that does not answer is logged with its cause and marked down.
   await store.checkTiers();
-  const metrics: Metrics = createMetrics(store, { perStore: config.metricsPerStore });
   const limits = limitsOf(config);
   const changeLog = store.changeLog();
   // Other instances commit to a shared PostgreSQL too: their changes are found by polling.
@@ -211,6 +210,7 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
       ...(sharedLog && { pollIntervalMs: WATCH_SHARED_POLL_INTERVAL_MS }),
     });
   const stopPruning = changeLog && startPruning(changeLog, parseRetention(config.watchRetention), logger);
+  const metrics: Metrics = createMetrics(store, { perStore: config.metricsPerStore, ...(feed && { openWatches: () => feed.open }) });
   // Every failed start path closes what was opened before it.
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   let server: Awaited<ReturnType<typeof startServer>> | undefined;
