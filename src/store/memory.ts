@@ -6,7 +6,7 @@ import { effectivePageSize } from "../limits.js";
 import { notFound } from "./errors.js";
 import { appliedVersion, checkQuota, firstFailedCheck, isStale, stateAfterWrite, usageChange, type StoredState } from "./mutation-rules.js";
 import { allKeysPage, allKeysStart, decodeSequenceToken, encodePageToken } from "./page-token.js";
-import { belongsTo, groupChange, UsageChanges } from "./usage-group.js";
+import { belongsTo, groupChange, UsageChanges, usageGroupOf, type UsageGroup } from "./usage-group.js";
 import {
   compareKeys,
   storeIdOf,
@@ -14,6 +14,7 @@ import {
   type AllKeysPage,
   type AllKeysRequest,
   type BackupLedger,
+  type GroupUsage,
   type KVStore,
   type KeyRef,
   type KeyState,
@@ -165,12 +166,16 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
   /** Throws `quotaExceeded` when `changes` would take a usage group past `quota`. */
   private checkQuotas(changes: UsageChanges, quota: Quota): void {
     for (const { group, stores } of changes.byGroup()) {
-      let usage = { keys: 0, bytes: 0, stores: 0 };
-      for (const [storeId, { keys, bytes }] of this.usage) {
-        if (belongsTo(group, storeId)) usage = { keys: usage.keys + keys, bytes: usage.bytes + bytes, stores: usage.stores + (keys > 0 ? 1 : 0) };
-      }
-      checkQuota(group, usage, groupChange(stores, (storeId) => this.usage.get(storeId)?.keys ?? 0), quota);
+      checkQuota(group, this.usageOfGroup(group), groupChange(stores, (storeId) => this.usage.get(storeId)?.keys ?? 0), quota);
     }
+  }
+
+  private usageOfGroup(group: UsageGroup): GroupUsage {
+    let usage = { keys: 0, bytes: 0, stores: 0 };
+    for (const [storeId, { keys, bytes }] of this.usage) {
+      if (belongsTo(group, storeId)) usage = { keys: usage.keys + keys, bytes: usage.bytes + bytes, stores: usage.stores + (keys > 0 ? 1 : 0) };
+    }
+    return usage;
   }
 
   private changeUsage(storeId: string, storedBytes: number | undefined, newBytes: number | undefined): void {
@@ -317,6 +322,10 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
   async storeUsage(storeId: string): Promise<StoreUsage> {
     const usage = this.usage.get(storeId);
     return { keys: usage?.keys ?? 0, bytes: usage?.bytes ?? 0 };
+  }
+
+  async groupUsage(storeId: string): Promise<GroupUsage> {
+    return this.usageOfGroup(usageGroupOf(storeId));
   }
 
   async recountUsage(storeId: string): Promise<{ recorded: StoreUsage; counted: StoreUsage }> {

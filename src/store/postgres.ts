@@ -104,15 +104,17 @@ import { GroupCommit } from "./postgres-group-commit.js";
 import { analyzeIfNeverAnalyzed, migrate } from "./postgres-schema.js";
 import { postgresSnapshotRecords } from "./postgres-snapshot.js";
 import { toKeyVersion, type DbKeyVersion } from "./db-rows.js";
-import { keyId, keyParams, namespaceParams, statement, TYPES, usageOf, type DbUsage, type SQL } from "./postgres-sql.js";
+import { groupUsageOf, keyId, keyParams, namespaceParams, statement, TYPES, usageOf, type DbGroupUsage, type DbUsage, type SQL } from "./postgres-sql.js";
 import { applyRemove, applyWrite, mutatedOf, runLocked, type LockedOperation, type Mutated } from "./postgres-txn.js";
 import { parsePostgresUri } from "./postgres-uri.js";
+import { usageGroupOf } from "./usage-group.js";
 import {
   storeIdOf,
   VersionedReads,
   type AllKeysPage,
   type AllKeysRequest,
   type BackupLedger,
+  type GroupUsage,
   type KVStore,
   type StoreUsage,
   type StoreUsageReader,
@@ -311,6 +313,11 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
 
   async storeUsage(storeId: string): Promise<StoreUsage> {
     return usageOf((await this.query<DbUsage>("usage", [storeId]))[0]);
+  }
+
+  async groupUsage(storeId: string): Promise<GroupUsage> {
+    const { from, to } = usageGroupOf(storeId);
+    return groupUsageOf((await this.query<DbGroupUsage>("groupUsage", [from, to]))[0]);
   }
 
   /**

@@ -23,7 +23,7 @@ import { notFound, StoreError } from "./errors.js";
 import { appliedVersion, checkQuota, firstFailedCheck, isStale, stateAfterWrite, usageChange, type StoredState } from "./mutation-rules.js";
 import { allKeysPage, allKeysStart, decodeSequenceToken, sequencePage } from "./page-token.js";
 import { preallocateWal, walBytesAtCheckpoint } from "./sqlite-wal.js";
-import { groupChange, plusUsage, UsageChanges } from "./usage-group.js";
+import { groupChange, plusUsage, UsageChanges, usageGroupOf } from "./usage-group.js";
 import {
   storeIdOf,
   VersionedReads,
@@ -600,6 +600,11 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
 
   async storeUsage(storeId: string): Promise<StoreUsage> {
     return this.guarded(() => this.stmt.usage.get({ storeId }) ?? { keys: 0, bytes: 0 });
+  }
+
+  async groupUsage(storeId: string): Promise<GroupUsage> {
+    const { from, to } = usageGroupOf(storeId);
+    return this.guarded(() => this.stmt.groupUsage.get({ from, to }) ?? { keys: 0, bytes: 0, stores: 0 });
   }
 
   /** In the commit order of mutations, so no write slips between the count and the record. */

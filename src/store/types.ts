@@ -231,6 +231,8 @@ export interface KVStore {
 export interface StoreUsageReader {
   /** Keys and value bytes the store (tenant) holds, from the usage record (no scan). */
   storeUsage(storeId: string): Promise<StoreUsage>;
+  /** The usage of the group `storeId` (or a group id) belongs to (usage-group.ts): the sum of its stores' records. */
+  groupUsage(storeId: string): Promise<GroupUsage>;
   /** Counts the store's keys and bytes from the data, sets the record to them, and returns both. */
   recountUsage(storeId: string): Promise<{ readonly recorded: StoreUsage; readonly counted: StoreUsage }>;
 }

@@ -1098,6 +1098,11 @@ export function describeConformance(
           // Usage stays per store id.
           expect(await reader.storeUsage("vss:alice:s1")).toEqual({ keys: 2, bytes: 4 });
           expect(await recounted(reader, ["vss:alice:s1", "vss:alice:s2", "vss:alice:s3", "vss:alice:s4"])).toEqual({ keys: 4, bytes: 7 });
+          // The group's usage: its stores' records summed, and the store ids holding keys (s2 was emptied).
+          expect(await reader.groupUsage("vss:alice:s9")).toEqual({ keys: 4, bytes: 7, stores: 3 });
+          expect(await reader.groupUsage("vss:alice:")).toEqual({ keys: 4, bytes: 7, stores: 3 });
+          expect(await reader.groupUsage("alice")).toEqual({ keys: 4, bytes: 4, stores: 1 });
+          expect(await reader.groupUsage("nobody")).toEqual({ keys: 0, bytes: 0, stores: 0 });
         });
 
         itUsage("caps a user's store ids with maxStores: a new one is refused, the others stay writable, an emptied one frees its place", async (reader) => {
