@@ -61,6 +61,7 @@ export class Tx {
     if (this.quota === undefined) return;
     // A change that grows nothing is never refused: no need to look.
     const growing = [...this.quota.changes.byGroup()].filter(({ stores }) => {
+      // Only the summed keys and bytes matter here: a group gains a store id only when it gains keys.
       const total = groupChange(stores, () => 0);
       return total.keys > 0 || total.bytes > 0;
     });
