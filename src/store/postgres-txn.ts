@@ -60,11 +60,10 @@ export class Tx {
     if (this.highest > 0n) await this.client.query(statement("raiseClock", [this.highest]));
     if (this.quota === undefined) return;
     // A change that grows nothing is never refused: no need to look.
-    const growing = [...this.quota.changes.byGroup()].filter(({ stores }) => {
-      // Only the summed keys and bytes matter here: a group gains a store id only when it gains keys.
-      const total = groupChange(stores, () => 0);
-      return total.keys > 0 || total.bytes > 0;
-    });
+    // A group may grow when its bytes do, or a store of it gains keys (its keys, or its store ids).
+    const growing = [...this.quota.changes.byGroup()].filter(
+      ({ stores }) => [...stores.values()].some((change) => change.keys > 0) || groupChange(stores, () => 0).bytes > 0,
+    );
     if (growing.length === 0) return;
     const keys = [...new Set(growing.map(({ group }) => groupLockKey(group)))].sort((a, b) => a - b);
     for (const key of keys) await this.query("lockGroup", [GROUP_LOCK_CLASS, key]);

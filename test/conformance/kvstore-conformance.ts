@@ -1143,6 +1143,17 @@ export function describeConformance(
             expect(await reader.storeUsage("vss:alice:s2")).toEqual({ keys: 0, bytes: 0 });
             succeeded(await reader.txn({ checks: [], operations: [write("s2", "a")], quota: { maxKeys: 3 } }));
           });
+
+          itUsage("holds a Txn that moves a key into a new store id to maxStores, though its keys do not grow", async (reader) => {
+            const write = (storeId: string, key: string) => ({ ...vss("alice", storeId, key), kind: "write" as const, value: bytes("v") });
+            const remove = (storeId: string, key: string) => ({ ...vss("alice", storeId, key), kind: "remove" as const });
+            const quota = { maxStores: 2 };
+            succeeded(await reader.txn({ checks: [], operations: [write("a", "1"), write("a", "2"), write("b", "1")], quota }));
+            expect(await quotaError(reader.txn({ checks: [], operations: [remove("a", "1"), write("c", "1")], quota }))).toContain("in 2 store ids; this would make 3");
+            // Emptying one store id while filling another keeps the count.
+            succeeded(await reader.txn({ checks: [], operations: [remove("b", "1"), write("c", "1")], quota }));
+            expect(await reader.groupUsage("vss:alice:")).toEqual({ keys: 3, bytes: 3, stores: 2 });
+          });
         }
       });
     });
