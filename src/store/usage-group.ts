@@ -24,28 +24,20 @@ export function vssUserPrefix(user: string): string {
   return `${VSS_STORE_PREFIX}${encodeURIComponent(user)}:`;
 }
 
-/** The user a VSS prefix names, for messages (as written when it does not decode). */
-function userOf(prefix: string): string {
-  const encoded = prefix.slice(VSS_STORE_PREFIX.length, -1);
-  try {
-    return decodeURIComponent(encoded);
-  } catch {
-    return encoded;
-  }
-}
-
-/** The usage group `storeId` belongs to. */
+/** The usage group `storeId` belongs to (a group's id belongs to that group). */
 export function usageGroupOf(storeId: string): UsageGroup {
   // The user is URI-encoded, so its first `:` after the prefix ends it.
   const end = storeId.startsWith(VSS_STORE_PREFIX) ? storeId.indexOf(":", VSS_STORE_PREFIX.length) : -1;
   if (end < 0) {
-    // Store ids hold no control characters: nothing sorts between `s` and `s\u0001` but `s`
-    // (and PostgreSQL text cannot hold the NUL that `s\u0000` would need).
+    // Store ids hold no control characters, so only `s` sorts in [s, s\u0001) (PostgreSQL text
+    // cannot hold the NUL of `s\u0000`).
     return { id: storeId, from: storeId, to: `${storeId}\u0001`, single: true, name: `store ${storeId}` };
   }
   const prefix = storeId.slice(0, end + 1);
-  // Every id starting with `…:` sorts below `…;`, the prefix's successor (`:` is ASCII).
-  return { id: prefix, from: prefix, to: `${prefix.slice(0, -1)};`, single: false, name: `the VSS stores of user ${userOf(prefix)}` };
+  // Every id starting with `…:` sorts below `…;`, the prefix's successor (`:` is ASCII). Messages
+  // show the user as encoded: it holds no control characters then.
+  const user = prefix.slice(VSS_STORE_PREFIX.length, -1);
+  return { id: prefix, from: prefix, to: `${prefix.slice(0, -1)};`, single: false, name: `the VSS stores of user ${user}` };
 }
 
 export function belongsTo(group: UsageGroup, storeId: string): boolean {
