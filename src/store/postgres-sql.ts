@@ -2,7 +2,7 @@
 //! parameters a key or namespace becomes.
 
 import pg from "pg";
-import { storeIdOf, type KeyRef, type NamespaceRef, type StoreUsage } from "./types.js";
+import { storeIdOf, type GroupUsage, type KeyRef, type NamespaceRef, type StoreUsage } from "./types.js";
 
 const PK = "store_id = $1 AND primary_namespace = $2 AND secondary_namespace = $3 AND key = $4";
 const NS = "store_id = $1 AND primary_namespace = $2 AND secondary_namespace = $3";
@@ -82,6 +82,11 @@ export const SQL = {
   countOwed: `SELECT count(*) AS n FROM tierkv_owed`,
   usage: `SELECT keys, bytes FROM tierkv_usage WHERE store_id = $1`,
   usageOf: `SELECT store_id, keys, bytes FROM tierkv_usage WHERE store_id = ANY($1::text[])`,
+  // A usage group's records: a range of the usage table's key (usage-group.ts).
+  groupUsage: `SELECT coalesce(sum(keys), 0)::bigint AS keys, coalesce(sum(bytes), 0)::bigint AS bytes, count(*) FILTER (WHERE keys > 0) AS stores
+               FROM tierkv_usage WHERE store_id >= $1 AND store_id < $2`,
+  // Quota'd transactions of one usage group queue here ($1: tierkv's class of these locks, $2: the group's key).
+  lockGroup: `SELECT pg_advisory_xact_lock($1::int4, $2::int4)`,
   // recountUsage: the record locked (created when absent) first, so no commit changes it meanwhile.
   createUsage: `INSERT INTO tierkv_usage (store_id, keys, bytes) VALUES ($1, 0, 0) ON CONFLICT DO NOTHING`,
   lockUsage: `SELECT keys, bytes FROM tierkv_usage WHERE store_id = $1 FOR UPDATE`,
@@ -128,5 +133,13 @@ export interface DbUsage {
 
 export function usageOf(row: DbUsage | undefined): StoreUsage {
   return { keys: Number(row?.keys ?? 0n), bytes: Number(row?.bytes ?? 0n) };
+}
+
+export interface DbGroupUsage extends DbUsage {
+  stores: bigint;
+}
+
+export function groupUsageOf(row: DbGroupUsage | undefined): GroupUsage {
+  return { ...usageOf(row), stores: Number(row?.stores ?? 0n) };
 }
 

@@ -1,22 +1,32 @@
 //! What runs inside one PostgreSQL transaction: the `Tx` (ledger rows, clock row and quota check
 //! at its end), single mutations, and the Txn lock protocol (`runLocked`).
 
+import { createHash } from "node:crypto";
 import type pg from "pg";
 import { StoreError } from "./errors.js";
 import { appliedVersion, checkQuota, firstFailedCheck, isStale, stateAfterWrite, usageChange, type StoredState } from "./mutation-rules.js";
-import { byId, keyId, keyParams, statement, type SQL } from "./postgres-sql.js";
-import { storeIdOf, type KeyRef, type MutationOptions, type MutationOutcome, type Quota, type StoreUsage, type TxnCheck, type TxnResult } from "./types.js";
+import { byId, groupUsageOf, keyId, keyParams, statement, type DbGroupUsage, type SQL } from "./postgres-sql.js";
+import { storeIdOf, type KeyRef, type MutationOptions, type MutationOutcome, type Quota, type TxnCheck, type TxnResult } from "./types.js";
+import { groupChange, UsageChanges, type UsageGroup } from "./usage-group.js";
 
 /** Fires the usage triggers' pending events now (a quota check reads the usage they make). */
 const USAGE_TRIGGERS_NOW = "SET CONSTRAINTS tierkv_usage_keys, tierkv_usage_bytes IMMEDIATE";
+
+/** The class of tierkv's usage group locks among the database's two-key advisory locks (any constant). */
+const GROUP_LOCK_CLASS = 0x746b7667;
+
+/** A usage group's advisory lock key: groups that share one only queue behind each other. */
+function groupLockKey(group: UsageGroup): number {
+  return createHash("sha256").update(group.id).digest().readInt32BE(0);
+}
 
 /** The work of one transaction besides its `tierkv_kv` statements, done after all of them. */
 export class Tx {
   readonly owed: Array<{ id: string; text: "recordOwed" | "settleOwed"; values: unknown[] }> = [];
   highest = 0n;
   rollback = false;
-  /** The quota this transaction's mutations must fit, with their change per store (a lone mutation or Txn). */
-  quota: { readonly quota: Quota; readonly changes: ReadonlyMap<string, StoreUsage> } | undefined;
+  /** The quota this transaction's mutations must fit, with their changes per store (a lone mutation or Txn). */
+  quota: { readonly quota: Quota; readonly changes: UsageChanges } | undefined;
 
   constructor(readonly client: pg.PoolClient) {}
 
@@ -38,22 +48,33 @@ export class Tx {
 
   /**
    * The ledger rows in key order, then the clock row: the tail of the global lock order. Then the
-   * quota check, if any: the usage triggers fire now instead of at COMMIT (taking the usage rows'
-   * locks last, as at COMMIT), and the usage read is this transaction's own, locked row.
+   * quota check, if any. First the advisory lock of each usage group it changes, in key order:
+   * quota'd transactions of one group, on any instance, pass the check one at a time, though each
+   * locks only its own stores' usage rows. Then the usage triggers fire now instead of at COMMIT
+   * (taking the usage rows' locks last, as at COMMIT), and each group's usage is read: the other
+   * stores' rows as committed by the transaction that last held the group's lock (or by writers
+   * without a quota), this transaction's own rows with its changes.
    */
   async finish(): Promise<void> {
     for (const op of [...this.owed].sort(byId)) await this.client.query(statement(op.text, op.values));
     if (this.highest > 0n) await this.client.query(statement("raiseClock", [this.highest]));
     if (this.quota === undefined) return;
     // A change that grows nothing is never refused: no need to look.
-    const growing = [...this.quota.changes].filter(([, change]) => change.keys > 0 || change.bytes > 0);
+    // A group may grow when its bytes do, or a store of it gains keys (its keys, or its store ids).
+    const growing = [...this.quota.changes.byGroup()].filter(
+      ({ stores }) => [...stores.values()].some((change) => change.keys > 0) || groupChange(stores, () => 0).bytes > 0,
+    );
     if (growing.length === 0) return;
+    const keys = [...new Set(growing.map(({ group }) => groupLockKey(group)))].sort((a, b) => a - b);
+    for (const key of keys) await this.query("lockGroup", [GROUP_LOCK_CLASS, key]);
     await this.client.query(USAGE_TRIGGERS_NOW);
-    const rows = (await this.query<{ store_id: string; keys: bigint; bytes: bigint }>("usageOf", [growing.map(([storeId]) => storeId)])).rows;
-    for (const [storeId, change] of growing) {
-      const row = rows.find((candidate) => candidate.store_id === storeId);
-      const after = { keys: Number(row?.keys ?? 0n), bytes: Number(row?.bytes ?? 0n) };
-      checkQuota(storeId, { keys: after.keys - change.keys, bytes: after.bytes - change.bytes }, change, this.quota.quota);
+    for (const { group, stores } of growing) {
+      const [total] = (await this.query<DbGroupUsage>("groupUsage", [group.from, group.to])).rows;
+      const rows = (await this.query<{ store_id: string; keys: bigint }>("usageOf", [[...stores.keys()]])).rows;
+      const keysAfter = (storeId: string): number => Number(rows.find((row) => row.store_id === storeId)?.keys ?? 0n);
+      const change = groupChange(stores, (storeId) => keysAfter(storeId) - stores.get(storeId)!.keys);
+      const after = groupUsageOf(total);
+      checkQuota(group, { keys: after.keys - change.keys, bytes: after.bytes - change.bytes, stores: after.stores - change.stores }, change, this.quota.quota);
     }
   }
 }
@@ -161,14 +182,11 @@ export async function runLocked(
   }
   if (options.quota !== undefined) {
     // The operations' keys are distinct: each store's change is the sum of its operations'.
-    const changes = new Map<string, StoreUsage>();
+    const changes = new UsageChanges();
     for (const operation of operations) {
       const stored = states.get(keyId(operation.ref));
       if (isStale(stored, operation)) continue;
-      const change = usageChange(stored?.size, operation.kind === "write" ? operation.value!.byteLength : undefined);
-      const storeId = storeIdOf(operation.ref);
-      const total = changes.get(storeId) ?? { keys: 0, bytes: 0 };
-      changes.set(storeId, { keys: total.keys + change.keys, bytes: total.bytes + change.bytes });
+      changes.add(storeIdOf(operation.ref), usageChange(stored?.size, operation.kind === "write" ? operation.value!.byteLength : undefined));
     }
     tx.quota = { quota: options.quota, changes };
   }

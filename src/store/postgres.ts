@@ -53,21 +53,27 @@
 //!
 //! Quotas: a mutation carrying one runs alone in its transaction through the Txn protocol below
 //! (its key locked, so its stored size is known exactly and nobody changes it until COMMIT), which
-//! gives its change per store (`usageChange`, stale operations excluded). If it grows a dimension,
-//! after the other locks (`Tx.finish`) the usage triggers are made to fire at once (`SET
-//! CONSTRAINTS … IMMEDIATE`): the transaction then holds its store's usage row, reads it (its own
-//! update of the latest committed count), and `checkQuota` refuses with the usage before it;
-//! ROLLBACK undoes everything. Two instances' quota'd writers of one store thus queue on that row
-//! and each sees the others' committed growth. A Txn is checked as a whole. A remove never grows
-//! usage, so it is never checked. Mutations without a quota keep the fast paths.
+//! gives its change per store (`usageChange`, stale operations excluded). The quota holds the
+//! store's usage group (usage-group.ts: a VSS user's stores together). If it grows a dimension of
+//! its group, after the other locks (`Tx.finish`) it takes the group's advisory lock
+//! (`pg_advisory_xact_lock`, released at COMMIT or ROLLBACK), then the usage triggers are made to
+//! fire at once (`SET CONSTRAINTS … IMMEDIATE`): the transaction then holds its stores' usage rows
+//! and reads its group's range of rows (its own updates of the latest committed counts, and the
+//! other stores' rows as the group lock's previous holder committed them), and `checkQuota`
+//! refuses with the usage before it; ROLLBACK undoes everything. Quota'd writers of one group, on
+//! any instance and any of its stores, thus queue on that lock and each sees the others' committed
+//! growth (row locks alone would not do: writers of two stores of one group hold different rows).
+//! A Txn is checked as a whole. A remove never grows usage, so it is never checked. Mutations
+//! without a quota keep the fast paths.
 //! `recountUsage` locks the usage row first (creating it when absent), counts, and sets it: a
 //! mutation committing meanwhile waits at its COMMIT, so it is in both the count and the record
 //! or in neither (it adds its change afterwards).
 //!
 //! Deadlock freedom: every transaction takes its row locks in one global order — `tierkv_kv`
 //! rows by (store, primary, secondary, key), then `tierkv_owed` rows in the same order, then the
-//! clock row, then `tierkv_usage` rows by store (the deferred triggers fire in the order of the
-//! transaction's row changes, which follow the key order). A batch sorts its mutations by key
+//! clock row, then usage group advisory locks by key (quota'd transactions only), then
+//! `tierkv_usage` rows by store (the deferred triggers fire in the order of the transaction's row
+//! changes, which follow the key order). A batch sorts its mutations by key
 //! (stably: one key's mutations keep their order); a Txn applies its (distinct) keys in key order.
 //! Serialization failures and deadlocks that happen anyway are retried a few times, then reported
 //! as `unavailable`.
@@ -104,15 +110,17 @@ import { GroupCommit } from "./postgres-group-commit.js";
 import { analyzeIfNeverAnalyzed, migrate } from "./postgres-schema.js";
 import { postgresSnapshotRecords } from "./postgres-snapshot.js";
 import { toKeyVersion, type DbKeyVersion } from "./db-rows.js";
-import { keyId, keyParams, namespaceParams, statement, TYPES, usageOf, type DbUsage, type SQL } from "./postgres-sql.js";
+import { groupUsageOf, keyId, keyParams, namespaceParams, statement, TYPES, usageOf, type DbGroupUsage, type DbUsage, type SQL } from "./postgres-sql.js";
 import { applyRemove, applyWrite, mutatedOf, runLocked, type LockedOperation, type Mutated } from "./postgres-txn.js";
 import { parsePostgresUri } from "./postgres-uri.js";
+import { usageGroupOf } from "./usage-group.js";
 import {
   storeIdOf,
   VersionedReads,
   type AllKeysPage,
   type AllKeysRequest,
   type BackupLedger,
+  type GroupUsage,
   type KVStore,
   type StoreUsage,
   type StoreUsageReader,
@@ -311,6 +319,11 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
 
   async storeUsage(storeId: string): Promise<StoreUsage> {
     return usageOf((await this.query<DbUsage>("usage", [storeId]))[0]);
+  }
+
+  async groupUsage(storeId: string): Promise<GroupUsage> {
+    const { from, to } = usageGroupOf(storeId);
+    return groupUsageOf((await this.query<DbGroupUsage>("groupUsage", [from, to]))[0]);
   }
 
   /**
