@@ -1,14 +1,35 @@
-//! What runs inside one PostgreSQL transaction: the `Tx` (ledger rows, clock row and quota check
-//! at its end), single mutations, and the Txn lock protocol (`runLocked`).
+//! What runs inside one PostgreSQL transaction: the `Tx` (ledger rows, clock row, change log and
+//! quota check at its end), single mutations, and the Txn lock protocol (`runLocked`).
 
 import type pg from "pg";
+import { CHANGE_KIND_PUT, CHANGE_KIND_REMOVE } from "./db-rows.js";
 import { StoreError } from "./errors.js";
 import { appliedVersion, checkQuota, firstFailedCheck, isStale, stateAfterWrite, usageChange, type StoredState } from "./mutation-rules.js";
 import { byId, keyId, keyParams, statement, type SQL } from "./postgres-sql.js";
-import { storeIdOf, type KeyRef, type MutationOptions, type MutationOutcome, type Quota, type StoreUsage, type TxnCheck, type TxnResult } from "./types.js";
+import {
+  storeIdOf,
+  type KeyRef,
+  type MutationOptions,
+  type MutationOutcome,
+  type Quota,
+  type RemoveOptions,
+  type StoreUsage,
+  type TxnCheck,
+  type TxnResult,
+} from "./types.js";
 
 /** Fires the usage triggers' pending events now (a quota check reads the usage they make). */
 const USAGE_TRIGGERS_NOW = "SET CONSTRAINTS tierkv_usage_keys, tierkv_usage_bytes IMMEDIATE";
+
+/** A change of a transaction's, logged at its end. */
+interface LoggedChange {
+  readonly ref: KeyRef;
+  readonly kind: typeof CHANGE_KIND_PUT | typeof CHANGE_KIND_REMOVE;
+  readonly version: bigint;
+  readonly revision: bigint;
+  /** A put's value. */
+  readonly value: Uint8Array | undefined;
+}
 
 /** The work of one transaction besides its `tierkv_kv` statements, done after all of them. */
 export class Tx {
@@ -17,8 +38,21 @@ export class Tx {
   rollback = false;
   /** The quota this transaction's mutations must fit, with their change per store (a lone mutation or Txn). */
   quota: { readonly quota: Quota; readonly changes: ReadonlyMap<string, StoreUsage> } | undefined;
+  /** The stores this transaction changed: the change log's listeners hear of them once it committed. */
+  readonly changedStores = new Set<string>();
+  /** Its changes, in the order they are numbered (`finish` logs them). */
+  private readonly changes: LoggedChange[] = [];
+  /** Stores whose usage rows the usage triggers change though no change of theirs is logged (a Txn's placeholders). */
+  private readonly touched = new Set<string>();
 
-  constructor(readonly client: pg.PoolClient) {}
+  /**
+   * `autocommit`: no BEGIN, each statement commits as it runs, so a statement that changes
+   * `tierkv_kv` logs its own changes (the `…Logged` statements) and `put` only notes the store.
+   */
+  constructor(
+    readonly client: pg.PoolClient,
+    readonly autocommit: boolean,
+  ) {}
 
   async query<R extends pg.QueryResultRow>(name: keyof typeof SQL, values: readonly unknown[]): Promise<pg.QueryResult<R>> {
     return this.client.query<R>(statement(name, values));
@@ -36,14 +70,34 @@ export class Tx {
     if (version !== undefined && version > this.highest) this.highest = version;
   }
 
+  /** A write this transaction applied, at the version and revision it stored (autocommit: its statement logged it). */
+  put(ref: KeyRef, version: bigint, revision: bigint, value: Uint8Array): void {
+    this.changedStores.add(storeIdOf(ref));
+    if (!this.autocommit) this.changes.push({ ref, kind: CHANGE_KIND_PUT, version, revision, value });
+  }
+
+  /** A remove that took a stored key away, at the version it was applied at (0 without one). */
+  removed(ref: KeyRef, version: bigint): void {
+    this.changedStores.add(storeIdOf(ref));
+    this.changes.push({ ref, kind: CHANGE_KIND_REMOVE, version, revision: 0n, value: undefined });
+  }
+
+  /** A row of `storeId` inserted or deleted without a change to log (a placeholder). */
+  touch(storeId: string): void {
+    this.touched.add(storeId);
+  }
+
   /**
-   * The ledger rows in key order, then the clock row: the tail of the global lock order. Then the
-   * quota check, if any: the usage triggers fire now instead of at COMMIT (taking the usage rows'
-   * locks last, as at COMMIT), and the usage read is this transaction's own, locked row.
+   * The ledger rows in key order, then the clock row, then the change log, which locks the usage
+   * rows in store order: the tail of the global lock order. Then the quota check, if any: the
+   * usage triggers fire now instead of at COMMIT (on usage rows already held), and the usage read
+   * is this transaction's own, locked row.
    */
   async finish(): Promise<void> {
+    if (this.rollback) return;
     for (const op of [...this.owed].sort(byId)) await this.client.query(statement(op.text, op.values));
     if (this.highest > 0n) await this.client.query(statement("raiseClock", [this.highest]));
+    await this.logChanges();
     if (this.quota === undefined) return;
     // A change that grows nothing is never refused: no need to look.
     const growing = [...this.quota.changes].filter(([, change]) => change.keys > 0 || change.bytes > 0);
@@ -55,6 +109,31 @@ export class Tx {
       const after = { keys: Number(row?.keys ?? 0n), bytes: Number(row?.bytes ?? 0n) };
       checkQuota(storeId, { keys: after.keys - change.keys, bytes: after.bytes - change.bytes }, change, this.quota.quota);
     }
+  }
+
+  /**
+   * One statement: each store's sequence raised by its number of changes (and the usage rows the
+   * triggers will touch locked, all in store order), then a row per change. A put's value is
+   * copied from its key's row in the database unless a later change of the key follows it here.
+   */
+  private async logChanges(): Promise<void> {
+    if (this.changes.length === 0 && this.touched.size === 0) return;
+    // Each store's count of changes, counted from the last change back: at each one, how many of
+    // its store's follow it (its sequence is the store's new last minus that).
+    const counts = new Map([...this.touched].map((storeId) => [storeId, 0]));
+    const changedAgain = new Set<string>();
+    const columns: unknown[][] = Array.from({ length: 10 }, () => []);
+    for (const change of [...this.changes].reverse()) {
+      const storeId = storeIdOf(change.ref);
+      const follows = counts.get(storeId) ?? 0;
+      counts.set(storeId, follows + 1);
+      const id = keyId(change.ref);
+      const sent = change.value !== undefined && changedAgain.has(id) ? change.value : null;
+      changedAgain.add(id);
+      const row = [...keyParams(change.ref), change.kind, change.version, change.revision, change.value?.byteLength ?? 0, sent, follows];
+      row.forEach((part, i) => columns[i]!.push(part));
+    }
+    await this.query("logChanges", [[...counts.keys()], [...counts.values()], ...columns]);
   }
 }
 
@@ -75,20 +154,30 @@ export async function applyWrite(
     const [old] = (await tx.query<StoredState>("lock", keyParams(ref))).rows;
     tx.raise(old?.version);
     await tx.query("writeExact", [...keyParams(ref), value, options.version ?? 0n, options.revision ?? 0n]);
+    tx.put(ref, options.version ?? 0n, options.revision ?? 0n, value);
     return { outcome: "applied", version: options.version ?? 0n };
   }
   const params = [...keyParams(ref), value, options.version ?? null, options.revision ?? null, options.plain === true];
-  const [row] = (await tx.query<{ version: bigint }>("write", params)).rows;
-  return row === undefined ? { outcome: "stale" } : { outcome: "applied", version: row.version };
+  const [row] = (await tx.query<{ version: bigint; revision: bigint }>(tx.autocommit ? "writeLogged" : "write", params)).rows;
+  if (row === undefined) return { outcome: "stale" };
+  tx.put(ref, row.version, row.revision, value);
+  return { outcome: "applied", version: row.version };
 }
 
-export async function applyRemove(tx: Tx, ref: KeyRef, version: bigint | undefined, plain: boolean): Promise<Mutated> {
+/** An exact remove is unversioned here (it always applies); its change carries the version it was given. */
+export async function applyRemove(tx: Tx, ref: KeyRef, options: Pick<RemoveOptions, "version" | "plain" | "exact">): Promise<Mutated> {
+  const version = options.exact ? undefined : options.version;
+  const plain = options.plain === true && version !== undefined;
   const [removed] = (await tx.query<{ version: bigint; applied: bigint }>("remove", [...keyParams(ref), version ?? null, plain])).rows;
   if (removed !== undefined) {
     // The removed key takes its version out of the version index: the clock row keeps it.
     tx.raise(removed.version);
-    if (version === undefined) return { outcome: "applied" };
+    if (version === undefined) {
+      tx.removed(ref, options.version ?? 0n);
+      return { outcome: "applied" };
+    }
     tx.raise(removed.applied);
+    tx.removed(ref, removed.applied);
     return { outcome: "applied", version: removed.applied };
   }
   if (version === undefined) return { outcome: "applied" };
@@ -148,6 +237,7 @@ export async function runLocked(
       if ((await tx.query("placeholder", params)).rowCount !== 0) {
         states.set(id, undefined);
         placeholders.add(id);
+        tx.touch(params[0]);
         break;
       }
       // Created (or re-created) by another transaction in between: lock that row instead.
@@ -175,6 +265,8 @@ export async function runLocked(
   const outcomes: MutationOutcome[] = new Array(operations.length);
   const revisions: bigint[] = new Array(operations.length);
   const versions: bigint[] = new Array(operations.length);
+  /** Operations that changed a row (not stale, not a remove of an absent key): logged below. */
+  const changed = new Set<number>();
   // In key order (the keys are distinct, so the order changes no result): the usage triggers'
   // events then lock the usage rows in store order.
   const order = operations.map((operation, index) => ({ operation, index, id: keyId(operation.ref) })).sort(byId);
@@ -192,6 +284,7 @@ export async function runLocked(
       await tx.query("update", [...params, operation.value!, next.version, next.revision]);
       placeholders.delete(id);
       states.set(id, { ...next, size: operation.value!.byteLength });
+      changed.add(index);
       outcomes[index] = "applied";
       revisions[index] = next.revision;
       versions[index] = next.version;
@@ -202,6 +295,7 @@ export async function runLocked(
         tx.raise(stored.version);
         tx.raise(version);
         states.set(id, undefined);
+        changed.add(index);
       }
       outcomes[index] = "applied";
       revisions[index] = 0n;
@@ -214,5 +308,11 @@ export async function runLocked(
   }
   // Keys only checked (or removed while absent) leave no row behind.
   for (const id of placeholders) await tx.query("delete", keyParams(refs.get(id)!));
+  // Numbered in request order, as the operations were given (they were applied in key order).
+  for (const [index, operation] of operations.entries()) {
+    if (!changed.has(index)) continue;
+    if (operation.kind === "write") tx.put(operation.ref, versions[index]!, revisions[index]!, operation.value!);
+    else tx.removed(operation.ref, versions[index]!);
+  }
   return { succeeded: true, outcomes, revisions, versions };
 }
