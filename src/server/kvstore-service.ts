@@ -1,5 +1,6 @@
 //! The KVStoreService handlers: check what only the server knows (limits), call the store,
-//! translate. Name validation happens in the store; errors become statuses in `src/rpc/status.ts`.
+//! translate. Names and versions are validated once, by the tiered store (`validKey` and friends
+//! in `src/store/validate.ts`); errors become statuses in `src/rpc/status.ts`.
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { KVStoreService, type MutationResultSchema, type TxnCheck as WireCheck, type TxnOperation as WireOperation } from "../../gen/tierkv/v1/kvstore_pb.js";
@@ -9,7 +10,7 @@ import { toGrpcStatus } from "../rpc/status.js";
 import { AuthorizedStore } from "../auth/authorized-store.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
 import type { KVStore, KeyRef, MutationOptions, MutationOutcome, NamespaceRef, TxnCheck, TxnOperation } from "../store/types.js";
-import { formatPath, validateVersion } from "../store/validate.js";
+import { formatPath } from "../store/validate.js";
 
 /** 0 on the wire means "no version": the server assigns one. */
 function versionOf(version: bigint): bigint | undefined {
@@ -97,14 +98,10 @@ export function kvStoreService(tiers: KVStore, limits: Limits): ServiceImpl<type
   // Write and Remove, and each mutation of Mutate, go through these two: one set of checks.
   const write = async (store: KVStore, ref: KeyRef, value: Uint8Array, wireVersion: bigint, options: MutationOptions): Promise<MutationOutcome> => {
     checkValueSize(ref, value);
-    const version = versionOf(wireVersion);
-    validateVersion(version, ref, "write");
-    return store.write(ref, value, { ...options, version });
+    return store.write(ref, value, { ...options, version: versionOf(wireVersion) });
   };
   const remove = async (store: KVStore, ref: KeyRef, lazy: boolean, wireVersion: bigint, options: MutationOptions): Promise<MutationOutcome> => {
-    const version = versionOf(wireVersion);
-    validateVersion(version, ref, "remove");
-    return store.remove(ref, { ...options, lazy, version });
+    return store.remove(ref, { ...options, lazy, version: versionOf(wireVersion) });
   };
 
   return {

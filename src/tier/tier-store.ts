@@ -38,7 +38,8 @@ import {
   type TxnResult,
   type VersionedValue,
 } from "../store/types.js";
-import { formatPath, validateKey, validateNamespace, validateTxn, validateVersion, VSS_STORE_PREFIX } from "../store/validate.js";
+import { VSS_STORE_PREFIX } from "../store/names.js";
+import { formatPath, reorderedBatch, validKey, validNamespace, validTxn, validateVersion } from "../store/validate.js";
 import { BackupRepair, transferAllowanceMs, type ResyncProgress } from "./backup-repair.js";
 import { backupPolicy, type BackupPolicy, type BackupPolicyName } from "./backup-policy.js";
 import { EphemeralKeys } from "./ephemeral-keys.js";
@@ -434,8 +435,10 @@ export class TierStore extends VersionedReads implements KVStore {
     return this.ephemeral && !isVssStore(ns) ? this.ephemeralKeys.inNamespace(ns) : new Set();
   }
 
-  async readVersioned(ref: KeyRef, options: CallOptions = {}): Promise<VersionedValue> {
-    validateKey(ref, "read");
+  // Every request's names are validated here, once: the tiers get the proven copies (validKey,
+  // validNamespace, validTxn) and do not check them again.
+  async readVersioned(unchecked: KeyRef, options: CallOptions = {}): Promise<VersionedValue> {
+    const ref = validKey(unchecked, "read");
     this.checkOpen();
     const tier = this.ephemeralTierFor(ref) ?? this.primary;
     try {
@@ -456,8 +459,8 @@ export class TierStore extends VersionedReads implements KVStore {
     return { version: requested, plain: false };
   }
 
-  async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
-    validateKey(ref, "write");
+  async write(unchecked: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
+    const ref = validKey(unchecked, "write");
     return this.mutateKey(
       "write",
       ref,
@@ -467,8 +470,8 @@ export class TierStore extends VersionedReads implements KVStore {
     );
   }
 
-  async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
-    validateKey(ref, "remove");
+  async remove(unchecked: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
+    const ref = validKey(unchecked, "remove");
     return this.mutateKey("remove", ref, options, (store, tierOptions) => store.remove(ref, { ...tierOptions, lazy: options.lazy, exact: options.exact }));
   }
 
@@ -651,8 +654,8 @@ export class TierStore extends VersionedReads implements KVStore {
    * there), then mirrors the outcome to the backup as one atomic batch with the primary's versions
    * and revisions.
    */
-  async txn(request: TxnRequest): Promise<TxnResult> {
-    validateTxn(request);
+  async txn(unchecked: TxnRequest): Promise<TxnResult> {
+    const request = validTxn(unchecked);
     this.checkOpen();
     const refs: KeyRef[] = [...request.checks, ...request.operations];
     const { version, plain } = this.versionFor(request.version, refs[0]!, "apply a transaction to");
@@ -690,16 +693,14 @@ export class TierStore extends VersionedReads implements KVStore {
     deadline: number | undefined,
     extraMs: number,
   ): Promise<void> {
-    const mirrored = operations.map(
-      (op, i): TxnOperation => (op.kind === "write" ? { ...op, revision: result.revisions[i], version: result.versions[i] } : { ...op, version: result.versions[i] }),
-    );
+    const mirrored = reorderedBatch(operations, (i) => ({ version: result.versions[i], revision: result.revisions[i] }));
     if (this.backup!.down) {
       // Degraded with a ledger (checked before the primary applied it): the keys stay owed.
       this.counts.skippedBackupWrites++;
       return;
     }
     try {
-      await this.backup!.call((store, d) => store.txn({ checks: [], operations: mirrored, ...(d !== undefined && { deadline: d }) }), deadline, { extraMs });
+      await this.backup!.call((store, d) => store.txn({ ...mirrored, ...(d !== undefined && { deadline: d }) }), deadline, { extraMs });
       if (this.ledger !== undefined) operations.forEach((op, i) => this.settle(op, result.versions[i]!));
     } catch (error) {
       if (this.ledger !== undefined && this.policy.acknowledgesWithout(error)) {
@@ -766,8 +767,8 @@ export class TierStore extends VersionedReads implements KVStore {
     };
   }
 
-  async list(ns: NamespaceRef, options: ListOptions = {}): Promise<string[]> {
-    validateNamespace(ns, "list");
+  async list(unchecked: NamespaceRef, options: ListOptions = {}): Promise<string[]> {
+    const ns = validNamespace(unchecked, "list");
     this.checkOpen();
     const ephemeralKeys = this.ephemeralKeysIn(ns);
     const primaryKeys = await this.callTier(this.primary, (store) => store.list(ns, options), options.deadline);
@@ -782,8 +783,8 @@ export class TierStore extends VersionedReads implements KVStore {
    * primary's last page. In such namespaces the token wraps the primary's token (`p…`) or the
    * last ephemeral key returned (`e…`); elsewhere the primary's token passes through untouched.
    */
-  async listPage(ns: NamespaceRef, page: PageRequest = {}): Promise<Page> {
-    validateNamespace(ns, "list");
+  async listPage(unchecked: NamespaceRef, page: PageRequest = {}): Promise<Page> {
+    const ns = validNamespace(unchecked, "list");
     this.checkOpen();
     const ephemeralKeys = this.ephemeralKeysIn(ns);
     if (ephemeralKeys.size === 0) {
