@@ -44,6 +44,22 @@ export const DEFAULT_LIMITS: Limits = {
   maxConcurrentStreams: 256,
 };
 
+/**
+ * Most fields one request may carry, known or unknown, at every level of nesting (the tags of a
+ * binary message, the members of a JSON one): a few per batch item — ours use at most 10, so a
+ * newer client's extra fields fit — and room for the rest. Counted before decoding: millions of
+ * tiny fields fit in a message's bytes, and each costs the decoder work and memory.
+ */
+const FIELDS_PER_BATCH_ITEM = 16;
+const FIELDS_PER_REQUEST = 1024;
+
+export function requestFieldLimit(limits: Limits): number {
+  return FIELDS_PER_BATCH_ITEM * limits.maxBatchItems + FIELDS_PER_REQUEST;
+}
+
+/** Deepest nesting of a request's messages (JSON objects and arrays): ours nest a few levels. */
+export const MAX_REQUEST_DEPTH = 32;
+
 /** The largest gRPC message the server accepts and sends under `limits`. */
 export function messageLimitBytes(limits: Limits): number {
   const batch = limits.maxBatchBytes + limits.maxBatchItems * PER_MUTATION_OVERHEAD_BYTES;
