@@ -105,6 +105,28 @@ export const JWT_LEEWAY_SECONDS = 60;
 
 /** Default retries of a tier call (`--retry-initial-delay-ms`, `--retry-max-delay-ms`, `--retry-max-attempts`). */
 export const DEFAULT_RETRY = { initialDelayMs: 20, maxDelayMs: 1_000, maxAttempts: 5 } as const;
+/**
+ * A tier's health by default (contract §4.12; `--tier-time-limit-…`, `--breaker-…`,
+ * `--probe-max-delay-ms`): a call's time limit is `timeLimitP99Multiple` × the tier's recent p99,
+ * within `timeLimitMinMs`…`timeLimitMaxMs`; its breaker opens after `breakerFailures` failures in
+ * a row or `breakerFailureMs` of failures; probes of a tier that is down start
+ * `probeInitialDelayMs` apart and double up to `probeMaxDelayMs`.
+ */
+export const DEFAULT_TIER_HEALTH = {
+  timeLimitP99Multiple: 10,
+  timeLimitMinMs: 250,
+  timeLimitMaxMs: 30_000,
+  breakerFailures: 5,
+  breakerFailureMs: 2_000,
+  probeInitialDelayMs: 100,
+  probeMaxDelayMs: 1_000,
+} as const;
+/** Bytes per ms a tier call's time limit grows by with the values it carries: 10 MiB/s at least. */
+export const TIER_TRANSFER_BYTES_PER_MS = 10_240;
+/** How long the start-up check waits for each tier. */
+export const TIER_STARTUP_CHECK_MS = 5_000;
+/** How long a heal after an unclean stop waits before trying again (backup down, or a resync running). */
+export const HEAL_RETRY_MS = 1_000;
 /** How often keys owed to the backup are replayed, in ms, and how many are read from the ledger at a time. */
 export const LEDGER_REPLAY_INTERVAL_MS = 1000;
 export const LEDGER_REPLAY_PAGE = 500;

@@ -4,7 +4,7 @@
 import { startTierkv } from "../app/start.js";
 import { checkStoreUri } from "../app/open-store.js";
 import { isLoopbackAddress } from "../host-port.js";
-import { DEFAULT_LIMITS, DEFAULT_LISTEN, DEFAULT_MAX_VERSION_SKEW_MS, DEFAULT_RETRY } from "../limits.js";
+import { DEFAULT_LIMITS, DEFAULT_LISTEN, DEFAULT_MAX_VERSION_SKEW_MS, DEFAULT_RETRY, DEFAULT_TIER_HEALTH } from "../limits.js";
 import { AUTH_MODES, type AuthMode } from "../auth/authenticator.js";
 import { startTracing } from "./tracing.js";
 import { LOG_LEVELS, createLogger } from "../log.js";
@@ -13,7 +13,6 @@ import { redactStoreUri } from "../store/redact.js";
 import { parseKeyPath } from "../store/validate.js";
 import { DEFAULT_EPHEMERAL_KEYS } from "../tier/ephemeral-keys.js";
 import type { BackupPolicy, TierName } from "../tier/tier-store.js";
-import { DEFAULT_TIER_HEALTH } from "../tier/tier-health.js";
 import { healthPolicyOf } from "../app/start.js";
 import {
   listOf,

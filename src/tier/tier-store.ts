@@ -2,7 +2,7 @@
 //! and orders every mutation through the versioned lock. It is itself a `KVStore`, and it owns
 //! the background work on its tiers (replay of owed keys, resync) until `close()`.
 
-import { effectivePageSize, LEDGER_REPLAY_INTERVAL_MS } from "../limits.js";
+import { DEFAULT_TIER_HEALTH, effectivePageSize, HEAL_RETRY_MS, LEDGER_REPLAY_INTERVAL_MS, TIER_STARTUP_CHECK_MS } from "../limits.js";
 import type { Logger } from "../log.js";
 import { silentLogger } from "../log.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
@@ -46,7 +46,7 @@ import { EphemeralKeys } from "./ephemeral-keys.js";
 import { HybridClock } from "./hybrid-clock.js";
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.js";
 import { Tier, tierFailure, type TierName } from "./tier.js";
-import { CircuitBreaker, causeOf, DEFAULT_TIER_HEALTH, LatencyWindow, type BreakerState, type BreakerTransition, type TierHealthPolicy } from "./tier-health.js";
+import { CircuitBreaker, causeOf, LatencyWindow, type BreakerState, type BreakerTransition, type TierHealthPolicy } from "./tier-health.js";
 import { VersionedLock } from "./versioned-lock.js";
 import { SeenQuotas } from "./quotas.js";
 
@@ -373,7 +373,7 @@ export class TierStore extends VersionedReads implements KVStore {
     await Promise.all(
       this.tiers().map(async (tier) => {
         try {
-          await this.tryTier(tier, STARTUP_CHECK_MS);
+          await this.tryTier(tier, TIER_STARTUP_CHECK_MS);
         } catch (error) {
           const cause = causeOf(error);
           this.logger.warn({ tier: tier.name, err: cause }, "tier did not answer at start");
@@ -917,15 +917,9 @@ export class TierStore extends VersionedReads implements KVStore {
 /** The key a probe reads: its absence is an answer. */
 const PROBE_KEY: KeyRef = { primaryNamespace: "", secondaryNamespace: "", key: "tierkv-probe" };
 
-/** How long the start-up check waits for each tier. */
-const STARTUP_CHECK_MS = 5_000;
-
-/** How long a heal waits before trying again (backup down, or a resync running). */
-const HEAL_RETRY_MS = 1_000;
-
 /** A probe gets the tier's time limit, but at least a second (a new connection, a TLS handshake). */
 function probeLimitMs(tier: Tier): number {
-  return Math.max(1_000, tier.health?.latency.limitMs ?? STARTUP_CHECK_MS);
+  return Math.max(1_000, tier.health?.latency.limitMs ?? TIER_STARTUP_CHECK_MS);
 }
 
 function tierDownError(tier: Tier): StoreError {
