@@ -5,7 +5,7 @@
 import type { PeerCertificate } from "node:tls";
 import type { Logger } from "../log.js";
 import { StoreError } from "../store/errors.js";
-import { VSS_STORE_PREFIX } from "../store/validate.js";
+import { VSS_STORE_PREFIX } from "../store/names.js";
 import { isSignatureHeader, verifySignatureHeader } from "./signature-auth.js";
 import { Identities } from "./identities-file.js";
 import { SigsAllowList, signingKeyPrincipal } from "./sigs-allow-list.js";

@@ -11,6 +11,7 @@ import {
   DEFAULT_QUOTA_SETTINGS,
   DEFAULT_RETRY,
   DEFAULT_STREAM_MAX_STALL_MS,
+  DEFAULT_TIER_HEALTH,
   DEFAULT_WATCH_PROGRESS_INTERVAL_MS,
   DEFAULT_WATCH_RETENTION_CHANGES,
   DEFAULT_WATCH_RETENTION_MS,
@@ -23,7 +24,6 @@ import { redactStoreUri } from "../store/redact.js";
 import { parseKeyPath } from "../store/validate.js";
 import { DEFAULT_EPHEMERAL_KEYS } from "../tier/ephemeral-keys.js";
 import type { BackupPolicy, TierName } from "../tier/tier-store.js";
-import { DEFAULT_TIER_HEALTH } from "../tier/tier-health.js";
 import { parseRetention } from "../watch/retention.js";
 import { healthPolicyOf } from "../app/start.js";
 import {

@@ -5,7 +5,7 @@
 //! table's key, read in the transaction that decides the quota.
 
 import type { GroupUsage, StoreUsage } from "./types.js";
-import { VSS_STORE_PREFIX } from "./validate.js";
+import { VSS_STORE_PREFIX } from "./names.js";
 
 export interface UsageGroup {
   /** The store id of a group of one, else the prefix every store id of the group starts with. */

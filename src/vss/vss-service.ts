@@ -29,8 +29,9 @@ import { allows, type Principal, type Role } from "../auth/principal.js";
 import type { Limits } from "../limits.js";
 import { StoreError } from "../store/errors.js";
 import type { CallOptions, KVStore, KeyRef, MutationOutcome, NamespaceRef, TxnCheck, TxnOperation } from "../store/types.js";
+import { VSS_STORE_PREFIX } from "../store/names.js";
 import { vssUserPrefix } from "../store/usage-group.js";
-import { MAX_STORE_ID_LENGTH, validateKey, validateTxn, VSS_STORE_PREFIX } from "../store/validate.js";
+import { MAX_STORE_ID_LENGTH, validateKey, validateTxn } from "../store/validate.js";
 import {
   DEFAULT_LIST_PAGE_SIZE,
   GLOBAL_VERSION_KEY,
