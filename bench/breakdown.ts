@@ -80,7 +80,7 @@ function contextOf(frame: CallFrame): Step | undefined {
   const { functionName: name, url } = frame;
   if (url.includes("/dist/src/store/")) {
     if (name === "recordOwed") return "ledger record";
-    if (name === "settleOwed" || name === "settleOwedInCommit") return "ledger settle";
+    if (name === "settleOwed" || name === "deleteOwed") return "ledger settle";
     if (name === "readState" || name === "stateOrAbsent") return "revision read";
     return undefined;
   }

@@ -16,6 +16,7 @@ import {
   effectivePageSize,
   GROUP_COMMIT_MAX_BYTES,
   GROUP_COMMIT_MAX_MUTATIONS,
+  LEDGER_SETTLE_DELAY_MS,
   SQLITE_BUSY_TIMEOUT_MS,
 } from "../limits.js";
 import { toKeyVersion, toStoredRecord, type DbKeyVersion, type DbRecord } from "./db-rows.js";
@@ -41,6 +42,7 @@ import {
   type PageRequest,
   type RemoveOptions,
   type SnapshotSource,
+  type StateReporter,
   type StoredRecord,
   type StoreUsage,
   type StoreUsageReader,
@@ -281,11 +283,15 @@ function prepareStatements(db: Database.Database) {
 /** Rows a snapshot reads per statement: the event loop runs between pages. */
 const SNAPSHOT_PAGE_ROWS = 256;
 
-export class SqliteStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader, SnapshotSource {
+export class SqliteStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader, SnapshotSource, StateReporter {
+  readonly reportsState = true;
   private readonly db: Database.Database;
   private readonly stmt: ReturnType<typeof prepareStatements>;
   private pending: PendingMutation[] = [];
   private commitScheduled = false;
+  /** Settles of owed keys riding the next commit; the timer commits them when none comes. */
+  private settles: PendingMutation[] = [];
+  private settleTimer: NodeJS.Timeout | undefined;
   /** Highest version the transaction being built applies (raises the clock row once per commit). */
   private batchHighest = 0n;
   /** Usage changes of the transaction being built, per store, written once per commit. */
@@ -375,7 +381,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       }
       const written = this.applyWrite(ref, value, options, stored);
       this.recordOwed(ref, written === "stale" ? options.version : written.version, options.owedToBackup);
-      return written === "stale" ? "stale" : this.reported(written.version, options);
+      return written === "stale" ? this.reported("stale", stored!, options) : this.reported("applied", written, options);
     });
   }
 
@@ -384,20 +390,25 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     // A lazy remove rides the same group commit: it costs no fsync of its own, so there is
     // nothing to gain from deferring it further.
     return this.enqueue(0, () => {
-      const removed = this.applyRemove(ref, options.exact ? {} : options);
+      const stored = this.stmt.sizedState.get(keyParams(ref));
+      const removed = this.applyRemove(ref, options.exact ? {} : options, stored);
       this.recordOwed(ref, typeof removed === "bigint" ? removed : options.exact ? undefined : options.version, options.owedToBackup);
-      if (removed === "stale") return "stale";
-      return typeof removed === "bigint" ? this.reported(removed, options) : "applied";
+      if (removed === "stale") return this.reported("stale", stored!, options);
+      return typeof removed === "bigint" ? this.reported("applied", { version: removed, revision: 0n }, options) : "applied";
     });
   }
 
   /**
-   * An applied mutation's outcome, telling the caller (if it asked) the version it got once the
-   * commit is on disk: `onVersion` runs when the mutation resolves, never for a failed commit.
+   * A mutation's outcome, telling the caller (if it asked) the state it left once the commit is on
+   * disk: `onVersion` (applied only) and `onState` run when it resolves, never for a failed commit.
    */
-  private reported(version: bigint, options: Pick<MutationOptions, "onVersion">): Applied<MutationOutcome> {
-    const { onVersion } = options;
-    return onVersion === undefined ? "applied" : new Reported<MutationOutcome>("applied", () => onVersion(version));
+  private reported(outcome: MutationOutcome, state: StoredState, options: Pick<MutationOptions, "onVersion" | "onState">): Applied<MutationOutcome> {
+    const { onVersion, onState } = options;
+    if (onState === undefined && (onVersion === undefined || outcome === "stale")) return outcome;
+    return new Reported<MutationOutcome>(outcome, () => {
+      if (outcome === "applied") onVersion?.(state.version);
+      onState?.({ version: state.version, revision: state.revision });
+    });
   }
 
   async txn(request: TxnRequest): Promise<TxnResult> {
@@ -542,6 +553,12 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     }
     const batch = this.pending.splice(0, count);
     if (this.pending.length > 0) this.scheduleCommit();
+    if (this.settles.length > 0) {
+      batch.push(...this.settles);
+      this.settles = [];
+      clearTimeout(this.settleTimer);
+      this.settleTimer = undefined;
+    }
     if (batch.length === 0) return;
     let results: unknown[];
     try {
@@ -580,16 +597,31 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     return allKeysPage(this.guarded(() => statement.all(after)).map(toKeyVersion), limit);
   }
 
+  /**
+   * Rides the next commit instead of making one (and an fsync) of its own: the backup acknowledged
+   * the mutation, so a crash before that commit only leaves a record that replays the key again.
+   * Resolves once committed; the ledger's readers commit waiting settles first.
+   */
   async settleOwed(ref: KeyRef, version: bigint): Promise<void> {
-    await this.enqueue(0, () => this.stmt.settleOwed.run({ ...keyParams(ref), version }));
+    if (!this.db.open) throw new StoreError("unavailable", "the store is closed");
+    await new Promise<unknown>((resolve, reject) => {
+      this.settles.push({ bytes: 0, apply: () => this.deleteOwed(ref, version), resolve, reject });
+      this.settleTimer ??= setTimeout(() => this.scheduleCommit(), LEDGER_SETTLE_DELAY_MS).unref();
+    });
+  }
+
+  private deleteOwed(ref: KeyRef, version: bigint): void {
+    this.stmt.settleOwed.run({ ...keyParams(ref), version });
   }
 
   async listOwed(limit: number, after?: KeyRef): Promise<KeyVersion[]> {
+    if (this.settles.length > 0) this.commit();
     const from = after === undefined ? FIRST_KEY : keyParams(after);
     return this.guarded(() => this.stmt.listOwed.all({ ...from, limit })).map(toKeyVersion);
   }
 
   async countOwed(): Promise<number> {
+    if (this.settles.length > 0) this.commit();
     return this.guarded(() => this.stmt.countOwed.get() ?? 0);
   }
 
@@ -652,7 +684,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
 
   async close(): Promise<void> {
     // Mutations already accepted are committed, not dropped.
-    while (this.pending.length > 0) this.commit();
+    while (this.pending.length > 0 || this.settles.length > 0) this.commit();
     if (this.db.open) this.db.close();
   }
 }
