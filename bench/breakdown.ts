@@ -39,6 +39,7 @@ export type Step = (typeof STEPS)[number];
 interface CallFrame {
   readonly functionName: string;
   readonly url: string;
+  readonly lineNumber?: number;
 }
 
 interface ProfileNode {
@@ -134,6 +135,17 @@ export interface Attribution {
   readonly steps: Record<Step, number>;
   readonly busyUs: number;
   readonly idleUs: number;
+  /** Self time per function (a native one named with its JS caller), in µs, with its step. */
+  readonly functions: Map<string, { readonly step: Step; us: number }>;
+}
+
+/** A sample's function: the leaf, or for a native leaf (a SQLite call, a write to a socket) its JS caller too. */
+function functionOf(stack: readonly CallFrame[]): string {
+  const named = (frame: CallFrame): string => `${frame.functionName || "(anonymous)"} ${fileOf(frame.url)}:${(frame.lineNumber ?? 0) + 1}`;
+  const leaf = stack[0]!;
+  if (leaf.url !== "" || leaf.functionName.startsWith("(")) return named(leaf);
+  const caller = stack.find((frame) => frame.url !== "");
+  return `${leaf.functionName} [native]${caller === undefined ? "" : ` ← ${named(caller)}`}`;
 }
 
 /** Attributes every sample of `profile` taken inside one of `windows` ([from, to] µs, monotonic). */
@@ -145,18 +157,23 @@ export function attribute(profile: CpuProfile, windows: ReadonlyArray<readonly [
     for (const child of node.children ?? []) parent.set(child, node.id);
   }
   // One classification per node: many samples share one.
-  const stepOf = new Map<number, Step | "idle">();
-  const stepOfNode = (id: number): Step | "idle" => {
-    let step = stepOf.get(id);
-    if (step === undefined) {
+  const stepOf = new Map<number, { step: Step | "idle"; fn: string }>();
+  const stepOfNode = (id: number): { step: Step | "idle"; fn: string } => {
+    let known = stepOf.get(id);
+    if (known === undefined) {
       const stack: CallFrame[] = [];
       for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) stack.push(byId.get(at)!.callFrame);
-      step = stack[0]?.functionName === "(idle)" ? "idle" : classify(stack);
-      stepOf.set(id, step);
+      known = { step: stack[0]?.functionName === "(idle)" ? "idle" : classify(stack), fn: functionOf(stack) };
+      stepOf.set(id, known);
     }
-    return step;
+    return known;
   };
-  const results = windows.map(() => ({ steps: Object.fromEntries(STEPS.map((s) => [s, 0])) as Record<Step, number>, busyUs: 0, idleUs: 0 }));
+  const results = windows.map(() => ({
+    steps: Object.fromEntries(STEPS.map((s) => [s, 0])) as Record<Step, number>,
+    busyUs: 0,
+    idleUs: 0,
+    functions: new Map<string, { step: Step; us: number }>(),
+  }));
   let at = profile.startTime;
   const times = profile.timeDeltas.map((delta) => (at += delta));
   for (let i = 0; i < profile.samples.length - 1; i++) {
@@ -164,12 +181,15 @@ export function attribute(profile: CpuProfile, windows: ReadonlyArray<readonly [
     const weight = times[i + 1]! - t;
     const w = windows.findIndex(([from, to]) => t >= from && t < to);
     if (w < 0) continue;
-    const step = stepOfNode(profile.samples[i]!);
+    const { step, fn } = stepOfNode(profile.samples[i]!);
     const result = results[w]!;
     if (step === "idle") result.idleUs += weight;
     else {
       result.steps[step] += weight;
       result.busyUs += weight;
+      const entry = result.functions.get(fn);
+      if (entry === undefined) result.functions.set(fn, { step, us: weight });
+      else entry.us += weight;
     }
   }
   return results;

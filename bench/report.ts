@@ -72,6 +72,8 @@ export interface ProcessCosts {
   /** CPU of the process's other threads (V8's GC helpers, libuv's pool, the profiler's own). */
   readonly otherThreadsCpu: Spread;
   readonly processCpu: Spread;
+  /** The functions with the most self time over every round (µs per operation), with their step. */
+  readonly topFunctions: ReadonlyArray<{ readonly function: string; readonly step: Step; readonly usPerOp: number }>;
 }
 
 export interface BreakdownCell {
@@ -119,9 +121,22 @@ export function breakdownCell(
         offCpu: figure((a, r) => perOp(a.busyUs, r) - cpu(r).mainThreadCpuUsPerOp),
         otherThreadsCpu: figure((_, r) => cpu(r).cpuUsPerOp - cpu(r).mainThreadCpuUsPerOp),
         processCpu: figure((_, r) => cpu(r).cpuUsPerOp),
+        topFunctions: topFunctions(rounds, measurements.reduce((sum, m) => sum + m.ops, 0)),
       };
     }),
   };
+}
+
+/** The 25 functions with the most self time summed over `rounds`, per operation. */
+function topFunctions(rounds: readonly Attribution[], ops: number): ProcessCosts["topFunctions"] {
+  const total = new Map<string, { step: Step; us: number }>();
+  for (const round of rounds) {
+    for (const [name, { step, us }] of round.functions) total.set(name, { step, us: (total.get(name)?.us ?? 0) + us });
+  }
+  return [...total]
+    .sort(([, a], [, b]) => b.us - a.us)
+    .slice(0, 25)
+    .map(([name, { step, us }]) => ({ function: name, step, usPerOp: Math.round((us / ops) * 10) / 10 }));
 }
 
 const BREAKDOWN_COLUMNS: Partial<Record<TargetName, string>> = {
@@ -164,6 +179,11 @@ function breakdownLines(cells: readonly BreakdownCell[]): string[] {
     row("**process CPU**", (p) => p.processCpu);
     out.push(`| ops/s | ${columns.map(({ c }) => cell(c.opsPerSecond)).join(" | ")} |`);
     out.push(`| errors | ${columns.map(({ c }) => String(c.errors)).join(" | ")} |`, "");
+    out.push("Most self time (µs per write, all rounds; the full list of 25 is in the JSON):", "");
+    for (const { p, title } of columns) {
+      out.push(`- ${title}: ${p.topFunctions.slice(0, 6).map((f) => `${f.function} (${f.step}) ${fixed(f.usPerOp, 1)}`).join("; ")}`);
+    }
+    out.push("");
   }
   return out;
 }

@@ -81,6 +81,7 @@ const program = new Command("bench")
   .addOption(new Option("--workloads <names...>", "workloads to run").choices([...WORKLOADS]))
   .option("--no-breakdown", "skip the profiled cost breakdown of a write (alone, SQLite backup, chained)")
   .option("--breakdown-only", "only the profiled cost breakdown")
+  .option("--keep-profiles <dir>", "keep the breakdown's CPU profiles (.cpuprofile, for DevTools) in this directory")
   .option("--out <dir>", "where results go", defaultOut)
   .parse();
 const options = program.opts<{
@@ -94,6 +95,7 @@ const options = program.opts<{
   workloads?: WorkloadName[];
   breakdown: boolean;
   breakdownOnly?: boolean;
+  keepProfiles?: string;
   out: string;
 }>();
 
@@ -193,7 +195,8 @@ async function breakdown(mode: Mode, rounds: number, generator: LoadGenerator): 
   const cells: BreakdownCell[] = [];
   for (const name of workloads) {
     if (targets.length === 0) break;
-    const profileDir = mkdtempSync(join(tmpdir(), "tierkv-bench-profiles-"));
+    const profileDir = options.keepProfiles === undefined ? mkdtempSync(join(tmpdir(), "tierkv-bench-profiles-")) : join(options.keepProfiles, name);
+    mkdirSync(profileDir, { recursive: true });
     try {
       log(`breakdown ${name}: starting ${targets.join(", ")} under --cpu-prof`);
       const running = new Map<TargetName, RunningTarget>();
@@ -244,7 +247,7 @@ async function breakdown(mode: Mode, rounds: number, generator: LoadGenerator): 
         cells.push(breakdownCell(target, name, mode.breakdown.concurrency, measurements, processes));
       }
     } finally {
-      rmSync(profileDir, { recursive: true, force: true });
+      if (options.keepProfiles === undefined) rmSync(profileDir, { recursive: true, force: true });
     }
   }
   return cells;

@@ -70,8 +70,21 @@ export interface SqliteStoreOptions {
   readonly readOnly?: boolean;
 }
 
-/** WAL pages after which SQLite checkpoints and starts the log over (~16 MiB at 4 KiB pages). */
-const WAL_CHECKPOINT_PAGES = 4000;
+/**
+ * Page size of a new file (an existing one keeps its own). 8 KiB, not SQLite's 4: a 64 KiB value
+ * spans half as many overflow pages and WAL frames. Measured in process (this schema, WAL FULL,
+ * commits of 4–16 writes, medians of 3): 64 KiB writes 69–109 instead of 98–133 µs of CPU each,
+ * 1 KiB writes unchanged; 16 KiB pages cost 1 KiB writes 10–20 % more.
+ */
+export const SQLITE_PAGE_BYTES = 8192;
+
+/** WAL bytes after which SQLite checkpoints and starts the log over (~16 MiB, 4000 pages of 4 KiB). */
+const WAL_CHECKPOINT_BYTES = 4000 * 4096;
+
+/** `wal_autocheckpoint` for a file of `pageSize`: the same WAL bytes whatever its page size. */
+export function walCheckpointPages(pageSize: number): number {
+  return Math.round(WAL_CHECKPOINT_BYTES / pageSize);
+}
 
 const MIGRATIONS: readonly string[] = [
   // 0 → 1: the initial schema.
@@ -320,6 +333,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     } else {
       if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
       this.db = new Database(path);
+      this.db.pragma(`page_size = ${SQLITE_PAGE_BYTES}`); // takes effect only in a new file
       this.db.pragma("journal_mode = WAL");
       this.db.pragma(`synchronous = ${options.synchronous ?? "FULL"}`);
     }
@@ -330,11 +344,11 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     // None of these affects durability: commits still fsync the WAL.
     this.db.pragma("mmap_size = 268435456");
     this.db.pragma("cache_size = -65536");
-    this.db.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
+    const pageSize = this.db.pragma("page_size", { simple: true }) as number;
+    this.db.pragma(`wal_autocheckpoint = ${walCheckpointPages(pageSize)}`);
     if (!options.readOnly) migrate(this.db);
     if (options.preallocateWal && !options.readOnly && path !== ":memory:") {
-      const pageSize = this.db.pragma("page_size", { simple: true }) as number;
-      preallocateWal(this.db, `${path}-wal`, walBytesAtCheckpoint(pageSize, WAL_CHECKPOINT_PAGES));
+      preallocateWal(this.db, `${path}-wal`, walBytesAtCheckpoint(pageSize, walCheckpointPages(pageSize)));
     }
     this.applyAll = this.db.transaction((batch: readonly PendingMutation[]) => {
       this.batchHighest = 0n;
