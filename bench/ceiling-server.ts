@@ -21,6 +21,8 @@ const doNothing: ServiceImpl<typeof KVStoreService> = {
   listAllKeys: async () => ({ keys: [] }),
   mutate: async (request) => ({ results: request.mutations.map(() => ({ code: 0, message: "", applied: true })) }),
   txn: async (request) => ({ succeeded: true, failedCheck: -1, results: request.operations.map(() => ({ applied: true, revision: 1n })) }),
+  // Not benchmarked: a stream that ends at once.
+  watch: async function* () {},
 };
 
 const server = new grpc.Server({

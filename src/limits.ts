@@ -138,3 +138,28 @@ export const SERVER_KEEPALIVE_TIMEOUT_MS = 20_000;
 export const CONNECTION_AGE_GRACE_MS = 30_000;
 /** How often a running resync reports progress to its caller. */
 export const RESYNC_PROGRESS_INTERVAL_MS = 250;
+
+// ---------------------------------------------------------------------------------------------
+// Watch and the change log (contract §9)
+
+/** What `--watch-retention` keeps by default: an hour of changes, at most this many per store. */
+export const DEFAULT_WATCH_RETENTION_MS = 60 * 60 * 1000;
+export const DEFAULT_WATCH_RETENTION_CHANGES = 100_000;
+/** How often the server prunes the change log, and the most changes one pruning drops. */
+export const WATCH_PRUNE_INTERVAL_MS = 5_000;
+export const WATCH_PRUNE_MAX_CHANGES = 10_000;
+/** Changes one watcher reads per page, and the value bytes past which a page ends early. */
+export const WATCH_PAGE_CHANGES = 256;
+export const WATCH_PAGE_MAX_BYTES = 4 * 1024 * 1024;
+/** How often an idle watch is sent a progress message (`--watch-progress-interval`). */
+export const DEFAULT_WATCH_PROGRESS_INTERVAL_MS = 1_000;
+/**
+ * A server stream (Watch, Resync, Snapshot) whose peer takes no message for this long is ended
+ * with RESOURCE_EXHAUSTED (`--stream-max-stall-ms`); a watch says where to resume. Until then it
+ * holds one message: the next waits until the last reached the connection.
+ */
+export const DEFAULT_STREAM_MAX_STALL_MS = 30_000;
+/** How often watchers of a database shared with other instances (PostgreSQL) look for their commits. */
+export const WATCH_SHARED_POLL_INTERVAL_MS = 100;
+/** Most concurrent Watch streams one server serves; one more is refused with RESOURCE_EXHAUSTED. */
+export const MAX_WATCHERS = 10_000;

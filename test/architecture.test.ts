@@ -18,12 +18,12 @@ const SRC = join(ROOT, "src");
 const LAYERS: readonly (readonly string[])[] = [
   ["base"], //               limits.ts, host-port.ts, log.ts, tracing.ts, version.ts; gen/ (buf generate)
   ["store"], //              the KVStore contract, its errors and validation, one file per backend
-  ["tier", "auth", "migrate"], // the tiered store; principals and authenticators; copying between stores
+  ["tier", "auth", "migrate", "watch"], // the tiered store; principals and authenticators; copying between stores; watchers of the change log
   ["service"], //            the one call pipeline every surface passes through (being built in parallel:
   //                         placed above what it runs on, below the surfaces; move it if it needs rpc/)
   ["rpc"], //                gRPC plumbing shared by server and client: service definition, status, trace context
   ["client"], //             TierkvClient, TierkvAdminClient
-  ["remote"], //             a chained tierkv as a KVStore backend (over the client)
+  ["remote", "follow"], //   a chained tierkv as a KVStore backend (over the client); a follower tailing a leader's changes
   ["server", "vss"], //      the surfaces: gRPC, Connect, gRPC-Web, admin, metrics; the VSS HTTP endpoint
   ["app"], //                wiring: store URIs → stores → tiered store, authenticators, servers
   ["cli"], //                the commands

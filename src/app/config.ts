@@ -52,4 +52,8 @@ export interface AppConfig {
   readonly tlsCert: string | undefined;
   readonly tlsKey: string | undefined;
   readonly tlsClientCa: string | undefined;
+  /** What the change log keeps (contract §9): `parseRetention`'s form, e.g. `1h,100000`. */
+  readonly watchRetention: string;
+  readonly watchProgressIntervalMs: number;
+  readonly streamMaxStallMs: number;
 }

@@ -56,7 +56,8 @@ export async function openStore(uri: string | StoreUri, options: OpenStoreOption
   const parsed = checkStoreUri(uri);
   switch (parsed.kind) {
     case "memory":
-      return new MemoryStore();
+      // A cache tier is never watched: it counts sequences but keeps no change.
+      return new MemoryStore({ keepChanges: options.durability !== "cache" });
     case "sqlite":
       return options.durability === "cache"
         ? new SqliteStore(resolve(parsed.path), { synchronous: "NORMAL" })

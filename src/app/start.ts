@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { Authenticator } from "../auth/authenticator.js";
 import type { Limits } from "../limits.js";
-import { SHUTDOWN_GRACE_MS } from "../limits.js";
+import { SHUTDOWN_GRACE_MS, WATCH_SHARED_POLL_INTERVAL_MS } from "../limits.js";
 import type { Logger } from "../log.js";
 import { RemoteStore } from "../remote/remote-store.js";
 import { connectService } from "../server/connect-service.js";
@@ -21,6 +21,9 @@ import { TierStore, type TierHealthPolicy, type TierName } from "../tier/tier-st
 import { DEFAULT_TIER_HEALTH } from "../tier/tier-health.js";
 import { takeStopMarker } from "../tier/stop-marker.js";
 import { startVssServer, type VssTlsOptions } from "../vss/http-server.js";
+import { PostgresStore } from "../store/postgres.js";
+import { ChangeFeed } from "../watch/change-feed.js";
+import { parseRetention, startPruning } from "../watch/retention.js";
 import { SettingsError, type AppConfig } from "./config.js";
 import { openStore } from "./open-store.js";
 
@@ -196,8 +199,18 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
   const { store, remotes } = await openTierStore(config, logger);
   // Each tier tried once: one that does not answer is logged with its cause and marked down.
   await store.checkTiers();
-  const metrics: Metrics = createMetrics(store, { perStore: config.metricsPerStore });
   const limits = limitsOf(config);
+  const changeLog = store.changeLog();
+  // Other instances commit to a shared PostgreSQL too: their changes are found by polling.
+  const sharedLog = store.primaryStore instanceof PostgresStore;
+  const feed =
+    changeLog &&
+    new ChangeFeed(changeLog, {
+      progressIntervalMs: config.watchProgressIntervalMs,
+      ...(sharedLog && { pollIntervalMs: WATCH_SHARED_POLL_INTERVAL_MS }),
+    });
+  const stopPruning = changeLog && startPruning(changeLog, parseRetention(config.watchRetention), logger);
+  const metrics: Metrics = createMetrics(store, { perStore: config.metricsPerStore, ...(feed && { openWatches: () => feed.open }) });
   // Every failed start path closes what was opened before it.
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   let server: Awaited<ReturnType<typeof startServer>> | undefined;
@@ -215,6 +228,8 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
       maxConnectionAgeMs: config.maxConnectionAgeMs,
       observeCall: metrics.observeCall,
       health: store,
+      feed,
+      streamMaxStallMs: config.streamMaxStallMs,
     });
     if (config.vssListen !== undefined) {
       vssServer = await startVssServer({
@@ -232,10 +247,13 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
           logger,
           corsOrigins: [...config.httpCorsOrigin],
           observeCall: metrics.observeCall,
+          feed,
         }),
       });
     }
   } catch (error) {
+    stopPruning?.();
+    feed?.close();
     await server?.shutdown(0);
     await metricsServer?.close();
     await store.close();
@@ -250,6 +268,9 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
     metricsServer,
     reloadRemoteTokens: () => reloadRemoteTokens(remotes, logger),
     shutdown: async () => {
+      // Watches never end by themselves: they are told where to resume, so the grace is for unary calls.
+      feed?.close();
+      stopPruning?.();
       await Promise.all([grpcServer.shutdown(SHUTDOWN_GRACE_MS), vssServer?.close(SHUTDOWN_GRACE_MS)]);
       await metricsServer?.close();
       await store.close();

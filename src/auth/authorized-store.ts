@@ -131,3 +131,19 @@ export function authorizedAdmin<T>(operations: T, principal: Principal): T {
   if (!allows(principal, "admin")) throw denied(principal, "use AdminService (needs the admin role)");
   return operations;
 }
+
+/**
+ * What a Watch may follow for `principal`, by the rules of `AuthorizedStore`: its own store with
+ * the read role; another store with `replicate`, or `admin` (reading); every store likewise.
+ */
+export function authorizeWatch(principal: Principal, target: { readonly storeId?: string; readonly allStores: boolean }): { storeId?: string; allStores: boolean } {
+  if (!allows(principal, "read")) throw denied(principal, "watch");
+  const mayNameOthers = allows(principal, "replicate") || allows(principal, "admin");
+  if (target.allStores) {
+    if (!mayNameOthers) throw denied(principal, "watch every store");
+    return { allStores: true };
+  }
+  const storeId = target.storeId ?? principal.storeId;
+  if (storeId !== principal.storeId && !mayNameOthers) throw denied(principal, "watch another store");
+  return { storeId, allStores: false };
+}

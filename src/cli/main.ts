@@ -109,6 +109,17 @@ program
   );
 
 program
+  .command("watch")
+  .description("print one JSON line per change of the store (from now, or from --from SEQ) until interrupted")
+  .argument("[namespace]", "only changes under ns or ns/sub")
+  .option("--from <seq>", "the first sequence to print (inclusive; the kept history must still hold it)")
+  .option("--values", "add each put's value, base64", false)
+  .addOption(storeOption())
+  .action(async (namespace: string | undefined, options: { from?: string; values: boolean; store?: string }) =>
+    (await import("./watch-command.js")).watch(clientSettings(), namespace, options),
+  );
+
+program
   .command("ls")
   .description(
     "list every key of a namespace, walking all pages (newest first where the store can); with --namespaces, the namespaces instead",

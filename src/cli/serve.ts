@@ -4,7 +4,16 @@
 import { startTierkv } from "../app/start.js";
 import { checkStoreUri } from "../app/open-store.js";
 import { isLoopbackAddress } from "../host-port.js";
-import { DEFAULT_LIMITS, DEFAULT_LISTEN, DEFAULT_MAX_VERSION_SKEW_MS, DEFAULT_RETRY } from "../limits.js";
+import {
+  DEFAULT_LIMITS,
+  DEFAULT_LISTEN,
+  DEFAULT_MAX_VERSION_SKEW_MS,
+  DEFAULT_RETRY,
+  DEFAULT_STREAM_MAX_STALL_MS,
+  DEFAULT_WATCH_PROGRESS_INTERVAL_MS,
+  DEFAULT_WATCH_RETENTION_CHANGES,
+  DEFAULT_WATCH_RETENTION_MS,
+} from "../limits.js";
 import { AUTH_MODES, type AuthMode } from "../auth/authenticator.js";
 import { startTracing } from "./tracing.js";
 import { LOG_LEVELS, createLogger } from "../log.js";
@@ -14,6 +23,7 @@ import { parseKeyPath } from "../store/validate.js";
 import { DEFAULT_EPHEMERAL_KEYS } from "../tier/ephemeral-keys.js";
 import type { BackupPolicy, TierName } from "../tier/tier-store.js";
 import { DEFAULT_TIER_HEALTH } from "../tier/tier-health.js";
+import { parseRetention } from "../watch/retention.js";
 import { healthPolicyOf } from "../app/start.js";
 import {
   listOf,
@@ -257,6 +267,32 @@ export const SERVE_SETTINGS = {
     description: "close client connections after this long (with a grace period), so load balancers can rebalance; 0 = never",
     defaultValue: 0,
     parse: parseNonNegativeInteger,
+  } satisfies Setting<number>,
+  watchRetention: {
+    flag: "--watch-retention <kept>",
+    description: "what the change log keeps for Watch and followers: a duration (1h), a count per store (100000), or both (1h,100000)",
+    defaultValue: `${DEFAULT_WATCH_RETENTION_MS / 3_600_000}h,${DEFAULT_WATCH_RETENTION_CHANGES}`,
+    parse: (raw: unknown, origin: string): string => {
+      const text = parseString(raw, origin);
+      try {
+        parseRetention(text);
+      } catch (error) {
+        throw new SettingsError(`${origin}: ${(error as Error).message}`);
+      }
+      return text;
+    },
+  } satisfies Setting<string>,
+  watchProgressIntervalMs: {
+    flag: "--watch-progress-interval-ms <ms>",
+    description: "an idle watch is sent a progress message this often",
+    defaultValue: DEFAULT_WATCH_PROGRESS_INTERVAL_MS,
+    parse: parsePositiveInteger,
+  } satisfies Setting<number>,
+  streamMaxStallMs: {
+    flag: "--stream-max-stall-ms <ms>",
+    description: "a server stream (Watch, Resync, Snapshot) whose peer takes no message for this long is ended (RESOURCE_EXHAUSTED; a watch says where to resume)",
+    defaultValue: DEFAULT_STREAM_MAX_STALL_MS,
+    parse: parsePositiveInteger,
   } satisfies Setting<number>,
   metricsPerStore: {
     flag: "--metrics-per-store",

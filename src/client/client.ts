@@ -2,7 +2,7 @@
 
 import * as grpc from "@grpc/grpc-js";
 import { create, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
-import { KVStoreService } from "../../gen/tierkv/v1/kvstore_pb.js";
+import { ChangeType, KVStoreService, type WatchResponse } from "../../gen/tierkv/v1/kvstore_pb.js";
 import { grpcClientConstructor } from "../rpc/service-definition.js";
 import { fromGrpcError, fromStatus } from "../rpc/status.js";
 import { withTraceContext } from "../rpc/tracing.js";
@@ -27,6 +27,7 @@ import {
   type VersionedValue,
 } from "../store/types.js";
 import { validateKey, validateNamespace, validateTxn } from "../store/validate.js";
+import type { WatchEvent } from "../watch/change-feed.js";
 
 export interface ClientOptions {
   /** The server, as `host:port`. */
@@ -78,6 +79,19 @@ function wireVersion(options: { readonly version?: bigint; readonly plain?: bool
 
 /** What one mutation of a `mutate` batch did: its outcome, or the error it failed with. */
 export type MutationResult = MutationOutcome | StoreError;
+
+/** What `TierkvClient.watch` follows (WatchRequest's fields). */
+export interface WatchOptions {
+  readonly storeId?: string;
+  readonly primaryNamespace?: string;
+  readonly secondaryNamespace?: string;
+  /** The first sequence to deliver; 0n or absent: from now. */
+  readonly start?: bigint;
+  readonly values?: boolean;
+  readonly allStores?: boolean;
+  readonly starts?: ReadonlyMap<string, bigint>;
+}
+
 
 type Methods = (typeof KVStoreService)["method"];
 type Request<K extends keyof Methods> = MessageInitShape<Methods[K]["input"]>;
@@ -329,6 +343,59 @@ export class TierkvClient extends VersionedReads implements KVStore {
   }
 
   /** Closes the channel. */
+  /**
+   * Streams a store's changes (contract §9) until `signal` aborts or the server ends the watch
+   * (OUT_OF_RANGE, RESOURCE_EXHAUSTED or UNAVAILABLE, each saying where to resume, thrown as a
+   * StoreError). No deadline: a watch lasts as long as its caller wants.
+   */
+  async *watch(request: WatchOptions = {}, signal?: AbortSignal): AsyncGenerator<WatchEvent, void, undefined> {
+    const init = create(KVStoreService.method.watch.input, {
+      storeId: request.storeId ?? "",
+      primaryNamespace: request.primaryNamespace ?? "",
+      secondaryNamespace: request.secondaryNamespace ?? "",
+      startSequence: request.start ?? 0n,
+      values: request.values ?? false,
+      allStores: request.allStores ?? false,
+      starts: Object.fromEntries(request.starts ?? []),
+    });
+    const raw = this.raw as unknown as { watch(request: unknown, metadata: grpc.Metadata): grpc.ClientReadableStream<WatchResponse> };
+    const stream = raw.watch(init, withTraceContext(this.metadata));
+    const cancel = (): void => stream.cancel();
+    signal?.addEventListener("abort", cancel, { once: true });
+    try {
+      for await (const message of stream as AsyncIterable<WatchResponse>) {
+        const event = message.event;
+        if (event.case === "progress") {
+          yield { kind: "progress", sequence: event.value.sequence, pending: event.value.pending, time: Number(event.value.timeMs) };
+        } else if (event.case === "change") {
+          const change = event.value;
+          yield {
+            kind: "change",
+            change: {
+              storeId: change.storeId,
+              primaryNamespace: change.primaryNamespace,
+              secondaryNamespace: change.secondaryNamespace,
+              key: change.key,
+              seq: change.sequence,
+              kind: change.type === ChangeType.REMOVE ? "remove" : "put",
+              version: change.version,
+              revision: change.revision,
+              size: Number(change.size),
+              ...(request.values && change.type !== ChangeType.REMOVE && (change.superseded ? { superseded: true } : { value: change.value })),
+              time: Number(change.commitTimeMs),
+            },
+          };
+        }
+      }
+    } catch (error) {
+      if (signal?.aborted) return;
+      throw fromGrpcError(error as grpc.ServiceError, this.address);
+    } finally {
+      signal?.removeEventListener("abort", cancel);
+      stream.cancel();
+    }
+  }
+
   async close(): Promise<void> {
     this.raw.close();
   }

@@ -20,7 +20,8 @@ import { OPEN_PRINCIPAL } from "../auth/principal.js";
 import { decodeBinary } from "../service/body.js";
 import { Call, cancellationOf, subjectOf, type CallContext, type CallMethod, type CallObserver } from "../service/call.js";
 import type { HeaderGetter } from "../service/span.js";
-import { StoreError } from "../store/errors.js";
+import { StoreError, streamStalled } from "../store/errors.js";
+import { DEFAULT_STREAM_MAX_STALL_MS } from "../limits.js";
 import { toGrpcStatus } from "./status.js";
 
 function serializer<Desc extends DescMessage>(schema: Desc): (message: MessageShape<Desc>) => Buffer {
@@ -130,17 +131,22 @@ function deadlineOf(deadline: grpc.Deadline): number | undefined {
   return Number.isFinite(deadline) ? deadline : undefined;
 }
 
-/** Resolves once the stream can take more, or at once when the call is cancelled (it never drains then). */
-function drained(serverCall: ServerCall, signal: AbortSignal): Promise<void> {
+/**
+ * Writes `message`: true once it was written to the connection (or the call was cancelled), false
+ * when the peer took nothing for `maxStallMs`.
+ */
+function flushed(serverCall: grpc.ServerWritableStream<unknown, unknown>, message: unknown, signal: AbortSignal, maxStallMs: number): Promise<boolean> {
   return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = (): void => {
-      serverCall.off("drain", done);
-      signal.removeEventListener("abort", done);
-      resolve();
+    if (signal.aborted) return resolve(true);
+    const done = (written: boolean): void => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", cancelled);
+      resolve(written);
     };
-    serverCall.once("drain", done);
-    signal.addEventListener("abort", done, { once: true });
+    const cancelled = (): void => done(true);
+    const timer = setTimeout(() => done(false), maxStallMs);
+    signal.addEventListener("abort", cancelled, { once: true });
+    serverCall.write(message, () => done(true));
   });
 }
 
@@ -161,7 +167,11 @@ export interface GrpcSurface {
  * not) becomes INTERNAL "internal error" and reaches `observe` with its cause; a cancelled call
  * aborts the handler's signal and closes its response generator.
  */
-export function grpcSurface(observe: CallObserver = { ended() {} }, authenticate: Authenticate = OPEN): GrpcSurface {
+export function grpcSurface(
+  observe: CallObserver = { ended() {} },
+  authenticate: Authenticate = OPEN,
+  maxStallMs: number = DEFAULT_STREAM_MAX_STALL_MS,
+): GrpcSurface {
   const methods = new Map<string, CallMethod>();
   /** Calls the interceptor admitted, by the metadata object grpc-js hands on to the handler. */
   const admitted = new WeakMap<grpc.Metadata, Call>();
@@ -236,11 +246,19 @@ export function grpcSurface(observe: CallObserver = { ended() {} }, authenticate
             try {
               await call.run(async () => {
                 if (request instanceof UndecodableRequest) throw request.error;
-                // Leaving this loop early calls the generator's return(), so its finally blocks run.
-                for await (const response of handler(request, call) as AsyncIterable<unknown>) {
-                  if (call.cancelled) break;
-                  if (!serverCall.write(respond(response))) await drained(serverCall, call.signal);
-                  if (call.cancelled) break;
+                const responses = (handler(request, call) as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+                try {
+                  for (let next = await responses.next(); !next.done && !call.cancelled; ) {
+                    // Each message waits until it reached the connection, so a peer that stops
+                    // reading holds the handler (and its memory) at one message; past the stall
+                    // limit the handler is told (it may say where to resume) and the call ends.
+                    const written = await flushed(serverCall, respond(next.value), call.signal, maxStallMs);
+                    if (call.cancelled) break;
+                    next = written ? await responses.next() : await responses.throw!(streamStalled(maxStallMs));
+                  }
+                } finally {
+                  // Its finally blocks run however the loop ended; a no-op for a finished generator.
+                  await responses.return?.();
                 }
               });
             } catch (error) {

@@ -14,6 +14,7 @@ const TO_GRPC: Record<StoreErrorCode, status> = {
   unauthenticated: status.UNAUTHENTICATED,
   "permission-denied": status.PERMISSION_DENIED,
   internal: status.INTERNAL,
+  "out-of-range": status.OUT_OF_RANGE,
 };
 
 const FROM_GRPC = new Map<status, StoreErrorCode>(
@@ -35,6 +36,7 @@ const CODE_NAMES: Record<StoreErrorCode, string> = {
   unauthenticated: "Unauthenticated",
   "permission-denied": "PermissionDenied",
   internal: "Internal",
+  "out-of-range": "OutOfRange",
 };
 
 /** The grpc-go name of the status answered for `error` (`OK` for none). */

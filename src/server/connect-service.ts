@@ -26,6 +26,7 @@ import { httpCredentials, httpHeader } from "../service/http.js";
 import { callObserver } from "../service/observe.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
 import type { KVStore } from "../store/types.js";
+import type { ChangeFeed } from "../watch/change-feed.js";
 import { kvStoreService } from "./kvstore-service.js";
 
 export interface ConnectServiceOptions {
@@ -37,6 +38,8 @@ export interface ConnectServiceOptions {
   readonly corsOrigins: readonly string[];
   /** Told of every call (metrics), after the debug line. */
   readonly observeCall?: CallObserver;
+  /** Serves Watch (server streaming) from the primary's change log. */
+  readonly feed?: ChangeFeed;
 }
 
 export type HttpHandler = (request: IncomingMessage, response: ServerResponse, next: () => void) => void;
@@ -69,7 +72,9 @@ interface Admission {
 const ADMISSION = createContextKey<Admission | undefined>(undefined, { description: "tierkv admission" });
 
 const GRPC_WEB = /^application\/grpc-web/i;
-const JSON_BODY = /^application\/(grpc-web\+)?json(;|$)/i;
+/** Connect's streaming requests (Watch) frame their one message in an envelope, as gRPC-Web does. */
+const ENVELOPED = /^application\/(grpc-web|connect\+)/i;
+const JSON_BODY = /^application\/(grpc-web\+|connect\+)?json(;|$)/i;
 
 const TIMEOUT_UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
 
@@ -84,22 +89,23 @@ function deadlineOf(request: IncomingMessage): number | undefined {
 /** An empty message in the body's framing: what connect-es parses in place of the real body. */
 function emptyBody(contentType: string): Uint8Array {
   const json = JSON_BODY.test(contentType);
-  if (!GRPC_WEB.test(contentType)) return json ? new TextEncoder().encode("{}") : new Uint8Array(0);
+  if (!ENVELOPED.test(contentType)) return json ? new TextEncoder().encode("{}") : new Uint8Array(0);
   return json ? new Uint8Array([0, 0, 0, 0, 2, 0x7b, 0x7d]) : new Uint8Array(5);
 }
 
 /**
  * The message bytes of a body, decompressed: Connect's whole body (`content-encoding`), or the
- * first gRPC-Web envelope's data (compressed when its flag says so, by `grpc-encoding`).
+ * first envelope's data of a gRPC-Web or Connect streaming body (compressed when its flag says
+ * so, by `grpc-encoding` or `connect-content-encoding`).
  */
 async function messageOf(request: IncomingMessage, body: Buffer, limit: number): Promise<Uint8Array> {
   const contentType = request.headers["content-type"] ?? "";
-  if (!GRPC_WEB.test(contentType)) return decompress(body, request.headers["content-encoding"], limit);
-  if (body.byteLength < 5) throw invalidArgument("the gRPC-Web body holds no message");
+  if (!ENVELOPED.test(contentType)) return decompress(body, request.headers["content-encoding"], limit);
+  if (body.byteLength < 5) throw invalidArgument("the enveloped body holds no message");
   const length = body.readUInt32BE(1);
-  if (body.byteLength < 5 + length) throw invalidArgument("the gRPC-Web message is shorter than its envelope says");
+  if (body.byteLength < 5 + length) throw invalidArgument("the enveloped message is shorter than its envelope says");
   const data = body.subarray(5, 5 + length);
-  const encoding = request.headers["grpc-encoding"];
+  const encoding = request.headers[GRPC_WEB.test(contentType) ? "grpc-encoding" : "connect-content-encoding"];
   return (body[0]! & 0b1) !== 0 ? decompress(data, typeof encoding === "string" ? encoding : "gzip", limit) : data;
 }
 
@@ -113,7 +119,7 @@ async function messageOf(request: IncomingMessage, body: Buffer, limit: number):
 export function connectService(options: ConnectServiceOptions): HttpHandler {
   const { logger } = options;
   const observe = callObserver(logger, options.observeCall);
-  const impl = kvStoreService(options.store, options.limits);
+  const impl = kvStoreService(options.store, options.limits, options.feed);
   const limit = messageLimitBytes(options.limits);
   const maxMembers = jsonMemberLimit(options.limits);
 
@@ -133,6 +139,29 @@ export function connectService(options: ConnectServiceOptions): HttpHandler {
     call.end();
     return response;
   };
+  /** `run` for a server-streaming handler: each response is written as connect-es pulls it. */
+  const stream = async function* <Request, Response>(
+    context: ConnectContext,
+    handler: (request: Request, context: HandlerContext) => AsyncIterable<Response>,
+  ): AsyncGenerator<Response> {
+    const admission = context.values.get(ADMISSION);
+    if (admission === undefined) throw new ConnectError("the call was not admitted", Code.Internal);
+    const { call } = admission;
+    context.signal.addEventListener("abort", () => call.cancel(cancellationOf(call.deadline)), { once: true });
+    let responses: AsyncIterator<Response> | undefined;
+    try {
+      if (admission.refusal !== undefined) throw admission.refusal;
+      // The span covers the handler's start; the stream's later pulls run outside it.
+      responses = await call.run(async () => handler(admission.request as Request, call)[Symbol.asyncIterator]());
+      for (let next = await responses.next(); !next.done && !call.cancelled; next = await responses.next()) yield next.value;
+    } catch (error) {
+      throw toConnectError(call.end(error)!);
+    } finally {
+      // Also when connect-es stops pulling (the caller went away): the handler's own finally runs.
+      await responses?.return?.();
+      call.end();
+    }
+  };
   // Bodies reach connect-es already read, decompressed and checked: an empty message.
   const router = createConnectRouter({ readMaxBytes: limit, writeMaxBytes: limit, acceptCompression: [compressionGzip, compressionBrotli] });
   router.service(KVStoreService, {
@@ -144,6 +173,7 @@ export function connectService(options: ConnectServiceOptions): HttpHandler {
     listAllKeys: (_request, context) => run(context, impl.listAllKeys),
     mutate: (_request, context) => run(context, impl.mutate),
     txn: (_request, context) => run(context, impl.txn),
+    watch: (_request, context) => stream(context, impl.watch),
   });
   const handlers = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
   /** One CallMethod per surface and method, for metrics' children. */
@@ -185,6 +215,7 @@ export function connectService(options: ConnectServiceOptions): HttpHandler {
     const header = new Headers(universal.header);
     header.delete("content-encoding");
     header.delete("grpc-encoding");
+    header.delete("connect-content-encoding");
     header.delete("content-length");
     const empty = emptyBody(contentType);
     const body = (async function* () {

@@ -2,14 +2,15 @@
 //! translate. Name validation happens in the store; errors become statuses in `src/rpc/status.ts`.
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { KVStoreService, type MutationResultSchema, type TxnCheck as WireCheck, type TxnOperation as WireOperation } from "../../gen/tierkv/v1/kvstore_pb.js";
+import { ChangeType, KVStoreService, type MutationResultSchema, type TxnCheck as WireCheck, type TxnOperation as WireOperation } from "../../gen/tierkv/v1/kvstore_pb.js";
 import { effectivePageSize, type Limits } from "../limits.js";
 import type { HandlerContext, ServiceImpl } from "../rpc/service-definition.js";
 import { toGrpcStatus } from "../rpc/status.js";
-import { AuthorizedStore } from "../auth/authorized-store.js";
+import { authorizeWatch, AuthorizedStore } from "../auth/authorized-store.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
 import type { KVStore, KeyRef, MutationOptions, MutationOutcome, NamespaceRef, TxnCheck, TxnOperation } from "../store/types.js";
-import { formatPath, validateVersion } from "../store/validate.js";
+import { formatPath, validateNamespace, validateVersion } from "../store/validate.js";
+import type { ChangeFeed, WatchEvent } from "../watch/change-feed.js";
 
 /** 0 on the wire means "no version": the server assigns one. */
 function versionOf(version: bigint): bigint | undefined {
@@ -79,11 +80,38 @@ function toOperation(operation: WireOperation): TxnOperation {
   }
 }
 
+/** A watch event on the wire. */
+function watchResponse(event: WatchEvent): MessageInitShape<typeof KVStoreService.method.watch.output> {
+  if (event.kind === "progress") {
+    return { event: { case: "progress", value: { sequence: event.sequence, pending: event.pending, timeMs: BigInt(event.time) } } };
+  }
+  const { change } = event;
+  return {
+    event: {
+      case: "change",
+      value: {
+        storeId: change.storeId,
+        sequence: change.seq,
+        type: change.kind === "put" ? ChangeType.PUT : ChangeType.REMOVE,
+        primaryNamespace: change.primaryNamespace,
+        secondaryNamespace: change.secondaryNamespace,
+        key: change.key,
+        version: change.version,
+        revision: change.revision,
+        size: BigInt(change.size),
+        ...(change.value !== undefined && { value: change.value }),
+        superseded: change.superseded === true,
+        commitTimeMs: BigInt(change.time),
+      },
+    },
+  };
+}
+
 /**
  * `tiers` is the tiered store; each call reaches it through an `AuthorizedStore` for the caller,
  * which scopes every key to the caller's store and checks the caller's roles.
  */
-export function kvStoreService(tiers: KVStore, limits: Limits): ServiceImpl<typeof KVStoreService> {
+export function kvStoreService(tiers: KVStore, limits: Limits, feed?: ChangeFeed): ServiceImpl<typeof KVStoreService> {
   const storeFor = (context: HandlerContext): KVStore => new AuthorizedStore(tiers, context.principal);
   const checkValueSize = (ref: KeyRef, value: Uint8Array): void => {
     if (value.byteLength > limits.maxValueBytes) {
@@ -197,6 +225,44 @@ export function kvStoreService(tiers: KVStore, limits: Limits): ServiceImpl<type
     async listPage(request, context) {
       checkPageSize(request.pageSize, request);
       return storeFor(context).listPage(scoped(request), { pageSize: request.pageSize, pageToken: request.pageToken, ...callOptions(context) });
+    },
+
+    async *watch(request, context) {
+      if (feed === undefined) {
+        throw new StoreError("failed-precondition", "this server's primary keeps no change log (an fs or remote primary): Watch needs a sqlite, postgres or memory primary");
+      }
+      if (request.allStores && request.storeId !== "") throw invalidArgument("Watch: all_stores and store_id exclude each other");
+      if (!request.allStores && request.starts && Object.keys(request.starts).length > 0) throw invalidArgument("Watch: starts needs all_stores");
+      const scope = authorizeWatch(context.principal, { storeId: request.storeId === "" ? undefined : request.storeId, allStores: request.allStores });
+      const prefix = { primaryNamespace: request.primaryNamespace, secondaryNamespace: request.secondaryNamespace };
+      validateNamespace({ storeId: scope.storeId, ...prefix }, "watch");
+      const starts = new Map(Object.entries(request.starts));
+      for (const [storeId, start] of starts) if (start === 0n) starts.delete(storeId);
+      const events = feed.watch(
+        {
+          ...scope,
+          start: request.startSequence,
+          starts,
+          values: request.values,
+          ...(prefix.primaryNamespace !== "" && { primaryNamespace: prefix.primaryNamespace }),
+          ...(prefix.secondaryNamespace !== "" && { secondaryNamespace: prefix.secondaryNamespace }),
+        },
+        context.signal,
+      );
+      try {
+        for (let next = await events.next(); !next.done; ) {
+          try {
+            yield watchResponse(next.value);
+          } catch (error) {
+            // A stall the surface throws in goes on to the feed, which says where to resume.
+            next = await events.throw(error);
+            continue;
+          }
+          next = await events.next();
+        }
+      } finally {
+        await events.return(undefined);
+      }
     },
 
     async listAllKeys(request, context) {

@@ -109,7 +109,7 @@ function rpcMetrics(registry: Registry): CallObserver {
  * `perStore`: also report keys and bytes of each store whose quota is being counted, and its
  * quota (opt-in: one label value per tenant with a quota, at most MAX_STORE_LABELS).
  */
-export function createMetrics(store: TierStore, options: { perStore?: boolean } = {}): Metrics {
+export function createMetrics(store: TierStore, options: { perStore?: boolean; openWatches?: () => number } = {}): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   new Gauge({
@@ -136,6 +136,8 @@ export function createMetrics(store: TierStore, options: { perStore?: boolean } 
   mirroredGauge(registry, "tierkv_backup_owed_keys", "keys the primary's ledger says the backup lacks (owed under the degraded policy, or unconfirmed)", async () => (await store.backupStatus()).owedKeys);
   mirroredGauge(registry, "tierkv_mutations_in_flight_keys", "keys with a mutation in flight (entries of the versioned lock)", () => store.snapshot().inFlightKeys);
 
+  const openWatches = options.openWatches;
+  if (openWatches !== undefined) mirroredGauge(registry, "tierkv_watches", "Watch streams open on this server", () => openWatches());
   tierConditionMetrics(registry, store);
   mirroredGauge(registry, "tierkv_resync_running", "1 while a resync runs", () => (store.snapshot().resyncRunning ? 1 : 0));
   mirroredGauge(registry, "tierkv_resync_primary_keys", "keys the primary held when the running (or last) resync started", () => store.snapshot().resync?.primaryKeys ?? 0);

@@ -19,6 +19,7 @@ import { grpcServiceDefinition, grpcSurface } from "../rpc/service-definition.js
 import type { CallObserver } from "../service/call.js";
 import { callObserver } from "../service/observe.js";
 import type { KVStore } from "../store/types.js";
+import type { ChangeFeed } from "../watch/change-feed.js";
 import { adminService, type AdminOperations } from "./admin-service.js";
 import { kvStoreService } from "./kvstore-service.js";
 import { addReflection } from "./reflection.js";
@@ -41,6 +42,10 @@ export interface ServerOptions {
   readonly credentials?: grpc.ServerCredentials;
   /** Told of every finished call (metrics). */
   readonly observeCall?: CallObserver;
+  /** Serves Watch from the primary's change log; without it Watch answers FAILED_PRECONDITION. */
+  readonly feed?: ChangeFeed;
+  /** Server streams whose peer takes nothing for this long are ended (default: the limits module's). */
+  readonly streamMaxStallMs?: number;
   /** Whether KVStoreService can serve (the tiered store's breakers); SERVING when absent. */
   readonly health?: { readonly serving: boolean; onHealthChange(listener: (serving: boolean) => void): void };
 }
@@ -93,9 +98,9 @@ export { callObserver } from "../service/observe.js";
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { logger } = options;
   // Calls are admitted from their metadata by the surface's interceptor, before their message is read.
-  const surface = grpcSurface(callObserver(logger, options.observeCall), options.authenticate);
+  const surface = grpcSurface(callObserver(logger, options.observeCall), options.authenticate, options.streamMaxStallMs);
   const server = new grpc.Server({ ...channelOptions(options), interceptors: [surface.interceptor] });
-  server.addService(grpcServiceDefinition(KVStoreService), surface.handlers(KVStoreService, kvStoreService(options.store, options.limits)));
+  server.addService(grpcServiceDefinition(KVStoreService), surface.handlers(KVStoreService, kvStoreService(options.store, options.limits, options.feed)));
   if (options.admin !== undefined) {
     server.addService(grpcServiceDefinition(AdminService), surface.handlers(AdminService, adminService(options.admin)));
   }

@@ -11,13 +11,15 @@ export type StoreErrorCode =
   | "cancelled"
   | "unauthenticated"
   | "permission-denied"
-  | "internal";
+  | "internal"
+  /** A watch start the change log no longer (or does not yet) holds (etcd's "compacted"). */
+  | "out-of-range";
 
 /**
  * A finer cause within a code, for surfaces whose wire tables tell them apart: `quota` is a
  * tenant's own limit (contract §6.3), unlike a full disk, which shares `resource-exhausted`.
  */
-export type StoreErrorReason = "quota";
+export type StoreErrorReason = "quota" | "stalled";
 
 /** Codes worth retrying: the same request may succeed later without change. */
 const RETRYABLE: ReadonlySet<StoreErrorCode> = new Set(["unavailable"]);
@@ -63,4 +65,12 @@ export function invalidArgument(message: string): StoreError {
 /** A tenant's quota would be exceeded: nothing changed (contract §6.3). */
 export function quotaExceeded(message: string): StoreError {
   return new StoreError("resource-exhausted", message, { reason: "quota" });
+}
+
+/**
+ * A server stream whose peer took no message for `maxStallMs` (contract §7): thrown into the
+ * stream's handler, which may add where to resume before it ends the call.
+ */
+export function streamStalled(maxStallMs: number): StoreError {
+  return new StoreError("resource-exhausted", `the peer took no message for ${maxStallMs} ms`, { reason: "stalled" });
 }

@@ -4,6 +4,7 @@
 
 import { effectivePageSize } from "../limits.js";
 import { notFound } from "./errors.js";
+import { MemoryChangeLog } from "./memory-change-log.js";
 import { appliedVersion, checkQuota, firstFailedCheck, isStale, stateAfterWrite, usageChange, type StoredState } from "./mutation-rules.js";
 import { allKeysPage, allKeysStart, decodeSequenceToken, encodePageToken } from "./page-token.js";
 import {
@@ -13,6 +14,10 @@ import {
   type AllKeysPage,
   type AllKeysRequest,
   type BackupLedger,
+  type ChangeLog,
+  type ChangeRetention,
+  type ChangesPage,
+  type ChangesRequest,
   type KVStore,
   type KeyRef,
   type KeyState,
@@ -98,7 +103,12 @@ function keyId(ref: KeyRef): string {
   return `${namespaceId(ref)}\0${ref.key}`;
 }
 
-export class MemoryStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader, SnapshotSource {
+export interface MemoryStoreOptions {
+  /** Keep changes for Watch (default true); a cache tier nobody watches turns it off. */
+  readonly keepChanges?: boolean;
+}
+
+export class MemoryStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader, SnapshotSource, ChangeLog {
   private readonly namespaces = new Map<string, Namespace>();
   /** Keys the backup tier owes, with the version recorded (see `BackupLedger`). */
   private readonly owed = new Map<string, KeyVersion>();
@@ -106,6 +116,12 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
   private readonly usage = new Map<string, { keys: number; bytes: number }>();
   private nextSeq = 1;
   private highest = 0n;
+  private readonly changes: MemoryChangeLog;
+
+  constructor(options: MemoryStoreOptions = {}) {
+    super();
+    this.changes = new MemoryChangeLog(options.keepChanges ?? true);
+  }
 
   private namespace(ns: NamespaceRef, create: true): Namespace;
   private namespace(ns: NamespaceRef, create: false): Namespace | undefined;
@@ -144,6 +160,7 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
     let version = options.version;
     const outcome = this.applyWrite(ref, value, { ...options, onVersion: (v) => ((version = v), options.onVersion?.(v)) });
     this.recordOwed(ref, { version, owedToBackup: options.owedToBackup });
+    this.changes.flush();
     return outcome;
   }
 
@@ -153,6 +170,7 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
     const onVersion = (v: bigint): void => ((version = v), options.onVersion?.(v));
     const outcome = this.applyRemove(ref, options.exact ? { onVersion } : { ...options, onVersion });
     this.recordOwed(ref, { version, owedToBackup: options.owedToBackup });
+    this.changes.flush();
     return outcome;
   }
 
@@ -177,15 +195,18 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
     const existing = this.entry(ref);
     if (isStale(existing, options)) return "stale";
     const state = stateAfterWrite(existing, options);
+    const copy = value.slice();
     if (state.version > this.highest) this.highest = state.version;
     this.changeUsage(storeIdOf(ref), existing?.value.byteLength, value.byteLength);
     if (existing === undefined) {
-      this.namespace(ref, true).add({ key: ref.key, seq: this.nextSeq++, value: value.slice(), ...state, live: true });
+      this.namespace(ref, true).add({ key: ref.key, seq: this.nextSeq++, value: copy, ...state, live: true });
     } else {
-      existing.value = value.slice();
+      existing.value = copy;
       existing.version = state.version;
       existing.revision = state.revision;
     }
+    // Values are replaced, never changed in place: the entry and the log share one copy.
+    this.changes.append(ref, "put", state, copy);
     options.onVersion?.(state.version);
     return "applied";
   }
@@ -200,6 +221,7 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
     if (version !== undefined && version > this.highest) this.highest = version;
     this.changeUsage(storeIdOf(ref), existing.value.byteLength, undefined);
     ns.delete(existing);
+    this.changes.append(ref, "remove", { version: version ?? 0n, revision: 0n }, undefined);
     if (ns.byKey.size === 0) this.namespaces.delete(namespaceId(ref));
     return "applied";
   }
@@ -226,6 +248,7 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
       if (versions.length === before) versions.push(this.entry(operation)?.version ?? options.version ?? 0n);
       this.recordOwed(operation, { version: versions.at(-1), owedToBackup: request.owedToBackup });
     }
+    this.changes.flush();
     return { succeeded: true, outcomes, revisions, versions };
   }
 
@@ -321,6 +344,22 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
     if (keys === 0) this.usage.delete(storeId);
     else this.usage.set(storeId, { keys, bytes });
     return { recorded, counted: { keys, bytes } };
+  }
+
+  readChanges(request: ChangesRequest): Promise<ChangesPage> {
+    return this.changes.readChanges(request);
+  }
+
+  changeHeads(): Promise<Map<string, bigint>> {
+    return this.changes.changeHeads();
+  }
+
+  pruneChanges(retention: ChangeRetention, limit: number, now?: number): Promise<number> {
+    return this.changes.pruneChanges(retention, limit, now);
+  }
+
+  onChanges(listener: (storeIds: ReadonlySet<string>) => void): () => void {
+    return this.changes.onChanges(listener);
   }
 
   async highestVersion(): Promise<bigint> {

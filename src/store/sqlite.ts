@@ -8,6 +8,12 @@
 //! Group commit: mutations that arrive in the same turn of the event loop share one transaction
 //! and so one fsync; none resolves before that commit. A commit takes a bounded batch (by count
 //! and bytes), so it never holds the event loop for long; the rest wait for the next turn.
+//!
+//! Change log (`ChangeLog`, contract §9): every mutation that changes a row also appends a row to
+//! `changes` in the same transaction, numbered by its store's counter in `change_heads`. One
+//! connection commits everything, so sequence order is commit order. The log holds no values: a
+//! put's value is read from `kv` while the key still holds it (`kv.change_seq`), so a write is
+//! stored once (with values in the log, a 1 KiB write cost 35 µs of CPU instead of 19).
 
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
@@ -19,7 +25,8 @@ import {
   LEDGER_SETTLE_DELAY_MS,
   SQLITE_BUSY_TIMEOUT_MS,
 } from "../limits.js";
-import { toKeyVersion, toStoredRecord, type DbKeyVersion, type DbRecord } from "./db-rows.js";
+import { ChangeListeners } from "./change-listeners.js";
+import { CHANGE_KIND_PUT, CHANGE_KIND_REMOVE, toChange, toKeyVersion, toStoredRecord, type DbChange, type DbKeyVersion, type DbRecord } from "./db-rows.js";
 import { notFound, StoreError } from "./errors.js";
 import { appliedVersion, checkQuota, firstFailedCheck, isStale, stateAfterWrite, usageChange, type StoredState } from "./mutation-rules.js";
 import { allKeysPage, allKeysStart, decodeSequenceToken, sequencePage } from "./page-token.js";
@@ -30,6 +37,11 @@ import {
   type AllKeysPage,
   type AllKeysRequest,
   type BackupLedger,
+  type Change,
+  type ChangeLog,
+  type ChangeRetention,
+  type ChangesPage,
+  type ChangesRequest,
   type KVStore,
   type KeyRef,
   type KeyState,
@@ -53,7 +65,7 @@ import {
 import { formatPath, validateKey, validateNamespace, validateTxn } from "./validate.js";
 
 /** `PRAGMA user_version` of the current schema; `migrate` upgrades anything older. */
-export const SQLITE_SCHEMA_VERSION = 3;
+export const SQLITE_SCHEMA_VERSION = 4;
 
 export interface SqliteStoreOptions {
   /** `FULL` (default) fsyncs every commit; `NORMAL` may lose the last commits on power loss. */
@@ -118,6 +130,23 @@ const MIGRATIONS: readonly string[] = [
   // 2 → 3: each store's usage, kept by every mutation's own transaction (quotas, StoreUsage).
   `CREATE TABLE usage (store_id TEXT PRIMARY KEY, keys INTEGER NOT NULL, bytes INTEGER NOT NULL) WITHOUT ROWID;
    INSERT INTO usage SELECT store_id, count(*), coalesce(sum(length(value)), 0) FROM kv GROUP BY store_id;`,
+  // 3 → 4: the change log (Watch, followers), each store's last sequence, and the sequence of the
+  // change that wrote each row; the log starts empty.
+  `ALTER TABLE kv ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+   CREATE TABLE changes (
+     store_id TEXT NOT NULL,
+     seq INTEGER NOT NULL,
+     primary_namespace TEXT NOT NULL,
+     secondary_namespace TEXT NOT NULL,
+     key TEXT NOT NULL,
+     kind INTEGER NOT NULL,
+     version INTEGER NOT NULL,
+     revision INTEGER NOT NULL,
+     size INTEGER NOT NULL,
+     committed_at INTEGER NOT NULL,
+     PRIMARY KEY (store_id, seq)
+   ) WITHOUT ROWID;
+   CREATE TABLE change_heads (store_id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;`,
 ];
 
 /** What a caller may learn of a SQLite failure: the kind, never SQL text or a file path. */
@@ -230,11 +259,11 @@ function prepareStatements(db: Database.Database) {
     sizedState: db
       .prepare<[KeyParams], SizedState>(`SELECT version, revision, length(value) AS size FROM kv WHERE ${where} AND key = @key`)
       .safeIntegers(true),
-    upsert: db.prepare<[KeyParams & StoredState & { value: Uint8Array }]>(
-      `INSERT INTO kv (store_id, primary_namespace, secondary_namespace, key, value, version, revision)
-       VALUES (@storeId, @pn, @sn, @key, @value, @version, @revision)
+    upsert: db.prepare<[KeyParams & StoredState & { value: Uint8Array; changeSeq: bigint }]>(
+      `INSERT INTO kv (store_id, primary_namespace, secondary_namespace, key, value, version, revision, change_seq)
+       VALUES (@storeId, @pn, @sn, @key, @value, @version, @revision, @changeSeq)
        ON CONFLICT (store_id, primary_namespace, secondary_namespace, key) DO UPDATE
-         SET value = excluded.value, version = excluded.version, revision = excluded.revision`,
+         SET value = excluded.value, version = excluded.version, revision = excluded.revision, change_seq = excluded.change_seq`,
     ),
     remove: db.prepare<[KeyParams]>(`DELETE FROM kv WHERE ${where} AND key = @key`),
     list: db.prepare<[NamespaceParams & { limit: number }], string>(`SELECT key FROM kv WHERE ${where} LIMIT @limit`).pluck(),
@@ -290,13 +319,53 @@ function prepareStatements(db: Database.Database) {
       `UPDATE clock SET highest_version = @version WHERE highest_version < @version`,
     ),
     highest: db.prepare<[], bigint>(`SELECT highest_version FROM clock`).pluck().safeIntegers(true),
+    head: db.prepare<[{ storeId: string }], bigint>(`SELECT seq FROM change_heads WHERE store_id = @storeId`).pluck().safeIntegers(true),
+    heads: db.prepare<[], { store_id: string; seq: bigint }>(`SELECT store_id, seq FROM change_heads`).safeIntegers(true),
+    setHead: db.prepare<[{ storeId: string; seq: bigint }]>(
+      `INSERT INTO change_heads (store_id, seq) VALUES (@storeId, @seq) ON CONFLICT DO UPDATE SET seq = excluded.seq`,
+    ),
+    logChange: db.prepare<[KeyParams & { seq: bigint; kind: number; version: bigint; revision: bigint; size: number; at: number }]>(
+      `INSERT INTO changes (store_id, seq, primary_namespace, secondary_namespace, key, kind, version, revision, size, committed_at)
+       VALUES (@storeId, @seq, @pn, @sn, @key, @kind, @version, @revision, @size, @at)`,
+    ),
+    // A put's value while the key still holds it (the row's change_seq is the change's); NULL once
+    // a later change superseded it.
+    changes: db
+      .prepare<[{ storeId: string; from: bigint; limit: number }], DbChange>(
+        `SELECT c.store_id, c.seq, c.primary_namespace, c.secondary_namespace, c.key, c.kind, c.version, c.revision, c.size,
+                kv.value, c.committed_at
+         FROM changes c LEFT JOIN kv ON c.kind = ${CHANGE_KIND_PUT} AND kv.store_id = c.store_id
+           AND kv.primary_namespace = c.primary_namespace AND kv.secondary_namespace = c.secondary_namespace
+           AND kv.key = c.key AND kv.change_seq = c.seq
+         WHERE c.store_id = @storeId AND c.seq >= @from ORDER BY c.seq LIMIT @limit`,
+      )
+      .safeIntegers(true),
+    changesWithoutValues: db
+      .prepare<[{ storeId: string; from: bigint; limit: number }], DbChange>(
+        `SELECT store_id, seq, primary_namespace, secondary_namespace, key, kind, version, revision, size, NULL AS value, committed_at
+         FROM changes WHERE store_id = @storeId AND seq >= @from ORDER BY seq LIMIT @limit`,
+      )
+      .safeIntegers(true),
+    oldestChange: db.prepare<[{ storeId: string }], bigint | null>(`SELECT min(seq) FROM changes WHERE store_id = @storeId`).pluck().safeIntegers(true),
+    // The first change young enough to keep: it walks the store's log from its oldest, so it reads
+    // only what is about to be pruned (commit times grow with sequences).
+    firstYoungChange: db
+      .prepare<[{ storeId: string; cutoff: number }], bigint>(
+        `SELECT seq FROM changes WHERE store_id = @storeId AND committed_at >= @cutoff ORDER BY seq LIMIT 1`,
+      )
+      .pluck()
+      .safeIntegers(true),
+    pruneBefore: db.prepare<[{ storeId: string; before: bigint; limit: number }]>(
+      `DELETE FROM changes WHERE store_id = @storeId AND seq IN
+         (SELECT seq FROM changes WHERE store_id = @storeId AND seq < @before ORDER BY seq LIMIT @limit)`,
+    ),
   };
 }
 
 /** Rows a snapshot reads per statement: the event loop runs between pages. */
 const SNAPSHOT_PAGE_ROWS = 256;
 
-export class SqliteStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader, SnapshotSource, StateReporter {
+export class SqliteStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader, SnapshotSource, ChangeLog, StateReporter {
   readonly reportsState = true;
   private readonly db: Database.Database;
   private readonly stmt: ReturnType<typeof prepareStatements>;
@@ -309,6 +378,11 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   private batchHighest = 0n;
   /** Usage changes of the transaction being built, per store, written once per commit. */
   private batchUsage = new Map<string, { keys: number; bytes: number }>();
+  /** Each changed store's last sequence in the transaction being built, written once per commit. */
+  private batchHeads = new Map<string, bigint>();
+  /** The commit time of the transaction being built (ms). */
+  private batchTime = 0;
+  private readonly changeListeners = new ChangeListeners();
   /** Applies a batch in one transaction (made once: better-sqlite3 wraps it in BEGIN/COMMIT). */
   private readonly applyAll: (batch: readonly PendingMutation[]) => unknown[];
 
@@ -353,7 +427,10 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     this.applyAll = this.db.transaction((batch: readonly PendingMutation[]) => {
       this.batchHighest = 0n;
       this.batchUsage.clear();
+      this.batchHeads.clear();
+      this.batchTime = Date.now();
       const results = batch.map((mutation) => mutation.apply());
+      for (const [storeId, seq] of this.batchHeads) this.stmt.setHead.run({ storeId, seq });
       if (this.batchHighest > 0n) this.stmt.raiseHighest.run({ version: this.batchHighest });
       for (const [storeId, change] of this.batchUsage) {
         this.stmt.changeUsage.run({ storeId, ...change });
@@ -509,7 +586,8 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   ): StoredState | "stale" {
     if (isStale(stored, options)) return "stale";
     const state = stateAfterWrite(stored, options);
-    this.stmt.upsert.run({ ...keyParams(ref), value, ...state });
+    const changeSeq = this.logChange(ref, CHANGE_KIND_PUT, state, value.byteLength);
+    this.stmt.upsert.run({ ...keyParams(ref), value, ...state, changeSeq });
     this.changeUsage(ref, sizeOf(stored), value.byteLength);
     this.raiseHighest(state.version);
     return state;
@@ -525,10 +603,20 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     const version = appliedVersion(stored, options);
     if (stored !== undefined) {
       this.stmt.remove.run(keyParams(ref));
+      this.logChange(ref, CHANGE_KIND_REMOVE, { version: version ?? 0n, revision: 0n }, 0);
       this.changeUsage(ref, sizeOf(stored), undefined);
       this.raiseHighest(version);
     }
     return version ?? "applied";
+  }
+
+  /** Appends a change to the log in the transaction being built; its sequence, the store's next. */
+  private logChange(ref: KeyRef, kind: number, state: StoredState, size: number): bigint {
+    const storeId = storeIdOf(ref);
+    const seq = (this.batchHeads.get(storeId) ?? this.stmt.head.get({ storeId }) ?? 0n) + 1n;
+    this.batchHeads.set(storeId, seq);
+    this.stmt.logChange.run({ ...keyParams(ref), seq, kind, ...state, size, at: this.batchTime });
+    return seq;
   }
 
   private raiseHighest(version: bigint | undefined): void {
@@ -581,13 +669,16 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       // One bad mutation must not fail its neighbours: commit each alone to find it.
       for (const mutation of batch) {
         try {
-          settle(mutation, this.applyAll([mutation])[0]);
+          const [result] = this.applyAll([mutation]);
+          this.changeListeners.notify(new Set(this.batchHeads.keys()));
+          settle(mutation, result);
         } catch (error) {
           mutation.reject(sqliteStoreError(error));
         }
       }
       return;
     }
+    this.changeListeners.notify(new Set(this.batchHeads.keys()));
     batch.forEach((mutation, i) => settle(mutation, results[i]));
   }
 
@@ -652,6 +743,50 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       this.stmt.dropEmptyUsage.run({ storeId });
       return { recorded, counted };
     });
+  }
+
+  async readChanges(request: ChangesRequest): Promise<ChangesPage> {
+    // One synchronous read: no commit of this connection can come between its statements.
+    return this.guarded(() => {
+      const statement = request.values ? this.stmt.changes : this.stmt.changesWithoutValues;
+      const changes: Change[] = [];
+      let bytes = 0;
+      for (const row of statement.iterate({ storeId: request.storeId, from: request.from, limit: request.limit })) {
+        changes.push(toChange(row, request.values));
+        bytes += Number(row.size);
+        if (request.values && request.maxBytes !== undefined && bytes >= request.maxBytes) break;
+      }
+      const latest = this.stmt.head.get({ storeId: request.storeId }) ?? 0n;
+      const oldest = this.stmt.oldestChange.get({ storeId: request.storeId }) ?? latest + 1n;
+      return { changes, latest, oldest };
+    });
+  }
+
+  async changeHeads(): Promise<Map<string, bigint>> {
+    return this.guarded(() => new Map(this.stmt.heads.all().map((row) => [row.store_id, row.seq])));
+  }
+
+  async pruneChanges(retention: ChangeRetention, limit: number, now = Date.now()): Promise<number> {
+    return this.guarded(() =>
+      this.db.transaction(() => {
+        let pruned = 0;
+        for (const { store_id: storeId, seq: latest } of this.stmt.heads.all()) {
+          if (pruned >= limit) break;
+          let before = 0n;
+          if (retention.maxCount !== undefined) before = latest - BigInt(retention.maxCount) + 1n;
+          if (retention.maxAgeMs !== undefined) {
+            const young = this.stmt.firstYoungChange.get({ storeId, cutoff: now - retention.maxAgeMs }) ?? latest + 1n;
+            if (young > before) before = young;
+          }
+          if (before > 1n) pruned += this.stmt.pruneBefore.run({ storeId, before, limit: limit - pruned }).changes;
+        }
+        return pruned;
+      })(),
+    );
+  }
+
+  onChanges(listener: (storeIds: ReadonlySet<string>) => void): () => void {
+    return this.changeListeners.add(listener);
   }
 
   async highestVersion(): Promise<bigint> {

@@ -315,6 +315,89 @@ export function isBackupLedger(store: KVStore): store is KVStore & BackupLedger 
   return typeof candidate.settleOwed === "function" && typeof candidate.listOwed === "function";
 }
 
+/**
+ * One applied mutation in a store's change log (contract §9): the store's next sequence number,
+ * given in commit order, so a reader that has seen `seq` and asks for what follows misses nothing.
+ */
+export interface Change extends KeyRef {
+  readonly storeId: string;
+  readonly seq: bigint;
+  readonly kind: "put" | "remove";
+  /** The version the mutation was applied at (a remove's own version, not the value's). */
+  readonly version: bigint;
+  /** The revision a put stored; 0n for a remove. */
+  readonly revision: bigint;
+  /** The value's size in bytes (0 for a remove). */
+  readonly size: number;
+  /**
+   * The value a put stored, when the reader asked for values and the key still holds it. The log
+   * keeps no values (each is stored once, in the key's row): a put a later change of its key
+   * replaced has no value and is `superseded`; that later change follows in the log.
+   */
+  readonly value?: Uint8Array;
+  readonly superseded?: boolean;
+  /** When it was committed, in ms since the epoch, by the clock of the process (or database) that committed it. */
+  readonly time: number;
+}
+
+export interface ChangesRequest {
+  readonly storeId: string;
+  /** The first sequence to return (inclusive). */
+  readonly from: bigint;
+  /** At most this many changes. */
+  readonly limit: number;
+  /** Include each put's value. */
+  readonly values: boolean;
+  /**
+   * With values: stop after the change whose value takes the page past this many bytes (a page
+   * holds at least one change), so a page of large values stays bounded in memory.
+   */
+  readonly maxBytes?: number;
+}
+
+/** A store's sequence numbers: the last one given, and the oldest still kept. */
+export interface ChangeBounds {
+  /** The sequence of the store's latest change; 0n when it never changed. */
+  readonly latest: bigint;
+  /** The oldest sequence still kept; `latest + 1n` when none is (every older one was pruned). */
+  readonly oldest: bigint;
+}
+
+export interface ChangesPage extends ChangeBounds {
+  /** In sequence order, from `request.from`, with no gap. */
+  readonly changes: Change[];
+}
+
+/** How long a change log keeps its changes (contract §7, `--watch-retention`). */
+export interface ChangeRetention {
+  /** Changes older than this are pruned. */
+  readonly maxAgeMs?: number;
+  /** At most this many changes are kept per store. */
+  readonly maxCount?: number;
+}
+
+/**
+ * Optional capability: a change log per store, written in the transaction of every mutation that
+ * changes data (a remove of an absent key is no change), with sequences given in commit order.
+ */
+export interface ChangeLog {
+  /** The changes of one store from `request.from` on, with the store's bounds as of the same read. */
+  readChanges(request: ChangesRequest): Promise<ChangesPage>;
+  /** Each store's latest sequence (stores that never changed are absent). */
+  changeHeads(): Promise<Map<string, bigint>>;
+  /** Drops changes past `retention`, at most `limit` of them; how many were dropped. */
+  pruneChanges(retention: ChangeRetention, limit: number, now?: number): Promise<number>;
+  /**
+   * Calls `listener` with the stores a commit of this process changed, after it is durable; the
+   * returned function stops it. Other processes' commits (a shared database) are found by reading.
+   */
+  onChanges(listener: (storeIds: ReadonlySet<string>) => void): () => void;
+}
+
+export function isChangeLog(store: KVStore): store is KVStore & ChangeLog {
+  return typeof (store as Partial<ChangeLog>).readChanges === "function";
+}
+
 /** The store id a reference means. */
 export function storeIdOf(ref: { readonly storeId?: string }): string {
   return ref.storeId ?? DEFAULT_STORE_ID;

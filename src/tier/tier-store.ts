@@ -11,6 +11,7 @@ import { readOrAbsent, stateOrAbsent } from "../store/read-or-absent.js";
 import {
   compareKeys,
   isBackupLedger,
+  isChangeLog,
   isStateReporter,
   isStoreUsageReader,
   isSnapshotSource,
@@ -20,6 +21,7 @@ import {
   type AllKeysRequest,
   type BackupLedger,
   type CallOptions,
+  type ChangeLog,
   type KVStore,
   type KeyRef,
   type KeyState,
@@ -915,6 +917,17 @@ export class TierStore extends VersionedReads implements KVStore {
       throw new StoreError("failed-precondition", "this server's primary cannot take a consistent snapshot (sqlite:, postgres:// and memory: primaries can)");
     }
     return store;
+  }
+
+  /** The primary tier's backend (the wiring asks what kind it is). */
+  get primaryStore(): KVStore {
+    return this.primary.store;
+  }
+
+  /** The primary's change log (Watch, followers; contract §9), when its backend keeps one. */
+  changeLog(): ChangeLog | undefined {
+    const store = this.primary.store;
+    return isChangeLog(store) ? store : undefined;
   }
 
   /** Keys and value bytes a store holds now, from the primary's usage record (admin output). */

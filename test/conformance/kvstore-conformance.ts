@@ -11,6 +11,8 @@ import {
   isStoreUsageReader,
   type StoreUsageReader,
   type BackupLedger,
+  type Change,
+  type ChangeLog,
   type KVStore,
   type KeyRef,
   type KeyVersion,
@@ -1224,6 +1226,142 @@ export function describeBackupLedger(name: string, open: () => Promise<StoreUnde
       store = await harness.reopen!();
       expect(await owed()).toEqual(["bob://b@4", "default:monitors/updates/a@3"]);
       expect(await store.countOwed()).toBe(2);
+    });
+  });
+}
+
+/**
+ * The change log (contract §9): every backend that keeps one, and the tiered store over it. A
+ * store's sequences start at 1, grow by one per change in commit order, and never repeat.
+ */
+export function describeChangeLog(name: string, open: () => Promise<StoreUnderTest<KVStore & ChangeLog>>): void {
+  describe(`ChangeLog: ${name}`, () => {
+    let harness: StoreUnderTest<KVStore & ChangeLog>;
+    let store: KVStore & ChangeLog;
+    beforeEach(async () => {
+      harness = await open();
+      store = harness.store;
+    });
+    afterEach(async () => {
+      await harness.close();
+    });
+
+    const bytes = (value: string): Uint8Array => new TextEncoder().encode(value);
+    const at = (key: string, storeId = "alice"): KeyRef => ({ storeId, primaryNamespace: "p", secondaryNamespace: "s", key });
+    const all = async (storeId = "alice", values = false): Promise<Change[]> =>
+      (await store.readChanges({ storeId, from: 1n, limit: 1000, values })).changes;
+    const brief = (change: Change): string => `${change.seq} ${change.kind} ${change.key} v${change.version} r${change.revision} ${change.size}`;
+
+    it("numbers each store's writes and removes 1, 2, 3... with their versions, revisions and sizes", async () => {
+      await store.write(at("a"), bytes("one"), { version: 10n });
+      await store.write(at("a"), bytes("three"), { version: 11n });
+      await store.write(at("b"), bytes("x"), { version: 12n });
+      await store.remove(at("a"), { version: 13n });
+      await store.write(at("z", "bob"), bytes("bobs"), { version: 14n });
+      expect((await all()).map(brief)).toEqual(["1 put a v10 r1 3", "2 put a v11 r2 5", "3 put b v12 r1 1", "4 remove a v13 r0 0"]);
+      expect((await all("bob")).map(brief)).toEqual(["1 put z v14 r1 4"]);
+      const page = await store.readChanges({ storeId: "alice", from: 3n, limit: 1, values: true });
+      expect(page.changes.map(brief)).toEqual(["3 put b v12 r1 1"]);
+      expect(page.latest).toBe(4n);
+      expect(page.oldest).toBe(1n);
+      expect(text(page.changes[0]!.value!)).toBe("x");
+      expect(page.changes[0]!.storeId).toBe("alice");
+      expect(Math.abs(page.changes[0]!.time - Date.now())).toBeLessThan(60_000);
+      expect((await all("alice", false))[0]!.value).toBeUndefined();
+      expect(await store.changeHeads()).toEqual(new Map([["alice", 4n], ["bob", 1n]]));
+    });
+
+    it("gives a put's value while its key holds it; a put replaced since is superseded, without a value", async () => {
+      await store.write(at("a"), bytes("first"));
+      await store.write(at("a"), bytes("second"));
+      await store.write(at("b"), bytes("bee"));
+      await store.remove(at("b"));
+      const changes = await all("alice", true);
+      expect(changes.map((change) => [change.kind, change.value === undefined ? undefined : new TextDecoder().decode(change.value), change.superseded])).toEqual([
+        ["put", undefined, true],
+        ["put", "second", undefined],
+        ["put", undefined, true],
+        ["remove", undefined, undefined],
+      ]);
+      expect((await all("alice", false)).every((change) => change.value === undefined && change.superseded === undefined)).toBe(true);
+    });
+
+    it("logs nothing for what changed nothing: a stale mutation, a remove of an absent key, a failed txn", async () => {
+      await store.write(at("a"), bytes("new"), { version: 20n });
+      expect(await store.write(at("a"), bytes("old"), { version: 19n })).toBe("stale");
+      await store.remove(at("never"));
+      const failed = await store.txn({ checks: [{ ...at("a"), expect: "absent" }], operations: [{ ...at("b"), kind: "write", value: bytes("b") }] });
+      expect(failed.succeeded).toBe(false);
+      expect((await all()).map(brief)).toEqual(["1 put a v20 r1 3"]);
+    });
+
+    it("logs a txn's operations in request order, with the versions they got", async () => {
+      await store.write(at("gone"), bytes("g"));
+      const result = await store.txn({
+        checks: [],
+        operations: [
+          { ...at("b"), kind: "write", value: bytes("bb") },
+          { ...at("gone"), kind: "remove" },
+          { ...at("a"), kind: "write", value: bytes("a") },
+        ],
+        version: 30n,
+      });
+      expect(result.succeeded).toBe(true);
+      expect((await all()).map((change) => `${change.seq} ${change.kind} ${change.key} v${change.version}`)).toEqual([
+        "1 put gone v0",
+        "2 put b v30",
+        "3 remove gone v30",
+        "4 put a v30",
+      ]);
+    });
+
+    it("gives concurrent mutations distinct sequences with no gap, each matching what was applied", async () => {
+      await Promise.all(Array.from({ length: 50 }, (_, i) => store.write(at(`k${i % 7}`), bytes(`v${i}`))));
+      const changes = await all("alice", true);
+      expect(changes.map((change) => change.seq)).toEqual(Array.from({ length: 50 }, (_, i) => BigInt(i + 1)));
+      // The last change of each key holds its current value and revision.
+      const last = new Map(changes.map((change) => [change.key, change]));
+      for (const [key, change] of last) {
+        const stored = await store.readVersioned(at(key));
+        expect([text(change.value!), change.revision]).toEqual([text(stored.value), stored.revision]);
+      }
+    });
+
+    it("prunes by count and by age, and reports the oldest kept sequence", async () => {
+      for (let i = 0; i < 10; i++) await store.write(at(`k${i}`), bytes("v"));
+      await store.write(at("k0", "bob"), bytes("v"));
+      expect(await store.pruneChanges({ maxCount: 4 }, 1000)).toBe(6);
+      const page = await store.readChanges({ storeId: "alice", from: 1n, limit: 100, values: false });
+      expect([page.oldest, page.latest]).toEqual([7n, 10n]);
+      expect(page.changes.map((change) => change.seq)).toEqual([7n, 8n, 9n, 10n]);
+      // Everything is older than an hour from now.
+      expect(await store.pruneChanges({ maxAgeMs: 1000 }, 1000, Date.now() + 3_600_000)).toBe(5);
+      const empty = await store.readChanges({ storeId: "alice", from: 11n, limit: 100, values: false });
+      expect([empty.oldest, empty.latest, empty.changes.length]).toEqual([11n, 10n, 0]);
+      // The sequence goes on from where it was, pruned or not.
+      await store.write(at("next"), bytes("v"));
+      expect((await all()).map((change) => change.seq)).toEqual([11n]);
+      expect(await store.changeHeads()).toEqual(new Map([["alice", 11n], ["bob", 1n]]));
+    });
+
+    it("tells listeners which stores a commit changed, once it is durable", async () => {
+      const seen: string[][] = [];
+      const stop = store.onChanges((storeIds) => seen.push([...storeIds].sort()));
+      await store.write(at("a"), bytes("v"));
+      await store.txn({ checks: [], operations: [{ ...at("b", "bob"), kind: "write", value: bytes("v") }, { ...at("c"), kind: "write", value: bytes("v") }] });
+      stop();
+      await store.write(at("after"), bytes("v"));
+      expect(seen.flat().sort()).toEqual(["alice", "alice", "bob"]);
+      expect(seen.every((stores) => stores.length > 0)).toBe(true);
+    });
+
+    it("keeps the log and the sequence across close and reopen (durable backends)", async (context) => {
+      if (harness.reopen === undefined) return context.skip();
+      await store.write(at("a"), bytes("v"));
+      await store.remove(at("a"));
+      store = await harness.reopen();
+      await store.write(at("b"), bytes("v"));
+      expect((await all()).map(brief)).toEqual(["1 put a v0 r1 1", "2 remove a v0 r0 0", "3 put b v0 r1 1"]);
     });
   });
 }

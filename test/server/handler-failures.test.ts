@@ -31,6 +31,9 @@ function unbuildable(): { keys: string[] } {
 }
 
 const kvStore: ServiceImpl<typeof KVStoreService> = {
+  async *watch() {
+    throw new Error("watch exploded");
+  },
   async txn() {
     throw new Error("txn rejected");
   },

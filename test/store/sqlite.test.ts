@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { GROUP_COMMIT_MAX_BYTES, GROUP_COMMIT_MAX_MUTATIONS } from "../../src/limits.js";
 import { SQLITE_SCHEMA_VERSION, SqliteStore } from "../../src/store/sqlite.js";
 import type { KeyRef, KeyState } from "../../src/store/types.js";
-import { describeBackupLedger, describeConformance } from "../conformance/kvstore-conformance.js";
+import { describeBackupLedger, describeChangeLog, describeConformance } from "../conformance/kvstore-conformance.js";
 import { openSqliteHarness } from "../support/sqlite-harness.js";
 import { allStoredRows, clockHighest, owedRows } from "../support/sqlite-rows.js";
 import { errorOf, text } from "../support/store-assertions.js";
@@ -14,6 +14,7 @@ import { removeTempDirs, tempDir } from "../support/temp.js";
 
 describeConformance("sqlite", openSqliteHarness, { pageOrder: "newest-created-first", durable: true });
 describeBackupLedger("sqlite", openSqliteHarness);
+describeChangeLog("sqlite", openSqliteHarness);
 
 const at = (key: string, storeId?: string): KeyRef => ({ storeId, primaryNamespace: "monitors", secondaryNamespace: "updates", key });
 const bytes = (value: string): Uint8Array => new TextEncoder().encode(value);
@@ -41,7 +42,7 @@ function expectSafeMessage(message: string, path: string): void {
 describe("sqlite schema", () => {
   afterEach(removeTempDirs);
 
-  it("records schema version 3, the store id and revision with every row, the ledger, the clock and usage", async () => {
+  it("records schema version 4, the store id and revision with every row, the ledger, the clock and usage", async () => {
     const path = join(tempDir(), "kv.db");
     const store = new SqliteStore(path);
     await store.write({ primaryNamespace: "a", secondaryNamespace: "b", key: "c" }, new Uint8Array([1]), { version: 7n });
@@ -49,8 +50,8 @@ describe("sqlite schema", () => {
     await store.write(at("k", "alice"), new Uint8Array([3]), { version: 5n, owedToBackup: true });
     await store.close();
     const db = new Database(path, { readonly: true });
-    expect(SQLITE_SCHEMA_VERSION).toBe(3);
-    expect(db.pragma("user_version", { simple: true })).toBe(3);
+    expect(SQLITE_SCHEMA_VERSION).toBe(4);
+    expect(db.pragma("user_version", { simple: true })).toBe(4);
     expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
     expect(db.prepare("SELECT store_id, key, version, revision FROM kv ORDER BY store_id").all()).toEqual([
       { store_id: "alice", key: "k", version: 5, revision: 1 },
@@ -140,7 +141,7 @@ describe("sqlite schema", () => {
     await store.close();
 
     const db = new Database(path, { readonly: true });
-    expect(db.pragma("user_version", { simple: true })).toBe(3);
+    expect(db.pragma("user_version", { simple: true })).toBe(4);
     // Version 3 counted every store's usage from its rows.
     expect(db.prepare("SELECT store_id, keys, bytes FROM usage").all()).toEqual([{ store_id: "default", keys: 3, bytes: 17 }]);
     db.close();

@@ -15,15 +15,15 @@
 // @generated from file tierkv/v1/kvstore.proto (package tierkv.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file tierkv/v1/kvstore.proto.
  */
 export const file_tierkv_v1_kvstore: GenFile = /*@__PURE__*/
-  fileDesc("Chd0aWVya3YvdjEva3ZzdG9yZS5wcm90bxIJdGllcmt2LnYxImQKC1JlYWRSZXF1ZXN0EhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSCwoDa2V5GAMgASgJEhAKCHN0b3JlX2lkGAQgASgJIkAKDFJlYWRSZXNwb25zZRINCgV2YWx1ZRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEEhAKCHJldmlzaW9uGAMgASgEIoUBCgxXcml0ZVJlcXVlc3QSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSDQoFdmFsdWUYBCABKAwSDwoHdmVyc2lvbhgFIAEoBBIQCghzdG9yZV9pZBgGIAEoCSIxCg1Xcml0ZVJlc3BvbnNlEg8KB2FwcGxpZWQYASABKAgSDwoHdmVyc2lvbhgCIAEoBCKFAQoNUmVtb3ZlUmVxdWVzdBIZChFwcmltYXJ5X25hbWVzcGFjZRgBIAEoCRIbChNzZWNvbmRhcnlfbmFtZXNwYWNlGAIgASgJEgsKA2tleRgDIAEoCRIMCgRsYXp5GAQgASgIEg8KB3ZlcnNpb24YBSABKAQSEAoIc3RvcmVfaWQYBiABKAkiMgoOUmVtb3ZlUmVzcG9uc2USDwoHYXBwbGllZBgBIAEoCBIPCgd2ZXJzaW9uGAIgASgEIlcKC0xpc3RSZXF1ZXN0EhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSEAoIc3RvcmVfaWQYAyABKAkiHAoMTGlzdFJlc3BvbnNlEgwKBGtleXMYASADKAkiggEKD0xpc3RQYWdlUmVxdWVzdBIZChFwcmltYXJ5X25hbWVzcGFjZRgBIAEoCRIbChNzZWNvbmRhcnlfbmFtZXNwYWNlGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJEhAKCHN0b3JlX2lkGAUgASgJIjkKEExpc3RQYWdlUmVzcG9uc2USDAoEa2V5cxgBIAMoCRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiYQoSTGlzdEFsbEtleXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCHN0b3JlX2lkGAMgASgJEhIKCmFsbF9zdG9yZXMYBCABKAgihgEKCktleVZlcnNpb24SGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSDwoHdmVyc2lvbhgEIAEoBBIQCghzdG9yZV9pZBgFIAEoCRIQCghyZXZpc2lvbhgGIAEoBCJTChNMaXN0QWxsS2V5c1Jlc3BvbnNlEiMKBGtleXMYASADKAsyFS50aWVya3YudjEuS2V5VmVyc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki0gEKCE11dGF0aW9uEhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSCwoDa2V5GAMgASgJEg8KB3ZlcnNpb24YBCABKAQSKQoFd3JpdGUYBSABKAsyGC50aWVya3YudjEuV3JpdGVNdXRhdGlvbkgAEisKBnJlbW92ZRgGIAEoCzIZLnRpZXJrdi52MS5SZW1vdmVNdXRhdGlvbkgAEhAKCHN0b3JlX2lkGAcgASgJQgYKBGtpbmQiPwoNV3JpdGVNdXRhdGlvbhINCgV2YWx1ZRgBIAEoDBIQCghyZXZpc2lvbhgCIAEoBBINCgVleGFjdBgDIAEoCCIeCg5SZW1vdmVNdXRhdGlvbhIMCgRsYXp5GAEgASgIIjcKDU11dGF0ZVJlcXVlc3QSJgoJbXV0YXRpb25zGAEgAygLMhMudGllcmt2LnYxLk11dGF0aW9uIlEKDk11dGF0aW9uUmVzdWx0EgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIPCgdhcHBsaWVkGAMgASgIEg8KB3ZlcnNpb24YBCABKAQiPAoOTXV0YXRlUmVzcG9uc2USKgoHcmVzdWx0cxgBIAMoCzIZLnRpZXJrdi52MS5NdXRhdGlvblJlc3VsdCKkAQoIVHhuQ2hlY2sSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSEAoIc3RvcmVfaWQYBCABKAkSEAoGYWJzZW50GAUgASgISAASEQoHcHJlc2VudBgGIAEoCEgAEhIKCHJldmlzaW9uGAcgASgESABCCAoGZXhwZWN0ItYBCgxUeG5PcGVyYXRpb24SGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSEAoIc3RvcmVfaWQYBCABKAkSKQoFd3JpdGUYBSABKAsyGC50aWVya3YudjEuV3JpdGVNdXRhdGlvbkgAEisKBnJlbW92ZRgGIAEoCzIZLnRpZXJrdi52MS5SZW1vdmVNdXRhdGlvbkgAEg8KB3ZlcnNpb24YByABKARCBgoEa2luZCJvCgpUeG5SZXF1ZXN0EiMKBmNoZWNrcxgBIAMoCzITLnRpZXJrdi52MS5UeG5DaGVjaxIrCgpvcGVyYXRpb25zGAIgAygLMhcudGllcmt2LnYxLlR4bk9wZXJhdGlvbhIPCgd2ZXJzaW9uGAMgASgEIkgKElR4bk9wZXJhdGlvblJlc3VsdBIPCgdhcHBsaWVkGAEgASgIEhAKCHJldmlzaW9uGAIgASgEEg8KB3ZlcnNpb24YAyABKAQiZgoLVHhuUmVzcG9uc2USEQoJc3VjY2VlZGVkGAEgASgIEhQKDGZhaWxlZF9jaGVjaxgCIAEoBRIuCgdyZXN1bHRzGAMgAygLMh0udGllcmt2LnYxLlR4bk9wZXJhdGlvblJlc3VsdDKFBAoOS1ZTdG9yZVNlcnZpY2USNwoEUmVhZBIWLnRpZXJrdi52MS5SZWFkUmVxdWVzdBoXLnRpZXJrdi52MS5SZWFkUmVzcG9uc2USOgoFV3JpdGUSFy50aWVya3YudjEuV3JpdGVSZXF1ZXN0GhgudGllcmt2LnYxLldyaXRlUmVzcG9uc2USPQoGUmVtb3ZlEhgudGllcmt2LnYxLlJlbW92ZVJlcXVlc3QaGS50aWVya3YudjEuUmVtb3ZlUmVzcG9uc2USNwoETGlzdBIWLnRpZXJrdi52MS5MaXN0UmVxdWVzdBoXLnRpZXJrdi52MS5MaXN0UmVzcG9uc2USQwoITGlzdFBhZ2USGi50aWVya3YudjEuTGlzdFBhZ2VSZXF1ZXN0GhsudGllcmt2LnYxLkxpc3RQYWdlUmVzcG9uc2USTAoLTGlzdEFsbEtleXMSHS50aWVya3YudjEuTGlzdEFsbEtleXNSZXF1ZXN0Gh4udGllcmt2LnYxLkxpc3RBbGxLZXlzUmVzcG9uc2USPQoGTXV0YXRlEhgudGllcmt2LnYxLk11dGF0ZVJlcXVlc3QaGS50aWVya3YudjEuTXV0YXRlUmVzcG9uc2USNAoDVHhuEhUudGllcmt2LnYxLlR4blJlcXVlc3QaFi50aWVya3YudjEuVHhuUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Chd0aWVya3YvdjEva3ZzdG9yZS5wcm90bxIJdGllcmt2LnYxImQKC1JlYWRSZXF1ZXN0EhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSCwoDa2V5GAMgASgJEhAKCHN0b3JlX2lkGAQgASgJIkAKDFJlYWRSZXNwb25zZRINCgV2YWx1ZRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEEhAKCHJldmlzaW9uGAMgASgEIoUBCgxXcml0ZVJlcXVlc3QSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSDQoFdmFsdWUYBCABKAwSDwoHdmVyc2lvbhgFIAEoBBIQCghzdG9yZV9pZBgGIAEoCSIxCg1Xcml0ZVJlc3BvbnNlEg8KB2FwcGxpZWQYASABKAgSDwoHdmVyc2lvbhgCIAEoBCKFAQoNUmVtb3ZlUmVxdWVzdBIZChFwcmltYXJ5X25hbWVzcGFjZRgBIAEoCRIbChNzZWNvbmRhcnlfbmFtZXNwYWNlGAIgASgJEgsKA2tleRgDIAEoCRIMCgRsYXp5GAQgASgIEg8KB3ZlcnNpb24YBSABKAQSEAoIc3RvcmVfaWQYBiABKAkiMgoOUmVtb3ZlUmVzcG9uc2USDwoHYXBwbGllZBgBIAEoCBIPCgd2ZXJzaW9uGAIgASgEIlcKC0xpc3RSZXF1ZXN0EhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSEAoIc3RvcmVfaWQYAyABKAkiHAoMTGlzdFJlc3BvbnNlEgwKBGtleXMYASADKAkiggEKD0xpc3RQYWdlUmVxdWVzdBIZChFwcmltYXJ5X25hbWVzcGFjZRgBIAEoCRIbChNzZWNvbmRhcnlfbmFtZXNwYWNlGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJEhAKCHN0b3JlX2lkGAUgASgJIjkKEExpc3RQYWdlUmVzcG9uc2USDAoEa2V5cxgBIAMoCRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiYQoSTGlzdEFsbEtleXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCHN0b3JlX2lkGAMgASgJEhIKCmFsbF9zdG9yZXMYBCABKAgihgEKCktleVZlcnNpb24SGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSDwoHdmVyc2lvbhgEIAEoBBIQCghzdG9yZV9pZBgFIAEoCRIQCghyZXZpc2lvbhgGIAEoBCJTChNMaXN0QWxsS2V5c1Jlc3BvbnNlEiMKBGtleXMYASADKAsyFS50aWVya3YudjEuS2V5VmVyc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki0gEKCE11dGF0aW9uEhkKEXByaW1hcnlfbmFtZXNwYWNlGAEgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAiABKAkSCwoDa2V5GAMgASgJEg8KB3ZlcnNpb24YBCABKAQSKQoFd3JpdGUYBSABKAsyGC50aWVya3YudjEuV3JpdGVNdXRhdGlvbkgAEisKBnJlbW92ZRgGIAEoCzIZLnRpZXJrdi52MS5SZW1vdmVNdXRhdGlvbkgAEhAKCHN0b3JlX2lkGAcgASgJQgYKBGtpbmQiPwoNV3JpdGVNdXRhdGlvbhINCgV2YWx1ZRgBIAEoDBIQCghyZXZpc2lvbhgCIAEoBBINCgVleGFjdBgDIAEoCCIeCg5SZW1vdmVNdXRhdGlvbhIMCgRsYXp5GAEgASgIIjcKDU11dGF0ZVJlcXVlc3QSJgoJbXV0YXRpb25zGAEgAygLMhMudGllcmt2LnYxLk11dGF0aW9uIlEKDk11dGF0aW9uUmVzdWx0EgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIPCgdhcHBsaWVkGAMgASgIEg8KB3ZlcnNpb24YBCABKAQiPAoOTXV0YXRlUmVzcG9uc2USKgoHcmVzdWx0cxgBIAMoCzIZLnRpZXJrdi52MS5NdXRhdGlvblJlc3VsdCKkAQoIVHhuQ2hlY2sSGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSEAoIc3RvcmVfaWQYBCABKAkSEAoGYWJzZW50GAUgASgISAASEQoHcHJlc2VudBgGIAEoCEgAEhIKCHJldmlzaW9uGAcgASgESABCCAoGZXhwZWN0ItYBCgxUeG5PcGVyYXRpb24SGQoRcHJpbWFyeV9uYW1lc3BhY2UYASABKAkSGwoTc2Vjb25kYXJ5X25hbWVzcGFjZRgCIAEoCRILCgNrZXkYAyABKAkSEAoIc3RvcmVfaWQYBCABKAkSKQoFd3JpdGUYBSABKAsyGC50aWVya3YudjEuV3JpdGVNdXRhdGlvbkgAEisKBnJlbW92ZRgGIAEoCzIZLnRpZXJrdi52MS5SZW1vdmVNdXRhdGlvbkgAEg8KB3ZlcnNpb24YByABKARCBgoEa2luZCJvCgpUeG5SZXF1ZXN0EiMKBmNoZWNrcxgBIAMoCzITLnRpZXJrdi52MS5UeG5DaGVjaxIrCgpvcGVyYXRpb25zGAIgAygLMhcudGllcmt2LnYxLlR4bk9wZXJhdGlvbhIPCgd2ZXJzaW9uGAMgASgEIkgKElR4bk9wZXJhdGlvblJlc3VsdBIPCgdhcHBsaWVkGAEgASgIEhAKCHJldmlzaW9uGAIgASgEEg8KB3ZlcnNpb24YAyABKAQiZgoLVHhuUmVzcG9uc2USEQoJc3VjY2VlZGVkGAEgASgIEhQKDGZhaWxlZF9jaGVjaxgCIAEoBRIuCgdyZXN1bHRzGAMgAygLMh0udGllcmt2LnYxLlR4bk9wZXJhdGlvblJlc3VsdCL4AQoMV2F0Y2hSZXF1ZXN0EhAKCHN0b3JlX2lkGAEgASgJEhkKEXByaW1hcnlfbmFtZXNwYWNlGAIgASgJEhsKE3NlY29uZGFyeV9uYW1lc3BhY2UYAyABKAkSFgoOc3RhcnRfc2VxdWVuY2UYBCABKAQSDgoGdmFsdWVzGAUgASgIEhIKCmFsbF9zdG9yZXMYBiABKAgSMwoGc3RhcnRzGAcgAygLMiMudGllcmt2LnYxLldhdGNoUmVxdWVzdC5TdGFydHNFbnRyeRotCgtTdGFydHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAQ6AjgBImsKDVdhdGNoUmVzcG9uc2USIwoGY2hhbmdlGAEgASgLMhEudGllcmt2LnYxLkNoYW5nZUgAEiwKCHByb2dyZXNzGAIgASgLMhgudGllcmt2LnYxLldhdGNoUHJvZ3Jlc3NIAEIHCgVldmVudCKCAgoGQ2hhbmdlEhAKCHN0b3JlX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgEEiMKBHR5cGUYAyABKA4yFS50aWVya3YudjEuQ2hhbmdlVHlwZRIZChFwcmltYXJ5X25hbWVzcGFjZRgEIAEoCRIbChNzZWNvbmRhcnlfbmFtZXNwYWNlGAUgASgJEgsKA2tleRgGIAEoCRIPCgd2ZXJzaW9uGAcgASgEEhAKCHJldmlzaW9uGAggASgEEgwKBHNpemUYCSABKAQSDQoFdmFsdWUYCiABKAwSFgoOY29tbWl0X3RpbWVfbXMYCyABKAQSEgoKc3VwZXJzZWRlZBgMIAEoCCJDCg1XYXRjaFByb2dyZXNzEhAKCHNlcXVlbmNlGAEgASgEEg8KB3BlbmRpbmcYAiABKAQSDwoHdGltZV9tcxgDIAEoBCpWCgpDaGFuZ2VUeXBlEhsKF0NIQU5HRV9UWVBFX1VOU1BFQ0lGSUVEEAASEwoPQ0hBTkdFX1RZUEVfUFVUEAESFgoSQ0hBTkdFX1RZUEVfUkVNT1ZFEAIywwQKDktWU3RvcmVTZXJ2aWNlEjcKBFJlYWQSFi50aWVya3YudjEuUmVhZFJlcXVlc3QaFy50aWVya3YudjEuUmVhZFJlc3BvbnNlEjoKBVdyaXRlEhcudGllcmt2LnYxLldyaXRlUmVxdWVzdBoYLnRpZXJrdi52MS5Xcml0ZVJlc3BvbnNlEj0KBlJlbW92ZRIYLnRpZXJrdi52MS5SZW1vdmVSZXF1ZXN0GhkudGllcmt2LnYxLlJlbW92ZVJlc3BvbnNlEjcKBExpc3QSFi50aWVya3YudjEuTGlzdFJlcXVlc3QaFy50aWVya3YudjEuTGlzdFJlc3BvbnNlEkMKCExpc3RQYWdlEhoudGllcmt2LnYxLkxpc3RQYWdlUmVxdWVzdBobLnRpZXJrdi52MS5MaXN0UGFnZVJlc3BvbnNlEkwKC0xpc3RBbGxLZXlzEh0udGllcmt2LnYxLkxpc3RBbGxLZXlzUmVxdWVzdBoeLnRpZXJrdi52MS5MaXN0QWxsS2V5c1Jlc3BvbnNlEj0KBk11dGF0ZRIYLnRpZXJrdi52MS5NdXRhdGVSZXF1ZXN0GhkudGllcmt2LnYxLk11dGF0ZVJlc3BvbnNlEjQKA1R4bhIVLnRpZXJrdi52MS5UeG5SZXF1ZXN0GhYudGllcmt2LnYxLlR4blJlc3BvbnNlEjwKBVdhdGNoEhcudGllcmt2LnYxLldhdGNoUmVxdWVzdBoYLnRpZXJrdi52MS5XYXRjaFJlc3BvbnNlMAFiBnByb3RvMw");
 
 /**
  * @generated from message tierkv.v1.ReadRequest
@@ -857,6 +857,247 @@ export const TxnResponseSchema: GenMessage<TxnResponse> = /*@__PURE__*/
   messageDesc(file_tierkv_v1_kvstore, 23);
 
 /**
+ * @generated from message tierkv.v1.WatchRequest
+ */
+export type WatchRequest = Message<"tierkv.v1.WatchRequest"> & {
+  /**
+   * The store to watch; empty: the caller's. Another store needs the replicate or admin role.
+   *
+   * @generated from field: string store_id = 1;
+   */
+  storeId: string;
+
+  /**
+   * Only changes whose primary namespace equals this (empty: every namespace).
+   *
+   * @generated from field: string primary_namespace = 2;
+   */
+  primaryNamespace: string;
+
+  /**
+   * With primary_namespace: only changes whose secondary namespace equals this.
+   *
+   * @generated from field: string secondary_namespace = 3;
+   */
+  secondaryNamespace: string;
+
+  /**
+   * The first sequence to deliver (inclusive); 0: from now (only changes committed after the
+   * watch started). A watcher that has seen sequence N resumes with N + 1. Older than the oldest
+   * kept change: OUT_OF_RANGE naming the oldest sequence it can start from.
+   *
+   * @generated from field: uint64 start_sequence = 4;
+   */
+  startSequence: bigint;
+
+  /**
+   * Include each put's value.
+   *
+   * @generated from field: bool values = 5;
+   */
+  values: boolean;
+
+  /**
+   * Every store's changes (replicate and admin roles): store_id must be empty, and each store
+   * starts at its entry in starts, or at start_sequence for stores not listed there.
+   *
+   * @generated from field: bool all_stores = 6;
+   */
+  allStores: boolean;
+
+  /**
+   * With all_stores: the first sequence to deliver per store id (a follower's applied positions
+   * plus one).
+   *
+   * @generated from field: map<string, uint64> starts = 7;
+   */
+  starts: { [key: string]: bigint };
+};
+
+/**
+ * Describes the message tierkv.v1.WatchRequest.
+ * Use `create(WatchRequestSchema)` to create a new message.
+ */
+export const WatchRequestSchema: GenMessage<WatchRequest> = /*@__PURE__*/
+  messageDesc(file_tierkv_v1_kvstore, 24);
+
+/**
+ * One change, or a progress message (no change) saying how far the watch has looked.
+ *
+ * @generated from message tierkv.v1.WatchResponse
+ */
+export type WatchResponse = Message<"tierkv.v1.WatchResponse"> & {
+  /**
+   * @generated from oneof tierkv.v1.WatchResponse.event
+   */
+  event: {
+    /**
+     * @generated from field: tierkv.v1.Change change = 1;
+     */
+    value: Change;
+    case: "change";
+  } | {
+    /**
+     * @generated from field: tierkv.v1.WatchProgress progress = 2;
+     */
+    value: WatchProgress;
+    case: "progress";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message tierkv.v1.WatchResponse.
+ * Use `create(WatchResponseSchema)` to create a new message.
+ */
+export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
+  messageDesc(file_tierkv_v1_kvstore, 25);
+
+/**
+ * @generated from message tierkv.v1.Change
+ */
+export type Change = Message<"tierkv.v1.Change"> & {
+  /**
+   * @generated from field: string store_id = 1;
+   */
+  storeId: string;
+
+  /**
+   * @generated from field: uint64 sequence = 2;
+   */
+  sequence: bigint;
+
+  /**
+   * @generated from field: tierkv.v1.ChangeType type = 3;
+   */
+  type: ChangeType;
+
+  /**
+   * @generated from field: string primary_namespace = 4;
+   */
+  primaryNamespace: string;
+
+  /**
+   * @generated from field: string secondary_namespace = 5;
+   */
+  secondaryNamespace: string;
+
+  /**
+   * @generated from field: string key = 6;
+   */
+  key: string;
+
+  /**
+   * The version the mutation was applied at.
+   *
+   * @generated from field: uint64 version = 7;
+   */
+  version: bigint;
+
+  /**
+   * The revision a put stored; 0 for a remove.
+   *
+   * @generated from field: uint64 revision = 8;
+   */
+  revision: bigint;
+
+  /**
+   * The value's size in bytes; 0 for a remove.
+   *
+   * @generated from field: uint64 size = 9;
+   */
+  size: bigint;
+
+  /**
+   * The value, when the request asked for values and the key still holds it.
+   *
+   * @generated from field: bytes value = 10;
+   */
+  value: Uint8Array;
+
+  /**
+   * When it was committed, in ms since the Unix epoch (the committing instance's clock).
+   *
+   * @generated from field: uint64 commit_time_ms = 11;
+   */
+  commitTimeMs: bigint;
+
+  /**
+   * With values: this put's value was since replaced by a later change of the key (which follows
+   * in the stream); the log keeps each value once, in the key itself, so it has no value.
+   *
+   * @generated from field: bool superseded = 12;
+   */
+  superseded: boolean;
+};
+
+/**
+ * Describes the message tierkv.v1.Change.
+ * Use `create(ChangeSchema)` to create a new message.
+ */
+export const ChangeSchema: GenMessage<Change> = /*@__PURE__*/
+  messageDesc(file_tierkv_v1_kvstore, 26);
+
+/**
+ * @generated from message tierkv.v1.WatchProgress
+ */
+export type WatchProgress = Message<"tierkv.v1.WatchProgress"> & {
+  /**
+   * One store's watch: the store's latest sequence when this was sent; every change up to it that
+   * matches the watch has been delivered.
+   *
+   * @generated from field: uint64 sequence = 1;
+   */
+  sequence: bigint;
+
+  /**
+   * Changes committed but not delivered yet (0 when caught up); with all_stores, over every store.
+   *
+   * @generated from field: uint64 pending = 2;
+   */
+  pending: bigint;
+
+  /**
+   * The server's clock when this was sent, in ms since the Unix epoch.
+   *
+   * @generated from field: uint64 time_ms = 3;
+   */
+  timeMs: bigint;
+};
+
+/**
+ * Describes the message tierkv.v1.WatchProgress.
+ * Use `create(WatchProgressSchema)` to create a new message.
+ */
+export const WatchProgressSchema: GenMessage<WatchProgress> = /*@__PURE__*/
+  messageDesc(file_tierkv_v1_kvstore, 27);
+
+/**
+ * @generated from enum tierkv.v1.ChangeType
+ */
+export enum ChangeType {
+  /**
+   * @generated from enum value: CHANGE_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: CHANGE_TYPE_PUT = 1;
+   */
+  PUT = 1,
+
+  /**
+   * @generated from enum value: CHANGE_TYPE_REMOVE = 2;
+   */
+  REMOVE = 2,
+}
+
+/**
+ * Describes the enum tierkv.v1.ChangeType.
+ */
+export const ChangeTypeSchema: GenEnum<ChangeType> = /*@__PURE__*/
+  enumDesc(file_tierkv_v1_kvstore, 0);
+
+/**
  * KVStoreService reads and mutates one store's keys. Mutations of one key are applied in version
  * order: a mutation whose version is not above the highest one already applied is acknowledged
  * but not applied.
@@ -951,6 +1192,18 @@ export const KVStoreService: GenService<{
     methodKind: "unary";
     input: typeof TxnRequestSchema;
     output: typeof TxnResponseSchema;
+  },
+  /**
+   * Watch streams the changes of one store (or, for the replicate and admin roles, of every store)
+   * in sequence order: every applied write and remove, with progress messages while idle. Each
+   * store numbers its changes 1, 2, 3... in commit order (docs/contract.md §9).
+   *
+   * @generated from rpc tierkv.v1.KVStoreService.Watch
+   */
+  watch: {
+    methodKind: "server_streaming";
+    input: typeof WatchRequestSchema;
+    output: typeof WatchResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tierkv_v1_kvstore, 0);

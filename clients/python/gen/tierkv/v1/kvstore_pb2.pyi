@@ -1,9 +1,41 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
+CHANGE_TYPE_PUT: ChangeType
+CHANGE_TYPE_REMOVE: ChangeType
+CHANGE_TYPE_UNSPECIFIED: ChangeType
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class Change(_message.Message):
+    __slots__ = ["commit_time_ms", "key", "primary_namespace", "revision", "secondary_namespace", "sequence", "size", "store_id", "superseded", "type", "value", "version"]
+    COMMIT_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    SECONDARY_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    SUPERSEDED_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    commit_time_ms: int
+    key: str
+    primary_namespace: str
+    revision: int
+    secondary_namespace: str
+    sequence: int
+    size: int
+    store_id: str
+    superseded: bool
+    type: ChangeType
+    value: bytes
+    version: int
+    def __init__(self, store_id: _Optional[str] = ..., sequence: _Optional[int] = ..., type: _Optional[_Union[ChangeType, str]] = ..., primary_namespace: _Optional[str] = ..., secondary_namespace: _Optional[str] = ..., key: _Optional[str] = ..., version: _Optional[int] = ..., revision: _Optional[int] = ..., size: _Optional[int] = ..., value: _Optional[bytes] = ..., commit_time_ms: _Optional[int] = ..., superseded: bool = ...) -> None: ...
 
 class KeyVersion(_message.Message):
     __slots__ = ["key", "primary_namespace", "revision", "secondary_namespace", "store_id", "version"]
@@ -239,6 +271,49 @@ class TxnResponse(_message.Message):
     succeeded: bool
     def __init__(self, succeeded: bool = ..., failed_check: _Optional[int] = ..., results: _Optional[_Iterable[_Union[TxnOperationResult, _Mapping]]] = ...) -> None: ...
 
+class WatchProgress(_message.Message):
+    __slots__ = ["pending", "sequence", "time_ms"]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    pending: int
+    sequence: int
+    time_ms: int
+    def __init__(self, sequence: _Optional[int] = ..., pending: _Optional[int] = ..., time_ms: _Optional[int] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ["all_stores", "primary_namespace", "secondary_namespace", "start_sequence", "starts", "store_id", "values"]
+    class StartsEntry(_message.Message):
+        __slots__ = ["key", "value"]
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ALL_STORES_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SECONDARY_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    STARTS_FIELD_NUMBER: _ClassVar[int]
+    START_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    all_stores: bool
+    primary_namespace: str
+    secondary_namespace: str
+    start_sequence: int
+    starts: _containers.ScalarMap[str, int]
+    store_id: str
+    values: bool
+    def __init__(self, store_id: _Optional[str] = ..., primary_namespace: _Optional[str] = ..., secondary_namespace: _Optional[str] = ..., start_sequence: _Optional[int] = ..., values: bool = ..., all_stores: bool = ..., starts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class WatchResponse(_message.Message):
+    __slots__ = ["change", "progress"]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    change: Change
+    progress: WatchProgress
+    def __init__(self, change: _Optional[_Union[Change, _Mapping]] = ..., progress: _Optional[_Union[WatchProgress, _Mapping]] = ...) -> None: ...
+
 class WriteMutation(_message.Message):
     __slots__ = ["exact", "revision", "value"]
     EXACT_FIELD_NUMBER: _ClassVar[int]
@@ -272,3 +347,6 @@ class WriteResponse(_message.Message):
     applied: bool
     version: int
     def __init__(self, applied: bool = ..., version: _Optional[int] = ...) -> None: ...
+
+class ChangeType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []

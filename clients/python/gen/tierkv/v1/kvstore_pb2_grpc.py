@@ -57,6 +57,11 @@ class KVStoreServiceStub(object):
                 request_serializer=tierkv_dot_v1_dot_kvstore__pb2.TxnRequest.SerializeToString,
                 response_deserializer=tierkv_dot_v1_dot_kvstore__pb2.TxnResponse.FromString,
                 )
+        self.Watch = channel.unary_stream(
+                '/tierkv.v1.KVStoreService/Watch',
+                request_serializer=tierkv_dot_v1_dot_kvstore__pb2.WatchRequest.SerializeToString,
+                response_deserializer=tierkv_dot_v1_dot_kvstore__pb2.WatchResponse.FromString,
+                )
 
 
 class KVStoreServiceServicer(object):
@@ -129,6 +134,15 @@ class KVStoreServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """Watch streams the changes of one store (or, for the replicate and admin roles, of every store)
+        in sequence order: every applied write and remove, with progress messages while idle. Each
+        store numbers its changes 1, 2, 3... in commit order (docs/contract.md §9).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KVStoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -171,6 +185,11 @@ def add_KVStoreServiceServicer_to_server(servicer, server):
                     servicer.Txn,
                     request_deserializer=tierkv_dot_v1_dot_kvstore__pb2.TxnRequest.FromString,
                     response_serializer=tierkv_dot_v1_dot_kvstore__pb2.TxnResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=tierkv_dot_v1_dot_kvstore__pb2.WatchRequest.FromString,
+                    response_serializer=tierkv_dot_v1_dot_kvstore__pb2.WatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -318,5 +337,22 @@ class KVStoreService(object):
         return grpc.experimental.unary_unary(request, target, '/tierkv.v1.KVStoreService/Txn',
             tierkv_dot_v1_dot_kvstore__pb2.TxnRequest.SerializeToString,
             tierkv_dot_v1_dot_kvstore__pb2.TxnResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(request, target, '/tierkv.v1.KVStoreService/Watch',
+            tierkv_dot_v1_dot_kvstore__pb2.WatchRequest.SerializeToString,
+            tierkv_dot_v1_dot_kvstore__pb2.WatchResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

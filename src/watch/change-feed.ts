@@ -1,0 +1,229 @@
+//! Watchers of a store's change log (contract §9): each watcher pulls pages from the log at its
+//! own cursor, so its memory is one page whatever it watches and however slowly it reads; it
+//! waits, when caught up, for a commit of this process (`ChangeLog.onChanges`) or, on a database
+//! other instances also write (PostgreSQL), for the next poll. Identical reads of watchers that
+//! woke together are made once (a commit wakes every watcher of its store at the same cursor).
+
+import {
+  DEFAULT_WATCH_PROGRESS_INTERVAL_MS,
+  MAX_WATCHERS,
+  WATCH_PAGE_CHANGES,
+  WATCH_PAGE_MAX_BYTES,
+} from "../limits.js";
+import { StoreError } from "../store/errors.js";
+import type { Change, ChangeLog, ChangesPage } from "../store/types.js";
+
+/** What one watch follows. */
+export interface WatchTarget {
+  /** One store's changes, or every store's (`allStores`). */
+  readonly storeId?: string;
+  readonly allStores?: boolean;
+  /** The first sequence to deliver; 0n: from now. With `allStores`, for stores not in `starts`. */
+  readonly start: bigint;
+  /** With `allStores`: the first sequence per store. */
+  readonly starts?: ReadonlyMap<string, bigint>;
+  /** Only changes of this primary namespace (and secondary, when given). */
+  readonly primaryNamespace?: string;
+  readonly secondaryNamespace?: string;
+  readonly values: boolean;
+}
+
+export type WatchEvent =
+  | { readonly kind: "change"; readonly change: Change }
+  /** Every matching change up to `sequence` (one store; 0n with `allStores`) was delivered; `pending` are committed but not yet. */
+  | { readonly kind: "progress"; readonly sequence: bigint; readonly pending: bigint; readonly time: number };
+
+export interface ChangeFeedOptions {
+  /** Poll interval for a log other processes also write; undefined: this process's commits are all there are. */
+  readonly pollIntervalMs?: number;
+  readonly progressIntervalMs?: number;
+  readonly maxWatchers?: number;
+}
+
+function shuttingDown(resumeFrom: string): StoreError {
+  return new StoreError("unavailable", `the server is shutting down; resume from ${resumeFrom}`);
+}
+
+function outOfRange(message: string): StoreError {
+  return new StoreError("out-of-range", message);
+}
+
+/** The first sequence a watcher may start from, and the checks of a start against the log's bounds. */
+function checkStart(storeId: string, start: bigint, page: ChangesPage): void {
+  if (start < page.oldest) {
+    throw outOfRange(
+      `store ${storeId}: changes before sequence ${page.oldest} are no longer kept (--watch-retention); ` +
+        `start from ${page.oldest}, after copying the store`,
+    );
+  }
+  if (start > page.latest + 1n) {
+    throw outOfRange(`store ${storeId}: sequence ${start} is ahead of the store's latest change, ${page.latest}; start from ${page.latest + 1n} or earlier`);
+  }
+}
+
+export class ChangeFeed {
+  private readonly waiters = new Set<{ readonly storeId: string | undefined; readonly wake: () => void }>();
+  private readonly inflight = new Map<string, Promise<ChangesPage>>();
+  private readonly stopListening: () => void;
+  private watchers = 0;
+  private closed = false;
+
+  constructor(
+    private readonly log: ChangeLog,
+    private readonly options: ChangeFeedOptions = {},
+  ) {
+    this.stopListening = log.onChanges((storeIds) => {
+      for (const waiter of this.waiters) if (waiter.storeId === undefined || storeIds.has(waiter.storeId)) waiter.wake();
+    });
+  }
+
+  /** How many watches are open (metrics). */
+  get open(): number {
+    return this.watchers;
+  }
+
+  /** One read of the log, shared by every watcher that asks for the same page at the same time. */
+  private read(storeId: string, from: bigint, values: boolean, limit = WATCH_PAGE_CHANGES): Promise<ChangesPage> {
+    const id = `${storeId}\0${from}\0${values}\0${limit}`;
+    let page = this.inflight.get(id);
+    if (page === undefined) {
+      page = this.log.readChanges({ storeId, from, limit, values, maxBytes: WATCH_PAGE_MAX_BYTES }).finally(() => this.inflight.delete(id));
+      this.inflight.set(id, page);
+    }
+    return page;
+  }
+
+  /** Resolves at a commit of `storeId` (any store when undefined), at `ms`, or when `signal` aborts. */
+  private wait(storeId: string | undefined, ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const waiter = { storeId, wake: () => done() };
+      const timer = setTimeout(() => done(), Math.max(0, ms));
+      const done = (): void => {
+        clearTimeout(timer);
+        this.waiters.delete(waiter);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      this.waiters.add(waiter);
+      signal.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  /**
+   * The watch's events until `signal` aborts. Throws `out-of-range` for a start the log no longer
+   * (or does not yet) hold; `resource-exhausted` with the sequence to resume from when the
+   * surface throws a stall in.
+   */
+  async *watch(target: WatchTarget, signal: AbortSignal): AsyncGenerator<WatchEvent> {
+    if (this.watchers >= (this.options.maxWatchers ?? MAX_WATCHERS)) {
+      throw new StoreError("resource-exhausted", `the server serves at most ${this.options.maxWatchers ?? MAX_WATCHERS} watches at once; retry later`);
+    }
+    this.watchers++;
+    try {
+      yield* target.allStores ? this.watchAll(target, signal) : this.watchOne(target.storeId!, target, signal);
+    } finally {
+      this.watchers--;
+    }
+  }
+
+  private matches(change: Change, target: WatchTarget): boolean {
+    if (target.primaryNamespace === undefined) return true;
+    if (change.primaryNamespace !== target.primaryNamespace) return false;
+    return target.secondaryNamespace === undefined || change.secondaryNamespace === target.secondaryNamespace;
+  }
+
+  /**
+   * Yields a change; a stall the surface throws in (its peer stopped reading) ends the watch with
+   * where to resume: the change was handed over, so the next one.
+   */
+  private async *deliver(change: Change, resumeFrom: () => string): AsyncGenerator<WatchEvent> {
+    try {
+      yield { kind: "change", change };
+    } catch (error) {
+      if (error instanceof StoreError && error.reason === "stalled") {
+        throw new StoreError("resource-exhausted", `the watcher fell behind: ${error.message}; resume from ${resumeFrom()}`, { reason: "stalled" });
+      }
+      throw error;
+    }
+  }
+
+  private async *watchOne(storeId: string, target: WatchTarget, signal: AbortSignal): AsyncGenerator<WatchEvent> {
+    const bounds = await this.read(storeId, target.start === 0n ? 0n : target.start, false, 0);
+    let next = target.start === 0n ? bounds.latest + 1n : target.start;
+    checkStart(storeId, next, bounds);
+    const progressInterval = this.options.progressIntervalMs ?? DEFAULT_WATCH_PROGRESS_INTERVAL_MS;
+    let lastSent = 0;
+    while (!signal.aborted) {
+      if (this.closed) throw shuttingDown(String(next));
+      const page = await this.read(storeId, next, target.values);
+      if (next < page.oldest) throw outOfRange(`store ${storeId}: the watcher fell behind the kept changes (--watch-retention); copy the store and start from ${page.oldest}`);
+      for (const change of page.changes) {
+        next = change.seq + 1n;
+        if (!this.matches(change, target)) continue;
+        yield* this.deliver(change, () => String(next));
+        lastSent = Date.now();
+      }
+      if (page.changes.length > 0 && next <= page.latest) continue;
+      const idleFor = Date.now() - lastSent;
+      if (idleFor >= progressInterval) {
+        yield { kind: "progress", sequence: next - 1n, pending: 0n, time: Date.now() };
+        lastSent = Date.now();
+        continue;
+      }
+      await this.wait(storeId, Math.min(progressInterval - idleFor, this.options.pollIntervalMs ?? Infinity), signal);
+    }
+  }
+
+  private async *watchAll(target: WatchTarget, signal: AbortSignal): AsyncGenerator<WatchEvent> {
+    const next = new Map<string, bigint>();
+    const startOf = (storeId: string, head: bigint): bigint => target.starts?.get(storeId) ?? (target.start === 0n ? head + 1n : target.start);
+    for (const [storeId, head] of await this.log.changeHeads()) next.set(storeId, startOf(storeId, head));
+    for (const [storeId, start] of target.starts ?? []) if (!next.has(storeId)) next.set(storeId, start);
+    // Stores that appear after the watch began start from their first change.
+    const startNew = (): bigint => (target.start === 0n ? 1n : target.start);
+    const progressInterval = this.options.progressIntervalMs ?? DEFAULT_WATCH_PROGRESS_INTERVAL_MS;
+    const checked = new Set<string>();
+    let lastSent = 0;
+    while (!signal.aborted) {
+      if (this.closed) throw shuttingDown("each store's next sequence");
+      const heads = await this.log.changeHeads();
+      let pending = 0n;
+      let delivered = false;
+      for (const [storeId, head] of heads) {
+        const from = next.get(storeId) ?? startNew();
+        if (!checked.has(storeId)) {
+          checkStart(storeId, from, await this.read(storeId, from, false, 0));
+          checked.add(storeId);
+        }
+        next.set(storeId, from);
+        if (head < from) continue;
+        const page = await this.read(storeId, from, target.values);
+        if (from < page.oldest) throw outOfRange(`store ${storeId}: the watcher fell behind the kept changes (--watch-retention); copy the stores and start again`);
+        for (const change of page.changes) {
+          next.set(storeId, change.seq + 1n);
+          if (!this.matches(change, target)) continue;
+          yield* this.deliver(change, () => `each store's next sequence (store ${storeId}: ${next.get(storeId)})`);
+          lastSent = Date.now();
+          delivered = true;
+        }
+        const after = next.get(storeId)!;
+        if (page.latest >= after) pending += page.latest - after + 1n;
+      }
+      if (delivered || pending > 0n) continue;
+      const idleFor = Date.now() - lastSent;
+      if (idleFor >= progressInterval) {
+        yield { kind: "progress", sequence: 0n, pending, time: Date.now() };
+        lastSent = Date.now();
+        continue;
+      }
+      await this.wait(undefined, Math.min(progressInterval - idleFor, this.options.pollIntervalMs ?? Infinity), signal);
+    }
+  }
+
+  /** Ends every watch (UNAVAILABLE, with where to resume) and stops listening to the log. */
+  close(): void {
+    this.closed = true;
+    this.stopListening();
+    for (const waiter of this.waiters) waiter.wake();
+  }
+}
