@@ -74,6 +74,7 @@ const program = new Command("bench")
   .option("--quick", "short cells, 3 rounds: about 8 minutes on 2 busy CPUs")
   .option("--smoke", "tiny cells, one round and few keys: checks the harness (CI), not the speed")
   .option("--rounds <n>", "interleaved rounds per cell (default: 3; smoke 1)")
+  .option("--concurrency <n...>", "concurrency levels to measure (default: 1 16 64; smoke 1 4)")
   .option("--soak <seconds>", "run the LDK mix against tierkv for this long, sampling server RSS")
   .option("--scale", "the 1,000,000-key scale mode: ListPage latency, start-up, RSS and resync (minutes; not run in CI)")
   .option("--scale-keys <n>", "keys per layout in --scale (default 1,000,000; smaller for a trial)")
@@ -88,6 +89,7 @@ const options = program.opts<{
   quick?: boolean;
   smoke?: boolean;
   rounds?: string;
+  concurrency?: string[];
   soak?: string;
   scale?: boolean;
   scaleKeys?: string;
@@ -416,7 +418,8 @@ if (options.soak !== undefined) {
 } else if (options.scale) {
   await runScale({ keys: Number(options.scaleKeys ?? 1_000_000), out: options.out });
 } else {
-  const mode = options.smoke ? MODES.smoke : options.quick ? MODES.quick : MODES.full;
+  const base = options.smoke ? MODES.smoke : options.quick ? MODES.quick : MODES.full;
+  const mode = options.concurrency === undefined ? base : { ...base, concurrency: options.concurrency.map(Number) };
   const rounds = options.rounds === undefined ? mode.rounds : Math.max(1, Number(options.rounds));
   const report = await benchmark(mode, rounds);
   mkdirSync(options.out, { recursive: true });
