@@ -85,6 +85,15 @@ export const DEFAULT_MAX_VERSION_SKEW_MS = 10 * 60 * 1000;
 export const JWT_LEEWAY_SECONDS = 60;
 
 // ---------------------------------------------------------------------------------------------
+// Quotas (contract §6.3)
+
+/**
+ * `--quota-max-keys`, `--quota-max-bytes`, `--quota-max-stores`: the quota of identities without
+ * one of their own. 0, the default, is no limit.
+ */
+export const DEFAULT_QUOTA_SETTINGS = { maxKeys: 0, maxBytes: 0, maxStores: 0 } as const;
+
+// ---------------------------------------------------------------------------------------------
 // Tiers
 
 /** Default retries of a tier call (`--retry-initial-delay-ms`, `--retry-max-delay-ms`, `--retry-max-attempts`). */

@@ -14,7 +14,7 @@ import { connectService } from "../server/connect-service.js";
 import { createMetrics, serveMetrics, type Metrics } from "../server/metrics.js";
 import { startServer } from "../server/server.js";
 import { StoreError } from "../store/errors.js";
-import type { KVStore } from "../store/types.js";
+import type { KVStore, Quota } from "../store/types.js";
 import { HybridClock } from "../tier/hybrid-clock.js";
 import { NO_RETRY, type RetryPolicy } from "../tier/retry.js";
 import { TierStore, type TierHealthPolicy, type TierName } from "../tier/tier-store.js";
@@ -131,6 +131,10 @@ function serverCredentials(config: AppConfig): grpc.ServerCredentials {
 
 /** The authenticator `config` asks for (after `serve` checked its settings). */
 export async function openAuthenticator(config: AppConfig, logger: Logger): Promise<Authenticator> {
+  // 0 is no limit here (in the identities file, a limit of zero).
+  const limits = { maxKeys: config.quotaMaxKeys, maxBytes: config.quotaMaxBytes, maxStores: config.quotaMaxStores };
+  const set = Object.entries(limits).filter(([, limit]) => limit > 0);
+  const defaultQuota: Quota | undefined = set.length === 0 ? undefined : Object.fromEntries(set);
   try {
     return await Authenticator.open(
       {
@@ -144,12 +148,8 @@ export async function openAuthenticator(config: AppConfig, logger: Logger): Prom
           storeClaim: config.jwtStoreClaim,
           allowNoExp: config.jwtAllowNoExp,
         },
-        ...((config.quotaMaxKeys > 0 || config.quotaMaxBytes > 0) && {
-          defaultQuota: {
-            ...(config.quotaMaxKeys > 0 && { maxKeys: config.quotaMaxKeys }),
-            ...(config.quotaMaxBytes > 0 && { maxBytes: config.quotaMaxBytes }),
-          },
-        }),
+        ...(config.sigsAllowFile !== undefined && { sigsAllowFile: config.sigsAllowFile }),
+        ...(defaultQuota !== undefined && { defaultQuota }),
       },
       logger,
     );

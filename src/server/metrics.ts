@@ -107,7 +107,8 @@ function rpcMetrics(registry: Registry): CallObserver {
 
 /**
  * `perStore`: also report keys and bytes of each store whose quota is being counted, and its
- * quota (opt-in: one label value per tenant with a quota, at most MAX_STORE_LABELS).
+ * quota (opt-in: one label value per tenant with a quota, at most MAX_STORE_LABELS; a VSS user's
+ * store ids are one tenant, usage-group.ts).
  */
 export function createMetrics(store: TierStore, options: { perStore?: boolean; openWatches?: () => number } = {}): Metrics {
   const registry = new Registry();
@@ -170,10 +171,13 @@ export function createMetrics(store: TierStore, options: { perStore?: boolean; o
         },
       });
     };
-    perStore("tierkv_store_keys", "keys held by each store with a quota", ([, usage]) => usage.keys);
-    perStore("tierkv_store_bytes", "value bytes held by each store with a quota", ([, usage]) => usage.bytes);
+    // A VSS user's stores share one quota: one series, labelled with their prefix `vss:<user>:`.
+    perStore("tierkv_store_keys", "keys held by each store with a quota (a VSS user: all its store ids)", ([, usage]) => usage.keys);
+    perStore("tierkv_store_bytes", "value bytes held by each store with a quota (a VSS user: all its store ids)", ([, usage]) => usage.bytes);
+    perStore("tierkv_store_ids", "store ids holding keys, of each store with a quota (a VSS user: its store ids; else 1 or 0)", ([, usage]) => usage.stores);
     perStore("tierkv_store_quota_keys", "most keys each store may hold (stores with a key quota)", ([, , quota]) => quota.maxKeys);
     perStore("tierkv_store_quota_bytes", "most value bytes each store may hold (stores with a byte quota)", ([, , quota]) => quota.maxBytes);
+    perStore("tierkv_store_quota_ids", "most store ids holding keys each store may have (stores with a store-id cap)", ([, , quota]) => quota.maxStores);
   }
   return { registry, observeCall };
 }

@@ -31,6 +31,7 @@ import { notFound, StoreError } from "./errors.js";
 import { appliedVersion, checkQuota, firstFailedCheck, isStale, stateAfterWrite, usageChange, type StoredState } from "./mutation-rules.js";
 import { allKeysPage, allKeysStart, decodeSequenceToken, sequencePage } from "./page-token.js";
 import { preallocateWal, walBytesAtCheckpoint } from "./sqlite-wal.js";
+import { groupChange, plusUsage, UsageChanges, usageGroupOf } from "./usage-group.js";
 import {
   storeIdOf,
   VersionedReads,
@@ -42,6 +43,7 @@ import {
   type ChangeRetention,
   type ChangesPage,
   type ChangesRequest,
+  type GroupUsage,
   type KVStore,
   type KeyRef,
   type KeyState,
@@ -52,6 +54,7 @@ import {
   type NamespaceRef,
   type Page,
   type PageRequest,
+  type Quota,
   type RemoveOptions,
   type SnapshotSource,
   type StateReporter,
@@ -304,6 +307,11 @@ function prepareStatements(db: Database.Database) {
       `SELECT count(*) AS keys, coalesce(sum(length(value)), 0) AS bytes FROM kv WHERE store_id = @storeId`,
     ),
     usage: db.prepare<[{ storeId: string }], { keys: number; bytes: number }>(`SELECT keys, bytes FROM usage WHERE store_id = @storeId`),
+    // A usage group's records: a range of the usage table's key (usage-group.ts).
+    groupUsage: db.prepare<[{ from: string; to: string }], GroupUsage>(
+      `SELECT coalesce(sum(keys), 0) AS keys, coalesce(sum(bytes), 0) AS bytes, count(*) FILTER (WHERE keys > 0) AS stores
+       FROM usage WHERE store_id >= @from AND store_id < @to`,
+    ),
     changeUsage: db.prepare<[{ storeId: string; keys: number; bytes: number }]>(
       `INSERT INTO usage (store_id, keys, bytes) VALUES (@storeId, @keys, @bytes)
        ON CONFLICT DO UPDATE SET keys = keys + excluded.keys, bytes = bytes + excluded.bytes`,
@@ -377,7 +385,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   /** Highest version the transaction being built applies (raises the clock row once per commit). */
   private batchHighest = 0n;
   /** Usage changes of the transaction being built, per store, written once per commit. */
-  private batchUsage = new Map<string, { keys: number; bytes: number }>();
+  private readonly batchUsage = new UsageChanges();
   /** Each changed store's last sequence in the transaction being built, written once per commit. */
   private batchHeads = new Map<string, bigint>();
   /** The commit time of the transaction being built (ms). */
@@ -432,9 +440,11 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       const results = batch.map((mutation) => mutation.apply());
       for (const [storeId, seq] of this.batchHeads) this.stmt.setHead.run({ storeId, seq });
       if (this.batchHighest > 0n) this.stmt.raiseHighest.run({ version: this.batchHighest });
-      for (const [storeId, change] of this.batchUsage) {
-        this.stmt.changeUsage.run({ storeId, ...change });
-        if (change.keys < 0) this.stmt.dropEmptyUsage.run({ storeId });
+      for (const { stores } of this.batchUsage.byGroup()) {
+        for (const [storeId, change] of stores) {
+          this.stmt.changeUsage.run({ storeId, keys: change.keys, bytes: change.bytes });
+          if (change.keys < 0) this.stmt.dropEmptyUsage.run({ storeId });
+        }
       }
       return results;
     });
@@ -466,8 +476,10 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     validateKey(ref, "write");
     return this.enqueue(value.byteLength, () => {
       const stored = this.stmt.sizedState.get(keyParams(ref));
-      if (!isStale(stored, options)) {
-        const refused = this.quotaRefusal(storeIdOf(ref), usageChange(sizeOf(stored), value.byteLength), options.quota);
+      if (!isStale(stored, options) && options.quota !== undefined) {
+        const changes = new UsageChanges();
+        changes.add(storeIdOf(ref), usageChange(sizeOf(stored), value.byteLength));
+        const refused = this.quotaRefusal(changes, options.quota);
         if (refused !== undefined) return refused;
       }
       const written = this.applyWrite(ref, value, options, stored);
@@ -511,17 +523,13 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       const stored = request.operations.map((operation) => this.stmt.sizedState.get(keyParams(operation)));
       if (request.quota !== undefined) {
         // The batch's keys are distinct: its change per store is the sum of its operations'.
-        const changes = new Map<string, { keys: number; bytes: number }>();
+        const changes = new UsageChanges();
         request.operations.forEach((operation, i) => {
           if (isStale(stored[i], { version: operation.version ?? request.version, plain: request.plain && operation.version === undefined })) return;
-          const change = usageChange(sizeOf(stored[i]), operation.kind === "write" ? operation.value.byteLength : undefined);
-          const total = changes.get(storeIdOf(operation)) ?? { keys: 0, bytes: 0 };
-          changes.set(storeIdOf(operation), { keys: total.keys + change.keys, bytes: total.bytes + change.bytes });
+          changes.add(storeIdOf(operation), usageChange(sizeOf(stored[i]), operation.kind === "write" ? operation.value.byteLength : undefined));
         });
-        for (const [storeId, change] of changes) {
-          const refused = this.quotaRefusal(storeId, change, request.quota);
-          if (refused !== undefined) return refused;
-        }
+        const refused = this.quotaRefusal(changes, request.quota);
+        if (refused !== undefined) return refused;
       }
       const outcomes: MutationOutcome[] = [];
       const revisions: bigint[] = [];
@@ -548,18 +556,22 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     });
   }
 
-  /** The usage the transaction being built sees: the record plus this commit's changes so far. */
-  private usageOf(storeId: string): StoreUsage {
-    const recorded = this.stmt.usage.get({ storeId }) ?? { keys: 0, bytes: 0 };
-    const pending = this.batchUsage.get(storeId);
-    return pending === undefined ? recorded : { keys: recorded.keys + pending.keys, bytes: recorded.bytes + pending.bytes };
+  /** A store's keys as the transaction being built sees them: the record plus this commit's changes so far. */
+  private keysOf(storeId: string): number {
+    return (this.stmt.usage.get({ storeId })?.keys ?? 0) + (this.batchUsage.of(storeId)?.keys ?? 0);
   }
 
-  /** The refusal of a change past `quota` (returned, not thrown: the rest of the commit goes on). */
-  private quotaRefusal(storeId: string, change: StoreUsage, quota: MutationOptions["quota"]): StoreError | undefined {
-    if (quota === undefined) return undefined;
+  /**
+   * The refusal of `changes` past `quota` (returned, not thrown: the rest of the commit goes on).
+   * Each group's usage is the range of its records plus this commit's changes of its stores so far.
+   */
+  private quotaRefusal(changes: UsageChanges, quota: Quota): StoreError | undefined {
     try {
-      checkQuota(storeId, this.usageOf(storeId), change, quota);
+      for (const { group, stores } of changes.byGroup()) {
+        const recorded = this.stmt.groupUsage.get({ from: group.from, to: group.to }) ?? { keys: 0, bytes: 0, stores: 0 };
+        const pending = groupChange(this.batchUsage.inGroup(group), (storeId) => this.stmt.usage.get({ storeId })?.keys ?? 0);
+        checkQuota(group, plusUsage(recorded, pending), groupChange(stores, (storeId) => this.keysOf(storeId)), quota);
+      }
       return undefined;
     } catch (error) {
       return StoreError.from(error);
@@ -567,14 +579,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   }
 
   private changeUsage(ref: KeyRef, storedBytes: number | undefined, newBytes: number | undefined): void {
-    const change = usageChange(storedBytes, newBytes);
-    const storeId = storeIdOf(ref);
-    const total = this.batchUsage.get(storeId);
-    if (total === undefined) this.batchUsage.set(storeId, { keys: change.keys, bytes: change.bytes });
-    else {
-      total.keys += change.keys;
-      total.bytes += change.bytes;
-    }
+    this.batchUsage.add(storeIdOf(ref), usageChange(storedBytes, newBytes));
   }
 
   /** Applies a write in the transaction being built: the state it stored, or "stale". */
@@ -732,6 +737,11 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
 
   async storeUsage(storeId: string): Promise<StoreUsage> {
     return this.guarded(() => this.stmt.usage.get({ storeId }) ?? { keys: 0, bytes: 0 });
+  }
+
+  async groupUsage(storeId: string): Promise<GroupUsage> {
+    const { from, to } = usageGroupOf(storeId);
+    return this.guarded(() => this.stmt.groupUsage.get({ from, to }) ?? { keys: 0, bytes: 0, stores: 0 });
   }
 
   /** In the commit order of mutations, so no write slips between the count and the record. */

@@ -26,6 +26,7 @@ import {
   type KeyRef,
   type KeyState,
   type KeyVersion,
+  type GroupUsage,
   type ListOptions,
   type MutationOptions,
   type MutationOutcome,
@@ -169,7 +170,7 @@ function lockKey(ref: KeyRef): string {
  *   reported as stale); the version is the caller's (within the clock's skew), or assigned on
  *   arrival from a hybrid logical clock seeded from the primary.
  */
-export class TierStore extends VersionedReads implements KVStore {
+export class TierStore extends VersionedReads implements KVStore, StoreUsageReader {
   private readonly lock = new VersionedLock();
   private readonly quotas = new SeenQuotas();
   private readonly counts = { divergences: 0, retries: 0, staleMutations: 0, skippedBackupWrites: 0 };
@@ -900,11 +901,14 @@ export class TierStore extends VersionedReads implements KVStore {
     return this.primary.store.highestVersion();
   }
 
-  /** Usage of the stores with a quota, read from the primary's usage record, and their quotas (metrics; bounded by `limit`). */
-  async countedUsage(limit: number): Promise<Array<[string, StoreUsage, Quota]>> {
+  /**
+   * Usage of the usage groups with a quota (a store, or a VSS user's stores, by group id), read
+   * from the primary's usage record, and their quotas (metrics; bounded by `limit`).
+   */
+  async countedUsage(limit: number): Promise<Array<[string, GroupUsage, Quota]>> {
     const reader = this.primary.store;
     if (!isStoreUsageReader(reader)) return [];
-    return Promise.all(this.quotas.known(limit).map(async ([storeId, quota]): Promise<[string, StoreUsage, Quota]> => [storeId, await reader.storeUsage(storeId), quota]));
+    return Promise.all(this.quotas.known(limit).map(async ([group, quota]): Promise<[string, GroupUsage, Quota]> => [group, await reader.groupUsage(group), quota]));
   }
 
   /**
@@ -933,6 +937,11 @@ export class TierStore extends VersionedReads implements KVStore {
   /** Keys and value bytes a store holds now, from the primary's usage record (admin output). */
   storeUsage(storeId: string): Promise<StoreUsage> {
     return this.callTier(this.primary, (store) => this.usageReader(store).storeUsage(storeId), undefined);
+  }
+
+  /** The usage of the group a store belongs to (a VSS user's stores), from the primary's usage record. */
+  groupUsage(storeId: string): Promise<GroupUsage> {
+    return this.callTier(this.primary, (store) => this.usageReader(store).groupUsage(storeId), undefined);
   }
 
   /** Counts a store's keys and bytes from the primary's data and corrects its usage record. */
