@@ -4,7 +4,7 @@
 import { Worker } from "node:worker_threads";
 import type { DriverKind } from "./drivers.js";
 import type { FromWorker, ToWorker, WorkerResult, WorkerTask } from "./loadgen-worker.js";
-import { cpuSeconds, peakRssBytes, treeCpuSeconds } from "./proc-stats.js";
+import { cpuSeconds, mainThreadCpuSeconds, peakRssBytes, treeCpuSeconds } from "./proc-stats.js";
 import type { WorkloadName } from "./workloads.js";
 
 export interface LoadSpec {
@@ -39,6 +39,10 @@ export interface Measurement {
   /** The load generator's own CPU time (all its threads) per operation, in microseconds. */
   readonly clientCpuUsPerOp: number;
   readonly serverPeakRssMiB: number;
+  /** The measured window on the monotonic clock (`process.hrtime`, as CPU profiles), in µs. */
+  readonly windowUs?: readonly [number, number];
+  /** Per server process (in `serverPids` order): its CPU and its main thread's, µs per operation. */
+  readonly perServer?: ReadonlyArray<{ readonly cpuUsPerOp: number; readonly mainThreadCpuUsPerOp: number }>;
 }
 
 /**
@@ -138,9 +142,16 @@ export class LoadGenerator {
     const minOpsPerLoop = spec.minOpsPerLoop ?? 0;
     const hardEndAt = endAt + (minOpsPerLoop > 0 ? 30_000 : 0);
     const results = Promise.all(used.map(({ thread }) => thread.ask({ type: "go", go: { measureFrom, endAt, minOpsPerLoop, hardEndAt } })));
-    const sample = (): { server: number; database: number; client: number } => {
+    const sample = (): { server: number; database: number; client: number; atUs: number; perServer: Array<[number, number]> } => {
       const database = spec.databasePid === undefined ? 0 : treeCpuSeconds(spec.databasePid);
-      return { server: spec.serverPids.reduce((sum, pid) => sum + cpuSeconds(pid), 0) + database, database, client: cpuSeconds(process.pid) };
+      const perServer = spec.serverPids.map((pid): [number, number] => [cpuSeconds(pid), mainThreadCpuSeconds(pid)]);
+      return {
+        server: perServer.reduce((sum, [cpu]) => sum + cpu, 0) + database,
+        database,
+        client: cpuSeconds(process.pid),
+        atUs: Number(process.hrtime.bigint() / 1000n),
+        perServer,
+      };
     };
     await sleepUntil(measureFrom);
     const before = sample();
@@ -182,6 +193,8 @@ export class LoadGenerator {
       databaseCpuUsPerOp: spec.databasePid === undefined ? NaN : perOp(after.database - before.database),
       clientCpuUsPerOp: perOp(after.client - before.client),
       serverPeakRssMiB: Math.max(0, ...rssPids.map(peakRssBytes)) / (1024 * 1024),
+      windowUs: [before.atUs, after.atUs],
+      perServer: after.perServer.map(([cpu, main], i) => ({ cpuUsPerOp: perOp(cpu - before.perServer[i]![0]), mainThreadCpuUsPerOp: perOp(main - before.perServer[i]![1]) })),
     };
   }
 

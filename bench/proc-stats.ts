@@ -14,6 +14,12 @@ export function cpuSeconds(pid: number): number {
   return (utime + stime) / TICKS_PER_SECOND;
 }
 
+/** CPU seconds (user + system) of `pid`'s main thread alone: a Node process's event loop. */
+export function mainThreadCpuSeconds(pid: number): number {
+  const fields = statFields(`${pid}/task/${pid}`);
+  return fields === undefined ? NaN : (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
 /** `pid`'s stat fields after the command name (field 3 onwards: index 0 is the state). */
 function statFields(pid: number | string): string[] | undefined {
   try {

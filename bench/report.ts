@@ -4,6 +4,7 @@
 //! median of each figure with its spread (min–max over the rounds), and every ratio is computed
 //! from medians.
 
+import { STEPS, type Attribution, type Step } from "./breakdown.js";
 import type { Measurement } from "./loadgen.js";
 import type { SqliteCeiling } from "./sqlite-ceiling.js";
 import type { TargetName } from "./targets.js";
@@ -47,6 +48,144 @@ export interface BenchReport {
   readonly rows: ResultRow[];
   readonly sqliteCeiling: SqliteCeiling[];
   readonly checks: TargetCheck[];
+  /** Where a write's server time goes, per configuration (profiled runs of their own). */
+  readonly breakdown: BreakdownCell[];
+}
+
+/** A figure over the rounds: median and min–max. */
+export interface Spread {
+  readonly median: number;
+  readonly min: number;
+  readonly max: number;
+}
+
+/** One server process of a breakdown cell, every figure in µs per operation. */
+export interface ProcessCosts {
+  /** "tierkv", or "tierkv backup" for the chained instance. */
+  readonly role: string;
+  /** Event-loop thread time per step (busy time: blocked system calls included). */
+  readonly steps: Record<Step, Spread>;
+  /** The event-loop thread's busy time (the steps' sum), its CPU time, and the rest of it (blocked in system calls, mostly fsync). */
+  readonly busy: Spread;
+  readonly mainThreadCpu: Spread;
+  readonly offCpu: Spread;
+  /** CPU of the process's other threads (V8's GC helpers, libuv's pool, the profiler's own). */
+  readonly otherThreadsCpu: Spread;
+  readonly processCpu: Spread;
+  /** The functions with the most self time over every round (µs per operation), with their step. */
+  readonly topFunctions: ReadonlyArray<{ readonly function: string; readonly step: Step; readonly usPerOp: number }>;
+}
+
+export interface BreakdownCell {
+  readonly target: TargetName;
+  readonly workload: WorkloadName;
+  readonly concurrency: number;
+  readonly rounds: number;
+  readonly opsPerSecond: Spread;
+  readonly errors: number;
+  readonly firstError?: string;
+  readonly processes: ProcessCosts[];
+}
+
+function spreadOf(values: readonly number[]): Spread {
+  const finite = values.filter(Number.isFinite);
+  return finite.length === 0 ? { median: NaN, min: NaN, max: NaN } : { median: median(finite), min: Math.min(...finite), max: Math.max(...finite) };
+}
+
+/** A breakdown cell from its rounds' measurements and each process's attribution of the same rounds. */
+export function breakdownCell(
+  target: TargetName,
+  workload: WorkloadName,
+  concurrency: number,
+  measurements: readonly Measurement[],
+  processes: ReadonlyArray<{ readonly role: string; readonly rounds: readonly Attribution[] }>,
+): BreakdownCell {
+  const perOp = (us: number, round: number): number => us / measurements[round]!.ops;
+  const firstError = measurements.find((m) => m.firstError !== undefined)?.firstError;
+  return {
+    target,
+    workload,
+    concurrency,
+    rounds: measurements.length,
+    opsPerSecond: spreadOf(measurements.map((m) => m.opsPerSecond)),
+    errors: measurements.reduce((sum, m) => sum + m.errors, 0),
+    ...(firstError !== undefined && { firstError }),
+    processes: processes.map(({ role, rounds }, p) => {
+      const cpu = (round: number): { cpuUsPerOp: number; mainThreadCpuUsPerOp: number } => measurements[round]!.perServer?.[p] ?? { cpuUsPerOp: NaN, mainThreadCpuUsPerOp: NaN };
+      const figure = (of: (a: Attribution, round: number) => number): Spread => spreadOf(rounds.map(of));
+      return {
+        role,
+        steps: Object.fromEntries(STEPS.map((step) => [step, figure((a, r) => perOp(a.steps[step], r))])) as Record<Step, Spread>,
+        busy: figure((a, r) => perOp(a.busyUs, r)),
+        mainThreadCpu: figure((_, r) => cpu(r).mainThreadCpuUsPerOp),
+        offCpu: figure((a, r) => perOp(a.busyUs, r) - cpu(r).mainThreadCpuUsPerOp),
+        otherThreadsCpu: figure((_, r) => cpu(r).cpuUsPerOp - cpu(r).mainThreadCpuUsPerOp),
+        processCpu: figure((_, r) => cpu(r).cpuUsPerOp),
+        topFunctions: topFunctions(rounds, measurements.reduce((sum, m) => sum + m.ops, 0)),
+      };
+    }),
+  };
+}
+
+/** The 25 functions with the most self time summed over `rounds`, per operation. */
+function topFunctions(rounds: readonly Attribution[], ops: number): ProcessCosts["topFunctions"] {
+  const total = new Map<string, { step: Step; us: number }>();
+  for (const round of rounds) {
+    for (const [name, { step, us }] of round.functions) total.set(name, { step, us: (total.get(name)?.us ?? 0) + us });
+  }
+  return [...total]
+    .sort(([, a], [, b]) => b.us - a.us)
+    .slice(0, 25)
+    .map(([name, { step, us }]) => ({ function: name, step, usPerOp: Math.round((us / ops) * 10) / 10 }));
+}
+
+const BREAKDOWN_COLUMNS: Partial<Record<TargetName, string>> = {
+  "tierkv-sqlite": "alone",
+  "tierkv-sqlite+sqlite-backup": "SQLite backup",
+  "tierkv-sqlite+remote-backup": "chained",
+};
+
+/** The breakdown as markdown: per workload, a row per step and a column per server process. */
+function breakdownLines(cells: readonly BreakdownCell[]): string[] {
+  if (cells.length === 0) return [];
+  const out = [
+    "## where a write's server time goes (profiled: `node --cpu-prof`, µs per write, median (min–max) over interleaved rounds)",
+    "",
+    "Event-loop thread time per step, from the samples of each round's measured window; \"blocked\" is that time minus the thread's CPU time " +
+      "(/proc), mostly SQLite's fsync inside COMMIT; other threads are V8's GC helpers, libuv's pool and the profiler. " +
+      "Primary and backup SQLite of one process share their statement and commit rows; the chained backup is its own process (\"B\").",
+    "",
+  ];
+  const cell = (s: Spread, digits = 0): string => (s.min === s.max || !Number.isFinite(s.min) ? fixed(s.median, digits) : `${fixed(s.median, digits)} (${fixed(s.min, digits)}–${fixed(s.max, digits)})`);
+  for (const workload of [...new Set(cells.map((c) => c.workload))]) {
+    const here = cells.filter((c) => c.workload === workload);
+    // The chain's own instance first, then its backup.
+    const columns = here.flatMap((c) =>
+      [...c.processes]
+        .sort((a, b) => Number(a.role !== "tierkv") - Number(b.role !== "tierkv"))
+        .map((p) => ({ c, p, title: `${BREAKDOWN_COLUMNS[c.target] ?? c.target}${c.processes.length > 1 ? (p.role === "tierkv" ? ": A" : ": B (backup)") : ""}` })),
+    );
+    out.push(`### ${workload}, c=${here[0]!.concurrency}`, "");
+    out.push(`| step | ${columns.map((col) => col.title).join(" | ")} |`, `|---|${columns.map(() => "---:").join("|")}|`);
+    for (const step of STEPS) {
+      if (columns.every(({ p }) => !(p.steps[step].median >= 0.5))) continue;
+      out.push(`| ${step} | ${columns.map(({ p }) => cell(p.steps[step])).join(" | ")} |`);
+    }
+    const row = (title: string, of: (p: ProcessCosts) => Spread): void => void out.push(`| ${title} | ${columns.map(({ p }) => cell(of(p))).join(" | ")} |`);
+    row("**event-loop thread, busy**", (p) => p.busy);
+    row("of which blocked (not CPU)", (p) => p.offCpu);
+    row("event-loop thread CPU", (p) => p.mainThreadCpu);
+    row("other threads' CPU", (p) => p.otherThreadsCpu);
+    row("**process CPU**", (p) => p.processCpu);
+    out.push(`| ops/s | ${columns.map(({ c }) => cell(c.opsPerSecond)).join(" | ")} |`);
+    out.push(`| errors | ${columns.map(({ c }) => String(c.errors)).join(" | ")} |`, "");
+    out.push("Most self time (µs per write, all rounds; the full list of 25 is in the JSON):", "");
+    for (const { p, title } of columns) {
+      out.push(`- ${title}: ${p.topFunctions.slice(0, 6).map((f) => `${f.function} (${f.step}) ${fixed(f.usPerOp, 1)}`).join("; ")}`);
+    }
+    out.push("");
+  }
+  return out;
 }
 
 export function median(values: readonly number[]): number {
@@ -83,7 +222,7 @@ export function aggregate(target: TargetName, workload: WorkloadName, concurrenc
 const find = (rows: readonly ResultRow[], target: TargetName, workload: WorkloadName, concurrency: number): ResultRow | undefined =>
   rows.find((r) => r.target === target && r.workload === workload && r.concurrency === concurrency);
 
-/** The issue's performance goals, as ratios of medians from this one run. */
+/** The performance goals (issue 20's), as ratios of medians from this one run. */
 export function checkTargets(rows: readonly ResultRow[]): TargetCheck[] {
   const checks: TargetCheck[] = [];
   const ratio = (goal: string, a: number | undefined, b: number | undefined, threshold: number, higherIsBetter = true): void => {
@@ -92,7 +231,7 @@ export function checkTargets(rows: readonly ResultRow[]): TargetCheck[] {
     checks.push({ goal, value, threshold, met: higherIsBetter ? value >= threshold : value <= threshold });
   };
   const ops = (t: TargetName, w: WorkloadName, c: number): number | undefined => find(rows, t, w, c)?.opsPerSecond;
-  for (const [workload, threshold] of [["write-1k", 0.9], ["write-64k", 0.9], ["read-1k", 0.95]] as const) {
+  for (const [workload, threshold] of [["write-1k", 0.85], ["write-64k", 0.8], ["read-1k", 0.95]] as const) {
     ratio(`${workload} c=64: tierkv / independent gRPC ceiling (raw)`, ops("tierkv-sqlite", workload, 64), ops("grpc-ceiling-raw", workload, 64), threshold);
   }
   ratio("write-1k c=1: tierkv p50 / etcd p50 (lower is better)", find(rows, "tierkv-sqlite", "write-1k", 1)?.p50Ms, find(rows, "etcd", "write-1k", 1)?.p50Ms, 1, false);
@@ -202,6 +341,7 @@ export function markdown(report: BenchReport): string {
     for (const c of report.sqliteCeiling) out.push(`| ${c.case} | ${fixed(c.opsPerSecond, 0)} |`);
     out.push("");
   }
+  out.push(...breakdownLines(report.breakdown));
   if (report.checks.length > 0) {
     out.push("## goals", "", "| goal | measured | goal | met |", "|---|---:|---:|---|");
     for (const check of report.checks) out.push(`| ${check.goal} | ${fixed(check.value)} | ${check.threshold} | ${check.met ? "yes" : "**no**"} |`);

@@ -6,22 +6,26 @@
 //!   npm run bench -- --smoke      tiny cells, 1 round, for CI: proves the harness works, asserts nothing about speed
 //!   npm run bench -- --soak 600   ten minutes of the LDK mix against tierkv, RSS sampled throughout
 //!   npm run bench -- --scale      1,000,000 keys: ListPage, start-up, RSS, resync (not in CI; see bench/scale.ts)
+//!   npm run bench -- --breakdown-only   only the profiled cost breakdown of a write (bench/breakdown.ts)
 //!
 //! Rounds: per workload every target is started once; then, round after round, every
 //! concurrency level is measured on every target, the targets' order rotated each round, so
 //! drift of a noisy machine spreads over all targets instead of landing on one. Rows report the
-//! median of the rounds with the spread (min–max).
+//! median of the rounds with the spread (min–max). Then, unless --no-breakdown, the cost breakdown:
+//! a write alone, with a SQLite backup and chained, each server under `node --cpu-prof`, in
+//! interleaved rounds of their own, every sample of the measured windows attributed to a step.
 
-import { mkdirSync, writeFileSync } from "node:fs";
-import { availableParallelism, loadavg } from "node:os";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
+import { attribute, readProfile } from "./breakdown.js";
 import { openDriver } from "./drivers.js";
 import { LoadGenerator, type Measurement } from "./loadgen.js";
 import { startBenchPostgres, type BenchPostgres } from "./postgres.js";
 import { residentBytes } from "./proc-stats.js";
-import { aggregate, checkTargets, markdown, svgChart, type BenchReport, type ResultRow } from "./report.js";
+import { aggregate, breakdownCell, checkTargets, markdown, svgChart, type BenchReport, type BreakdownCell, type ResultRow } from "./report.js";
 import { runScale } from "./scale.js";
 import { measureSqliteCeiling } from "./sqlite-ceiling.js";
 import { analyzeDatabase, etcdInstalled, startTarget, stopAtExit, TARGET_INFO, TARGETS, vssAvailable, type RunningTarget, type TargetName } from "./targets.js";
@@ -45,12 +49,23 @@ interface Mode {
   readonly minOpsPerLoop: number;
   /** Fresh servers for every workload; smoke mode starts them once for the run. */
   readonly freshPerWorkload: boolean;
+  /** The cost breakdown's cells: measured this long, at this concurrency, for these workloads. */
+  readonly breakdown: { readonly durationMs: number; readonly concurrency: number; readonly workloads: readonly WorkloadName[] };
 }
 
 const MODES: Record<"full" | "quick" | "smoke", Mode> = {
-  full: { name: "full", warmupMs: 500, serverWarmupMs: 8000, durationMs: 3000, rounds: 3, concurrency: [1, 16, 64], keyCount: DEFAULT_KEY_COUNT, minOpsPerLoop: 0, freshPerWorkload: true },
-  quick: { name: "quick", warmupMs: 100, serverWarmupMs: 3000, durationMs: 500, rounds: 3, concurrency: [1, 16, 64], keyCount: DEFAULT_KEY_COUNT, minOpsPerLoop: 0, freshPerWorkload: true },
-  smoke: { name: "smoke", warmupMs: 50, serverWarmupMs: 0, durationMs: 150, rounds: 1, concurrency: [1, 4], keyCount: 200, minOpsPerLoop: 1, freshPerWorkload: false },
+  full: {
+    name: "full", warmupMs: 500, serverWarmupMs: 8000, durationMs: 3000, rounds: 3, concurrency: [1, 16, 64], keyCount: DEFAULT_KEY_COUNT, minOpsPerLoop: 0, freshPerWorkload: true,
+    breakdown: { durationMs: 3000, concurrency: 64, workloads: ["write-1k", "write-64k"] },
+  },
+  quick: {
+    name: "quick", warmupMs: 100, serverWarmupMs: 3000, durationMs: 500, rounds: 3, concurrency: [1, 16, 64], keyCount: DEFAULT_KEY_COUNT, minOpsPerLoop: 0, freshPerWorkload: true,
+    breakdown: { durationMs: 1500, concurrency: 64, workloads: ["write-1k", "write-64k"] },
+  },
+  smoke: {
+    name: "smoke", warmupMs: 50, serverWarmupMs: 0, durationMs: 150, rounds: 1, concurrency: [1, 4], keyCount: 200, minOpsPerLoop: 1, freshPerWorkload: false,
+    breakdown: { durationMs: 150, concurrency: 4, workloads: ["write-1k"] },
+  },
 };
 
 const defaultOut = fileURLToPath(new URL("../../bench/results", import.meta.url));
@@ -59,22 +74,30 @@ const program = new Command("bench")
   .option("--quick", "short cells, 3 rounds: about 8 minutes on 2 busy CPUs")
   .option("--smoke", "tiny cells, one round and few keys: checks the harness (CI), not the speed")
   .option("--rounds <n>", "interleaved rounds per cell (default: 3; smoke 1)")
+  .option("--concurrency <n...>", "concurrency levels to measure (default: 1 16 64; smoke 1 4)")
   .option("--soak <seconds>", "run the LDK mix against tierkv for this long, sampling server RSS")
   .option("--scale", "the 1,000,000-key scale mode: ListPage latency, start-up, RSS and resync (minutes; not run in CI)")
   .option("--scale-keys <n>", "keys per layout in --scale (default 1,000,000; smaller for a trial)")
   .addOption(new Option("--targets <names...>", "targets to run").choices([...TARGETS]))
   .addOption(new Option("--workloads <names...>", "workloads to run").choices([...WORKLOADS]))
+  .option("--no-breakdown", "skip the profiled cost breakdown of a write (alone, SQLite backup, chained)")
+  .option("--breakdown-only", "only the profiled cost breakdown")
+  .option("--keep-profiles <dir>", "keep the breakdown's CPU profiles (.cpuprofile, for DevTools) in this directory")
   .option("--out <dir>", "where results go", defaultOut)
   .parse();
 const options = program.opts<{
   quick?: boolean;
   smoke?: boolean;
   rounds?: string;
+  concurrency?: string[];
   soak?: string;
   scale?: boolean;
   scaleKeys?: string;
   targets?: TargetName[];
   workloads?: WorkloadName[];
+  breakdown: boolean;
+  breakdownOnly?: boolean;
+  keepProfiles?: string;
   out: string;
 }>();
 
@@ -160,13 +183,86 @@ async function stopAll(running: Map<TargetName, RunningTarget>): Promise<void> {
   running.clear();
 }
 
+/** The configurations the cost breakdown compares: a write alone, with a SQLite backup, chained. */
+const BREAKDOWN_TARGETS: readonly TargetName[] = ["tierkv-sqlite", "tierkv-sqlite+sqlite-backup", "tierkv-sqlite+remote-backup"];
+
+/**
+ * The cost breakdown: per workload, the three configurations run under `node --cpu-prof` (the
+ * profiler costs a few per cent, so these cells are not the table's), warmed like the others,
+ * then measured in interleaved rounds; each round's window of each profile is attributed to steps.
+ */
+async function breakdown(mode: Mode, rounds: number, generator: LoadGenerator): Promise<BreakdownCell[]> {
+  const targets = BREAKDOWN_TARGETS.filter((t) => options.targets === undefined || options.targets.includes(t));
+  const workloads = mode.breakdown.workloads.filter((w) => options.workloads === undefined || options.workloads.includes(w));
+  const cells: BreakdownCell[] = [];
+  for (const name of workloads) {
+    if (targets.length === 0) break;
+    const profileDir = options.keepProfiles === undefined ? mkdtempSync(join(tmpdir(), "tierkv-bench-profiles-")) : join(options.keepProfiles, name);
+    mkdirSync(profileDir, { recursive: true });
+    try {
+      log(`breakdown ${name}: starting ${targets.join(", ")} under --cpu-prof`);
+      const running = new Map<TargetName, RunningTarget>();
+      const profiles = new Map<TargetName, ReadonlyArray<{ path: string; role: string }>>();
+      const measured = new Map<TargetName, Measurement[]>();
+      try {
+        for (const target of targets) {
+          const server = await startTarget(target, { profileDir });
+          running.set(target, server);
+          profiles.set(target, server.profiles ?? []);
+        }
+        for (const target of targets) {
+          const server = running.get(target)!;
+          if (mode.serverWarmupMs > 0) {
+            await generator
+              .measure({ kind: server.kind, addresses: server.addresses, serverPids: server.pids, workload: name, keyCount: mode.keyCount, concurrency: 16, warmupMs: 0, durationMs: mode.serverWarmupMs })
+              .catch((error: unknown) => failedCell(error));
+          }
+        }
+        for (let round = 0; round < rounds; round++) {
+          for (const target of rotated(targets, round)) {
+            const server = running.get(target)!;
+            const result = await generator
+              .measure({
+                kind: server.kind,
+                addresses: server.addresses,
+                serverPids: server.pids,
+                workload: name,
+                keyCount: mode.keyCount,
+                concurrency: mode.breakdown.concurrency,
+                warmupMs: mode.warmupMs,
+                durationMs: mode.breakdown.durationMs,
+                minOpsPerLoop: mode.minOpsPerLoop,
+              })
+              .catch((error: unknown) => failedCell(error));
+            measured.set(target, [...(measured.get(target) ?? []), result]);
+            log(`breakdown r${round + 1}/${rounds} ${target.padEnd(28)} ${name} ${result.opsPerSecond.toFixed(0).padStart(7)} ops/s  cpu ${result.serverCpuUsPerOp.toFixed(0)} µs/op  errors ${result.errors}`);
+          }
+        }
+      } finally {
+        // Stopping the servers (SIGTERM, a clean exit) is what writes their profiles.
+        await stopAll(running);
+      }
+      for (const target of targets) {
+        const measurements = measured.get(target) ?? [];
+        const windows = measurements.map((m) => m.windowUs ?? ([0, 0] as const));
+        const processes = (profiles.get(target) ?? []).map((profile) => ({ role: profile.role, rounds: attribute(readProfile(profile.path), windows) }));
+        cells.push(breakdownCell(target, name, mode.breakdown.concurrency, measurements, processes));
+      }
+    } finally {
+      if (options.keepProfiles === undefined) rmSync(profileDir, { recursive: true, force: true });
+    }
+  }
+  return cells;
+}
+
 async function benchmark(mode: Mode, rounds: number): Promise<BenchReport> {
   const startedAt = new Date().toISOString();
   const loadAverage = loadavg();
-  const { targets, skipped, postgres } = await available(options.targets ?? [...TARGETS]);
+  const { targets, skipped, postgres } = await available(options.breakdownOnly ? [] : (options.targets ?? [...TARGETS]));
   const workloads = (options.workloads ?? [...WORKLOADS]).filter((w) => targets.some((t) => TARGET_INFO[t].workloads.includes(w)));
   const generator = new LoadGenerator();
   const rows: ResultRow[] = [];
+  let costs: BreakdownCell[] = [];
   // Servers shared by every workload (smoke mode: starting them is most of its time).
   let shared = new Map<TargetName, RunningTarget>();
   try {
@@ -235,6 +331,8 @@ async function benchmark(mode: Mode, rounds: number): Promise<BenchReport> {
         if (mode.freshPerWorkload) await stopAll(running);
       }
     }
+    await stopAll(shared); // the breakdown's servers get the machine to themselves
+    if (options.breakdown) costs = await breakdown(mode, rounds, generator);
   } finally {
     await stopAll(shared);
     await generator.close();
@@ -251,8 +349,9 @@ async function benchmark(mode: Mode, rounds: number): Promise<BenchReport> {
     targets: Object.fromEntries(targets.map((t) => [t, TARGET_INFO[t].description])),
     skipped,
     rows,
-    sqliteCeiling: measureSqliteCeiling(mode.name === "smoke" ? 100 : 1000),
+    sqliteCeiling: options.breakdownOnly ? [] : measureSqliteCeiling(mode.name === "smoke" ? 100 : 1000),
     checks: checkTargets(rows),
+    breakdown: costs,
   };
 }
 
@@ -319,7 +418,8 @@ if (options.soak !== undefined) {
 } else if (options.scale) {
   await runScale({ keys: Number(options.scaleKeys ?? 1_000_000), out: options.out });
 } else {
-  const mode = options.smoke ? MODES.smoke : options.quick ? MODES.quick : MODES.full;
+  const base = options.smoke ? MODES.smoke : options.quick ? MODES.quick : MODES.full;
+  const mode = options.concurrency === undefined ? base : { ...base, concurrency: options.concurrency.map(Number) };
   const rounds = options.rounds === undefined ? mode.rounds : Math.max(1, Number(options.rounds));
   const report = await benchmark(mode, rounds);
   mkdirSync(options.out, { recursive: true });

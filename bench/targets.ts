@@ -82,12 +82,19 @@ export interface RunningTarget {
   readonly databasePid?: number;
   /** The target's PostgreSQL database (PostgreSQL targets). */
   readonly databaseUri?: string;
+  /**
+   * With `profileDir`: where each server process (in `pids` order) writes its CPU profile when it
+   * stops, and what it is ("tierkv" or, for the chain, "tierkv backup").
+   */
+  readonly profiles?: ReadonlyArray<{ readonly path: string; readonly role: string }>;
   stop(): Promise<void>;
 }
 
 /** What targets share within a run: the one PostgreSQL server. */
 export interface TargetEnvironment {
   readonly postgres?: BenchPostgres;
+  /** Run tierkv's server processes under `node --cpu-prof`, writing their profiles here on exit. */
+  readonly profileDir?: string;
 }
 
 /** Every server process started and not yet stopped: killed if the bench itself is stopped. */
@@ -257,8 +264,16 @@ async function idleWatchers(address: string, count: number): Promise<() => Promi
 export async function startTarget(name: TargetName, environment: TargetEnvironment = {}): Promise<RunningTarget> {
   const dir = mkdtempSync(join(tmpdir(), `tierkv-bench-${name}-`));
   const children: ChildProcess[] = [];
+  const profiles: Array<{ path: string; role: string }> = [];
   const tierkv = async (...args: string[]): Promise<string> => {
-    const started = await startProcess(process.execPath, [CLI, "serve", "--listen", "127.0.0.1:0", ...args], (line) => tierkvListening(line));
+    const profiling: string[] = [];
+    if (environment.profileDir !== undefined) {
+      const role = name === "tierkv-sqlite+remote-backup" && children.length === 0 ? "tierkv backup" : "tierkv";
+      const file = `${name}-${children.length}.cpuprofile`;
+      profiles.push({ path: join(environment.profileDir, file), role });
+      profiling.push("--cpu-prof", `--cpu-prof-dir=${environment.profileDir}`, `--cpu-prof-name=${file}`);
+    }
+    const started = await startProcess(process.execPath, [...profiling, CLI, "serve", "--listen", "127.0.0.1:0", ...args], (line) => tierkvListening(line));
     children.push(started.child);
     return started.address;
   };
@@ -349,6 +364,7 @@ export async function startTarget(name: TargetName, environment: TargetEnvironme
     addresses: addresses ?? [address],
     ...(databasePid !== undefined && { databasePid }),
     ...(databaseUri !== undefined && { databaseUri }),
+    ...(profiles.length > 0 && { profiles }),
     pids: children.map((child) => child.pid!),
     async stop() {
       await watchers?.();

@@ -139,6 +139,11 @@ export const HEAL_RETRY_MS = 1_000;
 /** How often keys owed to the backup are replayed, in ms, and how many are read from the ledger at a time. */
 export const LEDGER_REPLAY_INTERVAL_MS = 1000;
 export const LEDGER_REPLAY_PAGE = 500;
+/**
+ * How long a settled ledger record may wait for a commit to ride (SQLite): a settle needs no commit
+ * of its own (a crash before it only replays the key again), so it joins the next one.
+ */
+export const LEDGER_SETTLE_DELAY_MS = 100;
 /** Keys a resync repairs at once. */
 export const RESYNC_WINDOW = 64;
 

@@ -55,6 +55,12 @@ export interface MutationOptions extends CallOptions {
   /** Called with the version the backend stored (or removed at) once the mutation is applied. */
   readonly onVersion?: (version: bigint) => void;
   /**
+   * A `StateReporter` calls it once the mutation is committed: with the version and revision it
+   * stored (a remove: the version it removed at, revision 0n), or, for a stale mutation, with the
+   * stored state that made it stale. Not called for a mutation applied without a version.
+   */
+  readonly onState?: (state: KeyState) => void;
+  /**
    * Mirroring and migration only: store exactly this revision instead of counting on from the
    * stored one (contract §3, revisions). Ignored by removes.
    */
@@ -268,6 +274,19 @@ export interface StateReader {
 
 export function isStateReader(store: KVStore): store is KVStore & StateReader {
   return typeof (store as Partial<StateReader>).readState === "function";
+}
+
+/**
+ * Optional capability: the backend reports each mutation's outcome state (`MutationOptions.onState`)
+ * from the commit that applies it, so the tiered store needs no read of the key before writing the
+ * backup with the primary's version and revision (contract §4.2).
+ */
+export interface StateReporter {
+  readonly reportsState: true;
+}
+
+export function isStateReporter(store: KVStore): store is KVStore & StateReporter {
+  return (store as Partial<StateReporter>).reportsState === true;
 }
 
 /** A key with everything a copy of it needs: address, value, version and revision. */

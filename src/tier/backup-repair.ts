@@ -158,22 +158,30 @@ export class BackupRepair {
   async replayOwed(ledger: BackupLedger, signal: AbortSignal): Promise<number> {
     let replayed = 0;
     let after: KeyRef | undefined;
-    for (;;) {
-      const owed = await ledger.listOwed(LEDGER_REPLAY_PAGE, after);
-      for (const entry of owed) {
-        if (signal.aborted) return replayed;
-        try {
-          await this.repairKey(entry);
-        } catch (error) {
-          this.deps.logger.debug({ key: formatPath(entry), err: StoreError.from(error).message }, "replay to backup failed; will retry");
-          return replayed;
+    // Settles are not waited for one by one: a ledger may hold them for its next commit.
+    const settles: Array<Promise<void>> = [];
+    try {
+      for (;;) {
+        const owed = await ledger.listOwed(LEDGER_REPLAY_PAGE, after);
+        for (const entry of owed) {
+          if (signal.aborted) return replayed;
+          try {
+            await this.repairKey(entry);
+          } catch (error) {
+            this.deps.logger.debug({ key: formatPath(entry), err: StoreError.from(error).message }, "replay to backup failed; will retry");
+            return replayed;
+          }
+          // Settles only the version recorded; a newer mutation of the key keeps its own record.
+          const settle = ledger.settleOwed(entry, entry.version);
+          settle.catch(() => {}); // awaited below
+          settles.push(settle);
+          replayed++;
         }
-        // Settles only the version recorded; a newer mutation of the key keeps its own record.
-        await ledger.settleOwed(entry, entry.version);
-        replayed++;
+        if (owed.length < LEDGER_REPLAY_PAGE) break;
+        after = owed.at(-1);
       }
-      if (owed.length < LEDGER_REPLAY_PAGE) break;
-      after = owed.at(-1);
+    } finally {
+      await Promise.all(settles);
     }
     if (replayed > 0) this.deps.logger.info({ replayed }, "replayed owed keys to the backup");
     return replayed;

@@ -12,6 +12,7 @@ import {
   compareKeys,
   isBackupLedger,
   isChangeLog,
+  isStateReporter,
   isStoreUsageReader,
   isSnapshotSource,
   storeIdOf,
@@ -23,6 +24,7 @@ import {
   type ChangeLog,
   type KVStore,
   type KeyRef,
+  type KeyState,
   type KeyVersion,
   type GroupUsage,
   type ListOptions,
@@ -515,13 +517,52 @@ export class TierStore extends VersionedReads implements KVStore, StoreUsageRead
   }
 
   /**
-   * A durable mutation with a backup: both tiers store the same version and the primary's next
+   * A durable mutation with a backup: both tiers store the same version and the primary's
    * revision (a backup that missed a mutation must not count revisions of its own: VSS versions
-   * and Txn checks are revisions), so both are read off the primary's state first. A plain
-   * mutation's version moves past the stored one; should another instance sharing the primary
-   * write the key in between, the primary answers stale and the mutation is decided again.
+   * and Txn checks are revisions). A primary that reports the state it committed decides them in
+   * that commit and the backup follows it; another is read first (`mutateBothTiersRead`).
    */
   private async mutateBothTiers(
+    operation: "write" | "remove",
+    ref: KeyRef,
+    ordering: { version: bigint; plain: boolean },
+    options: MutationOptions,
+    apply: (store: KVStore, options: MutationOptions) => Promise<MutationOutcome>,
+    onVersion: (version: bigint) => void,
+    bytes: number,
+  ): Promise<MutationOutcome> {
+    if (!isStateReporter(this.primary.store)) return this.mutateBothTiersRead(operation, ref, ordering, options, apply, onVersion, bytes);
+    // The primary's outcome: the state it stored, or for a stale mutation the state that won (a
+    // retry of a version the primary has reaches the backup with the primary's revision for it).
+    let decided: KeyState | undefined;
+    const onState = (state: KeyState): void => void (decided = state);
+    // Only a plain mutation's version is the primary's to decide (it is never stale); a stale
+    // one travels (and is settled) with its own.
+    const version = (): bigint => (ordering.plain ? (decided?.version ?? ordering.version) : ordering.version);
+    const result = await this.fanOut(
+      operation,
+      ref,
+      version,
+      (store, tier, owed, attemptDeadline) => {
+        const deadline = attemptDeadline !== undefined && { deadline: attemptDeadline };
+        if (tier === "primary") return apply(store, { ...ordering, owedToBackup: owed, onState, ...deadline, quota: options.quota });
+        return apply(store, { version: version(), ...(operation === "write" && decided !== undefined && { revision: decided.revision }), ...deadline });
+      },
+      options.deadline,
+      true,
+      transferAllowanceMs(bytes),
+    );
+    if (result === "applied") onVersion(version());
+    return result;
+  }
+
+  /**
+   * `mutateBothTiers` over a primary that cannot report its state: the state is read off the
+   * primary first, and both tiers are written at once. A plain mutation's version moves past the
+   * stored one; should another instance sharing the primary write the key in between, the
+   * primary answers stale and the mutation is decided again.
+   */
+  private async mutateBothTiersRead(
     operation: "write" | "remove",
     ref: KeyRef,
     ordering: { version: bigint; plain: boolean },
@@ -544,7 +585,7 @@ export class TierStore extends VersionedReads implements KVStore, StoreUsageRead
       const result = await this.fanOut(
         operation,
         ref,
-        version,
+        () => version,
         (store, tier, owed, attemptDeadline) =>
           apply(store, {
             version,
@@ -590,7 +631,8 @@ export class TierStore extends VersionedReads implements KVStore, StoreUsageRead
   private async fanOut<T>(
     operation: string,
     ref: KeyRef,
-    version: bigint,
+    /** The mutation's version, known once the primary applied it (a plain one's is decided there). */
+    versionOf: () => bigint,
     apply: (store: KVStore, tier: "primary" | "backup", owedToBackup: boolean, attemptDeadline: number | undefined) => Promise<T>,
     deadline: number | undefined,
     primaryFirst: boolean,
@@ -618,11 +660,11 @@ export class TierStore extends VersionedReads implements KVStore, StoreUsageRead
       [primaryResult, backupResult] = await Promise.allSettled([inPrimary(), inBackup()]);
     }
     if (primaryResult.status === "rejected") {
-      if (backupResult.status === "fulfilled") this.reportDivergence(operation, ref, version, "backup", "primary");
+      if (backupResult.status === "fulfilled") this.reportDivergence(operation, ref, versionOf(), "backup", "primary");
       throw tierFailure("primary", primaryResult.reason, backupResult.status === "fulfilled" ? ["backup"] : []);
     }
     if (backupResult.status === "fulfilled") {
-      if (owed) this.settle(ref, version);
+      if (owed) this.settle(ref, versionOf());
       return primaryResult.value;
     }
     if (owed && this.policy.acknowledgesWithout(backupResult.reason)) {
@@ -632,7 +674,7 @@ export class TierStore extends VersionedReads implements KVStore, StoreUsageRead
       );
       return primaryResult.value;
     }
-    this.reportDivergence(operation, ref, version, "primary", "backup");
+    this.reportDivergence(operation, ref, versionOf(), "primary", "backup");
     throw tierFailure("backup", backupResult.reason, ["primary"]);
   }
 

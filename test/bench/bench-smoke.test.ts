@@ -40,6 +40,13 @@ it("runs every target and workload and writes the results", async () => {
     }
   }
   expect(report.sqliteCeiling.length).toBeGreaterThan(0);
+  // The profiled cost breakdown: a cell per configuration, each server process attributed, no errors.
+  expect(report.breakdown.map((c) => c.target)).toEqual(["tierkv-sqlite", "tierkv-sqlite+sqlite-backup", "tierkv-sqlite+remote-backup"]);
+  for (const cell of report.breakdown) {
+    expect(cell.errors, `breakdown ${cell.target}: ${cell.firstError}`).toBe(0);
+    expect(cell.processes.map((p) => p.role).sort()).toEqual(cell.target === "tierkv-sqlite+remote-backup" ? ["tierkv", "tierkv backup"] : ["tierkv"]);
+  }
+  expect(stdout).toContain("## where a write's server time goes");
   expect(stdout).toContain("| target | c | server CPU µs/op | ops/s |");
   expect(stdout).toContain("## comparisons");
   expect(readFileSync(join(out, "smoke.svg"), "utf8")).toMatch(/^<svg[\s\S]*<\/svg>\n$/);

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, expect, it } from "vitest";
 import { walBytesAtCheckpoint } from "../../src/store/sqlite-wal.js";
-import { SqliteStore } from "../../src/store/sqlite.js";
+import { SQLITE_PAGE_BYTES, SqliteStore, walCheckpointPages } from "../../src/store/sqlite.js";
 import type { KeyRef } from "../../src/store/types.js";
 import { text } from "../support/store-assertions.js";
 import { removeTempDirs, tempDir } from "../support/temp.js";
@@ -14,7 +14,7 @@ afterEach(() => removeTempDirs());
 
 const at = (key: string): KeyRef => ({ primaryNamespace: "monitors", secondaryNamespace: "", key });
 const bytes = (value: string): Uint8Array => new TextEncoder().encode(value);
-const CHECKPOINT_BYTES = walBytesAtCheckpoint(4096, 4000);
+const CHECKPOINT_BYTES = walBytesAtCheckpoint(SQLITE_PAGE_BYTES, walCheckpointPages(SQLITE_PAGE_BYTES));
 
 it("extends the WAL to its checkpoint size, keeping the frames another connection wrote", async () => {
   const path = join(tempDir(), "kv.db");

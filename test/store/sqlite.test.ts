@@ -5,7 +5,7 @@ import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { GROUP_COMMIT_MAX_BYTES, GROUP_COMMIT_MAX_MUTATIONS } from "../../src/limits.js";
 import { SQLITE_SCHEMA_VERSION, SqliteStore } from "../../src/store/sqlite.js";
-import type { KeyRef } from "../../src/store/types.js";
+import type { KeyRef, KeyState } from "../../src/store/types.js";
 import { describeBackupLedger, describeChangeLog, describeConformance } from "../conformance/kvstore-conformance.js";
 import { openSqliteHarness } from "../support/sqlite-harness.js";
 import { allStoredRows, clockHighest, owedRows } from "../support/sqlite-rows.js";
@@ -321,6 +321,33 @@ describe("sqlite group commit", () => {
     await store.close();
   });
 
+  it("settles owed keys in the next commit, not in one of their own", async () => {
+    const path = join(tempDir(), "kv.db");
+    const store = new SqliteStore(path);
+    await store.write(at("a"), bytes("a"), { version: 1n, owedToBackup: true });
+    const commits = spyOnCommits(store);
+    const settled = store.settleOwed(at("a"), 1n);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(commits).toEqual([]); // waiting for a ride
+    await store.write(at("b"), bytes("b"), { version: 2n, owedToBackup: true });
+    await settled;
+    expect(commits.map((c) => c.count)).toEqual([2]); // the write and the settle together
+    expect(owedRows(path).map((row) => row.key)).toEqual(["b"]);
+    await store.close();
+  });
+
+  it("commits a settle without a ride after a while (LEDGER_SETTLE_DELAY_MS), or before the ledger is read", async () => {
+    const path = join(tempDir(), "kv.db");
+    const store = new SqliteStore(path);
+    for (const key of ["a", "b"]) await store.write(at(key), bytes(key), { version: 1n, owedToBackup: true });
+    await store.settleOwed(at("a"), 1n);
+    expect(owedRows(path).map((row) => row.key)).toEqual(["b"]);
+    const settled = store.settleOwed(at("b"), 1n);
+    expect(await store.countOwed()).toBe(0);
+    await settled;
+    await store.close();
+  });
+
   it("commits a value larger than GROUP_COMMIT_MAX_BYTES on its own", async () => {
     const path = join(tempDir(), "kv.db");
     const store = new SqliteStore(path);
@@ -330,6 +357,30 @@ describe("sqlite group commit", () => {
     expect(results).toEqual(["applied", "applied", "applied"]);
     expect(commits.map((c) => c.count)).toEqual([1, 1, 1]);
     expect((await store.read(at("huge"))).byteLength).toBe(GROUP_COMMIT_MAX_BYTES + 1);
+    await store.close();
+  });
+});
+
+describe("sqlite state reports", () => {
+  afterEach(removeTempDirs);
+
+  it("reports the state a mutation stored, or the one that made it stale, once committed", async () => {
+    const store = new SqliteStore(join(tempDir(), "kv.db"));
+    const states: KeyState[] = [];
+    const onState = (state: KeyState): void => void states.push(state);
+    expect(store.reportsState).toBe(true);
+    await store.write(at("k"), bytes("1"), { version: 10n, plain: true, onState });
+    await store.write(at("k"), bytes("2"), { version: 5n, plain: true, onState }); // moved past the stored 10
+    expect(await store.write(at("k"), bytes("stale"), { version: 7n, onState })).toBe("stale");
+    await store.remove(at("k"), { version: 20n, onState });
+    expect(await store.remove(at("k"), { version: 15n, onState })).toBe("applied"); // absent: nothing to be stale against
+    expect(states).toEqual([
+      { version: 10n, revision: 1n },
+      { version: 11n, revision: 2n },
+      { version: 11n, revision: 2n },
+      { version: 20n, revision: 0n },
+      { version: 15n, revision: 0n },
+    ]);
     await store.close();
   });
 });
