@@ -73,6 +73,17 @@ export function validateNamespace(ns: NamespaceRef, operation: string): void {
 export const VSS_STORE_PREFIX = "vss:";
 
 
+/**
+ * Store ids with this prefix hold the server's own records (a follower's applied positions, in
+ * its primary beside the data): no request may name one, no identity may own one, and listings
+ * and watches of every store leave them out.
+ */
+export const INTERNAL_STORE_PREFIX = "_tierkv:";
+
+export function isInternalStore(storeId: string): boolean {
+  return storeId.startsWith(INTERNAL_STORE_PREFIX);
+}
+
 /** VSS's key rules: 1 to 600 characters of any text without control characters. */
 function vssKeyProblem(key: string): string | undefined {
   if (typeof key !== "string") return "key must be a string";
