@@ -244,6 +244,7 @@ export class Follower {
       } catch (error) {
         if (this.signal.aborted) break;
         const cause = StoreError.from(error);
+        this.state = "connecting";
         this.lastError = cause.message;
         logger.warn({ leader: name, err: cause.message, retryInMs: delay }, "following the leader failed; trying again");
         await pause(delay, this.signal);
@@ -355,10 +356,12 @@ export class Follower {
     const watch = new AbortController();
     const stop = (): void => watch.abort();
     this.signal.addEventListener("abort", stop, { once: true });
-    const timer = setTimeout(stop, FOLLOW_FIRST_MESSAGE_MS);
+    let timedOut = false;
+    const timer = setTimeout(() => ((timedOut = true), stop()), FOLLOW_FIRST_MESSAGE_MS);
     const events = this.options.leader.client.watch({ allStores: true, start: 0n }, watch.signal);
     try {
       const first = await events.next();
+      if (timedOut) throw new StoreError("unavailable", `the leader did not say where its stores stand within ${FOLLOW_FIRST_MESSAGE_MS} ms`);
       if (first.done || first.value.kind !== "progress") {
         throw new StoreError("unavailable", "the leader's watch did not begin by saying where its stores stand");
       }

@@ -10,10 +10,12 @@ import type {
   KVStore,
   KeyRef,
   ListOptions,
+  MutationOptions,
   MutationOutcome,
   NamespaceRef,
   Page,
   PageRequest,
+  RemoveOptions,
   TxnRequest,
   TxnResult,
   VersionedValue,
@@ -38,11 +40,11 @@ export class ReadOnlyStore implements KVStore {
     return this.inner.readVersioned(ref, options);
   }
 
-  async write(): Promise<MutationOutcome> {
+  async write(_ref: KeyRef, _value: Uint8Array, _options?: MutationOptions): Promise<MutationOutcome> {
     throw this.refusal();
   }
 
-  async remove(): Promise<MutationOutcome> {
+  async remove(_ref: KeyRef, _options?: RemoveOptions): Promise<MutationOutcome> {
     throw this.refusal();
   }
 
