@@ -111,6 +111,7 @@ export function checkTargets(rows: readonly ResultRow[]): TargetCheck[] {
     ratio(`${workload} c=64: with SQLite backup / without`, ops("tierkv-sqlite+sqlite-backup", workload, 64), ops("tierkv-sqlite", workload, 64), 0.9);
     ratio(`${workload} c=64: with chained tierkv backup / without`, ops("tierkv-sqlite+remote-backup", workload, 64), ops("tierkv-sqlite", workload, 64), 0.7);
   }
+  ratio("write-1k c=64: with 100 idle watchers / without", ops("tierkv-sqlite+100-watchers", "write-1k", 64), ops("tierkv-sqlite", "write-1k", 64), 0.9);
   for (const workload of ["write-1k", "read-1k"] as const) {
     ratio(`${workload} c=64: VSS over HTTP / gRPC`, ops("tierkv-vss", workload, 64), ops("tierkv-sqlite", workload, 64), 0.8);
     ratio(`${workload} c=64: tierkv PostgreSQL backend / bare pg`, ops("tierkv-postgres", workload, 64), ops("pg-bare", workload, 64), 0.8);
@@ -219,6 +220,7 @@ const COLOURS: Record<TargetName, string> = {
   "tierkv-sqlite": "#1f77b4",
   "tierkv-sqlite+sqlite-backup": "#2ca02c",
   "tierkv-sqlite+remote-backup": "#9467bd",
+  "tierkv-sqlite+100-watchers": "#aec7e8",
   "tierkv-vss": "#17becf",
   "tierkv-postgres": "#ff7f0e",
   "tierkv-postgres-x2": "#8c564b",

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
+import { TierkvClient } from "../src/client/client.js";
 import type { DriverKind } from "./drivers.js";
 import { BARE_SCHEMA, type BenchPostgres } from "./postgres.js";
 import { WORKLOADS, type WorkloadName } from "./workloads.js";
@@ -16,6 +17,7 @@ export const TARGETS = [
   "tierkv-sqlite",
   "tierkv-sqlite+sqlite-backup",
   "tierkv-sqlite+remote-backup",
+  "tierkv-sqlite+100-watchers",
   "tierkv-vss",
   "tierkv-postgres",
   "tierkv-postgres-x2",
@@ -41,6 +43,11 @@ export const TARGET_INFO: Record<TargetName, TargetInfo> = {
   "tierkv-sqlite": { kind: "tierkv", workloads: WORKLOADS, description: "tierkv, SQLite primary" },
   "tierkv-sqlite+sqlite-backup": { kind: "tierkv", workloads: WRITES, description: "tierkv, SQLite primary and SQLite backup" },
   "tierkv-sqlite+remote-backup": { kind: "tierkv", workloads: WRITES, description: "tierkv, SQLite primary, backup: a second tierkv (SQLite) over gRPC" },
+  "tierkv-sqlite+100-watchers": {
+    kind: "tierkv",
+    workloads: ["write-1k"],
+    description: "tierkv-sqlite with 100 idle Watch streams on the written store (prefix `idle`: every commit wakes them, none matches)",
+  },
   "tierkv-vss": {
     kind: "vss",
     workloads: ["write-1k", "write-64k", "read-1k", "txn-1k"],
@@ -224,6 +231,29 @@ async function startEtcd(dataDir: string): Promise<{ child: ChildProcess; addres
 }
 
 /** Starts `name` with fresh data (a temp dir, a new database) that `stop()` removes. */
+/**
+ * `count` Watch streams on the default store (the bench's), from now, on a namespace nothing
+ * writes: the server wakes and filters them at every commit, as it does for watchers of other
+ * namespaces. Returns what stops them.
+ */
+async function idleWatchers(address: string, count: number): Promise<() => Promise<void>> {
+  const client = new TierkvClient({ address });
+  const stop = new AbortController();
+  const streams = Array.from({ length: count }, () => client.watch({ primaryNamespace: "idle" }, stop.signal)[Symbol.asyncIterator]());
+  // Each stream is open once its first message (progress, sent at once) arrived.
+  await Promise.all(streams.map((stream) => stream.next()));
+  const running = streams.map(async (stream) => {
+    for (let next = await stream.next(); !next.done; next = await stream.next()) {
+      if (next.value.kind === "change") throw new Error("an idle watcher saw a change");
+    }
+  });
+  return async () => {
+    stop.abort();
+    await Promise.allSettled(running);
+    await client.close();
+  };
+}
+
 export async function startTarget(name: TargetName, environment: TargetEnvironment = {}): Promise<RunningTarget> {
   const dir = mkdtempSync(join(tmpdir(), `tierkv-bench-${name}-`));
   const children: ChildProcess[] = [];
@@ -241,6 +271,7 @@ export async function startTarget(name: TargetName, environment: TargetEnvironme
   let addresses: string[] | undefined;
   let databasePid: number | undefined;
   let databaseUri: string | undefined;
+  let watchers: (() => Promise<void>) | undefined;
   const kind = TARGET_INFO[name].kind;
   try {
     switch (name) {
@@ -250,6 +281,11 @@ export async function startTarget(name: TargetName, environment: TargetEnvironme
       case "tierkv-sqlite+sqlite-backup":
         address = await tierkv("--primary", `sqlite:${join(dir, "a.db")}`, "--backup", `sqlite:${join(dir, "b.db")}`);
         break;
+      case "tierkv-sqlite+100-watchers": {
+        address = await tierkv("--primary", `sqlite:${join(dir, "a.db")}`);
+        watchers = await idleWatchers(address, 100);
+        break;
+      }
       case "tierkv-sqlite+remote-backup": {
         const backup = await tierkv("--primary", `sqlite:${join(dir, "b.db")}`);
         address = await tierkv("--primary", `sqlite:${join(dir, "a.db")}`, "--backup", `grpc://${backup}`);
@@ -302,6 +338,7 @@ export async function startTarget(name: TargetName, environment: TargetEnvironme
       }
     }
   } catch (error) {
+    await watchers?.();
     for (const child of children.reverse()) await stopProcess(child);
     rmSync(dir, { recursive: true, force: true });
     throw error;
@@ -314,6 +351,7 @@ export async function startTarget(name: TargetName, environment: TargetEnvironme
     ...(databaseUri !== undefined && { databaseUri }),
     pids: children.map((child) => child.pid!),
     async stop() {
+      await watchers?.();
       for (const child of children.reverse()) await stopProcess(child);
       rmSync(dir, { recursive: true, force: true });
     },

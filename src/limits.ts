@@ -44,6 +44,22 @@ export const DEFAULT_LIMITS: Limits = {
   maxConcurrentStreams: 256,
 };
 
+/**
+ * Most fields one request may carry, known or unknown, at every level of nesting (the tags of a
+ * binary message, the members of a JSON one): a few per batch item — ours use at most 10, so a
+ * newer client's extra fields fit — and room for the rest. Counted before decoding: millions of
+ * tiny fields fit in a message's bytes, and each costs the decoder work and memory.
+ */
+const FIELDS_PER_BATCH_ITEM = 16;
+const FIELDS_PER_REQUEST = 1024;
+
+export function requestFieldLimit(limits: Limits): number {
+  return FIELDS_PER_BATCH_ITEM * limits.maxBatchItems + FIELDS_PER_REQUEST;
+}
+
+/** Deepest nesting of a request's messages (JSON objects and arrays): ours nest a few levels. */
+export const MAX_REQUEST_DEPTH = 32;
+
 /** The largest gRPC message the server accepts and sends under `limits`. */
 export function messageLimitBytes(limits: Limits): number {
   const batch = limits.maxBatchBytes + limits.maxBatchItems * PER_MUTATION_OVERHEAD_BYTES;
@@ -85,10 +101,41 @@ export const DEFAULT_MAX_VERSION_SKEW_MS = 10 * 60 * 1000;
 export const JWT_LEEWAY_SECONDS = 60;
 
 // ---------------------------------------------------------------------------------------------
+// Quotas (contract §6.3)
+
+/**
+ * `--quota-max-keys`, `--quota-max-bytes`, `--quota-max-stores`: the quota of identities without
+ * one of their own. 0, the default, is no limit.
+ */
+export const DEFAULT_QUOTA_SETTINGS = { maxKeys: 0, maxBytes: 0, maxStores: 0 } as const;
+
+// ---------------------------------------------------------------------------------------------
 // Tiers
 
 /** Default retries of a tier call (`--retry-initial-delay-ms`, `--retry-max-delay-ms`, `--retry-max-attempts`). */
 export const DEFAULT_RETRY = { initialDelayMs: 20, maxDelayMs: 1_000, maxAttempts: 5 } as const;
+/**
+ * A tier's health by default (contract §4.12; `--tier-time-limit-…`, `--breaker-…`,
+ * `--probe-max-delay-ms`): a call's time limit is `timeLimitP99Multiple` × the tier's recent p99,
+ * within `timeLimitMinMs`…`timeLimitMaxMs`; its breaker opens after `breakerFailures` failures in
+ * a row or `breakerFailureMs` of failures; probes of a tier that is down start
+ * `probeInitialDelayMs` apart and double up to `probeMaxDelayMs`.
+ */
+export const DEFAULT_TIER_HEALTH = {
+  timeLimitP99Multiple: 10,
+  timeLimitMinMs: 250,
+  timeLimitMaxMs: 30_000,
+  breakerFailures: 5,
+  breakerFailureMs: 2_000,
+  probeInitialDelayMs: 100,
+  probeMaxDelayMs: 1_000,
+} as const;
+/** Bytes per ms a tier call's time limit grows by with the values it carries: 10 MiB/s at least. */
+export const TIER_TRANSFER_BYTES_PER_MS = 10_240;
+/** How long the start-up check waits for each tier. */
+export const TIER_STARTUP_CHECK_MS = 5_000;
+/** How long a heal after an unclean stop waits before trying again (backup down, or a resync running). */
+export const HEAL_RETRY_MS = 1_000;
 /** How often keys owed to the backup are replayed, in ms, and how many are read from the ledger at a time. */
 export const LEDGER_REPLAY_INTERVAL_MS = 1000;
 export const LEDGER_REPLAY_PAGE = 500;

@@ -49,8 +49,10 @@ export interface AppConfig {
   readonly jwtAudience: string | undefined;
   readonly jwtStoreClaim: string;
   readonly jwtAllowNoExp: boolean;
+  readonly sigsAllowFile: string | undefined;
   readonly quotaMaxKeys: number;
   readonly quotaMaxBytes: number;
+  readonly quotaMaxStores: number;
   readonly tlsCert: string | undefined;
   readonly tlsKey: string | undefined;
   readonly tlsClientCa: string | undefined;

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { Authenticator } from "../auth/authenticator.js";
 import type { Limits } from "../limits.js";
-import { SHUTDOWN_GRACE_MS, WATCH_SHARED_POLL_INTERVAL_MS } from "../limits.js";
+import { DEFAULT_TIER_HEALTH, SHUTDOWN_GRACE_MS, WATCH_SHARED_POLL_INTERVAL_MS } from "../limits.js";
 import type { Logger } from "../log.js";
 import { Follower, leaderName } from "../follow/follower.js";
 import { ReadOnlyStore } from "../follow/read-only-store.js";
@@ -16,11 +16,10 @@ import { connectService } from "../server/connect-service.js";
 import { createMetrics, serveMetrics, type Metrics } from "../server/metrics.js";
 import { startServer } from "../server/server.js";
 import { StoreError } from "../store/errors.js";
-import { isChangeLog, type KVStore } from "../store/types.js";
+import { isChangeLog, type KVStore, type Quota } from "../store/types.js";
 import { HybridClock } from "../tier/hybrid-clock.js";
 import { NO_RETRY, type RetryPolicy } from "../tier/retry.js";
 import { TierStore, type TierHealthPolicy, type TierName } from "../tier/tier-store.js";
-import { DEFAULT_TIER_HEALTH } from "../tier/tier-health.js";
 import { takeStopMarker } from "../tier/stop-marker.js";
 import { startVssServer, type VssTlsOptions } from "../vss/http-server.js";
 import { PostgresStore } from "../store/postgres.js";
@@ -153,6 +152,10 @@ function serverCredentials(config: AppConfig): grpc.ServerCredentials {
 
 /** The authenticator `config` asks for (after `serve` checked its settings). */
 export async function openAuthenticator(config: AppConfig, logger: Logger): Promise<Authenticator> {
+  // 0 is no limit here (in the identities file, a limit of zero).
+  const limits = { maxKeys: config.quotaMaxKeys, maxBytes: config.quotaMaxBytes, maxStores: config.quotaMaxStores };
+  const set = Object.entries(limits).filter(([, limit]) => limit > 0);
+  const defaultQuota: Quota | undefined = set.length === 0 ? undefined : Object.fromEntries(set);
   try {
     return await Authenticator.open(
       {
@@ -166,12 +169,8 @@ export async function openAuthenticator(config: AppConfig, logger: Logger): Prom
           storeClaim: config.jwtStoreClaim,
           allowNoExp: config.jwtAllowNoExp,
         },
-        ...((config.quotaMaxKeys > 0 || config.quotaMaxBytes > 0) && {
-          defaultQuota: {
-            ...(config.quotaMaxKeys > 0 && { maxKeys: config.quotaMaxKeys }),
-            ...(config.quotaMaxBytes > 0 && { maxBytes: config.quotaMaxBytes }),
-          },
-        }),
+        ...(config.sigsAllowFile !== undefined && { sigsAllowFile: config.sigsAllowFile }),
+        ...(defaultQuota !== undefined && { defaultQuota }),
       },
       logger,
     );
@@ -233,7 +232,6 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
   const face: KVStore = follower === undefined ? store : new ReadOnlyStore(store, follower.status().leader);
   // Each tier tried once: one that does not answer is logged with its cause and marked down.
   await store.checkTiers();
-  const metrics: Metrics = createMetrics(store, { perStore: config.metricsPerStore, ...(follower !== undefined && { follower }) });
   const limits = limitsOf(config);
   const changeLog = store.changeLog();
   // Other instances commit to a shared PostgreSQL too: their changes are found by polling.
@@ -245,6 +243,11 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
       ...(sharedLog && { pollIntervalMs: WATCH_SHARED_POLL_INTERVAL_MS }),
     });
   const stopPruning = changeLog && startPruning(changeLog, parseRetention(config.watchRetention), logger);
+  const metrics: Metrics = createMetrics(store, {
+    perStore: config.metricsPerStore,
+    ...(feed && { openWatches: () => feed.open }),
+    ...(follower !== undefined && { follower }),
+  });
   // Every failed start path closes what was opened before it.
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   let server: Awaited<ReturnType<typeof startServer>> | undefined;

@@ -5,11 +5,13 @@
 import type { PeerCertificate } from "node:tls";
 import type { Logger } from "../log.js";
 import { StoreError } from "../store/errors.js";
-import { INTERNAL_STORE_PREFIX, isInternalStore, VSS_STORE_PREFIX } from "../store/validate.js";
+import { INTERNAL_STORE_PREFIX, isInternalStore, VSS_STORE_PREFIX } from "../store/names.js";
 import { isSignatureHeader, verifySignatureHeader } from "./signature-auth.js";
 import { Identities } from "./identities-file.js";
+import { SigsAllowList, signingKeyPrincipal } from "./sigs-allow-list.js";
 import { JwtVerifier, type JwtSettings } from "./jwt.js";
-import { OPEN_PRINCIPAL, type Principal, type Quota } from "./principal.js";
+import type { Quota } from "../store/types.js";
+import { OPEN_PRINCIPAL, type Principal } from "./principal.js";
 
 export type AuthMode = "none" | "tokens" | "jwt" | "mtls" | "sigs";
 export const AUTH_MODES: readonly AuthMode[] = ["none", "tokens", "jwt", "mtls", "sigs"];
@@ -19,6 +21,8 @@ export interface AuthSettings {
   /** The identities file (`tokens`, and roles for `mtls` subjects). */
   readonly tokensFile?: string;
   readonly jwt?: JwtSettings;
+  /** `sigs`: the only public keys accepted (`--sigs-allow-file`); any valid key without it. */
+  readonly sigsAllowFile?: string;
   /** The quota of identities that carry none of their own. */
   readonly defaultQuota?: Quota;
 }
@@ -37,13 +41,14 @@ const unauthenticated = (reason: string): StoreError => new StoreError("unauthen
 export class Authenticator {
   private identities: Identities | undefined;
   private jwt: JwtVerifier | undefined;
+  private allowList: SigsAllowList | undefined;
 
   private constructor(
     private readonly settings: AuthSettings,
     private readonly logger: Logger,
   ) {}
 
-  /** Loads the identities file and JWT keys the modes need; throws an Error naming what is wrong. */
+  /** Loads the identities file, JWT keys and allow-list the modes need; throws an Error naming what is wrong. */
   static async open(settings: AuthSettings, logger: Logger): Promise<Authenticator> {
     const authenticator = new Authenticator(settings, logger);
     await authenticator.load();
@@ -55,16 +60,19 @@ export class Authenticator {
   }
 
   private async load(): Promise<void> {
-    const { modes, tokensFile, jwt } = this.settings;
+    const { modes, tokensFile, jwt, sigsAllowFile } = this.settings;
     if (modes.includes("tokens") && tokensFile === undefined) throw new Error("--auth tokens needs --tokens-file");
+    if (sigsAllowFile !== undefined && !modes.includes("sigs")) throw new Error("--sigs-allow-file needs --auth sigs");
     const identities = tokensFile === undefined ? undefined : Identities.load(tokensFile);
     const verifier = modes.includes("jwt") ? await JwtVerifier.load(jwt ?? { storeClaim: "sub" }) : undefined;
-    // Both loaded: swap together, so a call never sees half a reload.
+    const allowList = sigsAllowFile === undefined ? undefined : SigsAllowList.load(sigsAllowFile);
+    // All loaded: swap together, so a call never sees half a reload.
     this.identities = identities;
     this.jwt = verifier;
+    this.allowList = allowList;
   }
 
-  /** Re-reads the identities file and JWT keys; on failure keeps the old ones and says why. */
+  /** Re-reads the identities file, JWT keys and allow-list; on failure keeps the old ones and says why. */
   async reload(): Promise<boolean> {
     try {
       await this.load();
@@ -92,7 +100,7 @@ export class Authenticator {
   private async identify({ authorization, peerCertificate }: Credentials): Promise<Principal> {
     const { modes } = this.settings;
     if (authorization !== undefined && authorization !== "") {
-      if (modes.includes("sigs") && isSignatureHeader(authorization)) return fromSignature(authorization);
+      if (modes.includes("sigs") && isSignatureHeader(authorization)) return this.fromSignature(authorization);
       const match = /^Bearer\s+(\S+)$/i.exec(authorization);
       if (match === null) throw unauthenticated("invalid credentials: the authorization header is not \"Bearer <token>\"");
       const token = match[1]!;
@@ -118,13 +126,17 @@ export class Authenticator {
     if (subject === undefined || subject === "") throw unauthenticated("invalid credentials: the client certificate names no subject");
     return this.identities?.byCertificateSubject(subject) ?? { name: `cert:${subject}`, storeId: subject, roles: new Set(["write"]) };
   }
-}
 
-/**
- * `--auth sigs`: LDK Node's default VSS credentials. The signing key is the user: its hex names
- * the caller's store, with read and write rights (any valid key is its own user, as in VSS).
- */
-function fromSignature(header: string): Principal {
-  const publicKey = verifySignatureHeader(header);
-  return { name: `sigs:${publicKey}`, storeId: publicKey, roles: new Set(["read", "write"]) };
+  /**
+   * `--auth sigs`: LDK Node's default VSS credentials. The signing key is the user: its hex names
+   * the caller's store, with read and write rights. Any valid key is its own user, as in VSS,
+   * unless an allow-list is loaded: then only the keys it lists, with the name and quota it gives.
+   */
+  private fromSignature(header: string): Principal {
+    const publicKey = verifySignatureHeader(header);
+    if (this.allowList === undefined) return signingKeyPrincipal(publicKey);
+    const listed = this.allowList.principalOf(publicKey);
+    if (listed === undefined) throw unauthenticated(`invalid credentials: the public key ${publicKey} is not on this server's allow-list (--sigs-allow-file)`);
+    return listed;
+  }
 }

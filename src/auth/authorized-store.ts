@@ -3,7 +3,7 @@
 //! another; every call needs its role. Handlers of every surface call the store through it.
 
 import { StoreError } from "../store/errors.js";
-import { INTERNAL_STORE_PREFIX, isInternalStore } from "../store/validate.js";
+import { INTERNAL_STORE_PREFIX, isInternalStore } from "../store/names.js";
 import type {
   AllKeysPage,
   AllKeysRequest,

@@ -4,9 +4,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeSync, existsSync, fchmodSync } from "node:fs";
 import { ROLES, type Principal, type Role } from "./principal.js";
+import { checkQuotaFields, QUOTA_FIELDS, quotaOf, type QuotaFields } from "./quota-fields.js";
 
 /** One entry of the file, as written on disk. */
-export interface IdentityEntry {
+export interface IdentityEntry extends QuotaFields {
   /** Names the entry for `token list` / `token rm`; entries written before ids existed have none. */
   readonly id?: string;
   /** When `token add` made the entry (ISO 8601, UTC). */
@@ -18,15 +19,13 @@ export interface IdentityEntry {
   readonly mtlsSubject?: string;
   readonly store: string;
   readonly roles: readonly Role[];
-  readonly maxKeys?: number;
-  readonly maxBytes?: number;
 }
 
 interface FileShape {
   readonly identities: IdentityEntry[];
 }
 
-const KNOWN_KEYS = new Set(["id", "created", "name", "tokenSha256", "mtlsSubject", "store", "roles", "maxKeys", "maxBytes"]);
+const KNOWN_KEYS = new Set(["id", "created", "name", "tokenSha256", "mtlsSubject", "store", "roles", ...QUOTA_FIELDS]);
 
 export function hashToken(token: string): string {
   return createHash("sha256").update(token, "utf8").digest("hex");
@@ -44,13 +43,12 @@ export class Identities {
     const byTokenHash = new Map<string, Principal>();
     const bySubject = new Map<string, Principal>();
     parse(readFileSync(path, "utf8"), path).identities.forEach((entry, i) => {
+      const quota = quotaOf(entry);
       const principal: Principal = {
         name: entry.name ?? entry.mtlsSubject ?? `${path}#${i}`,
         storeId: entry.store,
         roles: new Set(entry.roles),
-        ...((entry.maxKeys !== undefined || entry.maxBytes !== undefined) && {
-          quota: { maxKeys: entry.maxKeys, maxBytes: entry.maxBytes },
-        }),
+        ...(quota !== undefined && { quota }),
       };
       if (entry.tokenSha256 !== undefined) byTokenHash.set(entry.tokenSha256, principal);
       if (entry.mtlsSubject !== undefined) bySubject.set(entry.mtlsSubject, principal);
@@ -111,12 +109,7 @@ function checkEntry(entry: unknown, where: string): void {
   if (hash === undefined && typeof record["mtlsSubject"] !== "string") {
     throw new Error(`${where}: needs "tokenSha256" or "mtlsSubject"`);
   }
-  for (const limit of ["maxKeys", "maxBytes"]) {
-    const value = record[limit];
-    if (value !== undefined && (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0)) {
-      throw new Error(`${where}: "${limit}" must be a non-negative whole number`);
-    }
-  }
+  checkQuotaFields(record, where);
 }
 
 /**
@@ -130,14 +123,12 @@ export function entryId(entry: IdentityEntry): string {
 }
 
 /** What `token list` shows of an entry: never the token's hash. */
-export interface ListedIdentity {
+export interface ListedIdentity extends QuotaFields {
   readonly id: string;
   readonly name?: string;
   readonly mtlsSubject?: string;
   readonly store: string;
   readonly roles: readonly Role[];
-  readonly maxKeys?: number;
-  readonly maxBytes?: number;
   readonly created?: string;
 }
 
@@ -153,8 +144,7 @@ function listed(entry: IdentityEntry): ListedIdentity {
     ...(entry.mtlsSubject !== undefined && { mtlsSubject: entry.mtlsSubject }),
     store: entry.store,
     roles: entry.roles,
-    ...(entry.maxKeys !== undefined && { maxKeys: entry.maxKeys }),
-    ...(entry.maxBytes !== undefined && { maxBytes: entry.maxBytes }),
+    ...quotaOf(entry),
     ...(entry.created !== undefined && { created: entry.created }),
   };
 }

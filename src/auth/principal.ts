@@ -1,6 +1,8 @@
 //! Who is calling: the identity every surface authenticates before any store operation, and the
 //! roles it holds (contract §6, tenancy).
 
+import type { Quota } from "../store/types.js";
+
 /**
  * What a caller may do. `write` includes `read`; `replicate` includes both, for every store;
  * `admin` includes `read`, of every store (AuthorizedStore lets it name any store for reading).
@@ -9,18 +11,13 @@ export type Role = "read" | "write" | "admin" | "replicate";
 
 export const ROLES: readonly Role[] = ["read", "write", "admin", "replicate"];
 
-/** Per-store limits a tenant's identity may carry (contract §7). */
-export interface Quota {
-  readonly maxKeys?: number;
-  readonly maxBytes?: number;
-}
-
 export interface Principal {
   /** For logs: the identity's name (token name, JWT subject, certificate subject). Never a secret. */
   readonly name: string;
   /** The store (tenant) the caller's own keys live in. */
   readonly storeId: string;
   readonly roles: ReadonlySet<Role>;
+  /** The limits of every usage group it writes (contract §6.3). */
   readonly quota?: Quota;
 }
 

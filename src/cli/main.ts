@@ -196,9 +196,10 @@ token
   .requiredOption("--store <id>", "the store (tenant) the token's holder reads and writes")
   .option("--role <role...>", `roles: ${ROLES.join(", ")}`, ["write"])
   .option("--name <name>", "a name for logs")
-  .option("--max-keys <n>", "quota: most keys the store may hold")
-  .option("--max-bytes <n>", "quota: most value bytes the store may hold")
-  .action((options: { tokensFile: string; store: string; role: string[]; name?: string; maxKeys?: string; maxBytes?: string }) => {
+  .option("--max-keys <n>", "quota: most keys the store (or the identity's VSS store ids together) may hold")
+  .option("--max-bytes <n>", "quota: most value bytes the store (or the identity's VSS store ids together) may hold")
+  .option("--max-stores <n>", "quota: most VSS store ids holding keys the identity may have")
+  .action((options: { tokensFile: string; store: string; role: string[]; name?: string; maxKeys?: string; maxBytes?: string; maxStores?: string }) => {
     const roles = options.role.flatMap((r) => r.split(",")).map((r) => {
       if (!(ROLES as readonly string[]).includes(r)) throw new SettingsError(`--role ${r}: expected one of ${ROLES.join(", ")}`);
       return r as Role;
@@ -209,6 +210,7 @@ token
       ...(options.name !== undefined && { name: options.name }),
       ...(options.maxKeys !== undefined && { maxKeys: parsePositiveInteger(options.maxKeys, "--max-keys") }),
       ...(options.maxBytes !== undefined && { maxBytes: parsePositiveInteger(options.maxBytes, "--max-bytes") }),
+      ...(options.maxStores !== undefined && { maxStores: parsePositiveInteger(options.maxStores, "--max-stores") }),
     });
     process.stdout.write(
       `added token ${id} for store ${options.store} (roles ${roles.join(", ")}) to ${options.tokensFile}; it is shown only now:\n${token}\n`,

@@ -8,8 +8,10 @@ import {
   DEFAULT_LIMITS,
   DEFAULT_LISTEN,
   DEFAULT_MAX_VERSION_SKEW_MS,
+  DEFAULT_QUOTA_SETTINGS,
   DEFAULT_RETRY,
   DEFAULT_STREAM_MAX_STALL_MS,
+  DEFAULT_TIER_HEALTH,
   DEFAULT_WATCH_PROGRESS_INTERVAL_MS,
   DEFAULT_WATCH_RETENTION_CHANGES,
   DEFAULT_WATCH_RETENTION_MS,
@@ -23,7 +25,6 @@ import { parseStoreUri } from "../store/store-uri.js";
 import { parseKeyPath } from "../store/validate.js";
 import { DEFAULT_EPHEMERAL_KEYS } from "../tier/ephemeral-keys.js";
 import type { BackupPolicy, TierName } from "../tier/tier-store.js";
-import { DEFAULT_TIER_HEALTH } from "../tier/tier-health.js";
 import { parseRetention } from "../watch/retention.js";
 import { healthPolicyOf } from "../app/start.js";
 import {
@@ -252,16 +253,28 @@ export const SERVE_SETTINGS = {
     defaultValue: false,
     parse: parseBoolean,
   } satisfies Setting<boolean>,
+  sigsAllowFile: {
+    flag: "--sigs-allow-file <file>",
+    description: "--auth sigs: accept only the VSS signing keys this JSON file lists, each with an optional name and quota (reloaded on SIGHUP)",
+    defaultValue: undefined,
+    parse: parseOptionalString,
+  } satisfies Setting<string | undefined>,
   quotaMaxKeys: {
     flag: "--quota-max-keys <n>",
-    description: "most keys a store may hold, for identities without a quota of their own (0 = no limit)",
-    defaultValue: 0,
+    description: "most keys a store (a VSS user: all its store ids together) may hold, for identities without a quota of their own (0 = no limit)",
+    defaultValue: DEFAULT_QUOTA_SETTINGS.maxKeys,
     parse: parseNonNegativeInteger,
   } satisfies Setting<number>,
   quotaMaxBytes: {
     flag: "--quota-max-bytes <n>",
-    description: "most value bytes a store may hold, for identities without a quota of their own (0 = no limit)",
-    defaultValue: 0,
+    description: "most value bytes a store (a VSS user: all its store ids together) may hold, for identities without a quota of their own (0 = no limit)",
+    defaultValue: DEFAULT_QUOTA_SETTINGS.maxBytes,
+    parse: parseNonNegativeInteger,
+  } satisfies Setting<number>,
+  quotaMaxStores: {
+    flag: "--quota-max-stores <n>",
+    description: "most VSS store ids holding keys a user may have, for identities without a quota of their own (0 = no limit)",
+    defaultValue: DEFAULT_QUOTA_SETTINGS.maxStores,
     parse: parseNonNegativeInteger,
   } satisfies Setting<number>,
   insecureNoAuth: {
@@ -409,6 +422,7 @@ export function checkServeSettings(settings: ServeSettings): void {
   }
   if (settings.auth.includes("mtls") && tlsClientCa === undefined) throw new SettingsError("--auth mtls needs --tls-client-ca");
   if (settings.auth.includes("tokens") && settings.tokensFile === undefined) throw new SettingsError("--auth tokens needs --tokens-file");
+  if (settings.sigsAllowFile !== undefined && !settings.auth.includes("sigs")) throw new SettingsError("--sigs-allow-file needs --auth sigs");
   if (settings.auth.includes("jwt") && (settings.jwtJwksFile === undefined) === (settings.jwtPublicKeyFile === undefined)) {
     throw new SettingsError("--auth jwt needs exactly one of --jwt-jwks-file and --jwt-public-key-file");
   }
@@ -477,7 +491,7 @@ export async function serve(settings: ServeSettings): Promise<void> {
   // Handlers go in before "listening" is announced: whoever waits for that line may signal at once.
   process.on("SIGINT", (signal) => void stop(signal));
   process.on("SIGTERM", (signal) => void stop(signal));
-  // SIGHUP re-reads the identities file and JWT keys, and the token files of chained tiers;
+  // SIGHUP re-reads the identities file, JWT keys and VSS key allow-list, and the token files of chained tiers;
   // calls in flight are not disturbed.
   process.on("SIGHUP", () => {
     void authenticator.reload();

@@ -24,6 +24,7 @@ export function changeLine(change: Change, values: boolean): string {
     revision: String(change.revision),
     size: change.size,
     ...(values && change.value !== undefined && { value: Buffer.from(change.value).toString("base64") }),
+    ...(change.superseded === true && { superseded: true }),
   });
 }
 

@@ -383,7 +383,7 @@ export class TierkvClient extends VersionedReads implements KVStore {
               version: change.version,
               revision: change.revision,
               size: Number(change.size),
-              ...(request.values && change.type !== ChangeType.REMOVE && { value: change.value }),
+              ...(request.values && change.type !== ChangeType.REMOVE && (change.superseded ? { superseded: true } : { value: change.value })),
               time: Number(change.commitTimeMs),
             },
           };

@@ -20,7 +20,8 @@ import { StoreError } from "../store/errors.js";
 import { readOrAbsent } from "../store/read-or-absent.js";
 import { scanAllKeys } from "../store/scan.js";
 import { compareKeys, storeIdOf, type Change, type KVStore, type KeyRef, type KeyVersion, type TxnOperation } from "../store/types.js";
-import { formatPath, isInternalStore } from "../store/validate.js";
+import { isInternalStore } from "../store/names.js";
+import { formatPath } from "../store/validate.js";
 import { forgetCopy, positionWrite, readRecords, recordCopy } from "./positions.js";
 
 /** How a follower keeps up, for `backup-status` and metrics. */
@@ -54,12 +55,16 @@ export function leaderName(uri: string): string {
   return `${url.protocol}//${url.host}`;
 }
 
-/** The operation applying one of the leader's changes exactly as the leader applied it. */
-function operationOf(change: Change): TxnOperation {
+/**
+ * The operation applying one of the leader's changes exactly as the leader applied it; none for a
+ * superseded put (its key changed again since, and that change follows: it decides the key).
+ */
+function operationOf(change: Change): TxnOperation[] {
   const ref = { storeId: change.storeId, primaryNamespace: change.primaryNamespace, secondaryNamespace: change.secondaryNamespace, key: change.key };
-  if (change.kind === "remove") return { ...ref, kind: "remove", version: change.version };
+  if (change.kind === "remove") return [{ ...ref, kind: "remove", version: change.version }];
+  if (change.superseded) return [];
   if (change.value === undefined) throw new StoreError("internal", `the leader sent ${formatPath(change)} (store ${change.storeId}) without its value`);
-  return { ...ref, kind: "write", value: change.value, version: change.version, revision: change.revision };
+  return [{ ...ref, kind: "write", value: change.value, version: change.version, revision: change.revision }];
 }
 
 function keyOf(ref: KeyRef): string {
@@ -314,7 +319,7 @@ export class Follower {
   private async apply(batch: Change[]): Promise<void> {
     const reached = new Map<string, bigint>();
     for (const change of batch) reached.set(change.storeId, change.seq);
-    const operations = [...batch.map(operationOf), ...[...reached].map(([storeId, seq]) => positionWrite(storeId, seq))];
+    const operations = [...batch.flatMap(operationOf), ...[...reached].map(([storeId, seq]) => positionWrite(storeId, seq))];
     await this.options.primary.txn({ checks: [], operations, exact: true });
     for (const [storeId, seq] of reached) this.positions.set(storeId, seq);
     this.appliedChanges += batch.length;

@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { readOrAbsent } from "../store/read-or-absent.js";
 import { scanAllKeys } from "../store/scan.js";
 import type { KVStore, KeyRef, TxnOperation } from "../store/types.js";
-import { INTERNAL_STORE_PREFIX } from "../store/validate.js";
+import { INTERNAL_STORE_PREFIX } from "../store/names.js";
 
 /** The internal store holding a follower's records (no request may name it; see `isInternalStore`). */
 export const FOLLOW_STORE_ID = `${INTERNAL_STORE_PREFIX}follow`;

@@ -17,6 +17,7 @@ import {
 } from "@bufbuild/protobuf";
 import type { Authenticate, Credentials } from "../auth/authenticator.js";
 import { OPEN_PRINCIPAL } from "../auth/principal.js";
+import { DEFAULT_LIMITS, type Limits } from "../limits.js";
 import { decodeBinary } from "../service/body.js";
 import { Call, cancellationOf, subjectOf, type CallContext, type CallMethod, type CallObserver } from "../service/call.js";
 import type { HeaderGetter } from "../service/span.js";
@@ -45,11 +46,14 @@ class UndecodableRequest {
   constructor(readonly error: StoreError) {}
 }
 
-/** The server side of `deserializer`: never throws, so grpc-js hands every request to the handler. */
-function requestDeserializer<Desc extends DescMessage>(schema: Desc): (bytes: Buffer) => MessageShape<Desc> | UndecodableRequest {
+/**
+ * The server side of `deserializer`, decoding within `limits` (fields counted first): never
+ * throws, so grpc-js hands every request to the handler.
+ */
+function requestDeserializer<Desc extends DescMessage>(schema: Desc, limits: Limits): (bytes: Buffer) => MessageShape<Desc> | UndecodableRequest {
   return (bytes) => {
     try {
-      return decodeBinary(schema, bytes);
+      return decodeBinary(schema, bytes, limits);
     } catch (error) {
       return new UndecodableRequest(StoreError.from(error));
     }
@@ -66,8 +70,11 @@ function supportedMethods(service: DescService): DescMethod[] {
   return service.methods;
 }
 
-/** The grpc-js definition of `service`, keyed by each method's local (camelCase) name. */
-export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinition {
+/**
+ * The grpc-js definition of `service`, keyed by each method's local (camelCase) name; a server
+ * decodes requests within its `limits` (a client never decodes one).
+ */
+export function grpcServiceDefinition(service: DescService, limits: Limits = DEFAULT_LIMITS): grpc.ServiceDefinition {
   const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const method of supportedMethods(service)) {
     definition[method.localName] = {
@@ -76,7 +83,7 @@ export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinit
       responseStream: method.methodKind === "server_streaming",
       originalName: method.name,
       requestSerialize: serializer(method.input),
-      requestDeserialize: requestDeserializer(method.input),
+      requestDeserialize: requestDeserializer(method.input, limits),
       responseSerialize: serializer(method.output),
       responseDeserialize: deserializer(method.output),
     } as grpc.MethodDefinition<unknown, unknown>;

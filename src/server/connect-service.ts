@@ -20,7 +20,7 @@ import { messageLimitBytes, type Limits } from "../limits.js";
 import type { Logger } from "../log.js";
 import type { HandlerContext } from "../rpc/service-definition.js";
 import { toGrpcStatus } from "../rpc/status.js";
-import { decodeBinary, decodeJson, decompress, jsonMemberLimit, readBody } from "../service/body.js";
+import { decodeBinary, decodeJson, decompress, readBody } from "../service/body.js";
 import { Call, cancellationOf, subjectOf, type CallMethod, type CallObserver, type Surface } from "../service/call.js";
 import { httpCredentials, httpHeader } from "../service/http.js";
 import { callObserver } from "../service/observe.js";
@@ -121,7 +121,6 @@ export function connectService(options: ConnectServiceOptions): HttpHandler {
   const observe = callObserver(logger, options.observeCall);
   const impl = kvStoreService(options.store, options.limits, options.feed);
   const limit = messageLimitBytes(options.limits);
-  const maxMembers = jsonMemberLimit(options.limits);
 
   /** Runs one of the gRPC port's handlers for an admitted call, in its span; ends the call. */
   const run = async <Request, Response>(context: ConnectContext, handler: (request: Request, context: HandlerContext) => Promise<Response>): Promise<Response> => {
@@ -203,7 +202,7 @@ export function connectService(options: ConnectServiceOptions): HttpHandler {
       const input: DescMessage = handler.method.input;
       const body = await readBody(request, limit + 5);
       const bytes = await messageOf(request, body, limit);
-      const decoded = JSON_BODY.test(contentType) ? decodeJson(input, bytes, maxMembers) : decodeBinary(input, bytes);
+      const decoded = JSON_BODY.test(contentType) ? decodeJson(input, bytes, options.limits) : decodeBinary(input, bytes, options.limits);
       call.about(() => subjectOf(principal, decoded));
       admission = { call, request: decoded };
     } catch (error) {

@@ -1,5 +1,6 @@
 //! The KVStoreService handlers: check what only the server knows (limits), call the store,
-//! translate. Name validation happens in the store; errors become statuses in `src/rpc/status.ts`.
+//! translate. Names and versions are validated once, by the tiered store (`validKey` and friends
+//! in `src/store/validate.ts`); errors become statuses in `src/rpc/status.ts`.
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { ChangeType, KVStoreService, type MutationResultSchema, type TxnCheck as WireCheck, type TxnOperation as WireOperation } from "../../gen/tierkv/v1/kvstore_pb.js";
@@ -9,7 +10,7 @@ import { toGrpcStatus } from "../rpc/status.js";
 import { authorizeWatch, AuthorizedStore } from "../auth/authorized-store.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
 import type { KVStore, KeyRef, MutationOptions, MutationOutcome, NamespaceRef, TxnCheck, TxnOperation } from "../store/types.js";
-import { formatPath, validateNamespace, validateVersion } from "../store/validate.js";
+import { formatPath, validateNamespace } from "../store/validate.js";
 import type { ChangeFeed, WatchEvent } from "../watch/change-feed.js";
 
 /** 0 on the wire means "no version": the server assigns one. */
@@ -93,6 +94,7 @@ function watchResponse(event: WatchEvent): MessageInitShape<typeof KVStoreServic
         revision: change.revision,
         size: BigInt(change.size),
         ...(change.value !== undefined && { value: change.value }),
+        superseded: change.superseded === true,
         commitTimeMs: BigInt(change.time),
       },
     },
@@ -125,14 +127,10 @@ export function kvStoreService(tiers: KVStore, limits: Limits, feed?: ChangeFeed
   // Write and Remove, and each mutation of Mutate, go through these two: one set of checks.
   const write = async (store: KVStore, ref: KeyRef, value: Uint8Array, wireVersion: bigint, options: MutationOptions): Promise<MutationOutcome> => {
     checkValueSize(ref, value);
-    const version = versionOf(wireVersion);
-    validateVersion(version, ref, "write");
-    return store.write(ref, value, { ...options, version });
+    return store.write(ref, value, { ...options, version: versionOf(wireVersion) });
   };
   const remove = async (store: KVStore, ref: KeyRef, lazy: boolean, wireVersion: bigint, options: MutationOptions): Promise<MutationOutcome> => {
-    const version = versionOf(wireVersion);
-    validateVersion(version, ref, "remove");
-    return store.remove(ref, { ...options, lazy, version });
+    return store.remove(ref, { ...options, lazy, version: versionOf(wireVersion) });
   };
 
   return {

@@ -108,10 +108,14 @@ function rpcMetrics(registry: Registry): CallObserver {
 
 /**
  * `perStore`: also report keys and bytes of each store whose quota is being counted, and its
- * quota (opt-in: one label value per tenant with a quota, at most MAX_STORE_LABELS). `follower`:
- * this instance follows a leader (its lag is reported; zeros otherwise, so one dashboard fits all).
+ * quota (opt-in: one label value per tenant with a quota, at most MAX_STORE_LABELS; a VSS user's
+ * store ids are one tenant, usage-group.ts). `follower`: this instance follows a leader (its lag
+ * is reported; zeros otherwise, so one dashboard fits all).
  */
-export function createMetrics(store: TierStore, options: { perStore?: boolean; follower?: { status(): FollowerStatus } } = {}): Metrics {
+export function createMetrics(
+  store: TierStore,
+  options: { perStore?: boolean; openWatches?: () => number; follower?: { status(): FollowerStatus } } = {},
+): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   new Gauge({
@@ -138,6 +142,8 @@ export function createMetrics(store: TierStore, options: { perStore?: boolean; f
   mirroredGauge(registry, "tierkv_backup_owed_keys", "keys the primary's ledger says the backup lacks (owed under the degraded policy, or unconfirmed)", async () => (await store.backupStatus()).owedKeys);
   mirroredGauge(registry, "tierkv_mutations_in_flight_keys", "keys with a mutation in flight (entries of the versioned lock)", () => store.snapshot().inFlightKeys);
 
+  const openWatches = options.openWatches;
+  if (openWatches !== undefined) mirroredGauge(registry, "tierkv_watches", "Watch streams open on this server", () => openWatches());
   tierConditionMetrics(registry, store);
   followerMetrics(registry, options.follower);
   mirroredGauge(registry, "tierkv_resync_running", "1 while a resync runs", () => (store.snapshot().resyncRunning ? 1 : 0));
@@ -171,10 +177,13 @@ export function createMetrics(store: TierStore, options: { perStore?: boolean; f
         },
       });
     };
-    perStore("tierkv_store_keys", "keys held by each store with a quota", ([, usage]) => usage.keys);
-    perStore("tierkv_store_bytes", "value bytes held by each store with a quota", ([, usage]) => usage.bytes);
+    // A VSS user's stores share one quota: one series, labelled with their prefix `vss:<user>:`.
+    perStore("tierkv_store_keys", "keys held by each store with a quota (a VSS user: all its store ids)", ([, usage]) => usage.keys);
+    perStore("tierkv_store_bytes", "value bytes held by each store with a quota (a VSS user: all its store ids)", ([, usage]) => usage.bytes);
+    perStore("tierkv_store_ids", "store ids holding keys, of each store with a quota (a VSS user: its store ids; else 1 or 0)", ([, usage]) => usage.stores);
     perStore("tierkv_store_quota_keys", "most keys each store may hold (stores with a key quota)", ([, , quota]) => quota.maxKeys);
     perStore("tierkv_store_quota_bytes", "most value bytes each store may hold (stores with a byte quota)", ([, , quota]) => quota.maxBytes);
+    perStore("tierkv_store_quota_ids", "most store ids holding keys each store may have (stores with a store-id cap)", ([, , quota]) => quota.maxStores);
   }
   return { registry, observeCall };
 }

@@ -103,9 +103,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // Calls are admitted from their metadata by the surface's interceptor, before their message is read.
   const surface = grpcSurface(callObserver(logger, options.observeCall), options.authenticate, options.streamMaxStallMs);
   const server = new grpc.Server({ ...channelOptions(options), interceptors: [surface.interceptor] });
-  server.addService(grpcServiceDefinition(KVStoreService), surface.handlers(KVStoreService, kvStoreService(options.store, options.limits, options.feed)));
+  server.addService(grpcServiceDefinition(KVStoreService, options.limits), surface.handlers(KVStoreService, kvStoreService(options.store, options.limits, options.feed)));
   if (options.admin !== undefined) {
-    server.addService(grpcServiceDefinition(AdminService), surface.handlers(AdminService, adminService(options.admin, options.follower)));
+    server.addService(grpcServiceDefinition(AdminService, options.limits), surface.handlers(AdminService, adminService(options.admin, options.follower)));
   }
   let stopping: Promise<void> | undefined;
   const health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((name) => [name, "SERVING"])));

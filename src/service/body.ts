@@ -1,13 +1,15 @@
-//! A request body, read and decoded with bounded effort on every HTTP surface: at most the
-//! surface's byte limit (refused from its declared length without reading it, or as soon as the
-//! stream passes it), decompressed up to the same limit, decoded with unknown fields skipped
-//! (binary) and JSON's nesting and member count capped before it is parsed.
+//! A request body, read and decoded with bounded effort on every surface: at most the surface's
+//! byte limit (refused from its declared length without reading it, or as soon as the stream
+//! passes it), decompressed up to the same limit, and decoded only once its fields are counted
+//! (binary tags or JSON members, known or unknown, at every level; `requestFieldLimit`) and its
+//! nesting capped. Unknown fields are then dropped: nothing re-encodes a request.
 
 import type { IncomingMessage } from "node:http";
 import { promisify } from "node:util";
 import { brotliDecompress, gunzip, type InputType, type ZlibOptions } from "node:zlib";
 import { fromBinary, fromJsonString, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { type Limits } from "../limits.js";
+import { WireType } from "@bufbuild/protobuf/wire";
+import { MAX_REQUEST_DEPTH, requestFieldLimit, type Limits } from "../limits.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
 
 /** A body over its limit: `resource-exhausted`, and the surface's own answer (413 for VSS). */
@@ -72,30 +74,109 @@ export async function decompress(bytes: Uint8Array, encoding: string | undefined
   }
 }
 
-/** Our messages nest a few levels; anything deeper is not a tierkv request. */
-const RECURSION_LIMIT = 32;
+/** A request with more fields than `requestFieldLimit` allows, refused before it is decoded. */
+export class TooManyFields extends StoreError {
+  constructor(limits: Limits) {
+    super(
+      "invalid-argument",
+      `the request has more than ${requestFieldLimit(limits)} fields, known or unknown, the most a request of ` +
+        `${limits.maxBatchItems} batch items (--max-batch-items) may have: send fewer items per request, or fewer fields this server does not know`,
+    );
+  }
+}
 
-/** A protobuf message. Unknown fields are skipped, not kept: nothing reads them and they cost memory. */
-export function decodeBinary<Desc extends DescMessage>(schema: Desc, bytes: Uint8Array): MessageShape<Desc> {
+/** Per message, its fields that hold messages (one or repeated), by number: where counting descends. */
+const messageFields = new WeakMap<DescMessage, ReadonlyMap<number, DescMessage>>();
+
+function messageFieldsOf(schema: DescMessage): ReadonlyMap<number, DescMessage> {
+  let fields = messageFields.get(schema);
+  if (fields === undefined) {
+    fields = new Map(
+      schema.fields.flatMap((field): [number, DescMessage][] =>
+        field.fieldKind === "message" || (field.fieldKind === "list" && field.listKind === "message") ? [[field.number, field.message]] : [],
+      ),
+    );
+    messageFields.set(schema, fields);
+  }
+  return fields;
+}
+
+/**
+ * Counts the fields of a binary message — every tag, known or unknown, in nested messages and
+ * groups too — and throws TooManyFields past `requestFieldLimit(limits)`. protobuf-es builds a
+ * message per repeated entry and steps over each unknown field: counted first, that work is
+ * bounded by the limit, not by the body's size. A loop over the bytes that allocates nothing per
+ * field, since every request passes through it. Malformed bytes throw, with protobuf-es's reasons.
+ */
+function checkFieldCount(schema: DescMessage, bytes: Uint8Array, limits: Limits): void {
+  const limit = requestFieldLimit(limits);
+  let pos = 0;
+  let fields = 0;
+  /** A varint's low 32 bits, as protobuf-es reads tags and lengths. */
+  const varint = (): number => {
+    let value = 0;
+    for (let shift = 0; shift < 70; shift += 7) {
+      if (pos >= bytes.length) throw new Error("premature EOF");
+      const byte = bytes[pos++]!;
+      if (shift < 32) value |= (byte & 0x7f) << shift;
+      if (byte < 0x80) return value >>> 0;
+    }
+    throw new Error("invalid varint");
+  };
+  /** The fields up to `end`; `schema` is undefined inside an unknown group, `group` its number. */
+  const count = (end: number, schema: DescMessage | undefined, depth: number, group?: number): void => {
+    if (depth > MAX_REQUEST_DEPTH) throw new Error(`the message nests deeper than ${MAX_REQUEST_DEPTH} levels`);
+    const nested = schema === undefined ? undefined : messageFieldsOf(schema);
+    while (pos < end) {
+      const tag = varint();
+      const number = tag >>> 3;
+      const wireType = tag & 7;
+      if (number === 0 || wireType > WireType.Bit32) throw new Error(`illegal tag: field no ${number} wire type ${wireType}`);
+      if (wireType === WireType.EndGroup) {
+        if (number !== group) throw new Error("invalid end group tag");
+        return;
+      }
+      if (++fields > limit) throw new TooManyFields(limits);
+      if (wireType === WireType.Varint) varint();
+      else if (wireType === WireType.Bit64) pos += 8;
+      else if (wireType === WireType.Bit32) pos += 4;
+      else if (wireType === WireType.StartGroup) count(end, undefined, depth + 1, number);
+      else {
+        const stop = varint() + pos;
+        if (stop > end) throw new Error("premature EOF");
+        const message = nested?.get(number);
+        if (message !== undefined) count(stop, message, depth + 1);
+        pos = stop;
+      }
+    }
+    if (group !== undefined || pos > end) throw new Error("premature EOF");
+  };
+  count(bytes.length, schema, 0);
+}
+
+/**
+ * A protobuf message of at most `requestFieldLimit(limits)` fields (TooManyFields beyond). Unknown
+ * fields are skipped, not kept: nothing reads or re-encodes them, and they would cost memory.
+ */
+export function decodeBinary<Desc extends DescMessage>(schema: Desc, bytes: Uint8Array, limits: Limits): MessageShape<Desc> {
   try {
-    return fromBinary(schema, bytes, { readUnknownFields: false, recursionLimit: RECURSION_LIMIT });
+    checkFieldCount(schema, bytes, limits);
+    return fromBinary(schema, bytes, { readUnknownFields: false, recursionLimit: MAX_REQUEST_DEPTH });
   } catch (error) {
+    if (error instanceof TooManyFields) throw error;
     // protobuf-es's reasons ("premature EOF", "invalid varint", ...) help the caller and carry
     // nothing about the server.
     throw new StoreError("invalid-argument", `request is not a valid ${schema.typeName} message: ${(error as Error).message}`, { cause: error });
   }
 }
 
-/** Most JSON object members a request may have: a few per batch item, and room for the rest. */
-export function jsonMemberLimit(limits: Limits): number {
-  return 16 * limits.maxBatchItems + 1024;
-}
-
 /**
- * Refuses JSON nested deeper than RECURSION_LIMIT or with more than `maxMembers` object members
- * (unknown ones included), by one pass over the text, before JSON.parse builds anything.
+ * Refuses JSON nested deeper than MAX_REQUEST_DEPTH or with more object members (unknown ones
+ * included) than `requestFieldLimit(limits)`, by one pass over the text, before JSON.parse builds
+ * anything.
  */
-function checkJsonShape(text: string, maxMembers: number): void {
+function checkJsonShape(text: string, limits: Limits): void {
+  const maxFields = requestFieldLimit(limits);
   let depth = 0;
   let members = 0;
   let inString = false;
@@ -107,24 +188,25 @@ function checkJsonShape(text: string, maxMembers: number): void {
     } else if (c === 0x22) {
       inString = true;
     } else if (c === 0x7b || c === 0x5b) {
-      if (++depth > RECURSION_LIMIT) throw invalidArgument(`the request nests deeper than ${RECURSION_LIMIT} levels`);
+      if (++depth > MAX_REQUEST_DEPTH) throw invalidArgument(`the request nests deeper than ${MAX_REQUEST_DEPTH} levels`);
     } else if (c === 0x7d || c === 0x5d) {
       depth--;
     } else if (c === 0x3a) {
-      if (++members > maxMembers) throw invalidArgument(`the request has more than ${maxMembers} fields`);
+      if (++members > maxFields) throw new TooManyFields(limits);
     }
   }
 }
 
 /**
- * A message in protobuf's JSON form. Unknown fields are ignored, as connect-es does by default,
- * but counted: a body of millions of them is refused before it is parsed.
+ * A message in protobuf's JSON form of at most `requestFieldLimit(limits)` members (TooManyFields
+ * beyond). Unknown fields are ignored, as connect-es does by default, but counted: a body of
+ * millions of them is refused before it is parsed.
  */
-export function decodeJson<Desc extends DescMessage>(schema: Desc, bytes: Uint8Array, maxMembers: number): MessageShape<Desc> {
+export function decodeJson<Desc extends DescMessage>(schema: Desc, bytes: Uint8Array, limits: Limits): MessageShape<Desc> {
   const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
-  checkJsonShape(text, maxMembers);
+  checkJsonShape(text, limits);
   try {
-    return fromJsonString(schema, text.trim() === "" ? "{}" : text, { ignoreUnknownFields: true, recursionLimit: RECURSION_LIMIT });
+    return fromJsonString(schema, text.trim() === "" ? "{}" : text, { ignoreUnknownFields: true, recursionLimit: MAX_REQUEST_DEPTH });
   } catch (error) {
     throw new StoreError("invalid-argument", `request is not a valid ${schema.typeName} message: ${(error as Error).message}`, { cause: error });
   }

@@ -48,13 +48,15 @@ export interface DbChange extends DbKeyVersion {
 export const CHANGE_KIND_PUT = 0;
 export const CHANGE_KIND_REMOVE = 1;
 
-export function toChange(row: DbChange): Change {
+/** A change row; with `values`, a put whose value the key no longer holds is `superseded`. */
+export function toChange(row: DbChange, values: boolean): Change {
+  const put = Number(row.kind) !== CHANGE_KIND_REMOVE;
   return {
     ...toKeyVersion(row),
     seq: row.seq,
-    kind: Number(row.kind) === CHANGE_KIND_REMOVE ? "remove" : "put",
+    kind: put ? "put" : "remove",
     size: Number(row.size),
-    ...(row.value !== null && { value: row.value }),
+    ...(values && put && (row.value === null ? { superseded: true } : { value: row.value })),
     time: Number(row.committed_at),
   };
 }

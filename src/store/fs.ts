@@ -89,7 +89,8 @@ import {
   type TxnResult,
   type VersionedValue,
 } from "./types.js";
-import { formatPath, validateKey, validateNamespace, validateTxn, VSS_STORE_PREFIX } from "./validate.js";
+import { VSS_STORE_PREFIX } from "./names.js";
+import { formatPath, validateKey, validateNamespace, validateTxn } from "./validate.js";
 
 /** LDK's two on-disk layouts (see the module comment). */
 export type FsLayout = "v1" | "v2";

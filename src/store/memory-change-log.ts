@@ -1,13 +1,21 @@
 //! The in-memory change log of `MemoryStore` (contract §9): per store, its last sequence and the
-//! changes kept, in sequence order with no gap, so a sequence is found by its offset.
+//! changes kept, in sequence order with no gap, so a sequence is found by its offset. A put keeps
+//! its value only while its key holds it, as the SQL backends do (the value lives in the row).
 
 import { ChangeListeners } from "./change-listeners.js";
 import { storeIdOf, type Change, type ChangeLog, type ChangeRetention, type ChangesPage, type ChangesRequest, type KeyRef } from "./types.js";
 
+/** A change as kept: its value dropped once a later change of its key supersedes it. */
+type Kept = Omit<Change, "value" | "superseded"> & { value?: Uint8Array };
+
 interface StoreLog {
   latest: bigint;
   /** Changes `latest - changes.length + 1 … latest`. */
-  changes: Change[];
+  changes: Kept[];
+}
+
+function keyIdOf(change: Pick<Change, "storeId" | "primaryNamespace" | "secondaryNamespace" | "key">): string {
+  return `${change.storeId}\0${change.primaryNamespace}\0${change.secondaryNamespace}\0${change.key}`;
 }
 
 export class MemoryChangeLog implements ChangeLog {
@@ -15,6 +23,8 @@ export class MemoryChangeLog implements ChangeLog {
   private readonly listeners = new ChangeListeners();
   /** Stores changed since the last `flush`: listeners hear of them once per operation. */
   private changed = new Set<string>();
+  /** Each key's latest put while it is current (its value is the key's). */
+  private readonly currentPuts = new Map<string, Kept>();
 
   /** `keep: false` (an ephemeral cache tier): sequences are counted, no change is kept. */
   constructor(private readonly keep = true) {}
@@ -30,7 +40,7 @@ export class MemoryChangeLog implements ChangeLog {
     this.changed.add(storeId);
     if (!this.keep) return;
     const { primaryNamespace, secondaryNamespace, key } = ref;
-    log.changes.push({
+    const change: Kept = {
       storeId,
       primaryNamespace,
       secondaryNamespace,
@@ -41,7 +51,13 @@ export class MemoryChangeLog implements ChangeLog {
       size: value?.byteLength ?? 0,
       ...(value !== undefined && { value }),
       time: Date.now(),
-    });
+    };
+    log.changes.push(change);
+    const id = keyIdOf(change);
+    const superseded = this.currentPuts.get(id);
+    if (superseded !== undefined) delete superseded.value;
+    if (kind === "put") this.currentPuts.set(id, change);
+    else this.currentPuts.delete(id);
   }
 
   /** Tells listeners of the stores the operation that just ended changed. */
@@ -60,7 +76,8 @@ export class MemoryChangeLog implements ChangeLog {
     let bytes = 0;
     for (const change of log.changes.slice(start, start + request.limit)) {
       const { value, ...rest } = change;
-      changes.push(request.values && value !== undefined ? change : rest);
+      if (!request.values || change.kind === "remove") changes.push(rest);
+      else changes.push(value === undefined ? { ...rest, superseded: true } : { ...rest, value });
       bytes += change.size;
       if (request.values && request.maxBytes !== undefined && bytes >= request.maxBytes) break;
     }
@@ -81,7 +98,9 @@ export class MemoryChangeLog implements ChangeLog {
         while (drop < log.changes.length && log.changes[drop]!.time < cutoff) drop++;
       }
       drop = Math.min(drop, limit - pruned);
-      log.changes.splice(0, drop);
+      for (const change of log.changes.splice(0, drop)) {
+        if (this.currentPuts.get(keyIdOf(change)) === change) this.currentPuts.delete(keyIdOf(change));
+      }
       pruned += drop;
     }
     return pruned;

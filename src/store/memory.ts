@@ -7,6 +7,7 @@ import { notFound } from "./errors.js";
 import { MemoryChangeLog } from "./memory-change-log.js";
 import { appliedVersion, checkQuota, firstFailedCheck, isStale, stateAfterWrite, usageChange, type StoredState } from "./mutation-rules.js";
 import { allKeysPage, allKeysStart, decodeSequenceToken, encodePageToken } from "./page-token.js";
+import { belongsTo, groupChange, UsageChanges, usageGroupOf, type UsageGroup } from "./usage-group.js";
 import {
   compareKeys,
   storeIdOf,
@@ -18,6 +19,7 @@ import {
   type ChangeRetention,
   type ChangesPage,
   type ChangesRequest,
+  type GroupUsage,
   type KVStore,
   type KeyRef,
   type KeyState,
@@ -28,6 +30,7 @@ import {
   type NamespaceRef,
   type Page,
   type PageRequest,
+  type Quota,
   type RemoveOptions,
   type SnapshotSource,
   type StoredRecord,
@@ -156,7 +159,11 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "write");
     const existing = this.entry(ref);
-    if (!isStale(existing, options)) checkQuota(storeIdOf(ref), this.usageOf(storeIdOf(ref)), usageChange(existing?.value.byteLength, value.byteLength), options.quota);
+    if (!isStale(existing, options) && options.quota !== undefined) {
+      const changes = new UsageChanges();
+      changes.add(storeIdOf(ref), usageChange(existing?.value.byteLength, value.byteLength));
+      this.checkQuotas(changes, options.quota);
+    }
     let version = options.version;
     const outcome = this.applyWrite(ref, value, { ...options, onVersion: (v) => ((version = v), options.onVersion?.(v)) });
     this.recordOwed(ref, { version, owedToBackup: options.owedToBackup });
@@ -174,17 +181,27 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
     return outcome;
   }
 
-  private usageOf(storeId: string): { keys: number; bytes: number } {
-    let usage = this.usage.get(storeId);
-    if (usage === undefined) {
-      usage = { keys: 0, bytes: 0 };
-      this.usage.set(storeId, usage);
+  /** Throws `quotaExceeded` when `changes` would take a usage group past `quota`. */
+  private checkQuotas(changes: UsageChanges, quota: Quota): void {
+    for (const { group, stores } of changes.byGroup()) {
+      checkQuota(group, this.usageOfGroup(group), groupChange(stores, (storeId) => this.usage.get(storeId)?.keys ?? 0), quota);
+    }
+  }
+
+  private usageOfGroup(group: UsageGroup): GroupUsage {
+    let usage = { keys: 0, bytes: 0, stores: 0 };
+    for (const [storeId, { keys, bytes }] of this.usage) {
+      if (belongsTo(group, storeId)) usage = { keys: usage.keys + keys, bytes: usage.bytes + bytes, stores: usage.stores + (keys > 0 ? 1 : 0) };
     }
     return usage;
   }
 
   private changeUsage(storeId: string, storedBytes: number | undefined, newBytes: number | undefined): void {
-    const usage = this.usageOf(storeId);
+    let usage = this.usage.get(storeId);
+    if (usage === undefined) {
+      usage = { keys: 0, bytes: 0 };
+      this.usage.set(storeId, usage);
+    }
     const change = usageChange(storedBytes, newBytes);
     usage.keys += change.keys;
     usage.bytes += change.bytes;
@@ -257,18 +274,16 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
     return { succeeded: true, outcomes, revisions, versions };
   }
 
-  /** A Txn's operations against their stores' quotas, together (all keys are distinct). */
+  /** A Txn's operations against their groups' quotas, together (all keys are distinct). */
   private checkBatchQuota(request: TxnRequest): void {
     if (request.quota === undefined) return;
-    const changes = new Map<string, { keys: number; bytes: number }>();
+    const changes = new UsageChanges();
     for (const operation of request.operations) {
       const existing = this.entry(operation);
       if (isStale(existing, { version: operation.version ?? request.version, plain: request.plain && operation.version === undefined })) continue;
-      const change = usageChange(existing?.value.byteLength, operation.kind === "write" ? operation.value.byteLength : undefined);
-      const total = changes.get(storeIdOf(operation)) ?? { keys: 0, bytes: 0 };
-      changes.set(storeIdOf(operation), { keys: total.keys + change.keys, bytes: total.bytes + change.bytes });
+      changes.add(storeIdOf(operation), usageChange(existing?.value.byteLength, operation.kind === "write" ? operation.value.byteLength : undefined));
     }
-    for (const [storeId, change] of changes) checkQuota(storeId, this.usageOf(storeId), change, request.quota);
+    this.checkQuotas(changes, request.quota);
   }
 
   async list(nsRef: NamespaceRef, options: ListOptions = {}): Promise<string[]> {
@@ -335,6 +350,10 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
   async storeUsage(storeId: string): Promise<StoreUsage> {
     const usage = this.usage.get(storeId);
     return { keys: usage?.keys ?? 0, bytes: usage?.bytes ?? 0 };
+  }
+
+  async groupUsage(storeId: string): Promise<GroupUsage> {
+    return this.usageOfGroup(usageGroupOf(storeId));
   }
 
   async recountUsage(storeId: string): Promise<{ recorded: StoreUsage; counted: StoreUsage }> {

@@ -1,11 +1,12 @@
 //! The rules every backend applies to one key's stored state (contract §3, §6.3): when a versioned
 //! mutation is stale, which version and revision a write stores, whether a Txn check holds, and
-//! whether a mutation fits its tenant's quota.
+//! whether a mutation fits its tenant's quota (held by its store's usage group).
 //! Backends that decide inside their own database (PostgreSQL) express the same rules in SQL and
 //! pass the same conformance suite.
 
 import { quotaExceeded } from "./errors.js";
-import type { MutationOptions, Quota, StoreUsage, TxnCheck } from "./types.js";
+import type { GroupUsage, MutationOptions, Quota, StoreUsage, TxnCheck } from "./types.js";
+import type { UsageGroup } from "./usage-group.js";
 
 /** What a backend stores about a key besides its value. */
 export interface StoredState {
@@ -63,18 +64,23 @@ export function usageChange(storedBytes: number | undefined, newBytes: number | 
 }
 
 /**
- * Throws `quotaExceeded` when `change` would take `usage` past `quota`. Only growth is refused: a
- * mutation that keeps or lowers a dimension passes even in a store already over its limit (a
- * quota lowered later, or usage written before it existed), so a tenant can always clean up.
+ * Throws `quotaExceeded` when `change` would take the usage of `group` (its stores together, see
+ * usage-group.ts) past `quota`. Only growth is refused: a mutation that keeps or lowers a
+ * dimension passes even in a group already over its limit (a quota lowered later, or usage written
+ * before it existed), so a tenant can always clean up.
  */
-export function checkQuota(storeId: string, usage: StoreUsage, change: StoreUsage, quota: Quota | undefined): void {
+export function checkQuota(group: UsageGroup, usage: GroupUsage, change: GroupUsage, quota: Quota | undefined): void {
   if (quota === undefined) return;
+  const [holds, its] = group.single ? [`${group.name} holds`, "its"] : [`${group.name} hold`, "their"];
   if (quota.maxKeys !== undefined && change.keys > 0 && usage.keys + change.keys > quota.maxKeys) {
-    throw quotaExceeded(`store ${storeId} holds ${usage.keys} keys; this would make ${usage.keys + change.keys} and its quota is ${quota.maxKeys} keys`);
+    throw quotaExceeded(`${holds} ${usage.keys} keys; this would make ${usage.keys + change.keys} and ${its} quota is ${quota.maxKeys} keys`);
   }
   if (quota.maxBytes !== undefined && change.bytes > 0 && usage.bytes + change.bytes > quota.maxBytes) {
+    throw quotaExceeded(`${holds} ${usage.bytes} bytes of values; this needs ${change.bytes} more and ${its} quota is ${quota.maxBytes} bytes`);
+  }
+  if (quota.maxStores !== undefined && change.stores > 0 && usage.stores + change.stores > quota.maxStores) {
     throw quotaExceeded(
-      `store ${storeId} holds ${usage.bytes} bytes of values; this needs ${change.bytes} more and its quota is ${quota.maxBytes} bytes`,
+      `${holds} keys in ${usage.stores} store ids; this would make ${usage.stores + change.stores} and ${its} quota is ${quota.maxStores} store ids`,
     );
   }
 }

@@ -7,7 +7,7 @@ import type pg from "pg";
 import { GROUP_COMMIT_MAX_BYTES, POSTGRES_MAX_TXN_ATTEMPTS } from "../limits.js";
 import { StoreError } from "./errors.js";
 import { isRetryable, postgresStoreError } from "./postgres-errors.js";
-import type { DbKey } from "./db-rows.js";
+import { toKeyVersion, type DbKeyVersion } from "./db-rows.js";
 import { byId, keyId, keyParams } from "./postgres-sql.js";
 import { Tx, type Mutated } from "./postgres-txn.js";
 import type { KeyRef } from "./types.js";
@@ -63,17 +63,14 @@ async function applyWritesTogether(tx: Tx, writes: readonly BatchableWrite[]): P
   const given = writes[0]!.revision !== undefined;
   if (given) columns.push(writes.map((write) => write.revision));
   const name = given ? "writeManyRevisions" : writes[0]!.plain ? "writeManyPlain" : "writeMany";
-  const applied = (await tx.query<DbKey & { version: bigint }>(name, columns)).rows;
-  const appliedVersions = new Map(
-    applied.map((row) => [
-      keyId({ storeId: row.store_id, primaryNamespace: row.primary_namespace, secondaryNamespace: row.secondary_namespace, key: row.key }),
-      row.version,
-    ]),
-  );
+  const applied = (await tx.query<DbKeyVersion>(tx.autocommit ? `${name}Logged` : name, columns)).rows;
+  const appliedRows = new Map(applied.map((row) => [keyId(toKeyVersion(row)), row]));
   return writes.map((write) => {
-    const version = appliedVersions.get(keyId(write.ref));
-    if (write.owedToBackup) tx.owe(write.ref, version ?? write.version);
-    return version === undefined ? { outcome: "stale" } : { outcome: "applied", version };
+    const row = appliedRows.get(keyId(write.ref));
+    if (write.owedToBackup) tx.owe(write.ref, row?.version ?? write.version);
+    if (row === undefined) return { outcome: "stale" };
+    tx.put(write.ref, row.version, row.revision, write.value);
+    return { outcome: "applied", version: row.version };
   });
 }
 
@@ -106,10 +103,12 @@ export class GroupCommit {
   private idle: Array<() => void> = [];
   private retried = 0;
 
+  /** `committed`: told the stores each committed transaction changed, before its mutations resolve. */
   constructor(
     private readonly pool: pg.Pool,
     private readonly maxRunning: number,
     private readonly maxBatch: number,
+    private readonly committed: (storeIds: ReadonlySet<string>) => void,
   ) {}
 
   /** Transactions run again after a serialization failure or deadlock (for metrics and tests). */
@@ -238,7 +237,7 @@ export class GroupCommit {
       let broken = false;
       try {
         if (!autocommit) await client.query("BEGIN");
-        const tx = new Tx(client);
+        const tx = new Tx(client, autocommit);
         const results: unknown[] = new Array(batch.length);
         try {
           if (together !== undefined) {
@@ -255,6 +254,7 @@ export class GroupCommit {
           });
           throw error;
         }
+        this.committed(tx.changedStores);
         return results;
       } catch (error) {
         // A connection the server ended may still look usable for a moment: never pool it again.

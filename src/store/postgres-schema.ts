@@ -5,7 +5,7 @@ import type pg from "pg";
 import { StoreError } from "./errors.js";
 
 /** The latest version in `tierkv_migrations` this tierkv writes; a newer database is refused. */
-export const POSTGRES_SCHEMA_VERSION = 2;
+export const POSTGRES_SCHEMA_VERSION = 3;
 /** Any constant identifies tierkv's migration lock among the database's advisory locks. */
 const MIGRATION_LOCK_ID = "7596506447153934336";
 
@@ -64,6 +64,24 @@ const MIGRATIONS: readonly string[] = [
      WHEN (octet_length(OLD.value) <> octet_length(NEW.value)) EXECUTE FUNCTION tierkv_usage_change();
    INSERT INTO tierkv_usage (store_id, keys, bytes)
      SELECT store_id, count(*), coalesce(sum(octet_length(value)), 0) FROM tierkv_kv GROUP BY store_id;`,
+  // 2 → 3: the change log (Watch, followers; see postgres.ts) and each store's last sequence, kept
+  // in its usage row. Every store starts at 0 with an empty log: what is stored is not replayed.
+  `ALTER TABLE tierkv_usage ADD COLUMN seq bigint NOT NULL DEFAULT 0;
+   CREATE TABLE tierkv_changes (
+     store_id text COLLATE "C" NOT NULL,
+     seq bigint NOT NULL,
+     primary_namespace text COLLATE "C" NOT NULL,
+     secondary_namespace text COLLATE "C" NOT NULL,
+     key text COLLATE "C" NOT NULL,
+     kind smallint NOT NULL,
+     version bigint NOT NULL,
+     revision bigint NOT NULL,
+     size bigint NOT NULL,
+     committed_at bigint NOT NULL,
+     PRIMARY KEY (store_id, seq),
+     -- 0: a put, 1: a remove. No value: a put's is read from its key while the key holds it.
+     CHECK (kind IN (0, 1))
+   );`,
 ];
 
 

@@ -1,24 +1,58 @@
-//! What runs inside one PostgreSQL transaction: the `Tx` (ledger rows, clock row and quota check
-//! at its end), single mutations, and the Txn lock protocol (`runLocked`).
+//! What runs inside one PostgreSQL transaction: the `Tx` (ledger rows, clock row, change log and
+//! quota check at its end), single mutations, and the Txn lock protocol (`runLocked`).
 
+import { createHash } from "node:crypto";
 import type pg from "pg";
+import { CHANGE_KIND_PUT, CHANGE_KIND_REMOVE } from "./db-rows.js";
 import { StoreError } from "./errors.js";
 import { appliedVersion, checkQuota, firstFailedCheck, isStale, stateAfterWrite, usageChange, type StoredState } from "./mutation-rules.js";
-import { byId, keyId, keyParams, statement, type SQL } from "./postgres-sql.js";
-import { storeIdOf, type KeyRef, type MutationOptions, type MutationOutcome, type Quota, type StoreUsage, type TxnCheck, type TxnResult } from "./types.js";
+import { byId, groupUsageOf, keyId, keyParams, statement, type DbGroupUsage, type SQL } from "./postgres-sql.js";
+import { storeIdOf, type KeyRef, type MutationOptions, type MutationOutcome, type Quota, type RemoveOptions, type TxnCheck, type TxnResult } from "./types.js";
+import { groupChange, UsageChanges, type UsageGroup } from "./usage-group.js";
 
 /** Fires the usage triggers' pending events now (a quota check reads the usage they make). */
 const USAGE_TRIGGERS_NOW = "SET CONSTRAINTS tierkv_usage_keys, tierkv_usage_bytes IMMEDIATE";
+
+/** The class of tierkv's usage group locks among the database's two-key advisory locks (any constant). */
+const GROUP_LOCK_CLASS = 0x746b7667;
+
+/** A usage group's advisory lock key: groups that share one only queue behind each other. */
+function groupLockKey(group: UsageGroup): number {
+  return createHash("sha256").update(group.id).digest().readInt32BE(0);
+}
+
+/** A change of a transaction's, logged at its end. */
+interface LoggedChange {
+  readonly ref: KeyRef;
+  readonly kind: typeof CHANGE_KIND_PUT | typeof CHANGE_KIND_REMOVE;
+  readonly version: bigint;
+  readonly revision: bigint;
+  /** A put's value size (0 for a remove). */
+  readonly size: number;
+}
 
 /** The work of one transaction besides its `tierkv_kv` statements, done after all of them. */
 export class Tx {
   readonly owed: Array<{ id: string; text: "recordOwed" | "settleOwed"; values: unknown[] }> = [];
   highest = 0n;
   rollback = false;
-  /** The quota this transaction's mutations must fit, with their change per store (a lone mutation or Txn). */
-  quota: { readonly quota: Quota; readonly changes: ReadonlyMap<string, StoreUsage> } | undefined;
+  /** The quota this transaction's mutations must fit, with their changes per store (a lone mutation or Txn). */
+  quota: { readonly quota: Quota; readonly changes: UsageChanges } | undefined;
+  /** The stores this transaction changed: the change log's listeners hear of them once it committed. */
+  readonly changedStores = new Set<string>();
+  /** Its changes, in the order they are numbered (`finish` logs them). */
+  private readonly changes: LoggedChange[] = [];
+  /** Stores whose usage rows the usage triggers change though no change of theirs is logged (a Txn's placeholders). */
+  private readonly touched = new Set<string>();
 
-  constructor(readonly client: pg.PoolClient) {}
+  /**
+   * `autocommit`: no BEGIN, each statement commits as it runs, so a statement that changes
+   * `tierkv_kv` logs its own changes (the `…Logged` statements) and `put` only notes the store.
+   */
+  constructor(
+    readonly client: pg.PoolClient,
+    readonly autocommit: boolean,
+  ) {}
 
   async query<R extends pg.QueryResultRow>(name: keyof typeof SQL, values: readonly unknown[]): Promise<pg.QueryResult<R>> {
     return this.client.query<R>(statement(name, values));
@@ -36,25 +70,78 @@ export class Tx {
     if (version !== undefined && version > this.highest) this.highest = version;
   }
 
+  /** A write this transaction applied, at the version and revision it stored (autocommit: its statement logged it). */
+  put(ref: KeyRef, version: bigint, revision: bigint, value: Uint8Array): void {
+    this.changedStores.add(storeIdOf(ref));
+    if (!this.autocommit) this.changes.push({ ref, kind: CHANGE_KIND_PUT, version, revision, size: value.byteLength });
+  }
+
+  /** A remove that took a stored key away, at the version it was applied at (0 without one). */
+  removed(ref: KeyRef, version: bigint): void {
+    this.changedStores.add(storeIdOf(ref));
+    this.changes.push({ ref, kind: CHANGE_KIND_REMOVE, version, revision: 0n, size: 0 });
+  }
+
+  /** A row of `storeId` inserted or deleted without a change to log (a placeholder). */
+  touch(storeId: string): void {
+    this.touched.add(storeId);
+  }
+
   /**
-   * The ledger rows in key order, then the clock row: the tail of the global lock order. Then the
-   * quota check, if any: the usage triggers fire now instead of at COMMIT (taking the usage rows'
-   * locks last, as at COMMIT), and the usage read is this transaction's own, locked row.
+   * The ledger rows in key order, then the clock row; then, for a quota check, the advisory lock of
+   * each usage group it changes, in key order (quota'd transactions of one group, on any instance,
+   * pass the check one at a time); then the change log, which locks the usage rows in store order:
+   * the tail of the global lock order. Then the quota check, if any: the usage triggers fire now
+   * instead of at COMMIT (on usage rows already held), and each group's usage is read: the other
+   * stores' rows as committed by the transaction that last held the group's lock (or by writers
+   * without a quota), this transaction's own rows with its changes.
    */
   async finish(): Promise<void> {
+    if (this.rollback) return;
     for (const op of [...this.owed].sort(byId)) await this.client.query(statement(op.text, op.values));
     if (this.highest > 0n) await this.client.query(statement("raiseClock", [this.highest]));
-    if (this.quota === undefined) return;
     // A change that grows nothing is never refused: no need to look.
-    const growing = [...this.quota.changes].filter(([, change]) => change.keys > 0 || change.bytes > 0);
-    if (growing.length === 0) return;
+    // A group may grow when its bytes do, or a store of it gains keys (its keys, or its store ids).
+    const growing =
+      this.quota === undefined
+        ? []
+        : [...this.quota.changes.byGroup()].filter(
+            ({ stores }) => [...stores.values()].some((change) => change.keys > 0) || groupChange(stores, () => 0).bytes > 0,
+          );
+    const keys = [...new Set(growing.map(({ group }) => groupLockKey(group)))].sort((a, b) => a - b);
+    for (const key of keys) await this.query("lockGroup", [GROUP_LOCK_CLASS, key]);
+    await this.logChanges();
+    if (this.quota === undefined || growing.length === 0) return;
     await this.client.query(USAGE_TRIGGERS_NOW);
-    const rows = (await this.query<{ store_id: string; keys: bigint; bytes: bigint }>("usageOf", [growing.map(([storeId]) => storeId)])).rows;
-    for (const [storeId, change] of growing) {
-      const row = rows.find((candidate) => candidate.store_id === storeId);
-      const after = { keys: Number(row?.keys ?? 0n), bytes: Number(row?.bytes ?? 0n) };
-      checkQuota(storeId, { keys: after.keys - change.keys, bytes: after.bytes - change.bytes }, change, this.quota.quota);
+    for (const { group, stores } of growing) {
+      const [total] = (await this.query<DbGroupUsage>("groupUsage", [group.from, group.to])).rows;
+      const rows = (await this.query<{ store_id: string; keys: bigint }>("usageOf", [[...stores.keys()]])).rows;
+      const keysAfter = (storeId: string): number => Number(rows.find((row) => row.store_id === storeId)?.keys ?? 0n);
+      const change = groupChange(stores, (storeId) => keysAfter(storeId) - stores.get(storeId)!.keys);
+      const after = groupUsageOf(total);
+      checkQuota(group, { keys: after.keys - change.keys, bytes: after.bytes - change.bytes, stores: after.stores - change.stores }, change, this.quota.quota);
     }
+  }
+
+  /**
+   * One statement: each store's sequence raised by its number of changes (and the usage rows the
+   * triggers will touch locked, all in store order), then a row per change (no values: see
+   * postgres.ts, "Change log").
+   */
+  private async logChanges(): Promise<void> {
+    if (this.changes.length === 0 && this.touched.size === 0) return;
+    // Each store's count of changes, counted from the last change back: at each one, how many of
+    // its store's follow it (its sequence is the store's new last minus that).
+    const counts = new Map([...this.touched].map((storeId) => [storeId, 0]));
+    const columns: unknown[][] = Array.from({ length: 9 }, () => []);
+    for (const change of [...this.changes].reverse()) {
+      const storeId = storeIdOf(change.ref);
+      const follows = counts.get(storeId) ?? 0;
+      counts.set(storeId, follows + 1);
+      const row = [...keyParams(change.ref), change.kind, change.version, change.revision, change.size, follows];
+      row.forEach((part, i) => columns[i]!.push(part));
+    }
+    await this.query("logChanges", [[...counts.keys()], [...counts.values()], ...columns]);
   }
 }
 
@@ -75,20 +162,30 @@ export async function applyWrite(
     const [old] = (await tx.query<StoredState>("lock", keyParams(ref))).rows;
     tx.raise(old?.version);
     await tx.query("writeExact", [...keyParams(ref), value, options.version ?? 0n, options.revision ?? 0n]);
+    tx.put(ref, options.version ?? 0n, options.revision ?? 0n, value);
     return { outcome: "applied", version: options.version ?? 0n };
   }
   const params = [...keyParams(ref), value, options.version ?? null, options.revision ?? null, options.plain === true];
-  const [row] = (await tx.query<{ version: bigint }>("write", params)).rows;
-  return row === undefined ? { outcome: "stale" } : { outcome: "applied", version: row.version };
+  const [row] = (await tx.query<{ version: bigint; revision: bigint }>(tx.autocommit ? "writeLogged" : "write", params)).rows;
+  if (row === undefined) return { outcome: "stale" };
+  tx.put(ref, row.version, row.revision, value);
+  return { outcome: "applied", version: row.version };
 }
 
-export async function applyRemove(tx: Tx, ref: KeyRef, version: bigint | undefined, plain: boolean): Promise<Mutated> {
+/** An exact remove is unversioned here (it always applies); its change carries the version it was given. */
+export async function applyRemove(tx: Tx, ref: KeyRef, options: Pick<RemoveOptions, "version" | "plain" | "exact">): Promise<Mutated> {
+  const version = options.exact ? undefined : options.version;
+  const plain = options.plain === true && version !== undefined;
   const [removed] = (await tx.query<{ version: bigint; applied: bigint }>("remove", [...keyParams(ref), version ?? null, plain])).rows;
   if (removed !== undefined) {
     // The removed key takes its version out of the version index: the clock row keeps it.
     tx.raise(removed.version);
-    if (version === undefined) return { outcome: "applied" };
+    if (version === undefined) {
+      tx.removed(ref, options.version ?? 0n);
+      return { outcome: "applied" };
+    }
     tx.raise(removed.applied);
+    tx.removed(ref, removed.applied);
     return { outcome: "applied", version: removed.applied };
   }
   if (version === undefined) return { outcome: "applied" };
@@ -148,6 +245,7 @@ export async function runLocked(
       if ((await tx.query("placeholder", params)).rowCount !== 0) {
         states.set(id, undefined);
         placeholders.add(id);
+        tx.touch(params[0]);
         break;
       }
       // Created (or re-created) by another transaction in between: lock that row instead.
@@ -161,20 +259,19 @@ export async function runLocked(
   }
   if (options.quota !== undefined) {
     // The operations' keys are distinct: each store's change is the sum of its operations'.
-    const changes = new Map<string, StoreUsage>();
+    const changes = new UsageChanges();
     for (const operation of operations) {
       const stored = states.get(keyId(operation.ref));
       if (isStale(stored, operation)) continue;
-      const change = usageChange(stored?.size, operation.kind === "write" ? operation.value!.byteLength : undefined);
-      const storeId = storeIdOf(operation.ref);
-      const total = changes.get(storeId) ?? { keys: 0, bytes: 0 };
-      changes.set(storeId, { keys: total.keys + change.keys, bytes: total.bytes + change.bytes });
+      changes.add(storeIdOf(operation.ref), usageChange(stored?.size, operation.kind === "write" ? operation.value!.byteLength : undefined));
     }
     tx.quota = { quota: options.quota, changes };
   }
   const outcomes: MutationOutcome[] = new Array(operations.length);
   const revisions: bigint[] = new Array(operations.length);
   const versions: bigint[] = new Array(operations.length);
+  /** Operations that changed a row (not stale, not a remove of an absent key): logged below. */
+  const changed = new Set<number>();
   // In key order (the keys are distinct, so the order changes no result): the usage triggers'
   // events then lock the usage rows in store order.
   const order = operations.map((operation, index) => ({ operation, index, id: keyId(operation.ref) })).sort(byId);
@@ -192,6 +289,7 @@ export async function runLocked(
       await tx.query("update", [...params, operation.value!, next.version, next.revision]);
       placeholders.delete(id);
       states.set(id, { ...next, size: operation.value!.byteLength });
+      changed.add(index);
       outcomes[index] = "applied";
       revisions[index] = next.revision;
       versions[index] = next.version;
@@ -202,6 +300,7 @@ export async function runLocked(
         tx.raise(stored.version);
         tx.raise(version);
         states.set(id, undefined);
+        changed.add(index);
       }
       outcomes[index] = "applied";
       revisions[index] = 0n;
@@ -214,5 +313,11 @@ export async function runLocked(
   }
   // Keys only checked (or removed while absent) leave no row behind.
   for (const id of placeholders) await tx.query("delete", keyParams(refs.get(id)!));
+  // Numbered in request order, as the operations were given (they were applied in key order).
+  for (const [index, operation] of operations.entries()) {
+    if (!changed.has(index)) continue;
+    if (operation.kind === "write") tx.put(operation.ref, versions[index]!, revisions[index]!, operation.value!);
+    else tx.removed(operation.ref, versions[index]!);
+  }
   return { succeeded: true, outcomes, revisions, versions };
 }

@@ -12,7 +12,9 @@
 //! - `tierkv_owed`: the backup ledger (`BackupLedger`), written in the mutation's own transaction.
 //! - `tierkv_usage`: each store's keys and value bytes (`StoreUsageReader`, quotas), kept by
 //!   triggers on `tierkv_kv` (below); read in O(1), never counted from the data except by
-//!   `recountUsage`.
+//!   `recountUsage`. Also (schema 3) `seq`, the store's last change sequence. Rows are never
+//!   deleted.
+//! - `tierkv_changes`: the change log (`ChangeLog`, below), keyed by (store_id, seq).
 //! - The clock's high-water mark (`highestVersion`) is `max(version)` over an index on
 //!   `tierkv_kv.version` (one index probe, no scan), or `tierkv_clock`, a one-row table that
 //!   only removes and exact writes raise: they take a version out of the index (the removed or
@@ -43,9 +45,9 @@
 //! that makes the change, so the multi-row batch, exact copies and the Txn's placeholders (an
 //! empty row inserted and deleted again: +1 then −1, never below the committed count) need no
 //! old sizes read by the app. The triggers are DEFERRABLE INITIALLY DEFERRED: they run at COMMIT,
-//! so a store's usage row is locked only for the commit itself, after every other lock of the
-//! transaction, instead of from the first row on (which would serialise all of a store's writers
-//! for the whole transaction and break the lock order below). Rows with keys = 0 stay; harmless.
+//! after every other lock of the transaction, instead of from the first row on (which would
+//! serialise all of a store's writers for the whole transaction and break the lock order below);
+//! by then the change log (below) holds the row already. Rows with keys = 0 stay; harmless.
 //! Measured (1,000 writes of 100 bytes, same run, with and without the triggers, busy 2-core VM,
 //! data dir in memory): one at a time about even (~1,100–2,300/s either way); 1,000 concurrent
 //! (multi-row group commit) ~12–23k/s against ~22–34k/s; two instances writing one store at once
@@ -53,21 +55,59 @@
 //!
 //! Quotas: a mutation carrying one runs alone in its transaction through the Txn protocol below
 //! (its key locked, so its stored size is known exactly and nobody changes it until COMMIT), which
-//! gives its change per store (`usageChange`, stale operations excluded). If it grows a dimension,
-//! after the other locks (`Tx.finish`) the usage triggers are made to fire at once (`SET
-//! CONSTRAINTS … IMMEDIATE`): the transaction then holds its store's usage row, reads it (its own
-//! update of the latest committed count), and `checkQuota` refuses with the usage before it;
-//! ROLLBACK undoes everything. Two instances' quota'd writers of one store thus queue on that row
-//! and each sees the others' committed growth. A Txn is checked as a whole. A remove never grows
-//! usage, so it is never checked. Mutations without a quota keep the fast paths.
+//! gives its change per store (`usageChange`, stale operations excluded). The quota holds the
+//! store's usage group (usage-group.ts: a VSS user's stores together). If it grows a dimension of
+//! its group, after the other locks (`Tx.finish`) it takes the group's advisory lock
+//! (`pg_advisory_xact_lock`, released at COMMIT or ROLLBACK), then the usage triggers are made to
+//! fire at once (`SET CONSTRAINTS … IMMEDIATE`): the transaction then holds its stores' usage rows
+//! and reads its group's range of rows (its own updates of the latest committed counts, and the
+//! other stores' rows as the group lock's previous holder committed them), and `checkQuota`
+//! refuses with the usage before it; ROLLBACK undoes everything. Quota'd writers of one group, on
+//! any instance and any of its stores, thus queue on that lock and each sees the others' committed
+//! growth (row locks alone would not do: writers of two stores of one group hold different rows).
+//! A Txn is checked as a whole. A remove never grows usage, so it is never checked. Mutations
+//! without a quota keep the fast paths.
 //! `recountUsage` locks the usage row first (creating it when absent), counts, and sets it: a
 //! mutation committing meanwhile waits at its COMMIT, so it is in both the count and the record
 //! or in neither (it adds its change afterwards).
 //!
+//! Change log: every change to `tierkv_kv` (a write, a remove that took a key away, an exact copy,
+//! a Txn's operations; not a stale mutation, a remove of an absent key or a Txn's placeholder) is
+//! a row of `tierkv_changes` (store, seq, names, kind 0 put / 1 remove, version, revision, size,
+//! commit time by the database's clock), written in its own transaction. No value: a put's is read
+//! from its key while the key still holds that put (same version and revision), else the put is
+//! superseded (contract §9.1); each value is stored once.
+//! Sequences follow commit order per store, across instances: each store's last sequence is its
+//! usage row's `seq`, raised in the transaction's last statement before COMMIT (`Tx.finish`: one
+//! statement raises every changed store's `seq` by its count of changes, in store order, and
+//! inserts the rows numbered from there). The raise locks the usage row until COMMIT, so the
+//! store's next transaction (any instance's) reads the raised `seq` only after this one committed
+//! (or rolled back: then the numbers are given again, no gap): a reader that has read up to N
+//! never later finds a change at or below N committed. The usage triggers then update rows the
+//! transaction already holds; a Txn's placeholder stores are locked (raised by 0) in the same
+//! statement, so no usage row is ever locked out of store order. A statement committed alone (a
+//! lone write, a multi-row batch without the ledger; no BEGIN) logs its own rows in the same
+//! statement (`…Logged`: the upsert, the raise and the insert as one WITH), keeping one round trip.
+//! Cost: one store's commits are serialised across their WAL flush (before, only those whose
+//! triggers fired: not same-size overwrites), a transaction with BEGIN holds the row one round
+//! trip longer (the log statement, then COMMIT). Measured, with values still in the log then
+//! (store level, 1 KiB versioned writes to one store, fsync on, same server, runs interleaved, on
+//! a 2-core VM with a load average of 14–23 from other work): one writer about even (~200–230/s
+//! either way); 16–64 concurrent writers 0.64–0.75× (c=64: ~2,500/s → ~1,800/s); two instances
+//! 0.71×; 2-write Txns 0.55–0.62×; overwrites of 500 keys at c=64 0.55× (they took no usage row
+//! lock before; the raise alone, without the log rows, costs 0.74× there). `readChanges` reads a
+//! page and the store's bounds (usage `seq`,
+//! min kept `seq`) in one statement, so one snapshot; `pruneChanges` deletes only a prefix of each
+//! store's log (the age bound stops at its first young change), oldest first across stores.
+//! `onChanges` listeners hear of a commit of this process before its mutations resolve.
+//! Migration 2 → 3 starts every store at 0 with an empty log. An older tierkv still writing to a
+//! migrated database does not log its changes: stop them before upgrading.
+//!
 //! Deadlock freedom: every transaction takes its row locks in one global order — `tierkv_kv`
 //! rows by (store, primary, secondary, key), then `tierkv_owed` rows in the same order, then the
-//! clock row, then `tierkv_usage` rows by store (the deferred triggers fire in the order of the
-//! transaction's row changes, which follow the key order). A batch sorts its mutations by key
+//! clock row, then usage group advisory locks by key (quota'd transactions only), then
+//! `tierkv_usage` rows by store (`COLLATE "C"` order: the change log's raise takes them all, before
+//! the deferred triggers or a quota check touch them). A batch sorts its mutations by key
 //! (stably: one key's mutations keep their order); a Txn applies its (distinct) keys in key order.
 //! Serialization failures and deadlocks that happen anyway are retried a few times, then reported
 //! as `unavailable`.
@@ -85,9 +125,10 @@
 //! throughput from 64 up (e.g. 256 writers: ~2,200–4,000/s against ~800–1,700/s; same ranking
 //! through a proxy adding 1 ms each way). `groupCommit: false` turns it off.
 //!
-//! ListPage order: newest-created first by `seq`. With several instances, `seq` follows the
-//! order rows were inserted, not committed: a page walk running beside another instance's
-//! creations may miss a key created meanwhile (as any walk may).
+//! ListPage order: newest-created first by `tierkv_kv.seq`. With several instances, that `seq`
+//! follows the order rows were inserted, not committed: a page walk running beside another
+//! instance's creations may miss a key created meanwhile (as any walk may); the change log's
+//! sequences are the ones in commit order.
 
 //!
 //! Files: postgres-uri.ts (URIs), postgres-errors.ts (error mapping), postgres-sql.ts (statements),
@@ -103,16 +144,23 @@ import { postgresStoreError } from "./postgres-errors.js";
 import { GroupCommit } from "./postgres-group-commit.js";
 import { analyzeIfNeverAnalyzed, migrate } from "./postgres-schema.js";
 import { postgresSnapshotRecords } from "./postgres-snapshot.js";
-import { toKeyVersion, type DbKeyVersion } from "./db-rows.js";
-import { keyId, keyParams, namespaceParams, statement, TYPES, usageOf, type DbUsage, type SQL } from "./postgres-sql.js";
+import { ChangeListeners } from "./change-listeners.js";
+import { toChange, toKeyVersion, type DbChange, type DbKeyVersion } from "./db-rows.js";
+import { groupUsageOf, keyId, keyParams, namespaceParams, statement, TYPES, usageOf, type DbGroupUsage, type DbUsage, type SQL } from "./postgres-sql.js";
 import { applyRemove, applyWrite, mutatedOf, runLocked, type LockedOperation, type Mutated } from "./postgres-txn.js";
 import { parsePostgresUri } from "./postgres-uri.js";
+import { usageGroupOf } from "./usage-group.js";
 import {
   storeIdOf,
   VersionedReads,
   type AllKeysPage,
   type AllKeysRequest,
   type BackupLedger,
+  type GroupUsage,
+  type ChangeLog,
+  type ChangeRetention,
+  type ChangesPage,
+  type ChangesRequest,
   type KVStore,
   type StoreUsage,
   type StoreUsageReader,
@@ -138,6 +186,9 @@ export { POSTGRES_SCHEMA_VERSION } from "./postgres-schema.js";
 export { DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_POOL_MAX, parsePostgresUri } from "./postgres-uri.js";
 export { postgresStoreError } from "./postgres-errors.js";
 
+/** A row of the `changes` statement: the store's bounds, and a change or (no change at all) NULLs. */
+type ChangeRow = { latest: bigint; oldest: bigint } & ({ [column in keyof DbChange]: DbChange[column] | null });
+
 export interface PostgresStoreOptions {
   /**
    * Group commit (default true): the mutations of one event-loop turn share a transaction.
@@ -146,9 +197,10 @@ export interface PostgresStoreOptions {
   readonly groupCommit?: boolean;
 }
 
-export class PostgresStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader, SnapshotSource {
+export class PostgresStore extends VersionedReads implements KVStore, BackupLedger, StoreUsageReader, SnapshotSource, ChangeLog {
   private closed = false;
   private readonly commits: GroupCommit;
+  private readonly changeListeners = new ChangeListeners();
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -156,7 +208,9 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
     options: PostgresStoreOptions,
   ) {
     super();
-    this.commits = new GroupCommit(pool, poolMax, options.groupCommit === false ? 1 : GROUP_COMMIT_MAX_MUTATIONS);
+    this.commits = new GroupCommit(pool, poolMax, options.groupCommit === false ? 1 : GROUP_COMMIT_MAX_MUTATIONS, (storeIds) =>
+      this.changeListeners.notify(storeIds),
+    );
   }
 
   /** Transactions run again after a serialization failure or deadlock (for metrics and tests). */
@@ -241,12 +295,10 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
   /** A remove never grows usage, so its quota (if any) can never refuse it: it is not checked. */
   async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "remove");
-    const version = options.exact ? undefined : options.version;
-    const plain = options.plain === true && version !== undefined;
     // A lazy remove rides the same group commit: nothing to gain from deferring it further.
     // A remove raises the clock row to the version it removed.
     const mutated = await this.commits.enqueue(ref, 0, false, async (tx) => {
-      const result = await applyRemove(tx, ref, version, plain);
+      const result = await applyRemove(tx, ref, options);
       if (options.owedToBackup) tx.owe(ref, result.version ?? options.version ?? 0n);
       return result;
     });
@@ -314,6 +366,11 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
     return usageOf((await this.query<DbUsage>("usage", [storeId]))[0]);
   }
 
+  async groupUsage(storeId: string): Promise<GroupUsage> {
+    const { from, to } = usageGroupOf(storeId);
+    return groupUsageOf((await this.query<DbGroupUsage>("groupUsage", [from, to]))[0]);
+  }
+
   /**
    * One transaction that locks the store's usage row first: a mutation committing meanwhile waits
    * for it (its triggers update that row at COMMIT), so it is in both the count and the record, or
@@ -327,6 +384,28 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
       await tx.query("setUsage", [storeId, counted.keys, counted.bytes]);
       return { recorded, counted };
     });
+  }
+
+  async readChanges(request: ChangesRequest): Promise<ChangesPage> {
+    const rows = await this.query<ChangeRow>("changes", [request.storeId, request.from, request.limit, request.values, request.maxBytes ?? null]);
+    const bounds = rows[0]!;
+    // A row with a sequence is a change (its LEFT JOIN matched): every change column is set.
+    const changes = rows.filter((row): row is ChangeRow & DbChange => row.seq !== null).map((row) => toChange(row, request.values));
+    return { changes, latest: bounds.latest, oldest: bounds.oldest };
+  }
+
+  async changeHeads(): Promise<Map<string, bigint>> {
+    return new Map((await this.query<{ store_id: string; seq: bigint }>("heads", [])).map((row) => [row.store_id, row.seq]));
+  }
+
+  /** Without `now`, ages are measured by the database's clock, the one changes were stamped with. */
+  async pruneChanges(retention: ChangeRetention, limit: number, now?: number): Promise<number> {
+    const [row] = await this.query<{ n: bigint }>("prune", [retention.maxCount ?? null, retention.maxAgeMs ?? null, now ?? null, limit]);
+    return Number(row?.n ?? 0n);
+  }
+
+  onChanges(listener: (storeIds: ReadonlySet<string>) => void): () => void {
+    return this.changeListeners.add(listener);
   }
 
   async highestVersion(): Promise<bigint> {

@@ -11,7 +11,9 @@
 //!
 //! Change log (`ChangeLog`, contract §9): every mutation that changes a row also appends a row to
 //! `changes` in the same transaction, numbered by its store's counter in `change_heads`. One
-//! connection commits everything, so sequence order is commit order.
+//! connection commits everything, so sequence order is commit order. The log holds no values: a
+//! put's value is read from `kv` while the key still holds it (`kv.change_seq`), so a write is
+//! stored once (with values in the log, a 1 KiB write cost 35 µs of CPU instead of 19).
 
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
@@ -28,6 +30,7 @@ import { notFound, StoreError } from "./errors.js";
 import { appliedVersion, checkQuota, firstFailedCheck, isStale, stateAfterWrite, usageChange, type StoredState } from "./mutation-rules.js";
 import { allKeysPage, allKeysStart, decodeSequenceToken, sequencePage } from "./page-token.js";
 import { preallocateWal, walBytesAtCheckpoint } from "./sqlite-wal.js";
+import { groupChange, plusUsage, UsageChanges, usageGroupOf } from "./usage-group.js";
 import {
   storeIdOf,
   VersionedReads,
@@ -39,6 +42,7 @@ import {
   type ChangeRetention,
   type ChangesPage,
   type ChangesRequest,
+  type GroupUsage,
   type KVStore,
   type KeyRef,
   type KeyState,
@@ -49,6 +53,7 @@ import {
   type NamespaceRef,
   type Page,
   type PageRequest,
+  type Quota,
   type RemoveOptions,
   type SnapshotSource,
   type StoredRecord,
@@ -113,8 +118,10 @@ const MIGRATIONS: readonly string[] = [
   // 2 → 3: each store's usage, kept by every mutation's own transaction (quotas, StoreUsage).
   `CREATE TABLE usage (store_id TEXT PRIMARY KEY, keys INTEGER NOT NULL, bytes INTEGER NOT NULL) WITHOUT ROWID;
    INSERT INTO usage SELECT store_id, count(*), coalesce(sum(length(value)), 0) FROM kv GROUP BY store_id;`,
-  // 3 → 4: the change log (Watch, followers) and each store's last sequence; it starts empty.
-  `CREATE TABLE changes (
+  // 3 → 4: the change log (Watch, followers), each store's last sequence, and the sequence of the
+  // change that wrote each row; the log starts empty.
+  `ALTER TABLE kv ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+   CREATE TABLE changes (
      store_id TEXT NOT NULL,
      seq INTEGER NOT NULL,
      primary_namespace TEXT NOT NULL,
@@ -124,10 +131,9 @@ const MIGRATIONS: readonly string[] = [
      version INTEGER NOT NULL,
      revision INTEGER NOT NULL,
      size INTEGER NOT NULL,
-     value BLOB,
      committed_at INTEGER NOT NULL,
      PRIMARY KEY (store_id, seq)
-   );
+   ) WITHOUT ROWID;
    CREATE TABLE change_heads (store_id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;`,
 ];
 
@@ -241,11 +247,11 @@ function prepareStatements(db: Database.Database) {
     sizedState: db
       .prepare<[KeyParams], SizedState>(`SELECT version, revision, length(value) AS size FROM kv WHERE ${where} AND key = @key`)
       .safeIntegers(true),
-    upsert: db.prepare<[KeyParams & StoredState & { value: Uint8Array }]>(
-      `INSERT INTO kv (store_id, primary_namespace, secondary_namespace, key, value, version, revision)
-       VALUES (@storeId, @pn, @sn, @key, @value, @version, @revision)
+    upsert: db.prepare<[KeyParams & StoredState & { value: Uint8Array; changeSeq: bigint }]>(
+      `INSERT INTO kv (store_id, primary_namespace, secondary_namespace, key, value, version, revision, change_seq)
+       VALUES (@storeId, @pn, @sn, @key, @value, @version, @revision, @changeSeq)
        ON CONFLICT (store_id, primary_namespace, secondary_namespace, key) DO UPDATE
-         SET value = excluded.value, version = excluded.version, revision = excluded.revision`,
+         SET value = excluded.value, version = excluded.version, revision = excluded.revision, change_seq = excluded.change_seq`,
     ),
     remove: db.prepare<[KeyParams]>(`DELETE FROM kv WHERE ${where} AND key = @key`),
     list: db.prepare<[NamespaceParams & { limit: number }], string>(`SELECT key FROM kv WHERE ${where} LIMIT @limit`).pluck(),
@@ -286,6 +292,11 @@ function prepareStatements(db: Database.Database) {
       `SELECT count(*) AS keys, coalesce(sum(length(value)), 0) AS bytes FROM kv WHERE store_id = @storeId`,
     ),
     usage: db.prepare<[{ storeId: string }], { keys: number; bytes: number }>(`SELECT keys, bytes FROM usage WHERE store_id = @storeId`),
+    // A usage group's records: a range of the usage table's key (usage-group.ts).
+    groupUsage: db.prepare<[{ from: string; to: string }], GroupUsage>(
+      `SELECT coalesce(sum(keys), 0) AS keys, coalesce(sum(bytes), 0) AS bytes, count(*) FILTER (WHERE keys > 0) AS stores
+       FROM usage WHERE store_id >= @from AND store_id < @to`,
+    ),
     changeUsage: db.prepare<[{ storeId: string; keys: number; bytes: number }]>(
       `INSERT INTO usage (store_id, keys, bytes) VALUES (@storeId, @keys, @bytes)
        ON CONFLICT DO UPDATE SET keys = keys + excluded.keys, bytes = bytes + excluded.bytes`,
@@ -306,14 +317,20 @@ function prepareStatements(db: Database.Database) {
     setHead: db.prepare<[{ storeId: string; seq: bigint }]>(
       `INSERT INTO change_heads (store_id, seq) VALUES (@storeId, @seq) ON CONFLICT DO UPDATE SET seq = excluded.seq`,
     ),
-    logChange: db.prepare<[KeyParams & { seq: bigint; kind: number; version: bigint; revision: bigint; size: number; value: Uint8Array | null; at: number }]>(
-      `INSERT INTO changes (store_id, seq, primary_namespace, secondary_namespace, key, kind, version, revision, size, value, committed_at)
-       VALUES (@storeId, @seq, @pn, @sn, @key, @kind, @version, @revision, @size, @value, @at)`,
+    logChange: db.prepare<[KeyParams & { seq: bigint; kind: number; version: bigint; revision: bigint; size: number; at: number }]>(
+      `INSERT INTO changes (store_id, seq, primary_namespace, secondary_namespace, key, kind, version, revision, size, committed_at)
+       VALUES (@storeId, @seq, @pn, @sn, @key, @kind, @version, @revision, @size, @at)`,
     ),
+    // A put's value while the key still holds it (the row's change_seq is the change's); NULL once
+    // a later change superseded it.
     changes: db
       .prepare<[{ storeId: string; from: bigint; limit: number }], DbChange>(
-        `SELECT store_id, seq, primary_namespace, secondary_namespace, key, kind, version, revision, size, value, committed_at
-         FROM changes WHERE store_id = @storeId AND seq >= @from ORDER BY seq LIMIT @limit`,
+        `SELECT c.store_id, c.seq, c.primary_namespace, c.secondary_namespace, c.key, c.kind, c.version, c.revision, c.size,
+                kv.value, c.committed_at
+         FROM changes c LEFT JOIN kv ON c.kind = ${CHANGE_KIND_PUT} AND kv.store_id = c.store_id
+           AND kv.primary_namespace = c.primary_namespace AND kv.secondary_namespace = c.secondary_namespace
+           AND kv.key = c.key AND kv.change_seq = c.seq
+         WHERE c.store_id = @storeId AND c.seq >= @from ORDER BY c.seq LIMIT @limit`,
       )
       .safeIntegers(true),
     changesWithoutValues: db
@@ -349,7 +366,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   /** Highest version the transaction being built applies (raises the clock row once per commit). */
   private batchHighest = 0n;
   /** Usage changes of the transaction being built, per store, written once per commit. */
-  private batchUsage = new Map<string, { keys: number; bytes: number }>();
+  private readonly batchUsage = new UsageChanges();
   /** Each changed store's last sequence in the transaction being built, written once per commit. */
   private batchHeads = new Map<string, bigint>();
   /** The commit time of the transaction being built (ms). */
@@ -403,9 +420,11 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       const results = batch.map((mutation) => mutation.apply());
       for (const [storeId, seq] of this.batchHeads) this.stmt.setHead.run({ storeId, seq });
       if (this.batchHighest > 0n) this.stmt.raiseHighest.run({ version: this.batchHighest });
-      for (const [storeId, change] of this.batchUsage) {
-        this.stmt.changeUsage.run({ storeId, ...change });
-        if (change.keys < 0) this.stmt.dropEmptyUsage.run({ storeId });
+      for (const { stores } of this.batchUsage.byGroup()) {
+        for (const [storeId, change] of stores) {
+          this.stmt.changeUsage.run({ storeId, keys: change.keys, bytes: change.bytes });
+          if (change.keys < 0) this.stmt.dropEmptyUsage.run({ storeId });
+        }
       }
       return results;
     });
@@ -437,8 +456,10 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     validateKey(ref, "write");
     return this.enqueue(value.byteLength, () => {
       const stored = this.stmt.sizedState.get(keyParams(ref));
-      if (!isStale(stored, options)) {
-        const refused = this.quotaRefusal(storeIdOf(ref), usageChange(sizeOf(stored), value.byteLength), options.quota);
+      if (!isStale(stored, options) && options.quota !== undefined) {
+        const changes = new UsageChanges();
+        changes.add(storeIdOf(ref), usageChange(sizeOf(stored), value.byteLength));
+        const refused = this.quotaRefusal(changes, options.quota);
         if (refused !== undefined) return refused;
       }
       const written = this.applyWrite(ref, value, options, stored);
@@ -477,17 +498,13 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       const stored = request.operations.map((operation) => this.stmt.sizedState.get(keyParams(operation)));
       if (request.quota !== undefined) {
         // The batch's keys are distinct: its change per store is the sum of its operations'.
-        const changes = new Map<string, { keys: number; bytes: number }>();
+        const changes = new UsageChanges();
         request.operations.forEach((operation, i) => {
           if (isStale(stored[i], { version: operation.version ?? request.version, plain: request.plain && operation.version === undefined })) return;
-          const change = usageChange(sizeOf(stored[i]), operation.kind === "write" ? operation.value.byteLength : undefined);
-          const total = changes.get(storeIdOf(operation)) ?? { keys: 0, bytes: 0 };
-          changes.set(storeIdOf(operation), { keys: total.keys + change.keys, bytes: total.bytes + change.bytes });
+          changes.add(storeIdOf(operation), usageChange(sizeOf(stored[i]), operation.kind === "write" ? operation.value.byteLength : undefined));
         });
-        for (const [storeId, change] of changes) {
-          const refused = this.quotaRefusal(storeId, change, request.quota);
-          if (refused !== undefined) return refused;
-        }
+        const refused = this.quotaRefusal(changes, request.quota);
+        if (refused !== undefined) return refused;
       }
       const outcomes: MutationOutcome[] = [];
       const revisions: bigint[] = [];
@@ -514,18 +531,22 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     });
   }
 
-  /** The usage the transaction being built sees: the record plus this commit's changes so far. */
-  private usageOf(storeId: string): StoreUsage {
-    const recorded = this.stmt.usage.get({ storeId }) ?? { keys: 0, bytes: 0 };
-    const pending = this.batchUsage.get(storeId);
-    return pending === undefined ? recorded : { keys: recorded.keys + pending.keys, bytes: recorded.bytes + pending.bytes };
+  /** A store's keys as the transaction being built sees them: the record plus this commit's changes so far. */
+  private keysOf(storeId: string): number {
+    return (this.stmt.usage.get({ storeId })?.keys ?? 0) + (this.batchUsage.of(storeId)?.keys ?? 0);
   }
 
-  /** The refusal of a change past `quota` (returned, not thrown: the rest of the commit goes on). */
-  private quotaRefusal(storeId: string, change: StoreUsage, quota: MutationOptions["quota"]): StoreError | undefined {
-    if (quota === undefined) return undefined;
+  /**
+   * The refusal of `changes` past `quota` (returned, not thrown: the rest of the commit goes on).
+   * Each group's usage is the range of its records plus this commit's changes of its stores so far.
+   */
+  private quotaRefusal(changes: UsageChanges, quota: Quota): StoreError | undefined {
     try {
-      checkQuota(storeId, this.usageOf(storeId), change, quota);
+      for (const { group, stores } of changes.byGroup()) {
+        const recorded = this.stmt.groupUsage.get({ from: group.from, to: group.to }) ?? { keys: 0, bytes: 0, stores: 0 };
+        const pending = groupChange(this.batchUsage.inGroup(group), (storeId) => this.stmt.usage.get({ storeId })?.keys ?? 0);
+        checkQuota(group, plusUsage(recorded, pending), groupChange(stores, (storeId) => this.keysOf(storeId)), quota);
+      }
       return undefined;
     } catch (error) {
       return StoreError.from(error);
@@ -533,14 +554,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   }
 
   private changeUsage(ref: KeyRef, storedBytes: number | undefined, newBytes: number | undefined): void {
-    const change = usageChange(storedBytes, newBytes);
-    const storeId = storeIdOf(ref);
-    const total = this.batchUsage.get(storeId);
-    if (total === undefined) this.batchUsage.set(storeId, { keys: change.keys, bytes: change.bytes });
-    else {
-      total.keys += change.keys;
-      total.bytes += change.bytes;
-    }
+    this.batchUsage.add(storeIdOf(ref), usageChange(storedBytes, newBytes));
   }
 
   /** Applies a write in the transaction being built: the state it stored, or "stale". */
@@ -552,8 +566,8 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   ): StoredState | "stale" {
     if (isStale(stored, options)) return "stale";
     const state = stateAfterWrite(stored, options);
-    this.stmt.upsert.run({ ...keyParams(ref), value, ...state });
-    this.logChange(ref, CHANGE_KIND_PUT, state, value);
+    const changeSeq = this.logChange(ref, CHANGE_KIND_PUT, state, value.byteLength);
+    this.stmt.upsert.run({ ...keyParams(ref), value, ...state, changeSeq });
     this.changeUsage(ref, sizeOf(stored), value.byteLength);
     this.raiseHighest(state.version);
     return state;
@@ -569,19 +583,20 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     const version = appliedVersion(stored, options);
     if (stored !== undefined) {
       this.stmt.remove.run(keyParams(ref));
-      this.logChange(ref, CHANGE_KIND_REMOVE, { version: version ?? 0n, revision: 0n }, null);
+      this.logChange(ref, CHANGE_KIND_REMOVE, { version: version ?? 0n, revision: 0n }, 0);
       this.changeUsage(ref, sizeOf(stored), undefined);
       this.raiseHighest(version);
     }
     return version ?? "applied";
   }
 
-  /** Appends a change to the log in the transaction being built, with its store's next sequence. */
-  private logChange(ref: KeyRef, kind: number, state: StoredState, value: Uint8Array | null): void {
+  /** Appends a change to the log in the transaction being built; its sequence, the store's next. */
+  private logChange(ref: KeyRef, kind: number, state: StoredState, size: number): bigint {
     const storeId = storeIdOf(ref);
     const seq = (this.batchHeads.get(storeId) ?? this.stmt.head.get({ storeId }) ?? 0n) + 1n;
     this.batchHeads.set(storeId, seq);
-    this.stmt.logChange.run({ ...keyParams(ref), seq, kind, ...state, size: value?.byteLength ?? 0, value, at: this.batchTime });
+    this.stmt.logChange.run({ ...keyParams(ref), seq, kind, ...state, size, at: this.batchTime });
+    return seq;
   }
 
   private raiseHighest(version: bigint | undefined): void {
@@ -678,6 +693,11 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     return this.guarded(() => this.stmt.usage.get({ storeId }) ?? { keys: 0, bytes: 0 });
   }
 
+  async groupUsage(storeId: string): Promise<GroupUsage> {
+    const { from, to } = usageGroupOf(storeId);
+    return this.guarded(() => this.stmt.groupUsage.get({ from, to }) ?? { keys: 0, bytes: 0, stores: 0 });
+  }
+
   /** In the commit order of mutations, so no write slips between the count and the record. */
   async recountUsage(storeId: string): Promise<{ recorded: StoreUsage; counted: StoreUsage }> {
     return this.enqueue(0, () => {
@@ -696,7 +716,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       const changes: Change[] = [];
       let bytes = 0;
       for (const row of statement.iterate({ storeId: request.storeId, from: request.from, limit: request.limit })) {
-        changes.push(toChange(row));
+        changes.push(toChange(row, request.values));
         bytes += Number(row.size);
         if (request.values && request.maxBytes !== undefined && bytes >= request.maxBytes) break;
       }

@@ -28,10 +28,15 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
 }
 
-/** A tenant's limits (contract §6.3, §7). */
+/**
+ * A tenant's limits (contract §6.3, §7), held by the usage group of the store a mutation writes
+ * (`usageGroupOf`: a VSS user's stores together, any other store alone).
+ */
 export interface Quota {
   readonly maxKeys?: number;
   readonly maxBytes?: number;
+  /** Most store ids of the group that hold keys: a mutation that would fill one more is refused. */
+  readonly maxStores?: number;
 }
 
 /** Options of a mutation (write or remove). */
@@ -233,6 +238,8 @@ export interface KVStore {
 export interface StoreUsageReader {
   /** Keys and value bytes the store (tenant) holds, from the usage record (no scan). */
   storeUsage(storeId: string): Promise<StoreUsage>;
+  /** The usage of the group `storeId` (or a group id) belongs to (usage-group.ts): the sum of its stores' records. */
+  groupUsage(storeId: string): Promise<GroupUsage>;
   /** Counts the store's keys and bytes from the data, sets the record to them, and returns both. */
   recountUsage(storeId: string): Promise<{ readonly recorded: StoreUsage; readonly counted: StoreUsage }>;
 }
@@ -240,6 +247,11 @@ export interface StoreUsageReader {
 export interface StoreUsage {
   readonly keys: number;
   readonly bytes: number;
+}
+
+/** A usage group's usage: the sum of its stores' records, and how many of its stores hold keys. */
+export interface GroupUsage extends StoreUsage {
+  readonly stores: number;
 }
 
 export function isStoreUsageReader(store: KVStore): store is KVStore & StoreUsageReader {
@@ -317,8 +329,13 @@ export interface Change extends KeyRef {
   readonly revision: bigint;
   /** The value's size in bytes (0 for a remove). */
   readonly size: number;
-  /** The value a put stored, when the reader asked for values. */
+  /**
+   * The value a put stored, when the reader asked for values and the key still holds it. The log
+   * keeps no values (each is stored once, in the key's row): a put a later change of its key
+   * replaced has no value and is `superseded`; that later change follows in the log.
+   */
   readonly value?: Uint8Array;
+  readonly superseded?: boolean;
   /** When it was committed, in ms since the epoch, by the clock of the process (or database) that committed it. */
   readonly time: number;
 }

@@ -1,13 +1,14 @@
-//! Validation of names and versions (contract §1), shared by the server, the client and every backend.
+//! Validation of requests (contract §1), shared by the server, the client and every backend: the
+//! rules of names (`names.ts`) and versions applied with one message shape, once per request on
+//! the server — the first layer's proof travels with what it hands down.
 
 import { invalidArgument } from "./errors.js";
-import { storeIdOf, type KeyRef, type NamespaceRef, type TxnRequest } from "./types.js";
+import { keyProblem, namespaceProblem, storeIdProblem } from "./names.js";
+import { storeIdOf, type KeyRef, type NamespaceRef, type TxnCheck, type TxnOperation, type TxnRequest } from "./types.js";
 
 import { MAX_NAME_LENGTH, MAX_STORE_ID_LENGTH, MAX_VERSION, MAX_VSS_KEY_LENGTH } from "../limits.js";
 
 export { MAX_NAME_LENGTH, MAX_STORE_ID_LENGTH, MAX_VERSION, MAX_VSS_KEY_LENGTH };
-
-const ALLOWED = /^[A-Za-z0-9_-]*$/;
 
 /**
  * A key's or namespace's address as the CLI writes it: `primary/secondary/key`, with empty
@@ -27,84 +28,72 @@ function displayPath(ref: NamespaceRef & { key?: string }): string {
   return path.length > 200 ? `${path.slice(0, 200)}…` : path;
 }
 
-function checkName(what: string, name: string): string | undefined {
-  if (typeof name !== "string") return `${what} must be a string`;
-  if (name.length > MAX_NAME_LENGTH) {
-    return `${what} is ${name.length} characters long; the limit is ${MAX_NAME_LENGTH}`;
+/**
+ * A reference whose names `validKey` proved valid: a frozen copy, so no name can change after the
+ * proof. The first layer that validates a request on the server (the tiered store) hands these to
+ * the layers below it (each tier's backend, a remote tier's client), which skip them: a request's
+ * names are checked once. A plain reference is checked wherever it arrives, so a backend used on
+ * its own still refuses bad names. (A class, not a WeakSet: `instanceof` costs nanoseconds.)
+ */
+class ValidKeyRef implements KeyRef {
+  constructor(
+    readonly storeId: string | undefined,
+    readonly primaryNamespace: string,
+    readonly secondaryNamespace: string,
+    readonly key: string,
+  ) {
+    Object.freeze(this);
   }
-  if (!ALLOWED.test(name)) {
-    const bad = [...name].find((c) => !/[A-Za-z0-9_-]/.test(c)) ?? "";
-    return `${what} contains ${JSON.stringify(bad)}; only A-Z a-z 0-9 _ - are allowed`;
+}
+
+/** A namespace pair `validNamespace` proved valid (see ValidKeyRef). */
+class ValidNamespaceRef implements NamespaceRef {
+  constructor(
+    readonly storeId: string | undefined,
+    readonly primaryNamespace: string,
+    readonly secondaryNamespace: string,
+  ) {
+    Object.freeze(this);
   }
-  return undefined;
 }
 
-function namespaceProblem(ns: NamespaceRef): string | undefined {
-  return (
-    checkName("primary_namespace", ns.primaryNamespace) ??
-    checkName("secondary_namespace", ns.secondaryNamespace) ??
-    (ns.primaryNamespace === "" && ns.secondaryNamespace !== ""
-      ? "secondary_namespace must be empty when primary_namespace is empty"
-      : undefined)
-  );
-}
-
-
-function storeIdProblem(ns: NamespaceRef): string | undefined {
-  const id = storeIdOf(ns);
-  if (typeof id !== "string" || id === "") return "store_id must be a non-empty string";
-  if (id.length > MAX_STORE_ID_LENGTH) return `store_id is ${id.length} characters long; the limit is ${MAX_STORE_ID_LENGTH}`;
-  if (/[\u0000-\u001f\u007f]/.test(id)) return "store_id contains a control character";
-  return undefined;
-}
+/**
+ * Batches `validTxn` proved valid: each frozen operations array with its frozen checks array.
+ * Keyed by the arrays because every layer copies the request itself to set its own options.
+ */
+const validBatches = new WeakMap<readonly TxnOperation[], readonly TxnCheck[]>();
+const NO_CHECKS: readonly TxnCheck[] = Object.freeze([]);
 
 /** Throws `invalid-argument` unless the namespace pair is valid; `operation` names the call. */
 export function validateNamespace(ns: NamespaceRef, operation: string): void {
+  if (ns instanceof ValidNamespaceRef || ns instanceof ValidKeyRef) return;
   const problem = storeIdProblem(ns) ?? namespaceProblem(ns);
   if (problem !== undefined) {
     throw invalidArgument(`Failed to ${operation} ${displayPath(ns)}: ${problem}`);
   }
 }
 
-/**
- * Store ids with this prefix hold VSS stores (src/vss/, contract "VSS"): their keys follow VSS's
- * rules instead of LDK's, so they never share a store with LDK-named keys.
- */
-export const VSS_STORE_PREFIX = "vss:";
-
-
-/**
- * Store ids with this prefix hold the server's own records (a follower's applied positions, in
- * its primary beside the data): no request may name one, no identity may own one, and listings
- * and watches of every store leave them out.
- */
-export const INTERNAL_STORE_PREFIX = "_tierkv:";
-
-export function isInternalStore(storeId: string): boolean {
-  return storeId.startsWith(INTERNAL_STORE_PREFIX);
-}
-
-/** VSS's key rules: 1 to 600 characters of any text without control characters. */
-function vssKeyProblem(key: string): string | undefined {
-  if (typeof key !== "string") return "key must be a string";
-  if (key === "") return "key may not be empty";
-  const length = key.length > MAX_VSS_KEY_LENGTH ? [...key].length : key.length;
-  if (length > MAX_VSS_KEY_LENGTH) return `key is ${length} characters long; the limit is ${MAX_VSS_KEY_LENGTH}`;
-  if (/[\u0000-\u001f\u007f-\u009f]/.test(key)) return "key contains a control character";
-  return undefined;
-}
-
-function keyProblem(ref: KeyRef): string | undefined {
-  if (storeIdOf(ref).startsWith(VSS_STORE_PREFIX)) return vssKeyProblem(ref.key);
-  return checkName("key", ref.key) ?? (ref.key === "" ? "key may not be empty" : undefined);
+/** `ns`, validated once: a copy the layers below do not check again (see ValidKeyRef). */
+export function validNamespace(ns: NamespaceRef, operation: string): NamespaceRef {
+  if (ns instanceof ValidNamespaceRef) return ns;
+  validateNamespace(ns, operation);
+  return new ValidNamespaceRef(ns.storeId, ns.primaryNamespace, ns.secondaryNamespace);
 }
 
 /** Throws `invalid-argument` unless the namespace pair and key are valid. */
 export function validateKey(ref: KeyRef, operation: string): void {
+  if (ref instanceof ValidKeyRef) return;
   const problem = storeIdProblem(ref) ?? namespaceProblem(ref) ?? keyProblem(ref);
   if (problem !== undefined) {
     throw invalidArgument(`Failed to ${operation} ${displayPath(ref)}: ${problem}`);
   }
+}
+
+/** `ref`, validated once: a copy of its names the layers below do not check again (see ValidKeyRef). */
+export function validKey(ref: KeyRef, operation: string): KeyRef {
+  if (ref instanceof ValidKeyRef) return ref;
+  validateKey(ref, operation);
+  return new ValidKeyRef(ref.storeId, ref.primaryNamespace, ref.secondaryNamespace, ref.key);
 }
 
 /** Throws `invalid-argument` unless `version` is undefined or in 1..MAX_VERSION. */
@@ -117,8 +106,13 @@ export function validateVersion(version: bigint | undefined, ref: KeyRef, operat
   }
 }
 
-/** Throws `invalid-argument` unless every key of the batch is valid and the batch is not empty. */
+/**
+ * Throws `invalid-argument` unless every key of the batch is valid and the batch is not empty. A
+ * batch `validTxn` proved is not checked again, its version included: a layer that replaces the
+ * version checks its own (the tiered store's clock, or the caller's through `versionFor`).
+ */
 export function validateTxn(request: TxnRequest): void {
+  if (validBatches.get(request.operations) === request.checks) return;
   if (request.operations.length === 0 && request.checks.length === 0) {
     throw invalidArgument("Failed to apply a transaction: it has no checks and no operations");
   }
@@ -136,6 +130,35 @@ export function validateTxn(request: TxnRequest): void {
     seen.add(id);
   }
   validateVersion(request.version, request.operations[0] ?? request.checks[0]!, "apply a transaction to");
+}
+
+/** `request`, validated once: its checks and operations as frozen copies the layers below do not check again. */
+export function validTxn(request: TxnRequest): TxnRequest {
+  if (validBatches.get(request.operations) === request.checks) return request;
+  validateTxn(request);
+  const checks = Object.freeze(request.checks.map((check) => Object.freeze({ ...check })));
+  const operations = Object.freeze(request.operations.map((operation) => Object.freeze({ ...operation })));
+  validBatches.set(operations, checks);
+  return { ...request, checks, operations };
+}
+
+/**
+ * The operations of a batch, each with the version (and a write with the revision) another tier
+ * is to store, as a batch without checks: the tiered store mirrors a Txn to its backup with the
+ * primary's. No name changes, so a batch `validTxn` proved stays proven.
+ */
+export function reorderedBatch(
+  operations: readonly TxnOperation[],
+  orderingOf: (index: number) => { readonly version: bigint; readonly revision: bigint },
+): Pick<TxnRequest, "checks" | "operations"> {
+  const reordered = Object.freeze(
+    operations.map((operation, i): TxnOperation => {
+      const { version, revision } = orderingOf(i);
+      return Object.freeze(operation.kind === "write" ? { ...operation, version, revision } : { ...operation, version });
+    }),
+  );
+  if (validBatches.has(operations)) validBatches.set(reordered, NO_CHECKS);
+  return { checks: NO_CHECKS, operations: reordered };
 }
 
 /**

@@ -1,7 +1,7 @@
 //! Making the backup tier equal to the primary: one key at a time under the versioned lock, for
 //! a full resync and for replaying the keys the primary's ledger says the backup owes.
 
-import { LEDGER_REPLAY_PAGE, RESYNC_WINDOW } from "../limits.js";
+import { LEDGER_REPLAY_PAGE, RESYNC_WINDOW, TIER_TRANSFER_BYTES_PER_MS } from "../limits.js";
 import type { Logger } from "../log.js";
 import { StoreError } from "../store/errors.js";
 import { readOrAbsent } from "../store/read-or-absent.js";
@@ -180,7 +180,7 @@ export class BackupRepair {
   }
 }
 
-/** Time a value's bytes add to a tier call's limit: at least 10 MiB/s (1 ms per 10 KiB … ~100 ms per MiB). */
+/** Time a value's bytes add to a tier call's limit (1 ms per 10 KiB … ~100 ms per MiB). */
 export function transferAllowanceMs(bytes: number): number {
-  return Math.ceil(bytes / 10_240);
+  return Math.ceil(bytes / TIER_TRANSFER_BYTES_PER_MS);
 }

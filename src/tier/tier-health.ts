@@ -20,16 +20,6 @@ export interface TierHealthPolicy {
   readonly probeMaxDelayMs: number;
 }
 
-export const DEFAULT_TIER_HEALTH: TierHealthPolicy = {
-  timeLimitP99Multiple: 10,
-  timeLimitMinMs: 250,
-  timeLimitMaxMs: 30_000,
-  breakerFailures: 5,
-  breakerFailureMs: 2_000,
-  probeInitialDelayMs: 100,
-  probeMaxDelayMs: 1_000,
-};
-
 /** Successful calls remembered per tier for its p99. */
 const WINDOW = 512;
 /** Calls seen before the p99 is trusted; until then the limit is the ceiling. */

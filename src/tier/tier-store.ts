@@ -2,7 +2,7 @@
 //! and orders every mutation through the versioned lock. It is itself a `KVStore`, and it owns
 //! the background work on its tiers (replay of owed keys, resync) until `close()`.
 
-import { effectivePageSize, LEDGER_REPLAY_INTERVAL_MS } from "../limits.js";
+import { DEFAULT_TIER_HEALTH, effectivePageSize, HEAL_RETRY_MS, LEDGER_REPLAY_INTERVAL_MS, TIER_STARTUP_CHECK_MS } from "../limits.js";
 import type { Logger } from "../log.js";
 import { silentLogger } from "../log.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
@@ -24,6 +24,7 @@ import {
   type KVStore,
   type KeyRef,
   type KeyVersion,
+  type GroupUsage,
   type ListOptions,
   type MutationOptions,
   type MutationOutcome,
@@ -40,14 +41,15 @@ import {
   type TxnResult,
   type VersionedValue,
 } from "../store/types.js";
-import { formatPath, validateKey, validateNamespace, validateTxn, validateVersion, VSS_STORE_PREFIX } from "../store/validate.js";
+import { VSS_STORE_PREFIX } from "../store/names.js";
+import { formatPath, reorderedBatch, validKey, validNamespace, validTxn, validateVersion } from "../store/validate.js";
 import { BackupRepair, transferAllowanceMs, type ResyncProgress } from "./backup-repair.js";
 import { backupPolicy, type BackupPolicy, type BackupPolicyName } from "./backup-policy.js";
 import { EphemeralKeys } from "./ephemeral-keys.js";
 import { HybridClock } from "./hybrid-clock.js";
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.js";
 import { Tier, tierFailure, type TierName } from "./tier.js";
-import { CircuitBreaker, causeOf, DEFAULT_TIER_HEALTH, LatencyWindow, type BreakerState, type BreakerTransition, type TierHealthPolicy } from "./tier-health.js";
+import { CircuitBreaker, causeOf, LatencyWindow, type BreakerState, type BreakerTransition, type TierHealthPolicy } from "./tier-health.js";
 import { VersionedLock } from "./versioned-lock.js";
 import { SeenQuotas } from "./quotas.js";
 
@@ -167,7 +169,7 @@ function lockKey(ref: KeyRef): string {
  *   reported as stale); the version is the caller's (within the clock's skew), or assigned on
  *   arrival from a hybrid logical clock seeded from the primary.
  */
-export class TierStore extends VersionedReads implements KVStore {
+export class TierStore extends VersionedReads implements KVStore, StoreUsageReader {
   private readonly lock = new VersionedLock();
   private readonly quotas = new SeenQuotas();
   private readonly counts = { divergences: 0, retries: 0, staleMutations: 0, skippedBackupWrites: 0 };
@@ -374,7 +376,7 @@ export class TierStore extends VersionedReads implements KVStore {
     await Promise.all(
       this.tiers().map(async (tier) => {
         try {
-          await this.tryTier(tier, STARTUP_CHECK_MS);
+          await this.tryTier(tier, TIER_STARTUP_CHECK_MS);
         } catch (error) {
           const cause = causeOf(error);
           this.logger.warn({ tier: tier.name, err: cause }, "tier did not answer at start");
@@ -436,8 +438,10 @@ export class TierStore extends VersionedReads implements KVStore {
     return this.ephemeral && !isVssStore(ns) ? this.ephemeralKeys.inNamespace(ns) : new Set();
   }
 
-  async readVersioned(ref: KeyRef, options: CallOptions = {}): Promise<VersionedValue> {
-    validateKey(ref, "read");
+  // Every request's names are validated here, once: the tiers get the proven copies (validKey,
+  // validNamespace, validTxn) and do not check them again.
+  async readVersioned(unchecked: KeyRef, options: CallOptions = {}): Promise<VersionedValue> {
+    const ref = validKey(unchecked, "read");
     this.checkOpen();
     const tier = this.ephemeralTierFor(ref) ?? this.primary;
     try {
@@ -458,8 +462,8 @@ export class TierStore extends VersionedReads implements KVStore {
     return { version: requested, plain: false };
   }
 
-  async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
-    validateKey(ref, "write");
+  async write(unchecked: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
+    const ref = validKey(unchecked, "write");
     return this.mutateKey(
       "write",
       ref,
@@ -469,8 +473,8 @@ export class TierStore extends VersionedReads implements KVStore {
     );
   }
 
-  async remove(ref: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
-    validateKey(ref, "remove");
+  async remove(unchecked: KeyRef, options: RemoveOptions = {}): Promise<MutationOutcome> {
+    const ref = validKey(unchecked, "remove");
     return this.mutateKey("remove", ref, options, (store, tierOptions) => store.remove(ref, { ...tierOptions, lazy: options.lazy, exact: options.exact }));
   }
 
@@ -653,8 +657,8 @@ export class TierStore extends VersionedReads implements KVStore {
    * there), then mirrors the outcome to the backup as one atomic batch with the primary's versions
    * and revisions.
    */
-  async txn(request: TxnRequest): Promise<TxnResult> {
-    validateTxn(request);
+  async txn(unchecked: TxnRequest): Promise<TxnResult> {
+    const request = validTxn(unchecked);
     // A backup could not be given the same exact batch: followers apply theirs to the primary's backend.
     if (request.exact) throw invalidArgument("Failed to apply a transaction: an exact transaction goes to a backend, not the tiered store");
     this.checkOpen();
@@ -694,16 +698,14 @@ export class TierStore extends VersionedReads implements KVStore {
     deadline: number | undefined,
     extraMs: number,
   ): Promise<void> {
-    const mirrored = operations.map(
-      (op, i): TxnOperation => (op.kind === "write" ? { ...op, revision: result.revisions[i], version: result.versions[i] } : { ...op, version: result.versions[i] }),
-    );
+    const mirrored = reorderedBatch(operations, (i) => ({ version: result.versions[i], revision: result.revisions[i] }));
     if (this.backup!.down) {
       // Degraded with a ledger (checked before the primary applied it): the keys stay owed.
       this.counts.skippedBackupWrites++;
       return;
     }
     try {
-      await this.backup!.call((store, d) => store.txn({ checks: [], operations: mirrored, ...(d !== undefined && { deadline: d }) }), deadline, { extraMs });
+      await this.backup!.call((store, d) => store.txn({ ...mirrored, ...(d !== undefined && { deadline: d }) }), deadline, { extraMs });
       if (this.ledger !== undefined) operations.forEach((op, i) => this.settle(op, result.versions[i]!));
     } catch (error) {
       if (this.ledger !== undefined && this.policy.acknowledgesWithout(error)) {
@@ -770,8 +772,8 @@ export class TierStore extends VersionedReads implements KVStore {
     };
   }
 
-  async list(ns: NamespaceRef, options: ListOptions = {}): Promise<string[]> {
-    validateNamespace(ns, "list");
+  async list(unchecked: NamespaceRef, options: ListOptions = {}): Promise<string[]> {
+    const ns = validNamespace(unchecked, "list");
     this.checkOpen();
     const ephemeralKeys = this.ephemeralKeysIn(ns);
     const primaryKeys = await this.callTier(this.primary, (store) => store.list(ns, options), options.deadline);
@@ -786,8 +788,8 @@ export class TierStore extends VersionedReads implements KVStore {
    * primary's last page. In such namespaces the token wraps the primary's token (`p…`) or the
    * last ephemeral key returned (`e…`); elsewhere the primary's token passes through untouched.
    */
-  async listPage(ns: NamespaceRef, page: PageRequest = {}): Promise<Page> {
-    validateNamespace(ns, "list");
+  async listPage(unchecked: NamespaceRef, page: PageRequest = {}): Promise<Page> {
+    const ns = validNamespace(unchecked, "list");
     this.checkOpen();
     const ephemeralKeys = this.ephemeralKeysIn(ns);
     if (ephemeralKeys.size === 0) {
@@ -860,11 +862,14 @@ export class TierStore extends VersionedReads implements KVStore {
     return this.primary.store.highestVersion();
   }
 
-  /** Usage of the stores with a quota, read from the primary's usage record, and their quotas (metrics; bounded by `limit`). */
-  async countedUsage(limit: number): Promise<Array<[string, StoreUsage, Quota]>> {
+  /**
+   * Usage of the usage groups with a quota (a store, or a VSS user's stores, by group id), read
+   * from the primary's usage record, and their quotas (metrics; bounded by `limit`).
+   */
+  async countedUsage(limit: number): Promise<Array<[string, GroupUsage, Quota]>> {
     const reader = this.primary.store;
     if (!isStoreUsageReader(reader)) return [];
-    return Promise.all(this.quotas.known(limit).map(async ([storeId, quota]): Promise<[string, StoreUsage, Quota]> => [storeId, await reader.storeUsage(storeId), quota]));
+    return Promise.all(this.quotas.known(limit).map(async ([group, quota]): Promise<[string, GroupUsage, Quota]> => [group, await reader.groupUsage(group), quota]));
   }
 
   /**
@@ -893,6 +898,11 @@ export class TierStore extends VersionedReads implements KVStore {
   /** Keys and value bytes a store holds now, from the primary's usage record (admin output). */
   storeUsage(storeId: string): Promise<StoreUsage> {
     return this.callTier(this.primary, (store) => this.usageReader(store).storeUsage(storeId), undefined);
+  }
+
+  /** The usage of the group a store belongs to (a VSS user's stores), from the primary's usage record. */
+  groupUsage(storeId: string): Promise<GroupUsage> {
+    return this.callTier(this.primary, (store) => this.usageReader(store).groupUsage(storeId), undefined);
   }
 
   /** Counts a store's keys and bytes from the primary's data and corrects its usage record. */
@@ -931,15 +941,9 @@ export class TierStore extends VersionedReads implements KVStore {
 /** The key a probe reads: its absence is an answer. */
 const PROBE_KEY: KeyRef = { primaryNamespace: "", secondaryNamespace: "", key: "tierkv-probe" };
 
-/** How long the start-up check waits for each tier. */
-const STARTUP_CHECK_MS = 5_000;
-
-/** How long a heal waits before trying again (backup down, or a resync running). */
-const HEAL_RETRY_MS = 1_000;
-
 /** A probe gets the tier's time limit, but at least a second (a new connection, a TLS handshake). */
 function probeLimitMs(tier: Tier): number {
-  return Math.max(1_000, tier.health?.latency.limitMs ?? STARTUP_CHECK_MS);
+  return Math.max(1_000, tier.health?.latency.limitMs ?? TIER_STARTUP_CHECK_MS);
 }
 
 function tierDownError(tier: Tier): StoreError {

@@ -28,7 +28,7 @@ import { OPEN_PRINCIPAL, type Principal } from "../auth/principal.js";
 import { parseHostPort } from "../host-port.js";
 import { messageLimitBytes, SHUTDOWN_GRACE_MS, type Limits } from "../limits.js";
 import type { Logger } from "../log.js";
-import { BodyTooLarge, decodeBinary, readBody } from "../service/body.js";
+import { BodyTooLarge, decodeBinary, readBody, TooManyFields } from "../service/body.js";
 import { Call, type CallMethod, type CallObserver } from "../service/call.js";
 import { httpCredentials, httpHeader } from "../service/http.js";
 import { callObserver } from "../service/observe.js";
@@ -188,9 +188,10 @@ export async function startVssServer(options: VssServerOptions): Promise<Running
       bodyRead = true;
       let message: unknown;
       try {
-        message = decodeBinary(target.input, body);
-      } catch {
-        throw new VssError("invalid-request", "Error parsing request");
+        message = decodeBinary(target.input, body, options.limits);
+      } catch (error) {
+        // vss-server's answer to a body that does not parse; too many fields say how to fix it.
+        throw error instanceof TooManyFields ? toVssError(error) : new VssError("invalid-request", "Error parsing request");
       }
       call.about(() => subjectOf(principal, message));
       const answer = await call.run(() => target.handle(service, principal, message, { signal: call.signal }));

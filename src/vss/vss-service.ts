@@ -29,7 +29,9 @@ import { allows, type Principal, type Role } from "../auth/principal.js";
 import type { Limits } from "../limits.js";
 import { StoreError } from "../store/errors.js";
 import type { CallOptions, KVStore, KeyRef, MutationOutcome, NamespaceRef, TxnCheck, TxnOperation } from "../store/types.js";
-import { MAX_STORE_ID_LENGTH, validateKey, validateTxn, VSS_STORE_PREFIX } from "../store/validate.js";
+import { VSS_STORE_PREFIX } from "../store/names.js";
+import { vssUserPrefix } from "../store/usage-group.js";
+import { MAX_STORE_ID_LENGTH, validateKey, validateTxn } from "../store/validate.js";
 import {
   DEFAULT_LIST_PAGE_SIZE,
   GLOBAL_VERSION_KEY,
@@ -48,9 +50,9 @@ export const LIST_MAX_STORE_CALLS = 32;
 const ROOT: NamespaceRef = { primaryNamespace: "", secondaryNamespace: "" };
 const EMPTY = new Uint8Array(0);
 
-/** The internal store id of a user's VSS store. */
+/** The internal store id of a user's VSS store: the user's prefix, which also names its usage group (quotas). */
 export function vssStoreId(user: string, storeId: string): string {
-  return `${VSS_STORE_PREFIX}${encodeURIComponent(user)}:${storeId}`;
+  return `${vssUserPrefix(user)}${storeId}`;
 }
 
 function checkStoreId(storeId: string): void {

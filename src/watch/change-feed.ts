@@ -1,8 +1,8 @@
-//! Watchers of a store's change log (contract §9): each watcher pulls pages from the log at its
-//! own cursor, so its memory is one page whatever it watches and however slowly it reads; it
-//! waits, when caught up, for a commit of this process (`ChangeLog.onChanges`) or, on a database
-//! other instances also write (PostgreSQL), for the next poll. Identical reads of watchers that
-//! woke together are made once (a commit wakes every watcher of its store at the same cursor).
+//! Watchers of a store's change log (contract §9). A watcher behind the log pulls pages from it
+//! at its own cursor, so its memory is one page whatever it watches and however slowly it reads.
+//! Once caught up it joins its store's shared tail (`store-tail.ts`), which reads each commit of
+//! this process (`ChangeLog.onChanges`) once, or polls a database other instances also write
+//! (PostgreSQL), and hands it what matches; a member that falls a page behind reads on its own again.
 
 import {
   DEFAULT_WATCH_PROGRESS_INTERVAL_MS,
@@ -12,7 +12,8 @@ import {
 } from "../limits.js";
 import { StoreError } from "../store/errors.js";
 import type { Change, ChangeLog, ChangesPage } from "../store/types.js";
-import { isInternalStore } from "../store/validate.js";
+import { isInternalStore } from "../store/names.js";
+import { StoreTail, TailMember } from "./store-tail.js";
 
 /** What one watch follows. */
 export interface WatchTarget {
@@ -75,6 +76,8 @@ function checkStart(storeId: string, start: bigint, page: ChangesPage): void {
 export class ChangeFeed {
   private readonly waiters = new Set<{ readonly storeId: string | undefined; readonly wake: () => void }>();
   private readonly inflight = new Map<string, Promise<ChangesPage>>();
+  /** The shared tail of each store that has caught-up watchers, with its poll timer (shared logs). */
+  private readonly tails = new Map<string, { readonly tail: StoreTail; readonly poll: NodeJS.Timeout | undefined }>();
   private readonly stopListening: () => void;
   private watchers = 0;
   private closed = false;
@@ -84,6 +87,7 @@ export class ChangeFeed {
     private readonly options: ChangeFeedOptions = {},
   ) {
     this.stopListening = log.onChanges((storeIds) => {
+      for (const storeId of storeIds) this.tails.get(storeId)?.tail.advance();
       for (const waiter of this.waiters) if (waiter.storeId === undefined || storeIds.has(waiter.storeId)) waiter.wake();
     });
   }
@@ -194,8 +198,83 @@ export class ChangeFeed {
         lastSent = lastProgress = Date.now();
         continue;
       }
-      await this.wait(storeId, Math.min(progressInterval - idleFor, this.options.pollIntervalMs ?? Infinity), signal);
+      const member = this.join(storeId, next, target);
+      if (member === undefined) {
+        await this.wait(storeId, Math.min(progressInterval - idleFor, this.options.pollIntervalMs ?? Infinity), signal);
+        continue;
+      }
+      try {
+        const resumed = yield* this.followTail(storeId, member, signal, lastSent);
+        next = resumed.next;
+        lastSent = resumed.lastSent;
+      } finally {
+        this.leave(storeId, member);
+      }
     }
+  }
+
+  /** Makes a caught-up watcher (its next sequence `next`) a member of its store's tail, when it can join now. */
+  private join(storeId: string, next: bigint, target: WatchTarget): TailMember | undefined {
+    let entry = this.tails.get(storeId);
+    const created = entry === undefined;
+    if (entry === undefined) {
+      const tail = new StoreTail((from, values) => this.read(storeId, from, values), next);
+      const every = this.options.pollIntervalMs;
+      const poll = every === undefined ? undefined : setInterval(() => tail.advance(), every);
+      poll?.unref();
+      entry = { tail, poll };
+      this.tails.set(storeId, entry);
+    }
+    if (!entry.tail.canJoin(next)) return undefined;
+    const member = new TailMember(target.values, (change) => this.matches(change, target));
+    entry.tail.members.add(member);
+    // A new tail starts where its first member's last read ended: commits since then were
+    // announced before it existed, so it reads once now. (A tail that exists heard them all.)
+    if (created) entry.tail.advance();
+    return member;
+  }
+
+  private leave(storeId: string, member: TailMember): void {
+    const entry = this.tails.get(storeId);
+    if (entry === undefined) return;
+    entry.tail.members.delete(member);
+    if (entry.tail.members.size === 0) {
+      clearInterval(entry.poll);
+      this.tails.delete(storeId);
+    }
+  }
+
+  /**
+   * A member's events: what the tail hands over, and progress while idle. Returns where to go on
+   * reading the log when the tail dropped it.
+   */
+  private async *followTail(storeId: string, member: TailMember, signal: AbortSignal, lastSent: number): AsyncGenerator<WatchEvent, { next: bigint; lastSent: number }> {
+    const progressInterval = this.options.progressIntervalMs ?? DEFAULT_WATCH_PROGRESS_INTERVAL_MS;
+    const tail = this.tails.get(storeId)!.tail;
+    while (!signal.aborted) {
+      if (this.closed) throw shuttingDown(String(tail.next));
+      const handed = member.queue;
+      member.queue = [];
+      for (const change of handed) {
+        yield* this.deliver(change, () => String(change.seq + 1n));
+        lastSent = Date.now();
+      }
+      const left = member.left;
+      if (left !== undefined) {
+        if ("error" in left) throw left.error;
+        return { next: left.resumeAt, lastSent };
+      }
+      if (member.queue.length > 0) continue;
+      const idleFor = Date.now() - lastSent;
+      if (idleFor >= progressInterval) {
+        // Caught up: every change before the tail's next that matched was handed over and taken.
+        yield { kind: "progress", sequence: tail.next - 1n, pending: 0n, time: Date.now() };
+        lastSent = Date.now();
+        continue;
+      }
+      await member.wait(progressInterval - idleFor, signal);
+    }
+    return { next: tail.next, lastSent };
   }
 
   private async *watchAll(target: WatchTarget, signal: AbortSignal): AsyncGenerator<WatchEvent> {
@@ -267,6 +346,7 @@ export class ChangeFeed {
   close(): void {
     this.closed = true;
     this.stopListening();
+    for (const { tail } of this.tails.values()) for (const member of tail.members) member.wake();
     for (const waiter of this.waiters) waiter.wake();
   }
 }

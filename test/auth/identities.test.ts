@@ -42,6 +42,7 @@ describe("the identities file", () => {
     ["an empty store", { ...good, store: "" }, /identities\[1\]: "store" must be a non-empty string/],
     ["a negative quota", { ...good, maxKeys: -1 }, /identities\[1\]: "maxKeys" must be a non-negative whole number/],
     ["a fractional quota", { ...good, maxBytes: 1.5 }, /identities\[1\]: "maxBytes" must be a non-negative whole number/],
+    ["a store cap that is not a number", { ...good, maxStores: "2" }, /identities\[1\]: "maxStores" must be a non-negative whole number/],
     ["an entry that is not an object", "alice", /identities\[1\]: expected an object/],
   ];
   for (const [what, entry, message] of errors) {
@@ -65,6 +66,7 @@ describe("the identities file", () => {
         { ...good, maxKeys: 10, maxBytes: 1000 },
         { tokenSha256: hashToken("tkv_second"), store: "bob", roles: ["read", "admin"] },
         { mtlsSubject: "ops", store: "ops", roles: ["admin"] },
+        { tokenSha256: hashToken("tkv_third"), store: "carol", roles: ["write"], maxStores: 0 },
       ],
     });
     const identities = Identities.load(path);
@@ -76,6 +78,8 @@ describe("the identities file", () => {
     expect(second.storeId).toBe("bob");
     expect(second.quota).toBeUndefined();
     expect(identities.byCertificateSubject("ops")).toMatchObject({ name: "ops", storeId: "ops" });
+    // A store cap alone is a quota of its own (0 there is a limit of zero), replacing the default.
+    expect(identities.byToken("tkv_third")!.quota).toEqual({ maxStores: 0 });
     expect(identities.byToken("tkv_unknown")).toBeUndefined();
     expect(identities.byToken(HASH)).toBeUndefined(); // the hash itself is no credential
     expect(identities.byCertificateSubject("alice")).toBeUndefined();

@@ -213,6 +213,7 @@ describe("tierkv serve --print-config (the real binary)", () => {
     const refused: [string[], RegExp][] = [
       [["--listen", "0.0.0.0:0"], /--auth none on 0\.0\.0\.0:0/],
       [["--auth", "tokens"], /--auth tokens needs --tokens-file/],
+      [["--sigs-allow-file", "keys.json"], /--sigs-allow-file needs --auth sigs/],
       [["--primary", "redis://cache:6379"], /--primary: store URI "redis:\/\/cache:6379" has an unknown scheme/],
       [["--primary", "postgres://u@db/kv?sslmode=require&ssl_mode=x"], /--primary: .*unknown parameter "ssl_mode"/],
       [["--ephemeral-key", "a/b/c/d"], /--ephemeral-key a\/b\/c\/d: .*4 parts/],

@@ -1056,6 +1056,108 @@ export function describeConformance(
           expect(await reader.storeUsage("alice")).toEqual({ keys: 2, bytes: 2 });
         });
       }
+
+      describe("usage groups: a VSS user's store ids under one quota", () => {
+        /** A key of the VSS store `vss:<user>:<storeId>` (the store ids VSS makes, usage-group.ts). */
+        const vss = (user: string, storeId: string, key: string): KeyRef => inStore(`vss:${user}:${storeId}`, at(ROOT, key));
+        const quotaError = async (promise: Promise<unknown>): Promise<string> => {
+          const error = await errorOf(promise);
+          expect([error.code, error.reason]).toEqual(["resource-exhausted", "quota"]);
+          return error.message;
+        };
+        const recounted = async (reader: StoreUsageReader, storeIds: readonly string[]): Promise<{ keys: number; bytes: number }> => {
+          let keys = 0;
+          let bytes = 0;
+          for (const storeId of storeIds) {
+            const { recorded, counted } = await reader.recountUsage(storeId);
+            expect(recorded).toEqual(counted);
+            keys += counted.keys;
+            bytes += counted.bytes;
+          }
+          return { keys, bytes };
+        };
+
+        itUsage("holds keys and bytes over all of a user's store ids; other users, look-alike prefixes and plain stores stay apart", async (reader) => {
+          const quota = { maxKeys: 4, maxBytes: 20 };
+          for (const [storeId, key] of [["s1", "k1"], ["s1", "k2"], ["s2", "k1"], ["s3", "k1"]]) {
+            expect(await reader.write(vss("alice", storeId!, key!), bytes("12"), { quota })).toBe("applied");
+          }
+          expect(await quotaError(reader.write(vss("alice", "s4", "k1"), bytes("1"), { quota }))).toBe(
+            "the VSS stores of user alice hold 4 keys; this would make 5 and their quota is 4 keys",
+          );
+          expect(await quotaError(reader.write(vss("alice", "s1", "k1"), bytes("123456789012345"), { quota }))).toBe(
+            "the VSS stores of user alice hold 8 bytes of values; this needs 13 more and their quota is 20 bytes",
+          );
+          await expect(reader.read(vss("alice", "s4", "k1"))).rejects.toMatchObject({ code: "not-found" });
+          // Another user, a user whose name starts with alice's, and plain stores have quotas of their own.
+          for (const storeId of ["vss:bob:s1", "vss:alice2:s1", "vss:alic:s1", "alice", "vss:alice"]) {
+            for (const key of ["a", "b", "c", "d"]) expect(await reader.write(inStore(storeId, at(ROOT, key)), bytes("1"), { quota })).toBe("applied");
+          }
+          // A remove in one store id makes room in another; an overwrite that does not grow always passes.
+          expect(await reader.remove(vss("alice", "s2", "k1"), { quota })).toBe("applied");
+          expect(await reader.write(vss("alice", "s4", "k1"), bytes("1"), { quota })).toBe("applied");
+          expect(await reader.write(vss("alice", "s1", "k1"), bytes("12"), { quota: { maxKeys: 0, maxBytes: 0 } })).toBe("applied");
+          // Usage stays per store id.
+          expect(await reader.storeUsage("vss:alice:s1")).toEqual({ keys: 2, bytes: 4 });
+          expect(await recounted(reader, ["vss:alice:s1", "vss:alice:s2", "vss:alice:s3", "vss:alice:s4"])).toEqual({ keys: 4, bytes: 7 });
+          // The group's usage: its stores' records summed, and the store ids holding keys (s2 was emptied).
+          expect(await reader.groupUsage("vss:alice:s9")).toEqual({ keys: 4, bytes: 7, stores: 3 });
+          expect(await reader.groupUsage("vss:alice:")).toEqual({ keys: 4, bytes: 7, stores: 3 });
+          expect(await reader.groupUsage("alice")).toEqual({ keys: 4, bytes: 4, stores: 1 });
+          expect(await reader.groupUsage("nobody")).toEqual({ keys: 0, bytes: 0, stores: 0 });
+        });
+
+        itUsage("caps a user's store ids with maxStores: a new one is refused, the others stay writable, an emptied one frees its place", async (reader) => {
+          const quota = { maxStores: 2 };
+          await reader.write(vss("alice", "a", "k"), bytes("v"), { quota });
+          await reader.write(vss("alice", "b", "k"), bytes("v"), { quota });
+          expect(await quotaError(reader.write(vss("alice", "c", "k"), bytes("v"), { quota }))).toBe(
+            "the VSS stores of user alice hold keys in 2 store ids; this would make 3 and their quota is 2 store ids",
+          );
+          expect(await reader.write(vss("alice", "a", "k2"), bytes("v"), { quota })).toBe("applied");
+          expect(await reader.write(vss("bob", "c", "k"), bytes("v"), { quota })).toBe("applied");
+          await reader.remove(vss("alice", "b", "k"));
+          expect(await reader.write(vss("alice", "c", "k"), bytes("v"), { quota })).toBe("applied");
+          await expect(reader.read(vss("alice", "b", "k"))).rejects.toMatchObject({ code: "not-found" });
+          // Any other store is a group of one.
+          expect(await quotaError(reader.write(inStore("carol", at(NS, "k")), bytes("v"), { quota: { maxStores: 0 } }))).toBe(
+            "store carol holds keys in 0 store ids; this would make 1 and its quota is 0 store ids",
+          );
+          expect(await reader.write(inStore("carol", at(NS, "k")), bytes("v"), { quota: { maxStores: 1 } })).toBe("applied");
+          expect(await reader.write(inStore("carol", at(NS, "k2")), bytes("v"), { quota: { maxStores: 1 } })).toBe("applied");
+        });
+
+        itUsage("holds 64 concurrent writers over 8 store ids of one user to the group's quota exactly", async (reader) => {
+          const quota = { maxKeys: 10, maxStores: 8 };
+          const results = await Promise.allSettled(Array.from({ length: 64 }, (_, i) => reader.write(vss("alice", `s${i % 8}`, `k${i}`), bytes("v"), { quota })));
+          expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(10);
+          for (const r of results) if (r.status === "rejected") expect(r.reason).toMatchObject({ code: "resource-exhausted", reason: "quota" });
+          expect(await recounted(reader, Array.from({ length: 8 }, (_, i) => `vss:alice:s${i}`))).toEqual({ keys: 10, bytes: 10 });
+        });
+
+        if (atomicTxn) {
+          itUsage("checks a Txn against its user's whole group and refuses it whole", async (reader) => {
+            const write = (storeId: string, key: string) => ({ ...vss("alice", storeId, key), kind: "write" as const, value: bytes("v") });
+            succeeded(await reader.txn({ checks: [], operations: [write("s1", "a"), write("s1", "b")], quota: { maxKeys: 3 } }));
+            expect(await quotaError(reader.txn({ checks: [], operations: [write("s2", "a"), write("s2", "b")], quota: { maxKeys: 3 } }))).toContain(
+              "the VSS stores of user alice hold 2 keys",
+            );
+            expect(await reader.storeUsage("vss:alice:s2")).toEqual({ keys: 0, bytes: 0 });
+            succeeded(await reader.txn({ checks: [], operations: [write("s2", "a")], quota: { maxKeys: 3 } }));
+          });
+
+          itUsage("holds a Txn that moves a key into a new store id to maxStores, though its keys do not grow", async (reader) => {
+            const write = (storeId: string, key: string) => ({ ...vss("alice", storeId, key), kind: "write" as const, value: bytes("v") });
+            const remove = (storeId: string, key: string) => ({ ...vss("alice", storeId, key), kind: "remove" as const });
+            const quota = { maxStores: 2 };
+            succeeded(await reader.txn({ checks: [], operations: [write("a", "1"), write("a", "2"), write("b", "1")], quota }));
+            expect(await quotaError(reader.txn({ checks: [], operations: [remove("a", "1"), write("c", "1")], quota }))).toContain("in 2 store ids; this would make 3");
+            // Emptying one store id while filling another keeps the count.
+            succeeded(await reader.txn({ checks: [], operations: [remove("b", "1"), write("c", "1")], quota }));
+            expect(await reader.groupUsage("vss:alice:")).toEqual({ keys: 3, bytes: 3, stores: 2 });
+          });
+        }
+      });
     });
 
     if (options.durable) {
@@ -1269,6 +1371,21 @@ export function describeChangeLog(name: string, open: () => Promise<StoreUnderTe
       expect(Math.abs(page.changes[0]!.time - Date.now())).toBeLessThan(60_000);
       expect((await all("alice", false))[0]!.value).toBeUndefined();
       expect(await store.changeHeads()).toEqual(new Map([["alice", 4n], ["bob", 1n]]));
+    });
+
+    it("gives a put's value while its key holds it; a put replaced since is superseded, without a value", async () => {
+      await store.write(at("a"), bytes("first"));
+      await store.write(at("a"), bytes("second"));
+      await store.write(at("b"), bytes("bee"));
+      await store.remove(at("b"));
+      const changes = await all("alice", true);
+      expect(changes.map((change) => [change.kind, change.value === undefined ? undefined : new TextDecoder().decode(change.value), change.superseded])).toEqual([
+        ["put", undefined, true],
+        ["put", "second", undefined],
+        ["put", undefined, true],
+        ["remove", undefined, undefined],
+      ]);
+      expect((await all("alice", false)).every((change) => change.value === undefined && change.superseded === undefined)).toBe(true);
     });
 
     it("logs nothing for what changed nothing: a stale mutation, a remove of an absent key, a failed txn", async () => {

@@ -247,7 +247,7 @@ describe("quotas under 64 concurrent callers on every surface", () => {
         expect(connects.filter((response) => response.status === 200)).toHaveLength(MAX_KEYS);
         await checkStore("alice", MAX_KEYS);
 
-        // VSS: a VSS store id is a store of its own, held to the user's quota.
+        // VSS: the user's store ids share its quota (one here).
         const vss = (i: number) => new VssTestClient(`${via(i).http}/vss`, "wallet", () => ({ authorization: `Bearer ${tokenOf()}` }));
         const puts = await Promise.allSettled(Array.from({ length: CALLERS }, (_, i) => vss(i).put([[`key${i}`, "v", -1]])));
         expect(settled(puts)).toBe(MAX_KEYS);

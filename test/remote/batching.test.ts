@@ -9,6 +9,7 @@ import { silentLogger } from "../../src/log.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { RemoteStore } from "../../src/remote/remote-store.js";
+import { TierStore } from "../../src/tier/tier-store.js";
 import { TierkvClient } from "../../src/client/client.js";
 import { DEFAULT_LIMITS, type Limits } from "../../src/limits.js";
 import type { KeyRef } from "../../src/store/types.js";
@@ -19,7 +20,7 @@ afterEach(async () => {
   for (const step of cleanup.splice(0).reverse()) await step();
 });
 
-/** A server over a MemoryStore that counts the calls of each method. */
+/** A server over a tiered MemoryStore (it validates versions, as a server's does) that counts the calls of each method. */
 async function countingServer(
   maxValueBytes = 1024,
   limits: Partial<Limits> = {},
@@ -28,7 +29,7 @@ async function countingServer(
   const calls = new Map<string, number>();
   const server = await startServer({
     listen: "127.0.0.1:0",
-    store,
+    store: new TierStore({ primary: store }),
     limits: { ...DEFAULT_LIMITS, maxValueBytes, ...limits },
     logger: silentLogger(),
     observeCall: { ended: (method) => calls.set(method.name, (calls.get(method.name) ?? 0) + 1) },

@@ -132,18 +132,18 @@ describe("a server stream cancelled while it waits for the client to read", () =
     // One uncompressed, empty ResyncRequest: a zero flag byte and a zero length.
     stream.end(Buffer.alloc(5));
     stream.pause();
-    // Stalled: waiting for 'drain' and nothing yielded for a while (a short wait for 'drain' comes
-    // every 16 messages even while the client reads).
+    // Stalled: nothing yielded for a while (the server waits for its last write to reach the
+    // connection before it asks for the next message).
     let seen = -1;
     await until(() => {
-      const stalled = yielded === seen && serverCalls[0]?.listenerCount("drain") === 1;
+      const stalled = yielded > 0 && yielded === seen;
       seen = yielded;
       return stalled;
     }, "the server waiting for the client to read", 100);
 
     stream.close(http2.constants.NGHTTP2_CANCEL);
     await within(closed.promise, "the generator's finally block");
-    expect(yielded).toBeGreaterThan(100);
+    expect(yielded).toBeGreaterThan(10);
     const call = serverCalls[0]!;
     expect(call.listenerCount("drain")).toBe(0);
     expect(call.listenerCount("cancelled")).toBe(0);

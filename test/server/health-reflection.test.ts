@@ -118,7 +118,7 @@ describe("reflection", () => {
       const described = await reflection.ask({ file_containing_symbol: "tierkv.v1.KVStoreService" });
       const { file, service } = serviceIn(descriptors(described), "tierkv.v1", "KVStoreService");
       expect(file.name).toBe("tierkv/v1/kvstore.proto");
-      expect(service.method.map((m) => m.name).sort()).toEqual(["List", "ListAllKeys", "ListPage", "Mutate", "Read", "Remove", "Txn", "Write"]);
+      expect(service.method.map((m) => m.name).sort()).toEqual(["List", "ListAllKeys", "ListPage", "Mutate", "Read", "Remove", "Txn", "Watch", "Write"]);
       const write = service.method.find((m) => m.name === "Write")!;
       expect([write.inputType, write.outputType]).toEqual([".tierkv.v1.WriteRequest", ".tierkv.v1.WriteResponse"]);
       // The request messages come with the service, so a tool can build calls from them.

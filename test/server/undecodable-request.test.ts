@@ -36,6 +36,7 @@ const VALID: Record<string, MessageInitShape<DescMessage>> = {
   ListAllKeys: { pageSize: 5, pageToken: "token" },
   Mutate: { mutations: [{ key: "key", kind: { case: "write", value: { value: new Uint8Array([1]) } } }] },
   Txn: { operations: [{ key: "key", kind: { case: "write", value: { value: new Uint8Array([1]) } } }] },
+  Watch: { primaryNamespace: "ns", startSequence: 1n, values: true, allStores: true, starts: { store: 5n } },
 };
 
 /** Bytes no request message decodes from, by kind. */

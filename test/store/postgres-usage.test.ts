@@ -115,7 +115,7 @@ describe("postgres: usage kept by the database", () => {
     await store.close();
     await postgres().admin(
       `DROP TRIGGER tierkv_usage_keys ON tierkv_kv; DROP TRIGGER tierkv_usage_bytes ON tierkv_kv;
-       DROP FUNCTION tierkv_usage_change(); DROP TABLE tierkv_usage; DELETE FROM tierkv_migrations WHERE version = 2;
+       DROP FUNCTION tierkv_usage_change(); DROP TABLE tierkv_usage; DROP TABLE tierkv_changes; DELETE FROM tierkv_migrations WHERE version >= 2;
        INSERT INTO tierkv_kv (store_id, primary_namespace, secondary_namespace, key, value, version, revision)
          VALUES ('default', 'quota', '', 'old', '\\x0102', 1, 1);`,
       [],

@@ -17,7 +17,7 @@ import {
 } from "../../src/store/postgres.js";
 import type { KeyRef } from "../../src/store/types.js";
 import { openStore } from "../../src/app/open-store.js";
-import { describeBackupLedger, describeConformance, type StoreUnderTest } from "../conformance/kvstore-conformance.js";
+import { describeBackupLedger, describeChangeLog, describeConformance, type StoreUnderTest } from "../conformance/kvstore-conformance.js";
 import { makeCertificates } from "../support/certs.js";
 import { startDelayProxy } from "../support/delay-proxy.js";
 import { freePort, usePostgres } from "../support/postgres.js";
@@ -46,6 +46,7 @@ async function openHarness(): Promise<StoreUnderTest<PostgresStore> & { readonly
 
 describeConformance("postgres", openHarness, { pageOrder: "newest-created-first", durable: true });
 describeBackupLedger("postgres", openHarness);
+describeChangeLog("postgres", openHarness);
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 const text = (value: Uint8Array): string => Buffer.from(value).toString();
@@ -80,11 +81,17 @@ describe("postgres schema", () => {
       const rows = await postgres().admin("SELECT store_id, key, version, revision FROM tierkv_kv", [], uri);
       expect(rows).toEqual([{ store_id: "default", key: "k", version: "7", revision: "1" }]);
       const indexes = await postgres().admin<{ indexname: string }>(
-        "SELECT indexname FROM pg_indexes WHERE tablename IN ('tierkv_kv', 'tierkv_owed') ORDER BY indexname",
+        "SELECT indexname FROM pg_indexes WHERE tablename IN ('tierkv_kv', 'tierkv_owed', 'tierkv_changes') ORDER BY indexname",
         [],
         uri,
       );
-      expect(indexes.map((i) => i.indexname)).toEqual(["tierkv_kv_by_creation", "tierkv_kv_by_version", "tierkv_kv_pkey", "tierkv_owed_pkey"]);
+      expect(indexes.map((i) => i.indexname)).toEqual([
+        "tierkv_changes_pkey",
+        "tierkv_kv_by_creation",
+        "tierkv_kv_by_version",
+        "tierkv_kv_pkey",
+        "tierkv_owed_pkey",
+      ]);
     });
   });
 
@@ -94,6 +101,38 @@ describe("postgres schema", () => {
     await Promise.all(stores.map((store) => store.close()));
     const migrations = await postgres().admin("SELECT version FROM tierkv_migrations", [], uri);
     expect(migrations).toEqual(Array.from({ length: POSTGRES_SCHEMA_VERSION }, (_, i) => ({ version: i + 1 })));
+  });
+
+  it("migrates a schema-2 database: every store's sequence starts at 0 with an empty log, its usage kept", async () => {
+    const uri = await postgres().createDatabase();
+    const inStore = (key: string): KeyRef => ({ ...at(key), storeId: "s1" });
+    const store = await openPostgresStore(uri);
+    await store.write(inStore("a"), bytes("v1"));
+    await store.write(at("b"), bytes("vv"));
+    await store.close();
+    // Back to schema 2 (as a tierkv before the change log left it), with a write made meanwhile.
+    await postgres().admin(
+      `DROP TABLE tierkv_changes; ALTER TABLE tierkv_usage DROP COLUMN seq; DELETE FROM tierkv_migrations WHERE version = 3;
+       INSERT INTO tierkv_kv (store_id, primary_namespace, secondary_namespace, key, value, version, revision)
+         VALUES ('s1', 'ns', '', 'old', '\\x0102', 1, 1);`,
+      [],
+      uri,
+    );
+    const migrated = await openPostgresStore(uri);
+    try {
+      expect(await migrated.changeHeads()).toEqual(new Map());
+      expect(await migrated.readChanges({ storeId: "s1", from: 1n, limit: 10, values: false })).toEqual({ changes: [], latest: 0n, oldest: 1n });
+      expect(await migrated.storeUsage("s1")).toEqual({ keys: 2, bytes: 4 });
+      await migrated.write(inStore("c"), bytes("new"), { version: 9n });
+      const page = await migrated.readChanges({ storeId: "s1", from: 1n, limit: 10, values: true });
+      expect(page.changes.map((change) => [change.seq, change.key, change.version, text(change.value!)])).toEqual([[1n, "c", 9n, "new"]]);
+      expect(await migrated.changeHeads()).toEqual(new Map([["s1", 1n]]));
+      expect(await migrated.storeUsage("s1")).toEqual({ keys: 3, bytes: 7 });
+    } finally {
+      await migrated.close();
+    }
+    const migrations = await postgres().admin<{ version: number }>("SELECT version FROM tierkv_migrations ORDER BY version", [], uri);
+    expect(migrations.map((m) => m.version)).toEqual([1, 2, 3]);
   });
 
   it("refuses a database with a newer schema", async () => {

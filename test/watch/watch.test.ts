@@ -25,6 +25,14 @@ import { removeTempDirs, tempDir } from "../support/temp.js";
 const bytes = (value: string): Uint8Array => new TextEncoder().encode(value);
 const at = (key: string): KeyRef => ({ primaryNamespace: "cfg", secondaryNamespace: "", key });
 
+/** One message in the envelope gRPC, gRPC-Web and Connect streams use: a zero flag byte, a 4-byte length, the bytes. */
+function enveloped(message: Uint8Array): Uint8Array {
+  const framed = new Uint8Array(5 + message.byteLength);
+  new DataView(framed.buffer).setUint32(1, message.byteLength);
+  framed.set(message, 5);
+  return framed;
+}
+
 const running: Array<{ server: ServerProcess; clients: TierkvClient[] }> = [];
 afterEach(async () => {
   for (const { server, clients } of running.splice(0)) {
@@ -126,7 +134,7 @@ describe("Watch on a SQLite primary", () => {
     });
     expect(await exited).toBe(0);
     expect(lines.map((line) => JSON.parse(line) as unknown)).toEqual([
-      { seq: 1, type: "put", path: "cfg/a", version: expect.stringMatching(/^[1-9]\d*$/), revision: "1", size: 3, value: Buffer.from("one").toString("base64") },
+      { seq: 1, type: "put", path: "cfg/a", version: expect.stringMatching(/^[1-9]\d*$/), revision: "1", size: 3, superseded: true },
       { seq: 3, type: "remove", path: "cfg/a", version: expect.stringMatching(/^[1-9]\d*$/), revision: "0", size: 0 },
     ]);
   });
@@ -139,9 +147,7 @@ describe("Watch on a SQLite primary", () => {
     await kv.remove(at("a"));
     // curl -N --json-style: a Connect streaming request is one envelope (flags 0, length, JSON).
     const json = bytes(JSON.stringify({ startSequence: "1", values: true }));
-    const envelope = new Uint8Array(5 + json.byteLength);
-    new DataView(envelope.buffer).setUint32(1, json.byteLength);
-    envelope.set(json, 5);
+    const envelope = enveloped(json);
     const abort = new AbortController();
     const response = await fetch(`${http}/tierkv.v1.KVStoreService/Watch`, {
       method: "POST",
@@ -165,9 +171,31 @@ describe("Watch on a SQLite primary", () => {
       }
     }
     abort.abort();
-    expect(messages[0]).toMatchObject({ change: { sequence: "1", type: "CHANGE_TYPE_PUT", primaryNamespace: "cfg", key: "a", value: Buffer.from("one").toString("base64"), size: "3" } });
+    expect(messages[0]).toMatchObject({ change: { sequence: "1", type: "CHANGE_TYPE_PUT", primaryNamespace: "cfg", key: "a", size: "3", superseded: true } });
     expect(messages[1]).toMatchObject({ change: { sequence: "2", type: "CHANGE_TYPE_REMOVE", key: "a" } });
     expect(messages[2]).toMatchObject({ progress: { sequence: "2" } });
+  });
+
+  it("serves gRPC-Web server streaming", async () => {
+    const dir = tempDir();
+    const { client, http } = await serve(["--primary", `sqlite:${join(dir, "kv.db")}`]);
+    await client().write(at("a"), bytes("one"));
+    const request = toBinary(WatchRequestSchema, create(WatchRequestSchema, { startSequence: 1n, values: true }));
+    const framed = enveloped(request);
+    const abort = new AbortController();
+    const response = await fetch(`${http}/tierkv.v1.KVStoreService/Watch`, {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" },
+      body: framed,
+      signal: abort.signal,
+    });
+    const reader = response.body!.getReader();
+    let body = Buffer.alloc(0);
+    while (body.byteLength < 5 || body.byteLength < 5 + body.readUInt32BE(1)) body = Buffer.concat([body, (await reader.read()).value!]);
+    abort.abort();
+    const event = fromBinary(WatchResponseSchema, body.subarray(5, 5 + body.readUInt32BE(1))).event;
+    expect(event.case).toBe("change");
+    expect(event.case === "change" && [event.value.sequence, event.value.key, text(event.value.value)]).toEqual([1n, "a", "one"]);
   });
 
   it("answers OUT_OF_RANGE with the oldest kept sequence once retention pruned what a watch asks for", async () => {
@@ -208,9 +236,7 @@ describe("Watch on a SQLite primary", () => {
     // server's writes once the window is full.
     const session = connectHttp2(`http://${server.address}`);
     const request = toBinary(WatchRequestSchema, create(WatchRequestSchema, { startSequence: 1n, values: true }));
-    const framed = new Uint8Array(5 + request.byteLength);
-    new DataView(framed.buffer).setUint32(1, request.byteLength);
-    framed.set(request, 5);
+    const framed = enveloped(request);
     const stream = session.request({ ":method": "POST", ":path": "/tierkv.v1.KVStoreService/Watch", "content-type": "application/grpc", te: "trailers" });
     stream.end(framed);
     stream.pause();
@@ -268,9 +294,7 @@ describe("Watch on a SQLite primary", () => {
     // A Connect unary-style JSON request to a streaming method is refused by the protocol; the streaming form is checked below.
     expect(denied.status).not.toBe(200);
     const json = bytes(JSON.stringify({ storeId: "bob", startSequence: "1" }));
-    const envelope = new Uint8Array(5 + json.byteLength);
-    new DataView(envelope.buffer).setUint32(1, json.byteLength);
-    envelope.set(json, 5);
+    const envelope = enveloped(json);
     const streamed = await fetch(`${http}/tierkv.v1.KVStoreService/Watch`, {
       method: "POST",
       headers: { "content-type": "application/connect+json", authorization: `Bearer ${alice}` },

@@ -10,7 +10,7 @@ CHANGE_TYPE_UNSPECIFIED: ChangeType
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Change(_message.Message):
-    __slots__ = ["commit_time_ms", "key", "primary_namespace", "revision", "secondary_namespace", "sequence", "size", "store_id", "type", "value", "version"]
+    __slots__ = ["commit_time_ms", "key", "primary_namespace", "revision", "secondary_namespace", "sequence", "size", "store_id", "superseded", "type", "value", "version"]
     COMMIT_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     PRIMARY_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class Change(_message.Message):
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    SUPERSEDED_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -30,10 +31,11 @@ class Change(_message.Message):
     sequence: int
     size: int
     store_id: str
+    superseded: bool
     type: ChangeType
     value: bytes
     version: int
-    def __init__(self, store_id: _Optional[str] = ..., sequence: _Optional[int] = ..., type: _Optional[_Union[ChangeType, str]] = ..., primary_namespace: _Optional[str] = ..., secondary_namespace: _Optional[str] = ..., key: _Optional[str] = ..., version: _Optional[int] = ..., revision: _Optional[int] = ..., size: _Optional[int] = ..., value: _Optional[bytes] = ..., commit_time_ms: _Optional[int] = ...) -> None: ...
+    def __init__(self, store_id: _Optional[str] = ..., sequence: _Optional[int] = ..., type: _Optional[_Union[ChangeType, str]] = ..., primary_namespace: _Optional[str] = ..., secondary_namespace: _Optional[str] = ..., key: _Optional[str] = ..., version: _Optional[int] = ..., revision: _Optional[int] = ..., size: _Optional[int] = ..., value: _Optional[bytes] = ..., commit_time_ms: _Optional[int] = ..., superseded: bool = ...) -> None: ...
 
 class KeyVersion(_message.Message):
     __slots__ = ["key", "primary_namespace", "revision", "secondary_namespace", "store_id", "version"]
