@@ -33,7 +33,10 @@ export interface FollowerStatus {
   readonly connected: boolean;
   /** Changes the leader committed that are not applied here yet (last known while disconnected). */
   readonly lagChanges: number;
-  /** While `lagChanges` > 0: seconds since the commit of the last change applied; 0 when caught up. */
+  /**
+   * While `lagChanges` > 0: seconds since the commit of the oldest change received and not yet
+   * applied, or, when none waits, of the last change applied; 0 when caught up.
+   */
   readonly lagSeconds: number;
   /** Changes applied since the process started. */
   readonly appliedChanges: number;
@@ -92,7 +95,7 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
 class ApplyQueue {
   private readonly queue: Change[] = [];
   private queuedBytes = 0;
-  private inBatch = 0;
+  private inBatch: Change[] = [];
   private running: Promise<void> | undefined;
   failure: unknown;
 
@@ -109,11 +112,12 @@ class ApplyQueue {
 
   /** Received and not yet committed. */
   get size(): number {
-    return this.queue.length + this.inBatch;
+    return this.queue.length + this.inBatch.length;
   }
 
+  /** The commit time of the oldest change received and not yet committed. */
   get oldestCommitTime(): number | undefined {
-    return this.queue[0]?.time;
+    return (this.inBatch[0] ?? this.queue[0])?.time;
   }
 
   /** Whether the reader should wait before taking more from the stream (memory stays bounded). */
@@ -137,14 +141,13 @@ class ApplyQueue {
   private async pump(): Promise<void> {
     try {
       while (this.queue.length > 0) {
-        const batch = this.take();
-        this.inBatch = batch.length;
-        await this.apply(batch);
-        this.inBatch = 0;
+        this.inBatch = this.take();
+        await this.apply(this.inBatch);
+        this.inBatch = [];
       }
     } catch (error) {
       this.failure = error;
-      this.inBatch = 0;
+      this.inBatch = [];
       this.onFailure();
     }
   }
@@ -202,7 +205,9 @@ export class Follower {
 
   status(): FollowerStatus {
     const lagChanges = Number(this.leaderPending > this.receivedSince ? this.leaderPending - this.receivedSince : 0n) + (this.queue?.size ?? 0);
-    const since = this.lastAppliedTime ?? this.queue?.oldestCommitTime;
+    // The oldest change waiting says how old the follower's view is; without one, the last applied
+    // does (an upper bound: the leader's pending changes came after it).
+    const since = this.queue?.oldestCommitTime ?? this.lastAppliedTime;
     return {
       leader: this.options.name,
       state: this.state,

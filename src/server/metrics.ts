@@ -220,7 +220,7 @@ function followerMetrics(registry: Registry, follower: { status(): FollowerStatu
   mirroredGauge(
     registry,
     "tierkv_follower_lag_seconds",
-    "while the follower lags: seconds since the commit of the last change it applied (0 when caught up)",
+    "while the follower lags: seconds since the commit of the oldest change it has not applied (or of the last it applied); 0 when caught up",
     of((status) => status.lagSeconds),
   );
   mirroredCounter(registry, "tierkv_follower_applied_changes_total", "changes of the leader the follower applied", of((status) => status.appliedChanges));

@@ -233,8 +233,9 @@ export type FollowerStatus = Message<"tierkv.v1.FollowerStatus"> & {
   lagChanges: bigint;
 
   /**
-   * While lag_changes > 0: seconds from the commit of the last change applied (the leader's
-   * clock) to now; 0 when caught up.
+   * While lag_changes > 0: seconds from the commit (the leader's clock) of the oldest change
+   * received and not yet applied, or when none waits of the last change applied, to now; 0 when
+   * caught up.
    *
    * @generated from field: double lag_seconds = 5;
    */
