@@ -194,6 +194,16 @@ export function structured(method: string, prng: Prng, space: ValueSpace): Init 
     }
     case "storeUsage":
       return { storeId: prng.pick(["", "tenant-a", "tenant-b", "ops", "nobody", "x".repeat(5000), "\u0001"]) };
+    case "watch":
+      return {
+        primaryNamespace: name(prng, space.primary),
+        secondaryNamespace: name(prng, space.secondary),
+        storeId: storeId(prng),
+        startSequence: prng.pick([0n, 1n, 2n, 1n << 40n, UINT64_MAX]),
+        values: prng.chance(0.5),
+        allStores: prng.chance(0.2),
+        ...(prng.chance(0.2) && { starts: { [storeId(prng)]: prng.pick([0n, 1n, UINT64_MAX]) } }),
+      };
     case "resync":
     case "backupStatus":
     case "snapshot":
@@ -234,6 +244,8 @@ export function validSample(method: string, prng: Prng, space: ValueSpace): Init
       };
     case "storeUsage":
       return { storeId: "tenant-a" };
+    case "watch":
+      return { primaryNamespace: "pages", secondaryNamespace: "sub", startSequence: 1n, values: true };
     case "resync":
     case "backupStatus":
     case "snapshot":
@@ -414,6 +426,15 @@ function invalidStructured(method: string, prng: Prng, space: ValueSpace): Init 
         [1, () => ({ pageSize: prng.pick([-1, -(2 ** 31)]) })],
         [1, () => ({ allStores: true })],
         [1, () => ({ storeId: prng.pick(["tenant-b", "ops"]) })],
+      ])();
+    case "watch":
+      return prng.weighted<() => Init>([
+        [2, () => badNamespace(prng)],
+        [1, () => ({ allStores: true })],
+        [1, () => ({ allStores: true, storeId: "tenant-a" })],
+        [1, () => ({ starts: { "tenant-a": 1n } })],
+        // Ahead of the store's latest change: OUT_OF_RANGE.
+        [1, () => ({ primaryNamespace: "pages", startSequence: prng.pick([1n << 40n, UINT64_MAX]) })],
       ])();
     case "storeUsage":
     case "resync":

@@ -41,10 +41,11 @@ export class RawGrpc {
     });
   }
 
-  serverStream(path: string, request: Buffer, authorization: string | undefined): Promise<RawOutcome> {
+  /** `deadlineMs`: a Watch stays open until its deadline; fuzzing gives it a short one. */
+  serverStream(path: string, request: Buffer, authorization: string | undefined, deadlineMs = CALL_DEADLINE_MS): Promise<RawOutcome> {
     return new Promise((resolve) => {
       const messages: Buffer[] = [];
-      const call = this.client.makeServerStreamRequest(path, identity, identity, request, this.metadata(authorization), { deadline: Date.now() + CALL_DEADLINE_MS });
+      const call = this.client.makeServerStreamRequest(path, identity, identity, request, this.metadata(authorization), { deadline: Date.now() + deadlineMs });
       call.on("data", (message: Buffer) => messages.push(message));
       // An error event comes with the status; listening to it keeps it from being thrown.
       call.on("error", () => {});
