@@ -102,21 +102,21 @@ it("a follower under 64 writers, SIGKILLed and restarted twice, its leader resta
   try {
     const appliedAtLeast = (count: number): Promise<void> =>
       waitFor(`the follower to apply ${count} changes`, async () => Number((await follower.backupStatus()).follower?.appliedChanges ?? 0n) >= count, 90_000);
-    await ackedBeyond(2_000);
+    await ackedBeyond(1_500);
     sampling = false;
     await sampler;
     await follower.stop("SIGKILL");
-    await ackedBeyond(800);
+    await ackedBeyond(600);
     await follower.start();
     await appliedAtLeast(400);
     await follower.stop("SIGKILL");
-    await ackedBeyond(800);
+    await ackedBeyond(600);
     await follower.start();
     await appliedAtLeast(400);
     // The leader stops cleanly and comes back on the same file and port; the follower reconnects.
     await leader.stop("SIGTERM");
     await leader.start();
-    await ackedBeyond(800);
+    await ackedBeyond(600);
   } finally {
     sampling = false;
     await load.stop();
