@@ -210,3 +210,19 @@ export const DEFAULT_STREAM_MAX_STALL_MS = 30_000;
 export const WATCH_SHARED_POLL_INTERVAL_MS = 100;
 /** Most concurrent Watch streams one server serves; one more is refused with RESOURCE_EXHAUSTED. */
 export const MAX_WATCHERS = 10_000;
+
+// ---------------------------------------------------------------------------------------------
+// Followers (contract §9.5)
+
+/** Most changes, and value bytes, a follower applies in one transaction (with its positions). */
+export const FOLLOW_BATCH_CHANGES = 256;
+export const FOLLOW_BATCH_BYTES = 4 * 1024 * 1024;
+/** Changes, and value bytes, a follower holds received but not applied before it stops reading the stream. */
+export const FOLLOW_QUEUE_CHANGES = 4_096;
+export const FOLLOW_QUEUE_BYTES = 16 * 1024 * 1024;
+/** Keys a full copy of the leader reads and writes at once. */
+export const FOLLOW_COPY_WINDOW = 32;
+/** The delay before the follower tries its leader again after a failure: from the first bound, doubling to the last. */
+export const FOLLOW_RETRY_BACKOFF_MS = { initial: 100, max: 5_000 } as const;
+/** How long a follower waits for the first message of a watch (where the leader's stores stand). */
+export const FOLLOW_FIRST_MESSAGE_MS = 30_000;

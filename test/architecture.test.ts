@@ -23,7 +23,8 @@ const LAYERS: readonly (readonly string[])[] = [
   //                         placed above what it runs on, below the surfaces; move it if it needs rpc/)
   ["rpc"], //                gRPC plumbing shared by server and client: service definition, status, trace context
   ["client"], //             TierkvClient, TierkvAdminClient
-  ["remote", "follow"], //   a chained tierkv as a KVStore backend (over the client); a follower tailing a leader's changes
+  ["remote"], //             a chained tierkv as a KVStore backend (over the client)
+  ["follow"], //             a follower tailing a leader's changes (its leader opened as a remote store)
   ["server", "vss"], //      the surfaces: gRPC, Connect, gRPC-Web, admin, metrics; the VSS HTTP endpoint
   ["app"], //                wiring: store URIs → stores → tiered store, authenticators, servers
   ["cli"], //                the commands

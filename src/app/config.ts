@@ -20,6 +20,8 @@ export interface AppConfig {
   readonly backup: string | undefined;
   readonly ephemeral: string | undefined;
   readonly ephemeralKey: readonly string[];
+  /** The leader a follower tails (`grpc://HOST:PORT?token_file=…`, contract §9.5); undefined: no follower. */
+  readonly follow: string | undefined;
   readonly backupPolicy: BackupPolicy;
   readonly retryInitialDelayMs: number;
   readonly retryMaxDelayMs: number;

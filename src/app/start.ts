@@ -9,12 +9,14 @@ import { Authenticator } from "../auth/authenticator.js";
 import type { Limits } from "../limits.js";
 import { DEFAULT_TIER_HEALTH, SHUTDOWN_GRACE_MS, WATCH_SHARED_POLL_INTERVAL_MS } from "../limits.js";
 import type { Logger } from "../log.js";
-import { RemoteStore } from "../remote/remote-store.js";
+import { Follower, leaderName } from "../follow/follower.js";
+import { ReadOnlyStore } from "../follow/read-only-store.js";
+import { openRemoteStore, RemoteStore } from "../remote/remote-store.js";
 import { connectService } from "../server/connect-service.js";
 import { createMetrics, serveMetrics, type Metrics } from "../server/metrics.js";
 import { startServer } from "../server/server.js";
 import { StoreError } from "../store/errors.js";
-import type { KVStore, Quota } from "../store/types.js";
+import { isChangeLog, type KVStore, type Quota } from "../store/types.js";
 import { HybridClock } from "../tier/hybrid-clock.js";
 import { NO_RETRY, type RetryPolicy } from "../tier/retry.js";
 import { TierStore, type TierHealthPolicy, type TierName } from "../tier/tier-store.js";
@@ -97,6 +99,26 @@ export async function openTierStore(config: AppConfig, logger: Logger): Promise<
     await Promise.all(opened.map((store) => store.close()));
     throw error;
   }
+}
+
+/**
+ * The follower `--follow` asks for, over `store`'s primary backend (which must take exact
+ * transactions and keep a change log), and the leader it tails (its token file is read again on
+ * SIGHUP, as a chained tier's).
+ */
+function openFollower(uri: string, store: TierStore, logger: Logger): { follower: Follower; leader: RemoteStore } {
+  const primary = store.primaryStore;
+  if (!isChangeLog(primary)) {
+    throw new SettingsError("--follow needs a sqlite:, postgres:// or memory: primary: the leader's changes are applied there in transactions, and logged for its own watchers");
+  }
+  let leader: RemoteStore;
+  try {
+    leader = openRemoteStore(uri);
+  } catch (error) {
+    if (error instanceof StoreError && error.code === "invalid-argument") throw new SettingsError(`--follow: ${error.message}`);
+    throw error;
+  }
+  return { follower: new Follower({ leader, name: leaderName(uri), primary, logger }), leader };
 }
 
 /** Re-reads each chained tier's token file; one that fails keeps its token and is logged. */
@@ -182,7 +204,9 @@ export interface RunningTierkv {
   readonly server: Awaited<ReturnType<typeof startServer>>;
   readonly vssServer: Awaited<ReturnType<typeof startVssServer>> | undefined;
   readonly metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
-  /** Re-reads the token files of chained tiers (SIGHUP). */
+  /** With `--follow`: the follower tailing the leader. */
+  readonly follower: Follower | undefined;
+  /** Re-reads the token files of chained tiers and of the leader (SIGHUP). */
   reloadRemoteTokens(): void;
   /** Lets in-flight calls finish (up to the shutdown grace), then closes the servers and the store. */
   shutdown(): Promise<void>;
@@ -196,6 +220,16 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
   const credentials = serverCredentials(config);
   const authenticator = await openAuthenticator(config, logger);
   const { store, remotes } = await openTierStore(config, logger);
+  let followed: ReturnType<typeof openFollower> | undefined;
+  try {
+    followed = config.follow === undefined ? undefined : openFollower(config.follow, store, logger);
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  const follower = followed?.follower;
+  // A follower's callers only read: every surface is given a store that refuses mutations.
+  const face: KVStore = follower === undefined ? store : new ReadOnlyStore(store, follower.status().leader);
   // Each tier tried once: one that does not answer is logged with its cause and marked down.
   await store.checkTiers();
   const limits = limitsOf(config);
@@ -209,7 +243,11 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
       ...(sharedLog && { pollIntervalMs: WATCH_SHARED_POLL_INTERVAL_MS }),
     });
   const stopPruning = changeLog && startPruning(changeLog, parseRetention(config.watchRetention), logger);
-  const metrics: Metrics = createMetrics(store, { perStore: config.metricsPerStore, ...(feed && { openWatches: () => feed.open }) });
+  const metrics: Metrics = createMetrics(store, {
+    perStore: config.metricsPerStore,
+    ...(feed && { openWatches: () => feed.open }),
+    ...(follower !== undefined && { follower }),
+  });
   // Every failed start path closes what was opened before it.
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   let server: Awaited<ReturnType<typeof startServer>> | undefined;
@@ -218,8 +256,9 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
     if (config.metricsListen !== undefined) metricsServer = await serveMetrics(metrics, config.metricsListen);
     server = await startServer({
       listen: config.listen,
-      store,
+      store: face,
       admin: store,
+      ...(follower !== undefined && { follower }),
       limits,
       logger,
       credentials,
@@ -233,14 +272,14 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
     if (config.vssListen !== undefined) {
       vssServer = await startVssServer({
         listen: config.vssListen,
-        store,
+        store: face,
         limits,
         logger,
         authenticate: authenticator.authenticate,
         tls: vssTls(config),
         observeCall: metrics.observeCall,
         otherRoutes: connectService({
-          store,
+          store: face,
           limits,
           authenticate: authenticator.authenticate,
           logger,
@@ -255,9 +294,12 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
     feed?.close();
     await server?.shutdown(0);
     await metricsServer?.close();
+    await followed?.leader.close();
     await store.close();
     throw error;
   }
+  // Serving reads while it catches up (or copies the leader in full).
+  follower?.start();
   const grpcServer = server;
   return {
     store,
@@ -265,11 +307,15 @@ export async function startTierkv(config: AppConfig, logger: Logger): Promise<Ru
     server: grpcServer,
     vssServer,
     metricsServer,
-    reloadRemoteTokens: () => reloadRemoteTokens(remotes, logger),
+    follower,
+    reloadRemoteTokens: () => reloadRemoteTokens(followed === undefined ? remotes : [...remotes, followed.leader], logger),
     shutdown: async () => {
       // Watches never end by themselves: they are told where to resume, so the grace is for unary calls.
       feed?.close();
       stopPruning?.();
+      // The batch being applied commits before the primary closes; the follower resumes after it next time.
+      await follower?.close();
+      await followed?.leader.close();
       await Promise.all([grpcServer.shutdown(SHUTDOWN_GRACE_MS), vssServer?.close(SHUTDOWN_GRACE_MS)]);
       await metricsServer?.close();
       await store.close();

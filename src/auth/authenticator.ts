@@ -5,7 +5,7 @@
 import type { PeerCertificate } from "node:tls";
 import type { Logger } from "../log.js";
 import { StoreError } from "../store/errors.js";
-import { VSS_STORE_PREFIX } from "../store/names.js";
+import { INTERNAL_STORE_PREFIX, isInternalStore, VSS_STORE_PREFIX } from "../store/names.js";
 import { isSignatureHeader, verifySignatureHeader } from "./signature-auth.js";
 import { Identities } from "./identities-file.js";
 import { SigsAllowList, signingKeyPrincipal } from "./sigs-allow-list.js";
@@ -89,6 +89,9 @@ export class Authenticator {
     // VSS stores live under store ids of their own: no identity may own one directly.
     if (principal.storeId.startsWith(VSS_STORE_PREFIX)) {
       throw unauthenticated(`invalid credentials: store ids starting with "${VSS_STORE_PREFIX}" are reserved for VSS stores`);
+    }
+    if (isInternalStore(principal.storeId)) {
+      throw unauthenticated(`invalid credentials: store ids starting with "${INTERNAL_STORE_PREFIX}" are reserved for the server's own records`);
     }
     const quota = this.settings.defaultQuota;
     return principal.quota !== undefined || quota === undefined || principal === OPEN_PRINCIPAL ? principal : { ...principal, quota };

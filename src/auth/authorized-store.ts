@@ -3,6 +3,7 @@
 //! another; every call needs its role. Handlers of every surface call the store through it.
 
 import { StoreError } from "../store/errors.js";
+import { INTERNAL_STORE_PREFIX, isInternalStore } from "../store/names.js";
 import type {
   AllKeysPage,
   AllKeysRequest,
@@ -26,6 +27,13 @@ function denied(principal: Principal, what: string): StoreError {
   return new StoreError("permission-denied", `${principal.name} may not ${what}`);
 }
 
+/** The server's own records (a follower's positions) are no caller's, whatever its roles. */
+function refuseInternal(storeId: string | undefined): void {
+  if (storeId !== undefined && isInternalStore(storeId)) {
+    throw new StoreError("permission-denied", `store ids starting with "${INTERNAL_STORE_PREFIX}" are reserved for the server's own records`);
+  }
+}
+
 /**
  * Every method is async, so a refusal is a rejected promise like any store failure, never a
  * synchronous throw (callers such as `Promise.allSettled(refs.map(...))` rely on that).
@@ -46,6 +54,7 @@ export class AuthorizedStore implements KVStore {
    */
   private scope<T extends { readonly storeId?: string }>(ref: T, access: "read" | "write"): T & { storeId: string } {
     const own = this.principal.storeId;
+    refuseInternal(ref.storeId);
     if (ref.storeId === undefined || ref.storeId === own) return { ...ref, storeId: own };
     if (!(allows(this.principal, "replicate") || (access === "read" && allows(this.principal, "admin")))) {
       throw denied(this.principal, `${access} another store`);
@@ -112,7 +121,10 @@ export class AuthorizedStore implements KVStore {
     if (request.allStores && !(allows(this.principal, "replicate") || allows(this.principal, "admin"))) {
       throw denied(this.principal, "list every store");
     }
-    return this.inner.listAllKeys(request.allStores ? request : this.scope(request, "read"));
+    if (!request.allStores) return this.inner.listAllKeys(this.scope(request, "read"));
+    // Pages keep their tokens: a page of the server's own records alone comes back empty.
+    const page = await this.inner.listAllKeys(request);
+    return { ...page, keys: page.keys.filter((key) => !isInternalStore(key.storeId)) };
   }
 
   async highestVersion(): Promise<bigint> {
@@ -143,6 +155,7 @@ export function authorizeWatch(principal: Principal, target: { readonly storeId?
     if (!mayNameOthers) throw denied(principal, "watch every store");
     return { allStores: true };
   }
+  refuseInternal(target.storeId);
   const storeId = target.storeId ?? principal.storeId;
   if (storeId !== principal.storeId && !mayNameOthers) throw denied(principal, "watch another store");
   return { storeId, allStores: false };

@@ -72,6 +72,18 @@ export async function backupStatus(settings: ClientSettings): Promise<void> {
       lastStopClean: status.lastStopClean,
       healing: status.healing,
       heals: Number(status.heals),
+      ...(status.follower !== undefined && {
+        follower: {
+          leader: status.follower.leader,
+          state: status.follower.state,
+          connected: status.follower.connected,
+          lagChanges: Number(status.follower.lagChanges),
+          lagSeconds: status.follower.lagSeconds,
+          appliedChanges: Number(status.follower.appliedChanges),
+          fullCopies: Number(status.follower.fullCopies),
+          lastError: status.follower.lastError,
+        },
+      }),
     };
     process.stdout.write(`${JSON.stringify(json)}\n`);
   } finally {

@@ -21,6 +21,7 @@ import { startTracing } from "./tracing.js";
 import { LOG_LEVELS, createLogger } from "../log.js";
 import { StoreError } from "../store/errors.js";
 import { redactStoreUri } from "../store/redact.js";
+import { parseStoreUri } from "../store/store-uri.js";
 import { parseKeyPath } from "../store/validate.js";
 import { DEFAULT_EPHEMERAL_KEYS } from "../tier/ephemeral-keys.js";
 import type { BackupPolicy, TierName } from "../tier/tier-store.js";
@@ -83,6 +84,13 @@ export const SERVE_SETTINGS = {
     defaultValue: [...DEFAULT_EPHEMERAL_KEYS],
     parse: parseStringList,
   } satisfies Setting<string[]>,
+  follow: {
+    flag: "--follow <uri>",
+    description:
+      "follow a leader read-only: grpc://host:port?token_file=FILE (grpcs:// with ca, cert, key), a token with the replicate role; its changes are applied to --primary and writes here are refused",
+    defaultValue: undefined,
+    parse: parseOptionalString,
+  } satisfies Setting<string | undefined>,
   retryInitialDelayMs: {
     flag: "--retry-initial-delay-ms <ms>",
     description: "bound of the first retry's random delay; doubles per retry",
@@ -366,6 +374,22 @@ function checkTierUri(flag: string, uri: string | undefined): void {
 }
 
 /**
+ * `--follow`: another tierkv (grpc:// or grpcs:// with a remote tier's parameters), and a primary
+ * that is the follower's only tier: its changes arrive from the leader, so there is no backup to
+ * mirror them to nor an ephemeral tier to route to.
+ */
+function checkFollow(settings: ServeSettings): void {
+  if (settings.follow === undefined) return;
+  if (parseStoreUri(settings.follow).kind !== "remote") {
+    throw new SettingsError(`--follow "${redactStoreUri(settings.follow)}": expected grpc://HOST:PORT or grpcs://HOST:PORT?… (the leader)`);
+  }
+  checkTierUri("--follow", settings.follow);
+  for (const [flag, value] of [["--backup", settings.backup], ["--ephemeral", settings.ephemeral]] as const) {
+    if (value !== undefined) throw new SettingsError(`--follow and ${flag} exclude each other: a follower's copy lives in its primary (to keep another, follow the follower)`);
+  }
+}
+
+/**
  * Every check of the settings that needs no file, store or port: `serve` runs it before opening
  * anything, and `--print-config` runs exactly this, so both refuse the same settings with the
  * same message. Files (identities, keys, certificates) are read, and stores opened, only by serve.
@@ -385,6 +409,7 @@ export function checkServeSettings(settings: ServeSettings): void {
   checkTierUri("--primary", settings.primary);
   checkTierUri("--backup", settings.backup);
   checkTierUri("--ephemeral", settings.ephemeral);
+  checkFollow(settings);
   const { tlsCert, tlsKey, tlsClientCa } = settings;
   if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new SettingsError("--tls-cert and --tls-key go together");
   if (tlsClientCa !== undefined && tlsCert === undefined) throw new SettingsError("--tls-client-ca needs --tls-cert and --tls-key");
@@ -419,10 +444,12 @@ export function printableConfig(settings: ServeSettings): { config: Record<strin
     primary: redactStoreUri(settings.primary),
     backup: redactUri(settings.backup),
     ephemeral: redactUri(settings.ephemeral),
+    follow: redactUri(settings.follow),
   };
   const config = toConfigFile(SERVE_SETTINGS, shown);
   delete config["print-config"];
-  const redacted = shown.primary !== settings.primary || shown.backup !== settings.backup || shown.ephemeral !== settings.ephemeral;
+  const redacted =
+    shown.primary !== settings.primary || shown.backup !== settings.backup || shown.ephemeral !== settings.ephemeral || shown.follow !== settings.follow;
   return { config, redacted };
 }
 
@@ -480,6 +507,7 @@ export async function serve(settings: ServeSettings): Promise<void> {
       backup: redactUri(settings.backup),
       backupPolicy: settings.backupPolicy,
       ephemeral: redactUri(settings.ephemeral),
+      ...(app.follower !== undefined && { follow: app.follower.status().leader }),
       auth: settings.auth,
     },
     "listening",

@@ -366,7 +366,9 @@ export class TierkvClient extends VersionedReads implements KVStore {
       for await (const message of stream as AsyncIterable<WatchResponse>) {
         const event = message.event;
         if (event.case === "progress") {
-          yield { kind: "progress", sequence: event.value.sequence, pending: event.value.pending, time: Number(event.value.timeMs) };
+          const { sequence, pending, timeMs, heads } = event.value;
+          const first = Object.keys(heads).length > 0 ? { heads: new Map(Object.entries(heads)) } : {};
+          yield { kind: "progress", sequence, pending, time: Number(timeMs), ...first };
         } else if (event.case === "change") {
           const change = event.value;
           yield {

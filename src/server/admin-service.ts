@@ -1,7 +1,7 @@
 //! The AdminService handlers: resync of the backup (streaming progress), backup status, store
 //! usage, and snapshots of the primary (streaming the file).
 
-import { AdminService, type ResyncResponse } from "../../gen/tierkv/v1/admin_pb.js";
+import { AdminService, type FollowerStatusSchema, type ResyncResponse } from "../../gen/tierkv/v1/admin_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "../rpc/service-definition.js";
 import { authorizedAdmin } from "../auth/authorized-store.js";
@@ -11,6 +11,7 @@ import { snapshotParts } from "../store/snapshot.js";
 import type { SnapshotSource, StoreUsage } from "../store/types.js";
 import type { ResyncProgress } from "../tier/backup-repair.js";
 import type { BackupStatus } from "../tier/tier-store.js";
+import type { FollowerStatus } from "../follow/follower.js";
 
 /** What the admin service needs from the store: the tiered store provides both. */
 export interface AdminOperations {
@@ -36,7 +37,17 @@ function progressMessage(progress: ResyncProgress, done: boolean): MessageInitSh
   } satisfies Partial<ResyncResponse>;
 }
 
-export function adminService(tiers: AdminOperations): ServiceImpl<typeof AdminService> {
+function followerMessage(status: FollowerStatus): MessageInitShape<typeof FollowerStatusSchema> {
+  return {
+    ...status,
+    lagChanges: BigInt(status.lagChanges),
+    appliedChanges: BigInt(status.appliedChanges),
+    fullCopies: BigInt(status.fullCopies),
+  };
+}
+
+/** `follower`: on a follower, its status joins BackupStatus. */
+export function adminService(tiers: AdminOperations, follower?: { status(): FollowerStatus }): ServiceImpl<typeof AdminService> {
   /** The operations for the caller, authorized where every access is (`AuthorizedStore`'s file). */
   const operationsFor = (principal: HandlerContext["principal"]): AdminOperations => authorizedAdmin(tiers, principal);
   return {
@@ -105,6 +116,7 @@ export function adminService(tiers: AdminOperations): ServiceImpl<typeof AdminSe
         lastStopClean: status.lastStopClean,
         healing: status.healing,
         heals: BigInt(status.heals),
+        ...(follower !== undefined && { follower: followerMessage(follower.status()) }),
       };
     },
   };

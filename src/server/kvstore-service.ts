@@ -84,7 +84,8 @@ function toOperation(operation: WireOperation): TxnOperation {
 /** A watch event on the wire. */
 function watchResponse(event: WatchEvent): MessageInitShape<typeof KVStoreService.method.watch.output> {
   if (event.kind === "progress") {
-    return { event: { case: "progress", value: { sequence: event.sequence, pending: event.pending, timeMs: BigInt(event.time) } } };
+    const heads = event.heads === undefined ? {} : { heads: Object.fromEntries(event.heads) };
+    return { event: { case: "progress", value: { sequence: event.sequence, pending: event.pending, timeMs: BigInt(event.time), ...heads } } };
   }
   const { change } = event;
   return {

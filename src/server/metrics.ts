@@ -8,6 +8,7 @@ import { parseHostPort } from "../host-port.js";
 import { grpcCodeName } from "../rpc/status.js";
 import type { CallMethod, CallObserver } from "../service/call.js";
 import type { TierCondition, TierStore } from "../tier/tier-store.js";
+import type { FollowerStatus } from "../follow/follower.js";
 import { VERSION } from "../version.js";
 
 export interface Metrics {
@@ -108,9 +109,13 @@ function rpcMetrics(registry: Registry): CallObserver {
 /**
  * `perStore`: also report keys and bytes of each store whose quota is being counted, and its
  * quota (opt-in: one label value per tenant with a quota, at most MAX_STORE_LABELS; a VSS user's
- * store ids are one tenant, usage-group.ts).
+ * store ids are one tenant, usage-group.ts). `follower`: this instance follows a leader (its lag
+ * is reported; zeros otherwise, so one dashboard fits all).
  */
-export function createMetrics(store: TierStore, options: { perStore?: boolean; openWatches?: () => number } = {}): Metrics {
+export function createMetrics(
+  store: TierStore,
+  options: { perStore?: boolean; openWatches?: () => number; follower?: { status(): FollowerStatus } } = {},
+): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   new Gauge({
@@ -140,6 +145,7 @@ export function createMetrics(store: TierStore, options: { perStore?: boolean; o
   const openWatches = options.openWatches;
   if (openWatches !== undefined) mirroredGauge(registry, "tierkv_watches", "Watch streams open on this server", () => openWatches());
   tierConditionMetrics(registry, store);
+  followerMetrics(registry, options.follower);
   mirroredGauge(registry, "tierkv_resync_running", "1 while a resync runs", () => (store.snapshot().resyncRunning ? 1 : 0));
   mirroredGauge(registry, "tierkv_resync_primary_keys", "keys the primary held when the running (or last) resync started", () => store.snapshot().resync?.primaryKeys ?? 0);
   mirroredGauge(registry, "tierkv_resync_primary_keys_scanned", "of those, how many the running (or last) resync has passed", () => store.snapshot().resync?.primaryScanned ?? 0);
@@ -203,6 +209,22 @@ function tierConditionMetrics(registry: Registry, store: TierStore): void {
   mirroredGauge(registry, "tierkv_last_stop_clean", "1 when the server's previous stop was clean (or it cannot tell), 0 after an unclean one", () => (store.snapshot().lastStopClean ? 1 : 0));
   mirroredGauge(registry, "tierkv_healing", "1 while the backup is healed after an unclean stop", () => (store.snapshot().healing ? 1 : 0));
   mirroredCounter(registry, "tierkv_heals_total", "heals of the backup started after an unclean stop", () => store.snapshot().heals);
+}
+
+/** A follower's link to its leader and its lag (contract §9.5); on a leader, 0 throughout. */
+function followerMetrics(registry: Registry, follower: { status(): FollowerStatus } | undefined): void {
+  const of = (value: (status: FollowerStatus) => number) => (): number => (follower === undefined ? 0 : value(follower.status()));
+  mirroredGauge(registry, "tierkv_following", "1 when this instance follows a leader (serve --follow), else 0", of(() => 1));
+  mirroredGauge(registry, "tierkv_follower_connected", "1 while the follower's watch of its leader is open", of((status) => (status.connected ? 1 : 0)));
+  mirroredGauge(registry, "tierkv_follower_lag_changes", "changes the leader committed that the follower has not applied yet", of((status) => status.lagChanges));
+  mirroredGauge(
+    registry,
+    "tierkv_follower_lag_seconds",
+    "while the follower lags: seconds since the commit of the oldest change it has not applied (or of the last it applied); 0 when caught up",
+    of((status) => status.lagSeconds),
+  );
+  mirroredCounter(registry, "tierkv_follower_applied_changes_total", "changes of the leader the follower applied", of((status) => status.appliedChanges));
+  mirroredCounter(registry, "tierkv_follower_full_copies_total", "full copies of the leader the follower made", of((status) => status.fullCopies));
 }
 
 /** Serves `GET /metrics` on `listen` (host:port); resolves with the bound address. */

@@ -20,6 +20,7 @@ import type { CallObserver } from "../service/call.js";
 import { callObserver } from "../service/observe.js";
 import type { KVStore } from "../store/types.js";
 import type { ChangeFeed } from "../watch/change-feed.js";
+import type { FollowerStatus } from "../follow/follower.js";
 import { adminService, type AdminOperations } from "./admin-service.js";
 import { kvStoreService } from "./kvstore-service.js";
 import { addReflection } from "./reflection.js";
@@ -30,6 +31,8 @@ export interface ServerOptions {
   readonly store: KVStore;
   /** Serves AdminService (resync, backup status) when given: the tiered store. */
   readonly admin?: AdminOperations;
+  /** With `--follow`: its status joins BackupStatus. */
+  readonly follower?: { status(): FollowerStatus };
   /** Request limits (value size, batch size, List size, streams per connection). */
   readonly limits: Limits;
   /** Largest message received or sent, in bytes; by default derived from `limits`. */
@@ -102,7 +105,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const server = new grpc.Server({ ...channelOptions(options), interceptors: [surface.interceptor] });
   server.addService(grpcServiceDefinition(KVStoreService, options.limits), surface.handlers(KVStoreService, kvStoreService(options.store, options.limits, options.feed)));
   if (options.admin !== undefined) {
-    server.addService(grpcServiceDefinition(AdminService, options.limits), surface.handlers(AdminService, adminService(options.admin)));
+    server.addService(grpcServiceDefinition(AdminService, options.limits), surface.handlers(AdminService, adminService(options.admin, options.follower)));
   }
   let stopping: Promise<void> | undefined;
   const health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((name) => [name, "SERVING"])));

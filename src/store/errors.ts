@@ -17,9 +17,10 @@ export type StoreErrorCode =
 
 /**
  * A finer cause within a code, for surfaces whose wire tables tell them apart: `quota` is a
- * tenant's own limit (contract §6.3), unlike a full disk, which shares `resource-exhausted`.
+ * tenant's own limit (contract §6.3), unlike a full disk, which shares `resource-exhausted`;
+ * `read-only` is a write to a follower (contract §9.5), which no retry will get through.
  */
-export type StoreErrorReason = "quota" | "stalled";
+export type StoreErrorReason = "quota" | "stalled" | "read-only";
 
 /** Codes worth retrying: the same request may succeed later without change. */
 const RETRYABLE: ReadonlySet<StoreErrorCode> = new Set(["unavailable"]);

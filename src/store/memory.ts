@@ -228,7 +228,7 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
     return "applied";
   }
 
-  private applyRemove(ref: KeyRef, options: Pick<MutationOptions, "version" | "plain" | "onVersion">): MutationOutcome {
+  private applyRemove(ref: KeyRef, options: Pick<MutationOptions, "version" | "plain" | "exact" | "onVersion">): MutationOutcome {
     const ns = this.namespace(ref, false);
     const existing = ns?.byKey.get(ref.key);
     if (isStale(existing, options)) return "stale";
@@ -252,7 +252,12 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
     const revisions: bigint[] = [];
     const versions: bigint[] = [];
     for (const operation of request.operations) {
-      const options = { version: operation.version ?? request.version, plain: request.plain && operation.version === undefined, onVersion: (v: bigint) => versions.push(v) };
+      const options = {
+        version: operation.version ?? request.version,
+        plain: request.plain && operation.version === undefined,
+        exact: request.exact,
+        onVersion: (v: bigint) => versions.push(v),
+      };
       const before = versions.length;
       if (operation.kind === "write") {
         outcomes.push(this.applyWrite(operation, operation.value, { ...options, revision: operation.revision }));

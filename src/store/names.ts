@@ -11,6 +11,17 @@ import { MAX_NAME_LENGTH, MAX_STORE_ID_LENGTH, MAX_VSS_KEY_LENGTH } from "../lim
  */
 export const VSS_STORE_PREFIX = "vss:";
 
+/**
+ * Store ids with this prefix hold the server's own records (a follower's applied positions, in
+ * its primary beside the data): no request may name one, no identity may own one, and listings
+ * and watches of every store leave them out.
+ */
+export const INTERNAL_STORE_PREFIX = "_tierkv:";
+
+export function isInternalStore(storeId: string): boolean {
+  return storeId.startsWith(INTERNAL_STORE_PREFIX);
+}
+
 const ALLOWED = /^[A-Za-z0-9_-]*$/;
 
 function nameProblem(what: string, name: string): string | undefined {

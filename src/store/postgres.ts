@@ -319,6 +319,7 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
         version: op.version ?? request.version,
         plain: request.plain === true,
         revision: op.kind === "write" ? op.revision : undefined,
+        exact: request.exact,
       }),
     );
     return this.commits.schedule<TxnResult>({ id: "", keys: [...refs.keys()], bytes, alone: true, oneStatement: false }, (tx) =>

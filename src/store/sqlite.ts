@@ -535,7 +535,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       const revisions: bigint[] = [];
       const versions: bigint[] = [];
       request.operations.forEach((operation, i) => {
-        const options = { version: operation.version ?? request.version, plain: request.plain && operation.version === undefined };
+        const options = { version: operation.version ?? request.version, plain: request.plain && operation.version === undefined, exact: request.exact };
         // A stale operation reports the stored version it lost to.
         let version: bigint | undefined;
         if (operation.kind === "write") {
@@ -601,7 +601,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   /** Applies a remove: the version it was applied at ("applied" for one without a version), or "stale". */
   private applyRemove(
     ref: KeyRef,
-    options: Pick<MutationOptions, "version" | "plain">,
+    options: Pick<MutationOptions, "version" | "plain" | "exact">,
     stored: SizedState | undefined = this.stmt.sizedState.get(keyParams(ref)),
   ): bigint | "applied" | "stale" {
     if (isStale(stored, options)) return "stale";

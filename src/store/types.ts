@@ -177,6 +177,13 @@ export interface TxnRequest extends CallOptions {
   readonly owedToBackup?: boolean;
   /** As `MutationOptions.quota`, for the batch as a whole (refused whole). */
   readonly quota?: Quota;
+  /**
+   * As `MutationOptions.exact`, for every operation: each stores exactly its own `version` (and a
+   * write its `revision`), 0n when absent, whatever is stored; never stale. A follower applies its
+   * leader's changes so, with its position in the same commit. Backends only: the tiered store
+   * refuses it (it could not mirror it to a backup).
+   */
+  readonly exact?: boolean;
 }
 
 /**

@@ -701,6 +701,8 @@ export class TierStore extends VersionedReads implements KVStore, StoreUsageRead
    */
   async txn(unchecked: TxnRequest): Promise<TxnResult> {
     const request = validTxn(unchecked);
+    // A backup could not be given the same exact batch: followers apply theirs to the primary's backend.
+    if (request.exact) throw invalidArgument("Failed to apply a transaction: an exact transaction goes to a backend, not the tiered store");
     this.checkOpen();
     const refs: KeyRef[] = [...request.checks, ...request.operations];
     const { version, plain } = this.versionFor(request.version, refs[0]!, "apply a transaction to");

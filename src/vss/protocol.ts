@@ -80,7 +80,8 @@ export const invalidRequest = (message: string): VssError => new VssError("inval
  * - the caller's own mistakes stay 4xx and are not retried: a bad request or a version out of
  *   range (400), bad or missing credentials (401), an absent key (404);
  * - a tenant's quota answers 400 too: it does not clear by itself within the client's retry
- *   window, and a prompt error is what the node (and its operator) can act on;
+ *   window, and a prompt error is what the node (and its operator) can act on; so does a write
+ *   to a follower (read-only: the node must be pointed at the leader);
  * - everything else — a full disk, an unreachable database or backup tier, a deadline, a
  *   cancellation, a server setting (`failed-precondition`), a bug — is 500 with a fixed message,
  *   which LDK Node retries; the cause goes to the log only.
@@ -95,6 +96,8 @@ export function toVssError(error: unknown): VssError {
       return cause.reason === "quota" ? new VssError("invalid-request", cause.message, { cause }) : new VssError("internal", cause.message, { cause });
     case "not-found":
       return new VssError("no-such-key", cause.message, { cause });
+    case "failed-precondition":
+      return cause.reason === "read-only" ? new VssError("invalid-request", cause.message, { cause }) : new VssError("internal", cause.message, { cause });
     case "unauthenticated":
     case "permission-denied":
       return new VssError("auth", cause.message, { cause });

@@ -12,6 +12,7 @@ import {
 } from "../limits.js";
 import { StoreError } from "../store/errors.js";
 import type { Change, ChangeLog, ChangesPage } from "../store/types.js";
+import { isInternalStore } from "../store/names.js";
 import { StoreTail, TailMember } from "./store-tail.js";
 
 /** What one watch follows. */
@@ -31,8 +32,18 @@ export interface WatchTarget {
 
 export type WatchEvent =
   | { readonly kind: "change"; readonly change: Change }
-  /** Every matching change up to `sequence` (one store; 0n with `allStores`) was delivered; `pending` are committed but not yet. */
-  | { readonly kind: "progress"; readonly sequence: bigint; readonly pending: bigint; readonly time: number };
+  /**
+   * Every matching change up to `sequence` (one store; 0n with `allStores`) was delivered; `pending`
+   * are committed but not yet. `heads`: in an `allStores` watch's first event, each store's latest
+   * sequence when the watch began (a follower notes them before it copies its leader in full).
+   */
+  | {
+      readonly kind: "progress";
+      readonly sequence: bigint;
+      readonly pending: bigint;
+      readonly time: number;
+      readonly heads?: ReadonlyMap<string, bigint>;
+    };
 
 export interface ChangeFeedOptions {
   /** Poll interval for a log other processes also write; undefined: this process's commits are all there are. */
@@ -157,6 +168,12 @@ export class ChangeFeed {
     checkStart(storeId, next, bounds);
     const progressInterval = this.options.progressIntervalMs ?? DEFAULT_WATCH_PROGRESS_INTERVAL_MS;
     let lastSent = 0;
+    // A watch from now begins by saying where the store stands.
+    if (target.start === 0n) {
+      yield { kind: "progress", sequence: bounds.latest, pending: 0n, time: Date.now() };
+      lastSent = Date.now();
+    }
+    let lastProgress = lastSent;
     while (!signal.aborted) {
       if (this.closed) throw shuttingDown(String(next));
       const page = await this.read(storeId, next, target.values);
@@ -167,11 +184,18 @@ export class ChangeFeed {
         yield* this.deliver(change, () => String(next));
         lastSent = Date.now();
       }
-      if (page.changes.length > 0 && next <= page.latest) continue;
+      if (page.changes.length > 0 && next <= page.latest) {
+        // A busy watch is told how far behind it is too, at the same pace.
+        if (Date.now() - lastProgress >= progressInterval) {
+          yield { kind: "progress", sequence: next - 1n, pending: page.latest - next + 1n, time: Date.now() };
+          lastSent = lastProgress = Date.now();
+        }
+        continue;
+      }
       const idleFor = Date.now() - lastSent;
       if (idleFor >= progressInterval) {
         yield { kind: "progress", sequence: next - 1n, pending: 0n, time: Date.now() };
-        lastSent = Date.now();
+        lastSent = lastProgress = Date.now();
         continue;
       }
       const member = this.join(storeId, next, target);
@@ -256,16 +280,30 @@ export class ChangeFeed {
   private async *watchAll(target: WatchTarget, signal: AbortSignal): AsyncGenerator<WatchEvent> {
     const next = new Map<string, bigint>();
     const startOf = (storeId: string, head: bigint): bigint => target.starts?.get(storeId) ?? (target.start === 0n ? head + 1n : target.start);
-    for (const [storeId, head] of await this.log.changeHeads()) next.set(storeId, startOf(storeId, head));
-    for (const [storeId, start] of target.starts ?? []) if (!next.has(storeId)) next.set(storeId, start);
+    // The server's own records (a follower's positions) are nobody's to watch.
+    const changeHeads = async (): Promise<Map<string, bigint>> => new Map([...(await this.log.changeHeads())].filter(([storeId]) => !isInternalStore(storeId)));
+    const first = await changeHeads();
+    for (const [storeId, head] of first) next.set(storeId, startOf(storeId, head));
+    for (const [storeId, start] of target.starts ?? []) if (!next.has(storeId) && !isInternalStore(storeId)) next.set(storeId, start);
     // Stores that appear after the watch began start from their first change.
     const startNew = (): bigint => (target.start === 0n ? 1n : target.start);
     const progressInterval = this.options.progressIntervalMs ?? DEFAULT_WATCH_PROGRESS_INTERVAL_MS;
+    // Every start is checked before anything is sent, those of stores the log does not know too
+    // (a follower's position in a store this log never had is ahead of it).
     const checked = new Set<string>();
-    let lastSent = 0;
+    for (const [storeId, from] of next) {
+      checkStart(storeId, from, await this.read(storeId, from, false, 0));
+      checked.add(storeId);
+    }
+    // The watch begins by saying where every store stands, and how much of that is still to come.
+    let behind = 0n;
+    for (const [storeId, head] of first) if (head >= next.get(storeId)!) behind += head - next.get(storeId)! + 1n;
+    yield { kind: "progress", sequence: 0n, pending: behind, time: Date.now(), heads: first };
+    let lastSent = Date.now();
+    let lastProgress = lastSent;
     while (!signal.aborted) {
       if (this.closed) throw shuttingDown("each store's next sequence");
-      const heads = await this.log.changeHeads();
+      const heads = await changeHeads();
       let pending = 0n;
       let delivered = false;
       for (const [storeId, head] of heads) {
@@ -288,11 +326,16 @@ export class ChangeFeed {
         const after = next.get(storeId)!;
         if (page.latest >= after) pending += page.latest - after + 1n;
       }
+      // A busy watch is told how far behind it is too, at the same pace.
+      if (pending > 0n && Date.now() - lastProgress >= progressInterval) {
+        yield { kind: "progress", sequence: 0n, pending, time: Date.now() };
+        lastSent = lastProgress = Date.now();
+      }
       if (delivered || pending > 0n) continue;
       const idleFor = Date.now() - lastSent;
       if (idleFor >= progressInterval) {
         yield { kind: "progress", sequence: 0n, pending, time: Date.now() };
-        lastSent = Date.now();
+        lastSent = lastProgress = Date.now();
         continue;
       }
       await this.wait(undefined, Math.min(progressInterval - idleFor, this.options.pollIntervalMs ?? Infinity), signal);

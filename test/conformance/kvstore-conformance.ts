@@ -1417,6 +1417,30 @@ export function describeChangeLog(name: string, open: () => Promise<StoreUnderTe
       ]);
     });
 
+    it("applies an exact txn (a follower's batch) at exactly the given versions and revisions, lower ones included, and logs them so", async () => {
+      await store.write(at("a"), bytes("newer"), { version: 50n });
+      await store.write(at("gone"), bytes("g"), { version: 51n });
+      const result = await store.txn({
+        checks: [],
+        exact: true,
+        operations: [
+          { ...at("a"), kind: "write", value: bytes("older"), version: 40n, revision: 7n },
+          { ...at("gone"), kind: "remove", version: 45n },
+          { ...at("new"), kind: "write", value: bytes("n"), version: 41n, revision: 3n },
+          // Neither version nor revision: both 0 (unknown), as an exact write stores them.
+          { ...at("position", "bob"), kind: "write", value: bytes("12") },
+        ],
+      });
+      expect(result).toMatchObject({ succeeded: true, outcomes: ["applied", "applied", "applied", "applied"], versions: [40n, 45n, 41n, 0n] });
+      expect(await store.readVersioned(at("a"))).toMatchObject({ version: 40n, revision: 7n });
+      expect(text((await store.readVersioned(at("a"))).value)).toBe("older");
+      expect((await errorOf(store.read(at("gone")))).code).toBe("not-found");
+      expect(await store.readVersioned(at("new"))).toMatchObject({ version: 41n, revision: 3n });
+      expect(await store.readVersioned(at("position", "bob"))).toMatchObject({ version: 0n, revision: 0n });
+      expect((await all()).map(brief).slice(2)).toEqual(["3 put a v40 r7 5", "4 remove gone v45 r0 0", "5 put new v41 r3 1"]);
+      expect((await all("bob")).map(brief)).toEqual(["1 put position v0 r0 2"]);
+    });
+
     it("gives concurrent mutations distinct sequences with no gap, each matching what was applied", async () => {
       await Promise.all(Array.from({ length: 50 }, (_, i) => store.write(at(`k${i % 7}`), bytes(`v${i}`))));
       const changes = await all("alice", true);

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tierkv/v1/admin.proto.
  */
 export const file_tierkv_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChV0aWVya3YvdjEvYWRtaW4ucHJvdG8SCXRpZXJrdi52MSIPCg1SZXN5bmNSZXF1ZXN0IpIBCg5SZXN5bmNSZXNwb25zZRIPCgdzY2FubmVkGAEgASgEEg4KBmNvcGllZBgCIAEoBBIPCgdyZW1vdmVkGAMgASgEEhEKCXVuY2hhbmdlZBgEIAEoBBIMCgRkb25lGAUgASgIEhQKDHByaW1hcnlfa2V5cxgGIAEoBBIXCg9wcmltYXJ5X3NjYW5uZWQYByABKAQiFQoTQmFja3VwU3RhdHVzUmVxdWVzdCLnAQoUQmFja3VwU3RhdHVzUmVzcG9uc2USEgoKY29uZmlndXJlZBgBIAEoCBIOCgZwb2xpY3kYAiABKAkSEQoJb3dlZF9rZXlzGAMgASgEEhMKC2RpdmVyZ2VuY2VzGAQgASgEEg0KBXN0YXRlGAUgASgJEhMKC3RyYW5zaXRpb25zGAYgASgEEg8KB2Rvd25fbXMYByABKAQSFQoNdGltZV9saW1pdF9tcxgIIAEoBBIXCg9sYXN0X3N0b3BfY2xlYW4YCSABKAgSDwoHaGVhbGluZxgKIAEoCBINCgVoZWFscxgLIAEoBCI2ChFTdG9yZVVzYWdlUmVxdWVzdBIQCghzdG9yZV9pZBgBIAEoCRIPCgdyZWNvdW50GAIgASgIImwKElN0b3JlVXNhZ2VSZXNwb25zZRIQCghzdG9yZV9pZBgBIAEoCRIMCgRrZXlzGAIgASgEEg0KBWJ5dGVzGAMgASgEEhIKCmRyaWZ0X2tleXMYBCABKAMSEwoLZHJpZnRfYnl0ZXMYBSABKAMiEQoPU25hcHNob3RSZXF1ZXN0IloKEFNuYXBzaG90UmVzcG9uc2USDwoFY2h1bmsYASABKAxIABItCgdzdW1tYXJ5GAIgASgLMhoudGllcmt2LnYxLlNuYXBzaG90U3VtbWFyeUgAQgYKBHBhcnQiZAoPU25hcHNob3RTdW1tYXJ5Eg4KBnNoYTI1NhgBIAEoCRISCgpmaWxlX2J5dGVzGAIgASgEEi0KBnN0b3JlcxgDIAMoCzIdLnRpZXJrdi52MS5TbmFwc2hvdFN0b3JlQ291bnQiSQoSU25hcHNob3RTdG9yZUNvdW50EhAKCHN0b3JlX2lkGAEgASgJEgwKBGtleXMYAiABKAQSEwoLdmFsdWVfYnl0ZXMYAyABKAQysgIKDEFkbWluU2VydmljZRI/CgZSZXN5bmMSGC50aWVya3YudjEuUmVzeW5jUmVxdWVzdBoZLnRpZXJrdi52MS5SZXN5bmNSZXNwb25zZTABEk8KDEJhY2t1cFN0YXR1cxIeLnRpZXJrdi52MS5CYWNrdXBTdGF0dXNSZXF1ZXN0Gh8udGllcmt2LnYxLkJhY2t1cFN0YXR1c1Jlc3BvbnNlEkkKClN0b3JlVXNhZ2USHC50aWVya3YudjEuU3RvcmVVc2FnZVJlcXVlc3QaHS50aWVya3YudjEuU3RvcmVVc2FnZVJlc3BvbnNlEkUKCFNuYXBzaG90EhoudGllcmt2LnYxLlNuYXBzaG90UmVxdWVzdBobLnRpZXJrdi52MS5TbmFwc2hvdFJlc3BvbnNlMAFiBnByb3RvMw");
+  fileDesc("ChV0aWVya3YvdjEvYWRtaW4ucHJvdG8SCXRpZXJrdi52MSIPCg1SZXN5bmNSZXF1ZXN0IpIBCg5SZXN5bmNSZXNwb25zZRIPCgdzY2FubmVkGAEgASgEEg4KBmNvcGllZBgCIAEoBBIPCgdyZW1vdmVkGAMgASgEEhEKCXVuY2hhbmdlZBgEIAEoBBIMCgRkb25lGAUgASgIEhQKDHByaW1hcnlfa2V5cxgGIAEoBBIXCg9wcmltYXJ5X3NjYW5uZWQYByABKAQiFQoTQmFja3VwU3RhdHVzUmVxdWVzdCKUAgoUQmFja3VwU3RhdHVzUmVzcG9uc2USEgoKY29uZmlndXJlZBgBIAEoCBIOCgZwb2xpY3kYAiABKAkSEQoJb3dlZF9rZXlzGAMgASgEEhMKC2RpdmVyZ2VuY2VzGAQgASgEEg0KBXN0YXRlGAUgASgJEhMKC3RyYW5zaXRpb25zGAYgASgEEg8KB2Rvd25fbXMYByABKAQSFQoNdGltZV9saW1pdF9tcxgIIAEoBBIXCg9sYXN0X3N0b3BfY2xlYW4YCSABKAgSDwoHaGVhbGluZxgKIAEoCBINCgVoZWFscxgLIAEoBBIrCghmb2xsb3dlchgMIAEoCzIZLnRpZXJrdi52MS5Gb2xsb3dlclN0YXR1cyKuAQoORm9sbG93ZXJTdGF0dXMSDgoGbGVhZGVyGAEgASgJEg0KBXN0YXRlGAIgASgJEhEKCWNvbm5lY3RlZBgDIAEoCBITCgtsYWdfY2hhbmdlcxgEIAEoBBITCgtsYWdfc2Vjb25kcxgFIAEoARIXCg9hcHBsaWVkX2NoYW5nZXMYBiABKAQSEwoLZnVsbF9jb3BpZXMYByABKAQSEgoKbGFzdF9lcnJvchgIIAEoCSI2ChFTdG9yZVVzYWdlUmVxdWVzdBIQCghzdG9yZV9pZBgBIAEoCRIPCgdyZWNvdW50GAIgASgIImwKElN0b3JlVXNhZ2VSZXNwb25zZRIQCghzdG9yZV9pZBgBIAEoCRIMCgRrZXlzGAIgASgEEg0KBWJ5dGVzGAMgASgEEhIKCmRyaWZ0X2tleXMYBCABKAMSEwoLZHJpZnRfYnl0ZXMYBSABKAMiEQoPU25hcHNob3RSZXF1ZXN0IloKEFNuYXBzaG90UmVzcG9uc2USDwoFY2h1bmsYASABKAxIABItCgdzdW1tYXJ5GAIgASgLMhoudGllcmt2LnYxLlNuYXBzaG90U3VtbWFyeUgAQgYKBHBhcnQiZAoPU25hcHNob3RTdW1tYXJ5Eg4KBnNoYTI1NhgBIAEoCRISCgpmaWxlX2J5dGVzGAIgASgEEi0KBnN0b3JlcxgDIAMoCzIdLnRpZXJrdi52MS5TbmFwc2hvdFN0b3JlQ291bnQiSQoSU25hcHNob3RTdG9yZUNvdW50EhAKCHN0b3JlX2lkGAEgASgJEgwKBGtleXMYAiABKAQSEwoLdmFsdWVfYnl0ZXMYAyABKAQysgIKDEFkbWluU2VydmljZRI/CgZSZXN5bmMSGC50aWVya3YudjEuUmVzeW5jUmVxdWVzdBoZLnRpZXJrdi52MS5SZXN5bmNSZXNwb25zZTABEk8KDEJhY2t1cFN0YXR1cxIeLnRpZXJrdi52MS5CYWNrdXBTdGF0dXNSZXF1ZXN0Gh8udGllcmt2LnYxLkJhY2t1cFN0YXR1c1Jlc3BvbnNlEkkKClN0b3JlVXNhZ2USHC50aWVya3YudjEuU3RvcmVVc2FnZVJlcXVlc3QaHS50aWVya3YudjEuU3RvcmVVc2FnZVJlc3BvbnNlEkUKCFNuYXBzaG90EhoudGllcmt2LnYxLlNuYXBzaG90UmVxdWVzdBobLnRpZXJrdi52MS5TbmFwc2hvdFJlc3BvbnNlMAFiBnByb3RvMw");
 
 /**
  * @generated from message tierkv.v1.ResyncRequest
@@ -183,6 +183,13 @@ export type BackupStatusResponse = Message<"tierkv.v1.BackupStatusResponse"> & {
    * @generated from field: uint64 heals = 11;
    */
   heals: bigint;
+
+  /**
+   * Set on a follower (serve --follow, contract 9.5): how it keeps up with its leader.
+   *
+   * @generated from field: tierkv.v1.FollowerStatus follower = 12;
+   */
+  follower?: FollowerStatus | undefined;
 };
 
 /**
@@ -191,6 +198,77 @@ export type BackupStatusResponse = Message<"tierkv.v1.BackupStatusResponse"> & {
  */
 export const BackupStatusResponseSchema: GenMessage<BackupStatusResponse> = /*@__PURE__*/
   messageDesc(file_tierkv_v1_admin, 3);
+
+/**
+ * @generated from message tierkv.v1.FollowerStatus
+ */
+export type FollowerStatus = Message<"tierkv.v1.FollowerStatus"> & {
+  /**
+   * The leader, as grpc://HOST:PORT or grpcs://HOST:PORT (its parameters left out).
+   *
+   * @generated from field: string leader = 1;
+   */
+  leader: string;
+
+  /**
+   * "connecting" (no watch open yet), "copying" (a full copy of the leader runs) or "tailing".
+   *
+   * @generated from field: string state = 2;
+   */
+  state: string;
+
+  /**
+   * True while the follower's watch of the leader is open.
+   *
+   * @generated from field: bool connected = 3;
+   */
+  connected: boolean;
+
+  /**
+   * Changes the leader has committed that the follower has not applied yet, as of the leader's
+   * last progress message and what arrived since (0 when caught up).
+   *
+   * @generated from field: uint64 lag_changes = 4;
+   */
+  lagChanges: bigint;
+
+  /**
+   * While lag_changes > 0: seconds from the commit (the leader's clock) of the oldest change
+   * received and not yet applied, or when none waits of the last change applied, to now; 0 when
+   * caught up.
+   *
+   * @generated from field: double lag_seconds = 5;
+   */
+  lagSeconds: number;
+
+  /**
+   * Changes applied since the server started.
+   *
+   * @generated from field: uint64 applied_changes = 6;
+   */
+  appliedChanges: bigint;
+
+  /**
+   * Full copies of the leader made since the server started.
+   *
+   * @generated from field: uint64 full_copies = 7;
+   */
+  fullCopies: bigint;
+
+  /**
+   * Why the last watch or copy ended in failure (empty when none did yet).
+   *
+   * @generated from field: string last_error = 8;
+   */
+  lastError: string;
+};
+
+/**
+ * Describes the message tierkv.v1.FollowerStatus.
+ * Use `create(FollowerStatusSchema)` to create a new message.
+ */
+export const FollowerStatusSchema: GenMessage<FollowerStatus> = /*@__PURE__*/
+  messageDesc(file_tierkv_v1_admin, 4);
 
 /**
  * @generated from message tierkv.v1.StoreUsageRequest
@@ -217,7 +295,7 @@ export type StoreUsageRequest = Message<"tierkv.v1.StoreUsageRequest"> & {
  * Use `create(StoreUsageRequestSchema)` to create a new message.
  */
 export const StoreUsageRequestSchema: GenMessage<StoreUsageRequest> = /*@__PURE__*/
-  messageDesc(file_tierkv_v1_admin, 4);
+  messageDesc(file_tierkv_v1_admin, 5);
 
 /**
  * @generated from message tierkv.v1.StoreUsageResponse
@@ -258,7 +336,7 @@ export type StoreUsageResponse = Message<"tierkv.v1.StoreUsageResponse"> & {
  * Use `create(StoreUsageResponseSchema)` to create a new message.
  */
 export const StoreUsageResponseSchema: GenMessage<StoreUsageResponse> = /*@__PURE__*/
-  messageDesc(file_tierkv_v1_admin, 5);
+  messageDesc(file_tierkv_v1_admin, 6);
 
 /**
  * @generated from message tierkv.v1.SnapshotRequest
@@ -271,7 +349,7 @@ export type SnapshotRequest = Message<"tierkv.v1.SnapshotRequest"> & {
  * Use `create(SnapshotRequestSchema)` to create a new message.
  */
 export const SnapshotRequestSchema: GenMessage<SnapshotRequest> = /*@__PURE__*/
-  messageDesc(file_tierkv_v1_admin, 6);
+  messageDesc(file_tierkv_v1_admin, 7);
 
 /**
  * @generated from message tierkv.v1.SnapshotResponse
@@ -304,7 +382,7 @@ export type SnapshotResponse = Message<"tierkv.v1.SnapshotResponse"> & {
  * Use `create(SnapshotResponseSchema)` to create a new message.
  */
 export const SnapshotResponseSchema: GenMessage<SnapshotResponse> = /*@__PURE__*/
-  messageDesc(file_tierkv_v1_admin, 7);
+  messageDesc(file_tierkv_v1_admin, 8);
 
 /**
  * @generated from message tierkv.v1.SnapshotSummary
@@ -337,7 +415,7 @@ export type SnapshotSummary = Message<"tierkv.v1.SnapshotSummary"> & {
  * Use `create(SnapshotSummarySchema)` to create a new message.
  */
 export const SnapshotSummarySchema: GenMessage<SnapshotSummary> = /*@__PURE__*/
-  messageDesc(file_tierkv_v1_admin, 8);
+  messageDesc(file_tierkv_v1_admin, 9);
 
 /**
  * @generated from message tierkv.v1.SnapshotStoreCount
@@ -364,7 +442,7 @@ export type SnapshotStoreCount = Message<"tierkv.v1.SnapshotStoreCount"> & {
  * Use `create(SnapshotStoreCountSchema)` to create a new message.
  */
 export const SnapshotStoreCountSchema: GenMessage<SnapshotStoreCount> = /*@__PURE__*/
-  messageDesc(file_tierkv_v1_admin, 9);
+  messageDesc(file_tierkv_v1_admin, 10);
 
 /**
  * AdminService runs maintenance inside the server, where the versioned lock orders it with the

@@ -13,7 +13,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15tierkv/v1/admin.proto\x12\ttierkv.v1\"\x0f\n\rResyncRequest\"\xda\x01\n\x0eResyncResponse\x12\x18\n\x07scanned\x18\x01 \x01(\x04R\x07scanned\x12\x16\n\x06\x63opied\x18\x02 \x01(\x04R\x06\x63opied\x12\x18\n\x07removed\x18\x03 \x01(\x04R\x07removed\x12\x1c\n\tunchanged\x18\x04 \x01(\x04R\tunchanged\x12\x12\n\x04\x64one\x18\x05 \x01(\x08R\x04\x64one\x12!\n\x0cprimary_keys\x18\x06 \x01(\x04R\x0bprimaryKeys\x12\'\n\x0fprimary_scanned\x18\x07 \x01(\x04R\x0eprimaryScanned\"\x15\n\x13\x42\x61\x63kupStatusRequest\"\xda\x02\n\x14\x42\x61\x63kupStatusResponse\x12\x1e\n\nconfigured\x18\x01 \x01(\x08R\nconfigured\x12\x16\n\x06policy\x18\x02 \x01(\tR\x06policy\x12\x1b\n\towed_keys\x18\x03 \x01(\x04R\x08owedKeys\x12 \n\x0b\x64ivergences\x18\x04 \x01(\x04R\x0b\x64ivergences\x12\x14\n\x05state\x18\x05 \x01(\tR\x05state\x12 \n\x0btransitions\x18\x06 \x01(\x04R\x0btransitions\x12\x17\n\x07\x64own_ms\x18\x07 \x01(\x04R\x06\x64ownMs\x12\"\n\rtime_limit_ms\x18\x08 \x01(\x04R\x0btimeLimitMs\x12&\n\x0flast_stop_clean\x18\t \x01(\x08R\rlastStopClean\x12\x18\n\x07healing\x18\n \x01(\x08R\x07healing\x12\x14\n\x05heals\x18\x0b \x01(\x04R\x05heals\"H\n\x11StoreUsageRequest\x12\x19\n\x08store_id\x18\x01 \x01(\tR\x07storeId\x12\x18\n\x07recount\x18\x02 \x01(\x08R\x07recount\"\x99\x01\n\x12StoreUsageResponse\x12\x19\n\x08store_id\x18\x01 \x01(\tR\x07storeId\x12\x12\n\x04keys\x18\x02 \x01(\x04R\x04keys\x12\x14\n\x05\x62ytes\x18\x03 \x01(\x04R\x05\x62ytes\x12\x1d\n\ndrift_keys\x18\x04 \x01(\x03R\tdriftKeys\x12\x1f\n\x0b\x64rift_bytes\x18\x05 \x01(\x03R\ndriftBytes\"\x11\n\x0fSnapshotRequest\"j\n\x10SnapshotResponse\x12\x16\n\x05\x63hunk\x18\x01 \x01(\x0cH\x00R\x05\x63hunk\x12\x36\n\x07summary\x18\x02 \x01(\x0b\x32\x1a.tierkv.v1.SnapshotSummaryH\x00R\x07summaryB\x06\n\x04part\"\x7f\n\x0fSnapshotSummary\x12\x16\n\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x1d\n\nfile_bytes\x18\x02 \x01(\x04R\tfileBytes\x12\x35\n\x06stores\x18\x03 \x03(\x0b\x32\x1d.tierkv.v1.SnapshotStoreCountR\x06stores\"d\n\x12SnapshotStoreCount\x12\x19\n\x08store_id\x18\x01 \x01(\tR\x07storeId\x12\x12\n\x04keys\x18\x02 \x01(\x04R\x04keys\x12\x1f\n\x0bvalue_bytes\x18\x03 \x01(\x04R\nvalueBytes2\xb2\x02\n\x0c\x41\x64minService\x12?\n\x06Resync\x12\x18.tierkv.v1.ResyncRequest\x1a\x19.tierkv.v1.ResyncResponse0\x01\x12O\n\x0c\x42\x61\x63kupStatus\x12\x1e.tierkv.v1.BackupStatusRequest\x1a\x1f.tierkv.v1.BackupStatusResponse\x12I\n\nStoreUsage\x12\x1c.tierkv.v1.StoreUsageRequest\x1a\x1d.tierkv.v1.StoreUsageResponse\x12\x45\n\x08Snapshot\x12\x1a.tierkv.v1.SnapshotRequest\x1a\x1b.tierkv.v1.SnapshotResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15tierkv/v1/admin.proto\x12\ttierkv.v1\"\x0f\n\rResyncRequest\"\xda\x01\n\x0eResyncResponse\x12\x18\n\x07scanned\x18\x01 \x01(\x04R\x07scanned\x12\x16\n\x06\x63opied\x18\x02 \x01(\x04R\x06\x63opied\x12\x18\n\x07removed\x18\x03 \x01(\x04R\x07removed\x12\x1c\n\tunchanged\x18\x04 \x01(\x04R\tunchanged\x12\x12\n\x04\x64one\x18\x05 \x01(\x08R\x04\x64one\x12!\n\x0cprimary_keys\x18\x06 \x01(\x04R\x0bprimaryKeys\x12\'\n\x0fprimary_scanned\x18\x07 \x01(\x04R\x0eprimaryScanned\"\x15\n\x13\x42\x61\x63kupStatusRequest\"\x91\x03\n\x14\x42\x61\x63kupStatusResponse\x12\x1e\n\nconfigured\x18\x01 \x01(\x08R\nconfigured\x12\x16\n\x06policy\x18\x02 \x01(\tR\x06policy\x12\x1b\n\towed_keys\x18\x03 \x01(\x04R\x08owedKeys\x12 \n\x0b\x64ivergences\x18\x04 \x01(\x04R\x0b\x64ivergences\x12\x14\n\x05state\x18\x05 \x01(\tR\x05state\x12 \n\x0btransitions\x18\x06 \x01(\x04R\x0btransitions\x12\x17\n\x07\x64own_ms\x18\x07 \x01(\x04R\x06\x64ownMs\x12\"\n\rtime_limit_ms\x18\x08 \x01(\x04R\x0btimeLimitMs\x12&\n\x0flast_stop_clean\x18\t \x01(\x08R\rlastStopClean\x12\x18\n\x07healing\x18\n \x01(\x08R\x07healing\x12\x14\n\x05heals\x18\x0b \x01(\x04R\x05heals\x12\x35\n\x08\x66ollower\x18\x0c \x01(\x0b\x32\x19.tierkv.v1.FollowerStatusR\x08\x66ollower\"\x87\x02\n\x0e\x46ollowerStatus\x12\x16\n\x06leader\x18\x01 \x01(\tR\x06leader\x12\x14\n\x05state\x18\x02 \x01(\tR\x05state\x12\x1c\n\tconnected\x18\x03 \x01(\x08R\tconnected\x12\x1f\n\x0blag_changes\x18\x04 \x01(\x04R\nlagChanges\x12\x1f\n\x0blag_seconds\x18\x05 \x01(\x01R\nlagSeconds\x12\'\n\x0f\x61pplied_changes\x18\x06 \x01(\x04R\x0e\x61ppliedChanges\x12\x1f\n\x0b\x66ull_copies\x18\x07 \x01(\x04R\nfullCopies\x12\x1d\n\nlast_error\x18\x08 \x01(\tR\tlastError\"H\n\x11StoreUsageRequest\x12\x19\n\x08store_id\x18\x01 \x01(\tR\x07storeId\x12\x18\n\x07recount\x18\x02 \x01(\x08R\x07recount\"\x99\x01\n\x12StoreUsageResponse\x12\x19\n\x08store_id\x18\x01 \x01(\tR\x07storeId\x12\x12\n\x04keys\x18\x02 \x01(\x04R\x04keys\x12\x14\n\x05\x62ytes\x18\x03 \x01(\x04R\x05\x62ytes\x12\x1d\n\ndrift_keys\x18\x04 \x01(\x03R\tdriftKeys\x12\x1f\n\x0b\x64rift_bytes\x18\x05 \x01(\x03R\ndriftBytes\"\x11\n\x0fSnapshotRequest\"j\n\x10SnapshotResponse\x12\x16\n\x05\x63hunk\x18\x01 \x01(\x0cH\x00R\x05\x63hunk\x12\x36\n\x07summary\x18\x02 \x01(\x0b\x32\x1a.tierkv.v1.SnapshotSummaryH\x00R\x07summaryB\x06\n\x04part\"\x7f\n\x0fSnapshotSummary\x12\x16\n\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x1d\n\nfile_bytes\x18\x02 \x01(\x04R\tfileBytes\x12\x35\n\x06stores\x18\x03 \x03(\x0b\x32\x1d.tierkv.v1.SnapshotStoreCountR\x06stores\"d\n\x12SnapshotStoreCount\x12\x19\n\x08store_id\x18\x01 \x01(\tR\x07storeId\x12\x12\n\x04keys\x18\x02 \x01(\x04R\x04keys\x12\x1f\n\x0bvalue_bytes\x18\x03 \x01(\x04R\nvalueBytes2\xb2\x02\n\x0c\x41\x64minService\x12?\n\x06Resync\x12\x18.tierkv.v1.ResyncRequest\x1a\x19.tierkv.v1.ResyncResponse0\x01\x12O\n\x0c\x42\x61\x63kupStatus\x12\x1e.tierkv.v1.BackupStatusRequest\x1a\x1f.tierkv.v1.BackupStatusResponse\x12I\n\nStoreUsage\x12\x1c.tierkv.v1.StoreUsageRequest\x1a\x1d.tierkv.v1.StoreUsageResponse\x12\x45\n\x08Snapshot\x12\x1a.tierkv.v1.SnapshotRequest\x1a\x1b.tierkv.v1.SnapshotResponse0\x01\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tierkv.v1.admin_pb2', globals())
@@ -27,19 +27,21 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _BACKUPSTATUSREQUEST._serialized_start=274
   _BACKUPSTATUSREQUEST._serialized_end=295
   _BACKUPSTATUSRESPONSE._serialized_start=298
-  _BACKUPSTATUSRESPONSE._serialized_end=644
-  _STOREUSAGEREQUEST._serialized_start=646
-  _STOREUSAGEREQUEST._serialized_end=718
-  _STOREUSAGERESPONSE._serialized_start=721
-  _STOREUSAGERESPONSE._serialized_end=874
-  _SNAPSHOTREQUEST._serialized_start=876
-  _SNAPSHOTREQUEST._serialized_end=893
-  _SNAPSHOTRESPONSE._serialized_start=895
-  _SNAPSHOTRESPONSE._serialized_end=1001
-  _SNAPSHOTSUMMARY._serialized_start=1003
-  _SNAPSHOTSUMMARY._serialized_end=1130
-  _SNAPSHOTSTORECOUNT._serialized_start=1132
-  _SNAPSHOTSTORECOUNT._serialized_end=1232
-  _ADMINSERVICE._serialized_start=1235
-  _ADMINSERVICE._serialized_end=1541
+  _BACKUPSTATUSRESPONSE._serialized_end=699
+  _FOLLOWERSTATUS._serialized_start=702
+  _FOLLOWERSTATUS._serialized_end=965
+  _STOREUSAGEREQUEST._serialized_start=967
+  _STOREUSAGEREQUEST._serialized_end=1039
+  _STOREUSAGERESPONSE._serialized_start=1042
+  _STOREUSAGERESPONSE._serialized_end=1195
+  _SNAPSHOTREQUEST._serialized_start=1197
+  _SNAPSHOTREQUEST._serialized_end=1214
+  _SNAPSHOTRESPONSE._serialized_start=1216
+  _SNAPSHOTRESPONSE._serialized_end=1322
+  _SNAPSHOTSUMMARY._serialized_start=1324
+  _SNAPSHOTSUMMARY._serialized_end=1451
+  _SNAPSHOTSTORECOUNT._serialized_start=1453
+  _SNAPSHOTSTORECOUNT._serialized_end=1553
+  _ADMINSERVICE._serialized_start=1556
+  _ADMINSERVICE._serialized_end=1862
 # @@protoc_insertion_point(module_scope)

@@ -10,10 +10,11 @@ class BackupStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class BackupStatusResponse(_message.Message):
-    __slots__ = ["configured", "divergences", "down_ms", "healing", "heals", "last_stop_clean", "owed_keys", "policy", "state", "time_limit_ms", "transitions"]
+    __slots__ = ["configured", "divergences", "down_ms", "follower", "healing", "heals", "last_stop_clean", "owed_keys", "policy", "state", "time_limit_ms", "transitions"]
     CONFIGURED_FIELD_NUMBER: _ClassVar[int]
     DIVERGENCES_FIELD_NUMBER: _ClassVar[int]
     DOWN_MS_FIELD_NUMBER: _ClassVar[int]
+    FOLLOWER_FIELD_NUMBER: _ClassVar[int]
     HEALING_FIELD_NUMBER: _ClassVar[int]
     HEALS_FIELD_NUMBER: _ClassVar[int]
     LAST_STOP_CLEAN_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +26,7 @@ class BackupStatusResponse(_message.Message):
     configured: bool
     divergences: int
     down_ms: int
+    follower: FollowerStatus
     healing: bool
     heals: int
     last_stop_clean: bool
@@ -33,7 +35,27 @@ class BackupStatusResponse(_message.Message):
     state: str
     time_limit_ms: int
     transitions: int
-    def __init__(self, configured: bool = ..., policy: _Optional[str] = ..., owed_keys: _Optional[int] = ..., divergences: _Optional[int] = ..., state: _Optional[str] = ..., transitions: _Optional[int] = ..., down_ms: _Optional[int] = ..., time_limit_ms: _Optional[int] = ..., last_stop_clean: bool = ..., healing: bool = ..., heals: _Optional[int] = ...) -> None: ...
+    def __init__(self, configured: bool = ..., policy: _Optional[str] = ..., owed_keys: _Optional[int] = ..., divergences: _Optional[int] = ..., state: _Optional[str] = ..., transitions: _Optional[int] = ..., down_ms: _Optional[int] = ..., time_limit_ms: _Optional[int] = ..., last_stop_clean: bool = ..., healing: bool = ..., heals: _Optional[int] = ..., follower: _Optional[_Union[FollowerStatus, _Mapping]] = ...) -> None: ...
+
+class FollowerStatus(_message.Message):
+    __slots__ = ["applied_changes", "connected", "full_copies", "lag_changes", "lag_seconds", "last_error", "leader", "state"]
+    APPLIED_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    FULL_COPIES_FIELD_NUMBER: _ClassVar[int]
+    LAG_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    LAG_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    applied_changes: int
+    connected: bool
+    full_copies: int
+    lag_changes: int
+    lag_seconds: float
+    last_error: str
+    leader: str
+    state: str
+    def __init__(self, leader: _Optional[str] = ..., state: _Optional[str] = ..., connected: bool = ..., lag_changes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., applied_changes: _Optional[int] = ..., full_copies: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
 
 class ResyncRequest(_message.Message):
     __slots__ = []

@@ -272,14 +272,23 @@ class TxnResponse(_message.Message):
     def __init__(self, succeeded: bool = ..., failed_check: _Optional[int] = ..., results: _Optional[_Iterable[_Union[TxnOperationResult, _Mapping]]] = ...) -> None: ...
 
 class WatchProgress(_message.Message):
-    __slots__ = ["pending", "sequence", "time_ms"]
+    __slots__ = ["heads", "pending", "sequence", "time_ms"]
+    class HeadsEntry(_message.Message):
+        __slots__ = ["key", "value"]
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    HEADS_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    heads: _containers.ScalarMap[str, int]
     pending: int
     sequence: int
     time_ms: int
-    def __init__(self, sequence: _Optional[int] = ..., pending: _Optional[int] = ..., time_ms: _Optional[int] = ...) -> None: ...
+    def __init__(self, sequence: _Optional[int] = ..., pending: _Optional[int] = ..., time_ms: _Optional[int] = ..., heads: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ["all_stores", "primary_namespace", "secondary_namespace", "start_sequence", "starts", "store_id", "values"]
