@@ -4,25 +4,14 @@
 //! polling.
 
 import { createHash } from "node:crypto";
-import { createServer } from "node:net";
 import { expect } from "vitest";
 import { TierkvAdminClient } from "../../src/client/admin-client.js";
 import { TierkvClient } from "../../src/client/client.js";
 import type { BackupStatusResponse } from "../../gen/tierkv/v1/admin_pb.js";
 import { scanAllKeys } from "../../src/store/scan.js";
 import { formatPath } from "../../src/store/validate.js";
+import { freePort } from "../support/postgres-server.js";
 import { spawnServer, type ServerProcess } from "../support/process.js";
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
-}
 
 /** One `tierkv serve` on a fixed port, started, stopped and started again on the same files. */
 export class Instance {
