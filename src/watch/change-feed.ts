@@ -49,7 +49,6 @@ export interface ChangeFeedOptions {
   /** Poll interval for a log other processes also write; undefined: this process's commits are all there are. */
   readonly pollIntervalMs?: number;
   readonly progressIntervalMs?: number;
-  readonly maxWatchers?: number;
 }
 
 function shuttingDown(resumeFrom: string): StoreError {
@@ -81,11 +80,14 @@ export class ChangeFeed {
   private readonly stopListening: () => void;
   private watchers = 0;
   private closed = false;
+  /** How long an idle watch goes without a message before it is sent progress. */
+  private readonly progressInterval: number;
 
   constructor(
     private readonly log: ChangeLog,
     private readonly options: ChangeFeedOptions = {},
   ) {
+    this.progressInterval = options.progressIntervalMs ?? DEFAULT_WATCH_PROGRESS_INTERVAL_MS;
     this.stopListening = log.onChanges((storeIds) => {
       for (const storeId of storeIds) this.tails.get(storeId)?.tail.advance();
       for (const waiter of this.waiters) if (waiter.storeId === undefined || storeIds.has(waiter.storeId)) waiter.wake();
@@ -130,8 +132,8 @@ export class ChangeFeed {
    * surface throws a stall in.
    */
   async *watch(target: WatchTarget, signal: AbortSignal): AsyncGenerator<WatchEvent> {
-    if (this.watchers >= (this.options.maxWatchers ?? MAX_WATCHERS)) {
-      throw new StoreError("resource-exhausted", `the server serves at most ${this.options.maxWatchers ?? MAX_WATCHERS} watches at once; retry later`);
+    if (this.watchers >= MAX_WATCHERS) {
+      throw new StoreError("resource-exhausted", `the server serves at most ${MAX_WATCHERS} watches at once; retry later`);
     }
     this.watchers++;
     try {
@@ -166,7 +168,7 @@ export class ChangeFeed {
     const bounds = await this.read(storeId, target.start === 0n ? 0n : target.start, false, 0);
     let next = target.start === 0n ? bounds.latest + 1n : target.start;
     checkStart(storeId, next, bounds);
-    const progressInterval = this.options.progressIntervalMs ?? DEFAULT_WATCH_PROGRESS_INTERVAL_MS;
+    const progressInterval = this.progressInterval;
     let lastSent = 0;
     // A watch from now begins by saying where the store stands.
     if (target.start === 0n) {
@@ -249,7 +251,7 @@ export class ChangeFeed {
    * reading the log when the tail dropped it.
    */
   private async *followTail(storeId: string, member: TailMember, signal: AbortSignal, lastSent: number): AsyncGenerator<WatchEvent, { next: bigint; lastSent: number }> {
-    const progressInterval = this.options.progressIntervalMs ?? DEFAULT_WATCH_PROGRESS_INTERVAL_MS;
+    const progressInterval = this.progressInterval;
     const tail = this.tails.get(storeId)!.tail;
     while (!signal.aborted) {
       if (this.closed) throw shuttingDown(String(tail.next));
@@ -287,7 +289,7 @@ export class ChangeFeed {
     for (const [storeId, start] of target.starts ?? []) if (!next.has(storeId) && !isInternalStore(storeId)) next.set(storeId, start);
     // Stores that appear after the watch began start from their first change.
     const startNew = (): bigint => (target.start === 0n ? 1n : target.start);
-    const progressInterval = this.options.progressIntervalMs ?? DEFAULT_WATCH_PROGRESS_INTERVAL_MS;
+    const progressInterval = this.progressInterval;
     // Every start is checked before anything is sent, those of stores the log does not know too
     // (a follower's position in a store this log never had is ahead of it).
     const checked = new Set<string>();

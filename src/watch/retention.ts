@@ -30,14 +30,6 @@ export function parseRetention(text: string): ChangeRetention {
   return retention;
 }
 
-/** Prints a retention as `parseRetention` reads it. */
-export function formatRetention(retention: ChangeRetention): string {
-  const parts: string[] = [];
-  if (retention.maxAgeMs !== undefined) parts.push(`${retention.maxAgeMs}ms`);
-  if (retention.maxCount !== undefined) parts.push(String(retention.maxCount));
-  return parts.join(",");
-}
-
 /** Prunes `log` every interval until stopped; a failed pruning is logged and tried again next time. */
 export function startPruning(log: ChangeLog, retention: ChangeRetention, logger: Logger, intervalMs = WATCH_PRUNE_INTERVAL_MS): () => void {
   let running = false;
