@@ -4,6 +4,7 @@
 //! cases on fresh files; prints JSON with each case's median CPU µs and ops/s per write and the
 //! ratio of medians (issue 21's goal: throughput with 100 watchers ≥ 0.9× of none).
 
+import { setMaxListeners } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,6 +25,7 @@ async function round(watchers: number, writes: number): Promise<Round> {
   const store = new SqliteStore(join(dir, "kv.db"), { synchronous: "FULL", preallocateWal: true });
   const feed = new ChangeFeed(store);
   const stop = new AbortController();
+  setMaxListeners(watchers + 10, stop.signal); // every watch listens on the one signal
   const streams = Array.from({ length: watchers }, () => feed.watch({ storeId: "default", start: 0n, values: false, primaryNamespace: "idle" }, stop.signal));
   // Each watch is open (caught up) once its first progress message came.
   await Promise.all(streams.map((stream) => stream.next()));

@@ -3,7 +3,7 @@
 //! its value only while its key holds it, as the SQL backends do (the value lives in the row).
 
 import { ChangeListeners } from "./change-listeners.js";
-import { storeIdOf, type Change, type ChangeLog, type ChangeRetention, type ChangesPage, type ChangesRequest, type KeyRef } from "./types.js";
+import { storeIdOf, type Change, type ChangeLog, type CommittedChanges, type ChangeRetention, type ChangesPage, type ChangesRequest, type KeyRef } from "./types.js";
 
 /** A change as kept: its value dropped once a later change of its key supersedes it. */
 type Kept = Omit<Change, "value" | "superseded"> & { value?: Uint8Array };
@@ -65,7 +65,7 @@ export class MemoryChangeLog implements ChangeLog {
     if (this.changed.size === 0) return;
     const changed = this.changed;
     this.changed = new Set();
-    this.listeners.notify(changed);
+    this.listeners.notifyStores(changed);
   }
 
   async readChanges(request: ChangesRequest): Promise<ChangesPage> {
@@ -106,7 +106,7 @@ export class MemoryChangeLog implements ChangeLog {
     return pruned;
   }
 
-  onChanges(listener: (storeIds: ReadonlySet<string>) => void): () => void {
+  onChanges(listener: (committed: CommittedChanges) => void): () => void {
     return this.listeners.add(listener);
   }
 }

@@ -16,6 +16,7 @@ import {
   type AllKeysRequest,
   type BackupLedger,
   type ChangeLog,
+  type CommittedChanges,
   type ChangeRetention,
   type ChangesPage,
   type ChangesRequest,
@@ -382,7 +383,7 @@ export class MemoryStore extends VersionedReads implements KVStore, BackupLedger
     return this.changes.pruneChanges(retention, limit, now);
   }
 
-  onChanges(listener: (storeIds: ReadonlySet<string>) => void): () => void {
+  onChanges(listener: (committed: CommittedChanges) => void): () => void {
     return this.changes.onChanges(listener);
   }
 

@@ -158,6 +158,7 @@ import {
   type BackupLedger,
   type GroupUsage,
   type ChangeLog,
+  type CommittedChanges,
   type ChangeRetention,
   type ChangesPage,
   type ChangesRequest,
@@ -209,7 +210,7 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
   ) {
     super();
     this.commits = new GroupCommit(pool, poolMax, options.groupCommit === false ? 1 : GROUP_COMMIT_MAX_MUTATIONS, (storeIds) =>
-      this.changeListeners.notify(storeIds),
+      this.changeListeners.notifyStores(storeIds),
     );
   }
 
@@ -404,7 +405,7 @@ export class PostgresStore extends VersionedReads implements KVStore, BackupLedg
     return Number(row?.n ?? 0n);
   }
 
-  onChanges(listener: (storeIds: ReadonlySet<string>) => void): () => void {
+  onChanges(listener: (committed: CommittedChanges) => void): () => void {
     return this.changeListeners.add(listener);
   }
 

@@ -40,6 +40,7 @@ import {
   type BackupLedger,
   type Change,
   type ChangeLog,
+  type CommittedChanges,
   type ChangeRetention,
   type ChangesPage,
   type ChangesRequest,
@@ -386,8 +387,11 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   private batchHighest = 0n;
   /** Usage changes of the transaction being built, per store, written once per commit. */
   private readonly batchUsage = new UsageChanges();
-  /** Each changed store's last sequence in the transaction being built, written once per commit. */
-  private batchHeads = new Map<string, bigint>();
+  /**
+   * The changes the transaction being built logs, per store in sequence order: each store's head is
+   * written once per commit, and listeners are handed them so watchers need not read them back.
+   */
+  private readonly batchChanges = new Map<string, Change[]>();
   /** The commit time of the transaction being built (ms). */
   private batchTime = 0;
   private readonly changeListeners = new ChangeListeners();
@@ -435,10 +439,10 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     this.applyAll = this.db.transaction((batch: readonly PendingMutation[]) => {
       this.batchHighest = 0n;
       this.batchUsage.clear();
-      this.batchHeads.clear();
+      this.batchChanges.clear();
       this.batchTime = Date.now();
       const results = batch.map((mutation) => mutation.apply());
-      for (const [storeId, seq] of this.batchHeads) this.stmt.setHead.run({ storeId, seq });
+      for (const [storeId, changes] of this.batchChanges) this.stmt.setHead.run({ storeId, seq: changes.at(-1)!.seq });
       if (this.batchHighest > 0n) this.stmt.raiseHighest.run({ version: this.batchHighest });
       for (const { stores } of this.batchUsage.byGroup()) {
         for (const [storeId, change] of stores) {
@@ -618,9 +622,15 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   /** Appends a change to the log in the transaction being built; its sequence, the store's next. */
   private logChange(ref: KeyRef, kind: number, state: StoredState, size: number): bigint {
     const storeId = storeIdOf(ref);
-    const seq = (this.batchHeads.get(storeId) ?? this.stmt.head.get({ storeId }) ?? 0n) + 1n;
-    this.batchHeads.set(storeId, seq);
+    let changes = this.batchChanges.get(storeId);
+    if (changes === undefined) {
+      changes = [];
+      this.batchChanges.set(storeId, changes);
+    }
+    const seq = (changes.at(-1)?.seq ?? this.stmt.head.get({ storeId }) ?? 0n) + 1n;
     this.stmt.logChange.run({ ...keyParams(ref), seq, kind, ...state, size, at: this.batchTime });
+    const { primaryNamespace, secondaryNamespace, key } = ref;
+    changes.push({ storeId, primaryNamespace, secondaryNamespace, key, seq, kind: kind === CHANGE_KIND_PUT ? "put" : "remove", version: state.version, revision: state.revision, size, time: this.batchTime });
     return seq;
   }
 
@@ -675,7 +685,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       for (const mutation of batch) {
         try {
           const [result] = this.applyAll([mutation]);
-          this.changeListeners.notify(new Set(this.batchHeads.keys()));
+          this.changeListeners.notify(this.batchChanges);
           settle(mutation, result);
         } catch (error) {
           mutation.reject(sqliteStoreError(error));
@@ -683,7 +693,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       }
       return;
     }
-    this.changeListeners.notify(new Set(this.batchHeads.keys()));
+    this.changeListeners.notify(this.batchChanges);
     batch.forEach((mutation, i) => settle(mutation, results[i]));
   }
 
@@ -795,7 +805,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     );
   }
 
-  onChanges(listener: (storeIds: ReadonlySet<string>) => void): () => void {
+  onChanges(listener: (committed: CommittedChanges) => void): () => void {
     return this.changeListeners.add(listener);
   }
 

@@ -407,11 +407,18 @@ export interface ChangeLog {
   /** Drops changes past `retention`, at most `limit` of them; how many were dropped. */
   pruneChanges(retention: ChangeRetention, limit: number, now?: number): Promise<number>;
   /**
-   * Calls `listener` with the stores a commit of this process changed, after it is durable; the
+   * Calls `listener` with what a commit of this process changed, after it is durable; the
    * returned function stops it. Other processes' commits (a shared database) are found by reading.
    */
-  onChanges(listener: (storeIds: ReadonlySet<string>) => void): () => void;
+  onChanges(listener: (committed: CommittedChanges) => void): () => void;
 }
+
+/**
+ * What one commit changed, per store: its changes in sequence order without values, or undefined
+ * when the backend does not have them at hand (a reader reads them from the log). Valid during
+ * the listener's call only: the backend reuses the map.
+ */
+export type CommittedChanges = ReadonlyMap<string, readonly Change[] | undefined>;
 
 export function isChangeLog(store: KVStore): store is KVStore & ChangeLog {
   return typeof (store as Partial<ChangeLog>).readChanges === "function";

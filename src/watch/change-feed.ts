@@ -1,8 +1,8 @@
 //! Watchers of a store's change log (contract §9). A watcher behind the log pulls pages from it
 //! at its own cursor, so its memory is one page whatever it watches and however slowly it reads.
-//! Once caught up it joins its store's shared tail (`store-tail.ts`), which reads each commit of
-//! this process (`ChangeLog.onChanges`) once, or polls a database other instances also write
-//! (PostgreSQL), and hands it what matches; a member that falls a page behind reads on its own again.
+//! Once caught up it joins its store's shared tail (`store-tail.ts`), which takes each commit of
+//! this process from `ChangeLog.onChanges` (reading it once when the backend does not hand it
+//! over), or polls a database other instances also write (PostgreSQL), and hands it what matches; a member that falls a page behind reads on its own again.
 
 import {
   DEFAULT_WATCH_PROGRESS_INTERVAL_MS,
@@ -79,6 +79,12 @@ export class ChangeFeed {
   private readonly tails = new Map<string, { readonly tail: StoreTail; readonly poll: NodeJS.Timeout | undefined }>();
   private readonly stopListening: () => void;
   private watchers = 0;
+  /**
+   * Commits of this process heard so far. A watcher notes it before it reads and, when it would
+   * then wait, reads again instead if it moved: a commit that landed between its read and its wait
+   * would otherwise wake nobody, and the watch would sit until its next progress.
+   */
+  private commits = 0;
   private closed = false;
   /** How long an idle watch goes without a message before it is sent progress. */
   private readonly progressInterval: number;
@@ -88,9 +94,10 @@ export class ChangeFeed {
     private readonly options: ChangeFeedOptions = {},
   ) {
     this.progressInterval = options.progressIntervalMs ?? DEFAULT_WATCH_PROGRESS_INTERVAL_MS;
-    this.stopListening = log.onChanges((storeIds) => {
-      for (const storeId of storeIds) this.tails.get(storeId)?.tail.advance();
-      for (const waiter of this.waiters) if (waiter.storeId === undefined || storeIds.has(waiter.storeId)) waiter.wake();
+    this.stopListening = log.onChanges((committed) => {
+      this.commits++;
+      for (const [storeId, changes] of committed) this.tails.get(storeId)?.tail.advance(changes);
+      for (const waiter of this.waiters) if (waiter.storeId === undefined || committed.has(waiter.storeId)) waiter.wake();
     });
   }
 
@@ -99,9 +106,12 @@ export class ChangeFeed {
     return this.watchers;
   }
 
-  /** One read of the log, shared by every watcher that asks for the same page at the same time. */
+  /**
+   * One read of the log, shared by every watcher that asks for the same page at the same time
+   * (between the same two commits: a read begun before a commit must not answer for after it).
+   */
   private read(storeId: string, from: bigint, values: boolean, limit = WATCH_PAGE_CHANGES): Promise<ChangesPage> {
-    const id = `${storeId}\0${from}\0${values}\0${limit}`;
+    const id = `${storeId}\0${from}\0${values}\0${limit}\0${this.commits}`;
     let page = this.inflight.get(id);
     if (page === undefined) {
       page = this.log.readChanges({ storeId, from, limit, values, maxBytes: WATCH_PAGE_MAX_BYTES }).finally(() => this.inflight.delete(id));
@@ -178,6 +188,7 @@ export class ChangeFeed {
     let lastProgress = lastSent;
     while (!signal.aborted) {
       if (this.closed) throw shuttingDown(String(next));
+      const seen = this.commits;
       const page = await this.read(storeId, next, target.values);
       if (next < page.oldest) throw outOfRange(`store ${storeId}: the watcher fell behind the kept changes (--watch-retention); copy the store and start from ${page.oldest}`);
       for (const change of page.changes) {
@@ -202,6 +213,7 @@ export class ChangeFeed {
       }
       const member = this.join(storeId, next, target);
       if (member === undefined) {
+        if (this.commits !== seen) continue;
         await this.wait(storeId, Math.min(progressInterval - idleFor, this.options.pollIntervalMs ?? Infinity), signal);
         continue;
       }
@@ -228,8 +240,8 @@ export class ChangeFeed {
       this.tails.set(storeId, entry);
     }
     if (!entry.tail.canJoin(next)) return undefined;
-    const member = new TailMember(target.values, (change) => this.matches(change, target));
-    entry.tail.members.add(member);
+    const member = new TailMember(target.values, target.primaryNamespace, (change) => this.matches(change, target));
+    entry.tail.add(member);
     // A new tail starts where its first member's last read ended: commits since then were
     // announced before it existed, so it reads once now. (A tail that exists heard them all.)
     if (created) entry.tail.advance();
@@ -239,7 +251,7 @@ export class ChangeFeed {
   private leave(storeId: string, member: TailMember): void {
     const entry = this.tails.get(storeId);
     if (entry === undefined) return;
-    entry.tail.members.delete(member);
+    entry.tail.remove(member);
     if (entry.tail.members.size === 0) {
       clearInterval(entry.poll);
       this.tails.delete(storeId);
@@ -305,6 +317,7 @@ export class ChangeFeed {
     let lastProgress = lastSent;
     while (!signal.aborted) {
       if (this.closed) throw shuttingDown("each store's next sequence");
+      const seen = this.commits;
       const heads = await changeHeads();
       let pending = 0n;
       let delivered = false;
@@ -340,6 +353,7 @@ export class ChangeFeed {
         lastSent = lastProgress = Date.now();
         continue;
       }
+      if (this.commits !== seen) continue;
       await this.wait(undefined, Math.min(progressInterval - idleFor, this.options.pollIntervalMs ?? Infinity), signal);
     }
   }

@@ -1470,15 +1470,25 @@ export function describeChangeLog(name: string, open: () => Promise<StoreUnderTe
       expect(await store.changeHeads()).toEqual(new Map([["alice", 11n], ["bob", 1n]]));
     });
 
-    it("tells listeners which stores a commit changed, once it is durable", async () => {
+    it("tells listeners what a commit changed, once it is durable; changes handed over are the log's", async () => {
       const seen: string[][] = [];
-      const stop = store.onChanges((storeIds) => seen.push([...storeIds].sort()));
+      const handed: Change[] = [];
+      const stop = store.onChanges((committed) => {
+        seen.push([...committed.keys()].sort());
+        for (const changes of committed.values()) handed.push(...(changes ?? []));
+      });
       await store.write(at("a"), bytes("v"));
       await store.txn({ checks: [], operations: [{ ...at("b", "bob"), kind: "write", value: bytes("v") }, { ...at("c"), kind: "write", value: bytes("v") }] });
+      await store.remove(at("a"));
       stop();
       await store.write(at("after"), bytes("v"));
-      expect(seen.flat().sort()).toEqual(["alice", "alice", "bob"]);
+      expect(seen.flat().sort()).toEqual(["alice", "alice", "alice", "bob"]);
       expect(seen.every((stores) => stores.length > 0)).toBe(true);
+      // A backend that hands changes over hands exactly what the log holds (without values).
+      for (const change of handed) {
+        const page = await store.readChanges({ storeId: change.storeId, from: change.seq, limit: 1, values: false });
+        expect(change).toEqual(page.changes[0]);
+      }
     });
 
     it("keeps the log and the sequence across close and reopen (durable backends)", async (context) => {
