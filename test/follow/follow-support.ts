@@ -4,9 +4,11 @@
 //! polling.
 
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import * as grpc from "@grpc/grpc-js";
 import { expect } from "vitest";
 import { TierkvAdminClient } from "../../src/client/admin-client.js";
-import { TierkvClient } from "../../src/client/client.js";
+import { TierkvClient, type ClientOptions } from "../../src/client/client.js";
 import type { BackupStatusResponse } from "../../gen/tierkv/v1/admin_pb.js";
 import { scanAllKeys } from "../../src/store/scan.js";
 import { formatPath } from "../../src/store/validate.js";
@@ -23,11 +25,26 @@ export class Instance {
     readonly address: string,
     private readonly args: readonly string[],
     private readonly token: string | undefined,
+    private readonly credentials: grpc.ChannelCredentials | undefined,
   ) {}
 
-  /** An instance that will listen on a free port of 127.0.0.1; `token` is the test's own credential. */
-  static async create(args: readonly string[], token?: string): Promise<Instance> {
-    return new Instance(`127.0.0.1:${await freePort()}`, args, token);
+  /**
+   * An instance that will listen on a free port of 127.0.0.1; `token` is the test's own credential.
+   * With `ca` (a PEM file), the test's clients connect with TLS trusting it: for an instance whose
+   * `args` serve TLS (`--tls-cert`, `--tls-key`).
+   */
+  static async create(args: readonly string[], token?: string, ca?: string): Promise<Instance> {
+    const credentials = ca === undefined ? undefined : grpc.credentials.createSsl(readFileSync(ca));
+    return new Instance(`127.0.0.1:${await freePort()}`, args, token, credentials);
+  }
+
+  /** How the test's clients reach it: its address, token and (with TLS) credentials. */
+  get clientOptions(): ClientOptions {
+    return {
+      address: this.address,
+      ...(this.token !== undefined && { bearerToken: this.token }),
+      ...(this.credentials !== undefined && { credentials: this.credentials }),
+    };
   }
 
   /** Every log line of every run, in order. */
@@ -67,13 +84,13 @@ export class Instance {
 
   /** A client of the running process (closed when it stops). */
   client(): TierkvClient {
-    const client = new TierkvClient({ address: this.address, timeoutMs: 20_000, ...(this.token !== undefined && { bearerToken: this.token }) });
+    const client = new TierkvClient({ ...this.clientOptions, timeoutMs: 20_000 });
     this.clients.push(client);
     return client;
   }
 
   async backupStatus(): Promise<BackupStatusResponse> {
-    const admin = new TierkvAdminClient({ address: this.address, ...(this.token !== undefined && { bearerToken: this.token }) });
+    const admin = new TierkvAdminClient(this.clientOptions);
     try {
       return await admin.backupStatus();
     } finally {
