@@ -742,9 +742,15 @@ export class TierStore extends VersionedReads implements KVStore, StoreUsageRead
   ): Promise<void> {
     const mirrored = reorderedBatch(operations, (i) => ({ version: result.versions[i], revision: result.revisions[i] }));
     if (this.backup!.down) {
-      // Degraded with a ledger (checked before the primary applied it): the keys stay owed.
-      this.counts.skippedBackupWrites++;
-      return;
+      // The breaker opened while the primary applied the batch (its commit's sync lets other
+      // calls run). Degraded with a ledger: the keys stay owed. Required: the Txn fails — it was
+      // acknowledged here without the backup once, which the crash test caught.
+      if (this.ledger !== undefined && this.policy.name === "degraded") {
+        this.counts.skippedBackupWrites++;
+        return;
+      }
+      this.reportDivergence("txn", operations[0]!, result.versions[0]!, "primary", "backup");
+      throw tierFailure("backup", tierDownError(this.backup!), ["primary"]);
     }
     try {
       await this.backup!.call((store, d) => store.txn({ ...mirrored, ...(d !== undefined && { deadline: d }) }), deadline, { extraMs });

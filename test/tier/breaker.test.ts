@@ -87,3 +87,38 @@ it("required: writes fail at once with UNAVAILABLE while the backup is down; hea
   expect(health).toEqual([false, true]);
   await store.write(key(4), Buffer.from("e"));
 });
+
+/** A store that fails every call at once with UNAVAILABLE while `failing`. */
+class FailingStore extends ForwardingStore {
+  failing = false;
+  protected override async before(_operation: Operation): Promise<void> {
+    if (this.failing) throw new StoreError("unavailable", "the backup is away");
+  }
+}
+
+it("required: a Txn whose backup goes down while the primary applies it fails, and its keys stay owed", async () => {
+  const primary = new HangingStore(new MemoryStore());
+  const backup = new FailingStore(new MemoryStore());
+  const store = new TierStore({
+    primary,
+    backup,
+    backupPolicy: "required",
+    retry: { backup: NO_RETRY },
+    replayIntervalMs: 60_000,
+    health: { timeLimitMinMs: 1_000, timeLimitMaxMs: 2_000, breakerFailures: 2, probeInitialDelayMs: 60_000, probeMaxDelayMs: 60_000 },
+  });
+  stores.push(store);
+  // Two writes pass the primary, then fail in the backup: the breaker opens.
+  backup.failing = true;
+  const failing = [store.write(key(1), Buffer.from("b")), store.write(key(2), Buffer.from("c"))].map((write) => write.catch((e: unknown) => e));
+  // Meanwhile a Txn passes the check before the primary (the backup is not down yet) and waits in it.
+  primary.hung = true;
+  const txn = store.txn({ checks: [], operations: [{ ...key(3), kind: "write", value: Buffer.from("t") }] }).catch((e: unknown) => e);
+  for (let i = 0; i < 100 && store.serving; i++) await sleep(5);
+  expect(store.serving).toBe(false);
+  primary.release();
+  // The primary applied it; the backup never got it: it must not be acknowledged.
+  expect(await txn).toMatchObject({ code: "unavailable" });
+  await Promise.all(failing);
+  expect(await primary.listOwed(10)).toContainEqual(expect.objectContaining({ key: "k3" }));
+});
