@@ -22,6 +22,17 @@ export interface LoadSpec {
   readonly durationMs: number;
   /** Each loop measures at least this many operations (smoke mode; 0 otherwise). */
   readonly minOpsPerLoop?: number;
+  /**
+   * Called once every thread is connected and the clock is set: what samples something beside
+   * the load (a follower's lag) learns the measured window from it, before the window opens.
+   */
+  readonly onClock?: (window: LoadWindow) => void;
+}
+
+/** The measured window, in ms since epoch (the load generator's threads' clock). */
+export interface LoadWindow {
+  readonly measureFrom: number;
+  readonly endAt: number;
 }
 
 export interface Measurement {
@@ -43,6 +54,8 @@ export interface Measurement {
   readonly windowUs?: readonly [number, number];
   /** Per server process (in `serverPids` order): its CPU and its main thread's, µs per operation. */
   readonly perServer?: ReadonlyArray<{ readonly cpuUsPerOp: number; readonly mainThreadCpuUsPerOp: number }>;
+  /** When the last loop stopped, its last operation answered (ms since epoch): the load is over. */
+  readonly loadEndedAt?: number;
 }
 
 /**
@@ -141,6 +154,7 @@ export class LoadGenerator {
     const endAt = measureFrom + spec.durationMs;
     const minOpsPerLoop = spec.minOpsPerLoop ?? 0;
     const hardEndAt = endAt + (minOpsPerLoop > 0 ? 30_000 : 0);
+    spec.onClock?.({ measureFrom, endAt });
     const results = Promise.all(used.map(({ thread }) => thread.ask({ type: "go", go: { measureFrom, endAt, minOpsPerLoop, hardEndAt } })));
     const sample = (): { server: number; database: number; client: number; atUs: number; perServer: Array<[number, number]> } => {
       const database = spec.databasePid === undefined ? 0 : treeCpuSeconds(spec.databasePid);
@@ -195,6 +209,7 @@ export class LoadGenerator {
       serverPeakRssMiB: Math.max(0, ...rssPids.map(peakRssBytes)) / (1024 * 1024),
       windowUs: [before.atUs, after.atUs],
       perServer: after.perServer.map(([cpu, main], i) => ({ cpuUsPerOp: perOp(cpu - before.perServer[i]![0]), mainThreadCpuUsPerOp: perOp(main - before.perServer[i]![1]) })),
+      loadEndedAt: endedAt,
     };
   }
 

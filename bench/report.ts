@@ -5,6 +5,7 @@
 //! from medians.
 
 import { STEPS, type Attribution, type Step } from "./breakdown.js";
+import { CATCH_UP_POLL_MS, LAG_SAMPLE_MS, type LagFigures, type LagRound } from "./follower-lag.js";
 import type { Measurement } from "./loadgen.js";
 import type { SqliteCeiling } from "./sqlite-ceiling.js";
 import type { TargetName } from "./targets.js";
@@ -50,6 +51,8 @@ export interface BenchReport {
   readonly checks: TargetCheck[];
   /** Where a write's server time goes, per configuration (profiled runs of their own). */
   readonly breakdown: BreakdownCell[];
+  /** How far a follower stays behind its leader, per write cell of a target with one. */
+  readonly followerLag: FollowerLagRow[];
 }
 
 /** A figure over the rounds: median and min–max. */
@@ -85,6 +88,54 @@ export interface BreakdownCell {
   readonly errors: number;
   readonly firstError?: string;
   readonly processes: ProcessCosts[];
+}
+
+/** p50 and p99 of one view of a follower's lag (its report, or the actual lag), over the rounds. */
+export interface LagSpreads {
+  readonly p50Changes: Spread;
+  readonly p99Changes: Spread;
+  readonly p50Seconds: Spread;
+  readonly p99Seconds: Spread;
+}
+
+/**
+ * A follower's lag in one cell (target × workload × concurrency): each round's p50 and p99 of the
+ * lag readings and its catch-up time, as median and min–max over the rounds, and every round.
+ */
+export interface FollowerLagRow {
+  readonly target: TargetName;
+  readonly workload: WorkloadName;
+  readonly concurrency: number;
+  /** As the follower reports it (backup-status, the metrics). */
+  readonly reported: LagSpreads;
+  /** The leader's count less the follower's, and the age of its first missing change. */
+  readonly actual: LagSpreads;
+  readonly catchUpMs: Spread;
+  /** Readings over every round. */
+  readonly samples: number;
+  readonly firstError?: string;
+  readonly rounds: readonly LagRound[];
+}
+
+export function followerLagRow(target: TargetName, workload: WorkloadName, concurrency: number, rounds: readonly LagRound[]): FollowerLagRow {
+  const firstError = rounds.find((r) => r.error !== undefined)?.error;
+  const spreads = (view: (round: LagRound) => LagFigures): LagSpreads => ({
+    p50Changes: spreadOf(rounds.map((r) => view(r).p50Changes)),
+    p99Changes: spreadOf(rounds.map((r) => view(r).p99Changes)),
+    p50Seconds: spreadOf(rounds.map((r) => view(r).p50Seconds)),
+    p99Seconds: spreadOf(rounds.map((r) => view(r).p99Seconds)),
+  });
+  return {
+    target,
+    workload,
+    concurrency,
+    reported: spreads((r) => r.reported),
+    actual: spreads((r) => r.actual),
+    catchUpMs: spreadOf(rounds.map((r) => r.catchUpMs)),
+    samples: rounds.reduce((sum, r) => sum + r.samples, 0),
+    ...(firstError !== undefined && { firstError }),
+    rounds,
+  };
 }
 
 function spreadOf(values: readonly number[]): Spread {
@@ -156,7 +207,7 @@ function breakdownLines(cells: readonly BreakdownCell[]): string[] {
       "Primary and backup SQLite of one process share their statement and commit rows; the chained backup is its own process (\"B\").",
     "",
   ];
-  const cell = (s: Spread, digits = 0): string => (s.min === s.max || !Number.isFinite(s.min) ? fixed(s.median, digits) : `${fixed(s.median, digits)} (${fixed(s.min, digits)}–${fixed(s.max, digits)})`);
+  const cell = (s: Spread): string => spreadText(s, 0);
   for (const workload of [...new Set(cells.map((c) => c.workload))]) {
     const here = cells.filter((c) => c.workload === workload);
     // The chain's own instance first, then its backup.
@@ -286,7 +337,49 @@ const COMPARISONS: readonly Comparison[] = [
   { title: "two tierkv instances on one PostgreSQL / bare pg", subject: "tierkv-postgres-x2", reference: "pg-bare" },
   { title: "two tierkv instances / one, on PostgreSQL", subject: "tierkv-postgres-x2", reference: "tierkv-postgres" },
   { title: "tierkv on PostgreSQL / tierkv on SQLite", subject: "tierkv-postgres", reference: "tierkv-sqlite" },
+  { title: "a SQLite leader with a follower / without", subject: "tierkv-sqlite+follower", reference: "tierkv-sqlite" },
 ];
+
+/** `median (min–max)`, or the median alone when the rounds agree to the digits shown. */
+function spreadText(s: Spread, digits: number): string {
+  const [median, min, max] = [s.median, s.min, s.max].map((n) => fixed(n, digits));
+  return min === max ? median! : `${median} (${min}–${max})`;
+}
+
+/** The follower-lag section: a row per write cell of a target with a follower. */
+function followerLagLines(lag: readonly FollowerLagRow[], rows: readonly ResultRow[]): string[] {
+  if (lag.length === 0) return [];
+  const out = [
+    `## follower lag (read every ${LAG_SAMPLE_MS} ms over each measured window; median (min–max) over the rounds)`,
+    "",
+    "Per round: p50 and p99 (nearest rank) of the readings inside the window, then the rounds' median and range. " +
+      "**Reported**: the follower's backup-status (`lagChanges`, `lagSeconds`; the metrics `tierkv_follower_lag_changes` and `_seconds` say the same): " +
+      "the pending count of the leader's last progress message (sent at most once a second while it is busy) less the changes received since, " +
+      "plus those received and not yet applied, so it falls to 0 between progress messages whatever the backlog. " +
+      "**Actual**: the leader's count of committed changes less the follower's count applied, read together, and the age of the first change " +
+      `the follower lacks (its commit time placed between two readings' leader counts). Catch-up: from the last write's answer until the follower ` +
+      `has applied every change the leader committed (read every ${CATCH_UP_POLL_MS} ms). CPU per write: each process alone (the table's server CPU is their sum).`,
+    "",
+    "| target | workload | c | leader writes/s | reported p50 / p99 changes | reported p50 / p99 s | actual p50 / p99 changes | actual p50 / p99 s | catch-up ms | readings | CPU µs/write leader / follower |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+  ];
+  const pair = (a: Spread, b: Spread, digits: number): string => `${spreadText(a, digits)} / ${spreadText(b, digits)}`;
+  for (const cell of lag) {
+    const row = find(rows, cell.target, cell.workload, cell.concurrency);
+    const cpu = (process: number): string => fixed(median(row?.rounds.map((r) => r.perServer?.[process]?.cpuUsPerOp ?? NaN) ?? []), 0);
+    const { reported, actual } = cell;
+    out.push(
+      `| ${cell.target} | ${cell.workload} | ${cell.concurrency} | ${row === undefined ? "–" : withSpread(row, "opsPerSecond", 0)} | ` +
+        `${pair(reported.p50Changes, reported.p99Changes, 0)} | ${pair(reported.p50Seconds, reported.p99Seconds, 2)} | ` +
+        `${pair(actual.p50Changes, actual.p99Changes, 0)} | ${pair(actual.p50Seconds, actual.p99Seconds, 2)} | ` +
+        `${spreadText(cell.catchUpMs, 0)} | ${cell.samples} | ${cpu(0)} / ${cpu(1)} |`,
+    );
+  }
+  out.push("");
+  const failed = lag.filter((cell) => cell.firstError !== undefined);
+  if (failed.length > 0) out.push(...failed.map((cell) => `- ${cell.target} ${cell.workload} c=${cell.concurrency}: ${cell.firstError}`), "");
+  return out;
+}
 
 function comparisonLines(rows: readonly ResultRow[]): string[] {
   const out: string[] = [];
@@ -336,6 +429,7 @@ export function markdown(report: BenchReport): string {
   }
   const comparisons = comparisonLines(report.rows);
   if (comparisons.length > 0) out.push("## comparisons (medians; CPU and p50 as subject / reference)", "", ...comparisons);
+  out.push(...followerLagLines(report.followerLag, report.rows));
   if (report.sqliteCeiling.length > 0) {
     out.push("## in-process better-sqlite3 ceiling (no RPC; WAL, synchronous=FULL)", "", "| case | ops/s |", "|---|---:|");
     for (const c of report.sqliteCeiling) out.push(`| ${c.case} | ${fixed(c.opsPerSecond, 0)} |`);
@@ -361,6 +455,7 @@ const COLOURS: Record<TargetName, string> = {
   "tierkv-sqlite+sqlite-backup": "#2ca02c",
   "tierkv-sqlite+remote-backup": "#9467bd",
   "tierkv-sqlite+100-watchers": "#aec7e8",
+  "tierkv-sqlite+follower": "#98df8a",
   "tierkv-vss": "#17becf",
   "tierkv-postgres": "#ff7f0e",
   "tierkv-postgres-x2": "#8c564b",

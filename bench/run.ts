@@ -14,6 +14,9 @@
 //! median of the rounds with the spread (min–max). Then, unless --no-breakdown, the cost breakdown:
 //! a write alone, with a SQLite backup and chained, each server under `node --cpu-prof`, in
 //! interleaved rounds of their own, every sample of the measured windows attributed to a step.
+//!
+//! A target with a follower beside its leader (tierkv-sqlite+follower) also has the follower's lag
+//! read over each of its cells and the time it then takes to catch up (bench/follower-lag.ts).
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
@@ -22,10 +25,22 @@ import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
 import { attribute, readProfile } from "./breakdown.js";
 import { openDriver } from "./drivers.js";
-import { LoadGenerator, type Measurement } from "./loadgen.js";
+import { FollowerProbe, measureWithLag, type LagRound } from "./follower-lag.js";
+import { LoadGenerator, type LoadWindow, type Measurement } from "./loadgen.js";
 import { startBenchPostgres, type BenchPostgres } from "./postgres.js";
 import { residentBytes } from "./proc-stats.js";
-import { aggregate, breakdownCell, checkTargets, markdown, svgChart, type BenchReport, type BreakdownCell, type ResultRow } from "./report.js";
+import {
+  aggregate,
+  breakdownCell,
+  checkTargets,
+  followerLagRow,
+  markdown,
+  svgChart,
+  type BenchReport,
+  type BreakdownCell,
+  type FollowerLagRow,
+  type ResultRow,
+} from "./report.js";
 import { runScale } from "./scale.js";
 import { measureSqliteCeiling } from "./sqlite-ceiling.js";
 import { analyzeDatabase, etcdInstalled, startTarget, stopAtExit, TARGET_INFO, TARGETS, vssAvailable, type RunningTarget, type TargetName } from "./targets.js";
@@ -262,6 +277,7 @@ async function benchmark(mode: Mode, rounds: number): Promise<BenchReport> {
   const workloads = (options.workloads ?? [...WORKLOADS]).filter((w) => targets.some((t) => TARGET_INFO[t].workloads.includes(w)));
   const generator = new LoadGenerator();
   const rows: ResultRow[] = [];
+  const followerLag: FollowerLagRow[] = [];
   let costs: BreakdownCell[] = [];
   // Servers shared by every workload (smoke mode: starting them is most of its time).
   let shared = new Map<TargetName, RunningTarget>();
@@ -296,36 +312,64 @@ async function benchmark(mode: Mode, rounds: number): Promise<BenchReport> {
           log(`${name}: warmed ${here.join(", ")} for ${mode.serverWarmupMs} ms each (c=16, not measured)`);
         }
         const samples = new Map<string, Measurement[]>();
+        const lagSamples = new Map<string, LagRound[]>();
         for (let round = 0; round < rounds; round++) {
           for (const concurrency of mode.concurrency) {
             for (const target of rotated(here, round)) {
               const server = running.get(target)!;
-              const result = await generator
-                .measure({
-                  kind: server.kind,
-                  addresses: server.addresses,
-                  serverPids: server.pids,
-                  ...(server.databasePid !== undefined && { databasePid: server.databasePid }),
-                  workload: name,
-                  keyCount: mode.keyCount,
-                  concurrency,
-                  warmupMs: mode.warmupMs,
-                  durationMs: mode.durationMs,
-                  minOpsPerLoop: mode.minOpsPerLoop,
-                })
-                .catch((error: unknown) => failedCell(error));
+              const measure = (onClock?: (window: LoadWindow) => void): Promise<Measurement> =>
+                generator
+                  .measure({
+                    kind: server.kind,
+                    addresses: server.addresses,
+                    serverPids: server.pids,
+                    ...(server.databasePid !== undefined && { databasePid: server.databasePid }),
+                    workload: name,
+                    keyCount: mode.keyCount,
+                    concurrency,
+                    warmupMs: mode.warmupMs,
+                    durationMs: mode.durationMs,
+                    minOpsPerLoop: mode.minOpsPerLoop,
+                    ...(onClock !== undefined && { onClock }),
+                  })
+                  .catch((error: unknown) => failedCell(error));
               const cell = `${target}\u0000${concurrency}`;
+              let result: Measurement;
+              let lag: LagRound | undefined;
+              if (server.follower === undefined) {
+                result = await measure();
+              } else {
+                const probe = new FollowerProbe(server.addresses[0]!, server.follower.address);
+                try {
+                  ({ measurement: result, lag } = await measureWithLag(probe, measure));
+                } finally {
+                  probe.close();
+                }
+                lagSamples.set(cell, [...(lagSamples.get(cell) ?? []), lag]);
+              }
               samples.set(cell, [...(samples.get(cell) ?? []), result]);
               log(
                 `r${round + 1}/${rounds} ${target.padEnd(28)} ${name.padEnd(9)} c=${String(concurrency).padEnd(3)} ${result.opsPerSecond.toFixed(0).padStart(7)} ops/s  ` +
-                  `p50 ${result.p50Ms.toFixed(2)} ms  cpu ${result.serverCpuUsPerOp.toFixed(0)} µs/op  errors ${result.errors}${result.firstError ? ` (${result.firstError})` : ""}`,
+                  `p50 ${result.p50Ms.toFixed(2)} ms  cpu ${result.serverCpuUsPerOp.toFixed(0)} µs/op  errors ${result.errors}${result.firstError ? ` (${result.firstError})` : ""}` +
+                  (lag === undefined
+                    ? ""
+                    : lag.error !== undefined
+                      ? `  follower lag: ${lag.error}`
+                      : `  follower lag p50/p99: reported ${lag.reported.p50Changes}/${lag.reported.p99Changes} changes ${lag.reported.p50Seconds.toFixed(2)}/${lag.reported.p99Seconds.toFixed(2)} s, ` +
+                        `actual ${lag.actual.p50Changes}/${lag.actual.p99Changes} changes ${lag.actual.p50Seconds.toFixed(2)}/${lag.actual.p99Seconds.toFixed(2)} s ` +
+                        `(${lag.samples} readings); caught up in ${lag.catchUpMs.toFixed(0)} ms`),
               );
             }
           }
         }
         // Rows in the order of TARGETS and concurrency, whatever order they were measured in.
         for (const target of here) {
-          for (const concurrency of mode.concurrency) rows.push(aggregate(target, name, concurrency, samples.get(`${target}\u0000${concurrency}`) ?? []));
+          for (const concurrency of mode.concurrency) {
+            const cell = `${target}\u0000${concurrency}`;
+            rows.push(aggregate(target, name, concurrency, samples.get(cell) ?? []));
+            const lag = lagSamples.get(cell);
+            if (lag !== undefined) followerLag.push(followerLagRow(target, name, concurrency, lag));
+          }
         }
       } finally {
         if (mode.freshPerWorkload) await stopAll(running);
@@ -352,6 +396,7 @@ async function benchmark(mode: Mode, rounds: number): Promise<BenchReport> {
     sqliteCeiling: options.breakdownOnly ? [] : measureSqliteCeiling(mode.name === "smoke" ? 100 : 1000),
     checks: checkTargets(rows),
     breakdown: costs,
+    followerLag,
   };
 }
 

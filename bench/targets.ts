@@ -1,7 +1,8 @@
 //! The servers under test, each started fresh as its own process(es) on loopback.
 
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { TierkvClient } from "../src/client/client.js";
 import type { DriverKind } from "./drivers.js";
+import { waitUntilTailing } from "./follower-lag.js";
 import { BARE_SCHEMA, type BenchPostgres } from "./postgres.js";
 import { WORKLOADS, type WorkloadName } from "./workloads.js";
 
@@ -18,6 +20,7 @@ export const TARGETS = [
   "tierkv-sqlite+sqlite-backup",
   "tierkv-sqlite+remote-backup",
   "tierkv-sqlite+100-watchers",
+  "tierkv-sqlite+follower",
   "tierkv-vss",
   "tierkv-postgres",
   "tierkv-postgres-x2",
@@ -47,6 +50,13 @@ export const TARGET_INFO: Record<TargetName, TargetInfo> = {
     kind: "tierkv",
     workloads: ["write-1k"],
     description: "tierkv-sqlite with 100 idle Watch streams on the written store (prefix `idle`: every commit wakes them, none matches)",
+  },
+  "tierkv-sqlite+follower": {
+    kind: "tierkv",
+    workloads: ["write-1k"],
+    description:
+      "tierkv-sqlite (the leader, which takes the load) with one follower beside it (`serve --follow`, its own SQLite file, a replicate-role token); " +
+      "server CPU counts both processes, peak RSS is the larger one's; the follower's lag is in its own section",
   },
   "tierkv-vss": {
     kind: "vss",
@@ -84,9 +94,11 @@ export interface RunningTarget {
   readonly databaseUri?: string;
   /**
    * With `profileDir`: where each server process (in `pids` order) writes its CPU profile when it
-   * stops, and what it is ("tierkv" or, for the chain, "tierkv backup").
+   * stops, and what it is ("tierkv"; for the chain, "tierkv backup"; beside a leader, "tierkv follower").
    */
   readonly profiles?: ReadonlyArray<{ readonly path: string; readonly role: string }>;
+  /** The follower beside the leader (tierkv-sqlite+follower), whose lag the run samples. */
+  readonly follower?: { readonly address: string };
   stop(): Promise<void>;
 }
 
@@ -237,7 +249,21 @@ async function startEtcd(dataDir: string): Promise<{ child: ChildProcess; addres
   throw new Error(`etcd did not become healthy: ${stderr}`);
 }
 
-/** Starts `name` with fresh data (a temp dir, a new database) that `stop()` removes. */
+/**
+ * A follower's credentials in `dir`: a token with the replicate role in a file only we read, and
+ * an identities file holding its hash (the hand-written format of README "Creating tokens"; no
+ * `tierkv token add` process, whose start-up would lengthen every start of the target).
+ */
+function replicateCredentials(dir: string): { identitiesFile: string; tokenFile: string } {
+  const token = `tkv_${randomBytes(32).toString("base64url")}`;
+  const identity = { name: "bench-follower", tokenSha256: createHash("sha256").update(token).digest("hex"), store: "bench-follower", roles: ["replicate"] };
+  const identitiesFile = join(dir, "identities.json");
+  const tokenFile = join(dir, "follower.token");
+  writeFileSync(identitiesFile, `${JSON.stringify({ identities: [identity] })}\n`, { mode: 0o600 });
+  writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+  return { identitiesFile, tokenFile };
+}
+
 /**
  * `count` Watch streams on the default store (the bench's), from now, on a namespace nothing
  * writes: the server wakes and filters them at every commit, as it does for watchers of other
@@ -261,6 +287,7 @@ async function idleWatchers(address: string, count: number): Promise<() => Promi
   };
 }
 
+/** Starts `name` with fresh data (a temp dir, a new database) that `stop()` removes. */
 export async function startTarget(name: TargetName, environment: TargetEnvironment = {}): Promise<RunningTarget> {
   const dir = mkdtempSync(join(tmpdir(), `tierkv-bench-${name}-`));
   const children: ChildProcess[] = [];
@@ -268,7 +295,8 @@ export async function startTarget(name: TargetName, environment: TargetEnvironme
   const tierkv = async (...args: string[]): Promise<string> => {
     const profiling: string[] = [];
     if (environment.profileDir !== undefined) {
-      const role = name === "tierkv-sqlite+remote-backup" && children.length === 0 ? "tierkv backup" : "tierkv";
+      const role =
+        name === "tierkv-sqlite+remote-backup" && children.length === 0 ? "tierkv backup" : name === "tierkv-sqlite+follower" && children.length === 1 ? "tierkv follower" : "tierkv";
       const file = `${name}-${children.length}.cpuprofile`;
       profiles.push({ path: join(environment.profileDir, file), role });
       profiling.push("--cpu-prof", `--cpu-prof-dir=${environment.profileDir}`, `--cpu-prof-name=${file}`);
@@ -287,6 +315,7 @@ export async function startTarget(name: TargetName, environment: TargetEnvironme
   let databasePid: number | undefined;
   let databaseUri: string | undefined;
   let watchers: (() => Promise<void>) | undefined;
+  let follower: { address: string } | undefined;
   const kind = TARGET_INFO[name].kind;
   try {
     switch (name) {
@@ -299,6 +328,17 @@ export async function startTarget(name: TargetName, environment: TargetEnvironme
       case "tierkv-sqlite+100-watchers": {
         address = await tierkv("--primary", `sqlite:${join(dir, "a.db")}`);
         watchers = await idleWatchers(address, 100);
+        break;
+      }
+      case "tierkv-sqlite+follower": {
+        // The leader also serves unauthenticated callers (loopback), so the load is the same as
+        // tierkv-sqlite's; only the follower presents a token, which must hold the replicate role.
+        const { identitiesFile, tokenFile } = replicateCredentials(dir);
+        address = await tierkv("--primary", `sqlite:${join(dir, "a.db")}`, "--auth", "none,tokens", "--tokens-file", identitiesFile);
+        // The query is URL-decoded: the "+" of the temp dir's name would read as a space.
+        follower = { address: await tierkv("--primary", `sqlite:${join(dir, "f.db")}`, "--follow", `grpc://${address}?token_file=${encodeURIComponent(tokenFile)}`) };
+        // Its first full copy (of an empty leader) done: the cells measure tailing only.
+        await waitUntilTailing(follower.address);
         break;
       }
       case "tierkv-sqlite+remote-backup": {
@@ -365,6 +405,7 @@ export async function startTarget(name: TargetName, environment: TargetEnvironme
     ...(databasePid !== undefined && { databasePid }),
     ...(databaseUri !== undefined && { databaseUri }),
     ...(profiles.length > 0 && { profiles }),
+    ...(follower !== undefined && { follower }),
     pids: children.map((child) => child.pid!),
     async stop() {
       await watchers?.();

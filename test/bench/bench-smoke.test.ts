@@ -46,6 +46,18 @@ it("runs every target and workload and writes the results", async () => {
     expect(cell.errors, `breakdown ${cell.target}: ${cell.firstError}`).toBe(0);
     expect(cell.processes.map((p) => p.role).sort()).toEqual(cell.target === "tierkv-sqlite+remote-backup" ? ["tierkv", "tierkv backup"] : ["tierkv"]);
   }
+  // The follower's lag: a row per cell of the target with a follower, read and caught up in every round.
+  expect(report.followerLag.map((r) => `${r.target} ${r.workload} c=${r.concurrency}`)).toEqual(["tierkv-sqlite+follower write-1k c=1", "tierkv-sqlite+follower write-1k c=4"]);
+  for (const row of report.followerLag) {
+    expect(row.firstError, `follower lag c=${row.concurrency}`).toBeUndefined();
+    expect(row.rounds).toHaveLength(1);
+    expect(row.samples).toBeGreaterThan(0);
+    for (const view of [row.reported, row.actual]) {
+      for (const figure of [view.p50Changes, view.p99Changes, view.p50Seconds, view.p99Seconds]) expect(Number.isFinite(figure.median)).toBe(true);
+    }
+    expect(Number.isFinite(row.catchUpMs.median), "caught up after the writers stopped").toBe(true);
+  }
+  expect(stdout).toContain("## follower lag");
   expect(stdout).toContain("## where a write's server time goes");
   expect(stdout).toContain("| target | c | server CPU µs/op | ops/s |");
   expect(stdout).toContain("## comparisons");
