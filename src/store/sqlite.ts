@@ -6,8 +6,10 @@
 //! fsynced) before its promise resolves. ListPage order: newest-created first.
 //!
 //! Group commit: mutations that arrive in the same turn of the event loop share one transaction
-//! and so one fsync; none resolves before that commit. A commit takes a bounded batch (by count
-//! and bytes), so it never holds the event loop for long; the rest wait for the next turn.
+//! and so one fsync; none resolves before that commit is on disk. A commit takes a bounded batch
+//! (by count and bytes), so it never holds the event loop for long; the rest wait for the next
+//! turn. The fsync runs off the event loop (`sqlite-wal-sync.ts`): while it runs the next batch is
+//! decoded and committed, and its own sync follows.
 //!
 //! Change log (`ChangeLog`, contract §9): every mutation that changes a row also appends a row to
 //! `changes` in the same transaction, numbered by its store's counter in `change_heads`. One
@@ -31,6 +33,7 @@ import { notFound, StoreError } from "./errors.js";
 import { appliedVersion, checkQuota, firstFailedCheck, isStale, stateAfterWrite, usageChange, type StoredState } from "./mutation-rules.js";
 import { allKeysPage, allKeysStart, decodeSequenceToken, sequencePage } from "./page-token.js";
 import { preallocateWal, walBytesAtCheckpoint } from "./sqlite-wal.js";
+import { WalSync } from "./sqlite-wal-sync.js";
 import { groupChange, plusUsage, UsageChanges, usageGroupOf } from "./usage-group.js";
 import {
   storeIdOf,
@@ -72,7 +75,10 @@ import { formatPath, validateKey, validateNamespace, validateTxn } from "./valid
 export const SQLITE_SCHEMA_VERSION = 4;
 
 export interface SqliteStoreOptions {
-  /** `FULL` (default) fsyncs every commit; `NORMAL` may lose the last commits on power loss. */
+  /**
+   * `FULL` (default): every commit is on disk before its mutations resolve (fsynced off the event
+   * loop: `sqlite-wal-sync.ts`); `NORMAL` may lose the last commits on power loss.
+   */
   readonly synchronous?: "FULL" | "NORMAL";
   /**
    * Extend the WAL to its checkpoint size on open (zeros, once), so commits never grow the file:
@@ -395,6 +401,12 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   /** The commit time of the transaction being built (ms). */
   private batchTime = 0;
   private readonly changeListeners = new ChangeListeners();
+  /** Syncs the WAL of a durable file off the event loop; undefined when SQLite syncs (or nothing does). */
+  private readonly walSync: WalSync | undefined;
+  /** Frames the WAL may hold since the last checkpoint (an estimate from above), and when to checkpoint. */
+  private walFrames = 0;
+  private readonly checkpointFrames: number;
+  private readonly pageSize: number;
   /** Applies a batch in one transaction (made once: better-sqlite3 wraps it in BEGIN/COMMIT). */
   private readonly applyAll: (batch: readonly PendingMutation[]) => unknown[];
 
@@ -430,11 +442,19 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     // None of these affects durability: commits still fsync the WAL.
     this.db.pragma("mmap_size = 268435456");
     this.db.pragma("cache_size = -65536");
-    const pageSize = this.db.pragma("page_size", { simple: true }) as number;
-    this.db.pragma(`wal_autocheckpoint = ${walCheckpointPages(pageSize)}`);
+    this.pageSize = this.db.pragma("page_size", { simple: true }) as number;
+    this.checkpointFrames = walCheckpointPages(this.pageSize);
+    this.db.pragma(`wal_autocheckpoint = ${this.checkpointFrames}`);
     if (!options.readOnly) migrate(this.db);
     if (options.preallocateWal && !options.readOnly && path !== ":memory:") {
-      preallocateWal(this.db, `${path}-wal`, walBytesAtCheckpoint(pageSize, walCheckpointPages(pageSize)));
+      preallocateWal(this.db, `${path}-wal`, walBytesAtCheckpoint(this.pageSize, this.checkpointFrames));
+    }
+    if (!options.readOnly && path !== ":memory:" && (options.synchronous ?? "FULL") === "FULL") {
+      // From here on this store syncs each commit itself, off the event loop, and checkpoints itself
+      // with synchronous=FULL (an automatic checkpoint would run with OFF: see sqlite-wal-sync.ts).
+      this.db.pragma("synchronous = OFF");
+      this.db.pragma("wal_autocheckpoint = 0");
+      this.walSync = new WalSync(`${path}-wal`);
     }
     this.applyAll = this.db.transaction((batch: readonly PendingMutation[]) => {
       this.batchHighest = 0n;
@@ -464,16 +484,27 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     }
   }
 
+  /**
+   * A read's answer, given once every commit it could have seen is on disk: a commit is visible
+   * here before its sync returns (sqlite-wal-sync.ts), and no reader may see what a crash could undo.
+   */
+  private async answer<T>(read: () => T): Promise<T> {
+    const result = this.guarded(read);
+    const durable = this.walSync?.durable();
+    if (durable !== undefined) await durable;
+    return result;
+  }
+
   async readVersioned(ref: KeyRef): Promise<VersionedValue> {
     validateKey(ref, "read");
-    const row = this.guarded(() => this.stmt.read.get(keyParams(ref)));
+    const row = await this.answer(() => this.stmt.read.get(keyParams(ref)));
     if (row === undefined) throw notFound("read", formatPath(ref));
     return row;
   }
 
   async readState(ref: KeyRef): Promise<KeyState | undefined> {
     validateKey(ref, "read");
-    return this.guarded(() => this.stmt.state.get(keyParams(ref)));
+    return this.answer(() => this.stmt.state.get(keyParams(ref)));
   }
 
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
@@ -645,6 +676,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   /** Queues `apply` for the next group commit; resolves with its result once committed (fsynced). */
   private enqueue<T>(bytes: number, apply: () => Applied<T>): Promise<T> {
     if (!this.db.open) return Promise.reject(new StoreError("unavailable", "the store is closed"));
+    if (this.walSync?.failure !== undefined) return Promise.reject(this.walSync.failure);
     return new Promise<T>((resolve, reject) => {
       this.pending.push({ bytes, apply, resolve: resolve as (result: unknown) => void, reject });
       this.scheduleCommit();
@@ -683,30 +715,72 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     } catch {
       // One bad mutation must not fail its neighbours: commit each alone to find it.
       for (const mutation of batch) {
+        let result: unknown;
         try {
-          const [result] = this.applyAll([mutation]);
-          this.changeListeners.notify(this.batchChanges);
-          settle(mutation, result);
+          [result] = this.applyAll([mutation]);
         } catch (error) {
           mutation.reject(sqliteStoreError(error));
+          continue;
         }
+        this.afterCommit([mutation], [result], mutation.bytes);
       }
       return;
     }
-    this.changeListeners.notify(this.batchChanges);
-    batch.forEach((mutation, i) => settle(mutation, results[i]));
+    this.afterCommit(batch, results, bytes);
+  }
+
+  /** Once a committed batch is on disk: tells the listeners, resolves its mutations, checkpoints when due. */
+  private afterCommit(batch: readonly PendingMutation[], results: readonly unknown[], bytes: number): void {
+    const walSync = this.walSync;
+    if (walSync === undefined) {
+      this.changeListeners.notify(this.batchChanges);
+      batch.forEach((mutation, i) => settle(mutation, results[i]));
+      return;
+    }
+    const changes = new Map(this.batchChanges); // the next commit refills the map before this one is on disk
+    // An estimate from above: each mutation's row, index and log pages, its value's pages, and the
+    // heads, usage and clock rows (SQLite's own count is not exposed; the checkpoint reports it).
+    this.walFrames += batch.length * 3 + Math.ceil(bytes / this.pageSize) + 4;
+    walSync.commit().then(
+      () => {
+        this.changeListeners.notify(changes);
+        batch.forEach((mutation, i) => settle(mutation, results[i]));
+        if (this.walFrames >= this.checkpointFrames) this.checkpoint();
+      },
+      (error: unknown) => {
+        for (const mutation of batch) mutation.reject(error);
+      },
+    );
+  }
+
+  /**
+   * Copies the WAL into the database, with synchronous=FULL so SQLite syncs the WAL before and the
+   * database after, before the log may start over. PASSIVE: it never waits for a reader.
+   */
+  private checkpoint(): void {
+    if (!this.db.open || this.walSync?.failure !== undefined) return;
+    try {
+      this.db.pragma("synchronous = FULL");
+      const [result] = this.db.pragma("wal_checkpoint(PASSIVE)") as { log: number; checkpointed: number }[];
+      // Frames a reader still needs stay in the log until the next checkpoint.
+      this.walFrames = result === undefined ? 0 : Math.max(0, result.log - result.checkpointed);
+    } catch {
+      // The WAL is intact and every commit still synced: the next commit tries again.
+    } finally {
+      this.db.pragma("synchronous = OFF");
+    }
   }
 
   async list(ns: NamespaceRef, options: ListOptions = {}): Promise<string[]> {
     validateNamespace(ns, "list");
-    return this.guarded(() => this.stmt.list.all({ ...namespaceParams(ns), limit: options.limit ?? -1 }));
+    return this.answer(() => this.stmt.list.all({ ...namespaceParams(ns), limit: options.limit ?? -1 }));
   }
 
   async listPage(ns: NamespaceRef, page: PageRequest = {}): Promise<Page> {
     validateNamespace(ns, "list");
     const before = page.pageToken ? decodeSequenceToken(ns, page.pageToken) : Number.MAX_SAFE_INTEGER;
     const size = effectivePageSize(page.pageSize);
-    return sequencePage(ns, this.guarded(() => this.stmt.page.all({ ...namespaceParams(ns), before, limit: size + 1 })), size);
+    return sequencePage(ns, await this.answer(() => this.stmt.page.all({ ...namespaceParams(ns), before, limit: size + 1 })), size);
   }
 
   async listAllKeys(request: AllKeysRequest = {}): Promise<AllKeysPage> {
@@ -714,7 +788,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     const limit = effectivePageSize(request.limit);
     const after = { ...keyParams(allKeysStart(request)), limit: limit + 1 };
     const statement = request.allStores ? this.stmt.allKeysOfAllStores : this.stmt.allKeysOfStore;
-    return allKeysPage(this.guarded(() => statement.all(after)).map(toKeyVersion), limit);
+    return allKeysPage((await this.answer(() => statement.all(after))).map(toKeyVersion), limit);
   }
 
   /**
@@ -737,21 +811,21 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   async listOwed(limit: number, after?: KeyRef): Promise<KeyVersion[]> {
     if (this.settles.length > 0) this.commit();
     const from = after === undefined ? FIRST_KEY : keyParams(after);
-    return this.guarded(() => this.stmt.listOwed.all({ ...from, limit })).map(toKeyVersion);
+    return (await this.answer(() => this.stmt.listOwed.all({ ...from, limit }))).map(toKeyVersion);
   }
 
   async countOwed(): Promise<number> {
     if (this.settles.length > 0) this.commit();
-    return this.guarded(() => this.stmt.countOwed.get() ?? 0);
+    return this.answer(() => this.stmt.countOwed.get() ?? 0);
   }
 
   async storeUsage(storeId: string): Promise<StoreUsage> {
-    return this.guarded(() => this.stmt.usage.get({ storeId }) ?? { keys: 0, bytes: 0 });
+    return this.answer(() => this.stmt.usage.get({ storeId }) ?? { keys: 0, bytes: 0 });
   }
 
   async groupUsage(storeId: string): Promise<GroupUsage> {
     const { from, to } = usageGroupOf(storeId);
-    return this.guarded(() => this.stmt.groupUsage.get({ from, to }) ?? { keys: 0, bytes: 0, stores: 0 });
+    return this.answer(() => this.stmt.groupUsage.get({ from, to }) ?? { keys: 0, bytes: 0, stores: 0 });
   }
 
   /** In the commit order of mutations, so no write slips between the count and the record. */
@@ -767,7 +841,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
 
   async readChanges(request: ChangesRequest): Promise<ChangesPage> {
     // One synchronous read: no commit of this connection can come between its statements.
-    return this.guarded(() => {
+    return this.answer(() => {
       const statement = request.values ? this.stmt.changes : this.stmt.changesWithoutValues;
       const changes: Change[] = [];
       let bytes = 0;
@@ -783,11 +857,11 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   }
 
   async changeHeads(): Promise<Map<string, bigint>> {
-    return this.guarded(() => new Map(this.stmt.heads.all().map((row) => [row.store_id, row.seq])));
+    return this.answer(() => new Map(this.stmt.heads.all().map((row) => [row.store_id, row.seq])));
   }
 
   async pruneChanges(retention: ChangeRetention, limit: number, now = Date.now()): Promise<number> {
-    return this.guarded(() =>
+    const pruned = this.guarded(() =>
       this.db.transaction(() => {
         let pruned = 0;
         for (const { store_id: storeId, seq: latest } of this.stmt.heads.all()) {
@@ -803,6 +877,9 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
         return pruned;
       })(),
     );
+    // A commit of its own (not a group commit's): synced like one before it answers.
+    await this.walSync?.commit();
+    return pruned;
   }
 
   onChanges(listener: (committed: CommittedChanges) => void): () => void {
@@ -810,7 +887,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   }
 
   async highestVersion(): Promise<bigint> {
-    return this.guarded(() => this.stmt.highest.get() ?? 0n);
+    return this.answer(() => this.stmt.highest.get() ?? 0n);
   }
 
   /**
@@ -838,9 +915,11 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
         .safeIntegers(true);
       this.guarded(() => reader.exec("BEGIN"));
       let after = FIRST_KEY;
-      for (;;) {
+      for (let first = true; ; first = false) {
         signal?.throwIfAborted();
         const rows = this.guarded(() => page.all({ ...after, limit: SNAPSHOT_PAGE_ROWS }));
+        // The first read fixed the transaction's view: nothing it shows may be undone by a crash.
+        if (first) await this.walSync?.durable();
         yield* rows.map(toStoredRecord);
         const last = rows.at(-1);
         if (rows.length < SNAPSHOT_PAGE_ROWS || last === undefined) break;
@@ -854,6 +933,12 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   async close(): Promise<void> {
     // Mutations already accepted are committed, not dropped.
     while (this.pending.length > 0 || this.settles.length > 0) this.commit();
-    if (this.db.open) this.db.close();
+    await this.walSync?.durable()?.catch(() => undefined);
+    if (this.db.open) {
+      // The last connection to close checkpoints and removes the WAL: with FULL, synced first.
+      if (this.walSync !== undefined && this.walSync.failure === undefined) this.db.pragma("synchronous = FULL");
+      this.db.close();
+    }
+    this.walSync?.close();
   }
 }
