@@ -188,8 +188,13 @@ export class Follower {
   /** The next sequence expected per store while tailing: a gap would be a change missed. */
   private expected = new Map<string, bigint>();
   private queue: ApplyQueue | undefined;
-  /** The leader's last word on changes committed and not yet sent, and how many came since. */
+  /**
+   * The leader's last word on changes committed and not yet sent (its progress, at `pendingAt` by
+   * its clock), and how many of those have come since: only changes committed by then count, so
+   * the figure does not fall to 0 while changes committed after it keep the follower behind.
+   */
   private leaderPending = 0n;
+  private pendingAt = 0;
   private receivedSince = 0n;
   private lastAppliedTime: number | undefined;
   private appliedChanges = 0;
@@ -290,6 +295,7 @@ export class Follower {
         }
         if (event.kind === "progress") {
           this.leaderPending = event.pending;
+          this.pendingAt = event.time;
           this.receivedSince = 0n;
           continue;
         }
@@ -299,7 +305,7 @@ export class Follower {
           throw new StoreError("internal", `the leader's store ${change.storeId} sent sequence ${change.seq} where ${expected} was due; resuming from the last applied position`);
         }
         this.expected.set(change.storeId, expected + 1n);
-        this.receivedSince++;
+        if (change.time <= this.pendingAt) this.receivedSince++;
         queue.push(change);
         if (queue.full) await queue.drained();
         if (queue.failure !== undefined) break;
