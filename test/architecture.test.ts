@@ -16,7 +16,7 @@ const SRC = join(ROOT, "src");
  * entry, which re-exports from anywhere.
  */
 const LAYERS: readonly (readonly string[])[] = [
-  ["base"], //               limits.ts, host-port.ts, log.ts, tracing.ts, version.ts; gen/ (buf generate)
+  ["base"], //               limits.ts, host-port.ts, log.ts, tracing.ts, uri-query.ts, version.ts; gen/ (buf generate)
   ["store"], //              the KVStore contract, its errors and validation, one file per backend
   ["tier", "auth", "migrate", "watch"], // the tiered store; principals and authenticators; copying between stores; watchers of the change log
   ["service"], //            the one call pipeline every surface passes through (being built in parallel:

@@ -24,6 +24,7 @@ import {
 } from "../limits.js";
 import { invalidArgument, StoreError } from "../store/errors.js";
 import { redactStoreUri } from "../store/redact.js";
+import { uriQuery } from "../uri-query.js";
 import type {
   AllKeysPage,
   AllKeysRequest,
@@ -233,8 +234,8 @@ export class RemoteStore implements KVStore {
 }
 
 function readParameterFile(uri: URL, name: string): Buffer | undefined {
-  const path = uri.searchParams.get(name);
-  if (path === null) return undefined;
+  const path = uriQuery(uri).get(name);
+  if (path === undefined) return undefined;
   try {
     return readFileSync(path);
   } catch (error) {
@@ -255,8 +256,8 @@ function readTokenFile(path: string, address: string): string {
 }
 
 function positiveParameter(uri: URL, text: string, name: string): number | undefined {
-  const value = uri.searchParams.get(name);
-  if (value === null) return undefined;
+  const value = uriQuery(uri).get(name);
+  if (value === undefined) return undefined;
   if (!/^[1-9][0-9]{0,14}$/.test(value)) throw invalidArgument(`store URI "${redactStoreUri(text)}": ${name} must be a positive whole number`);
   return Number(value);
 }
@@ -275,12 +276,18 @@ export function checkRemoteUri(text: string): URL {
   if (uri.port === "" || uri.pathname.replace(/^\/$/, "") !== "") {
     throw invalidArgument(`store URI "${redactStoreUri(text)}": expected ${uri.protocol}//host:port`);
   }
-  for (const name of uri.searchParams.keys()) {
+  let query: Map<string, string>;
+  try {
+    query = uriQuery(uri);
+  } catch (error) {
+    throw invalidArgument(`store URI "${redactStoreUri(text)}": ${(error as Error).message}`);
+  }
+  for (const name of query.keys()) {
     if (!(PARAMETERS as readonly string[]).includes(name)) {
       throw invalidArgument(`store URI "${redactStoreUri(text)}": unknown parameter "${name}"; known: ${PARAMETERS.join(", ")}`);
     }
   }
-  const has = (name: string): boolean => uri.searchParams.has(name);
+  const has = (name: string): boolean => query.has(name);
   if (uri.protocol !== "grpcs:" && (has("ca") || has("cert") || has("key"))) throw invalidArgument(`store URI "${text}": ca/cert/key need grpcs://`);
   if (has("cert") !== has("key")) throw invalidArgument(`store URI "${text}": cert and key go together`);
   for (const name of ["timeout_ms", "max_batch_bytes", "max_batch_items"]) positiveParameter(uri, text, name);
@@ -292,7 +299,7 @@ export function openRemoteStore(text: string): RemoteStore {
   const uri = checkRemoteUri(text);
   const tls = uri.protocol === "grpcs:";
   const [ca, cert, key] = [readParameterFile(uri, "ca"), readParameterFile(uri, "cert"), readParameterFile(uri, "key")];
-  const tokenFile = uri.searchParams.get("token_file") ?? undefined;
+  const tokenFile = uriQuery(uri).get("token_file");
   const token = tokenFile === undefined ? undefined : readTokenFile(tokenFile, uri.host);
   const timeoutMs = positiveParameter(uri, text, "timeout_ms");
   const client = new TierkvClient({

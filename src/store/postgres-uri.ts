@@ -6,6 +6,7 @@ import type pg from "pg";
 import { POSTGRES_DEFAULT_CONNECT_TIMEOUT_S, POSTGRES_DEFAULT_POOL_MAX, POSTGRES_MAX_CONNECT_TIMEOUT_S, POSTGRES_MAX_POOL_MAX } from "../limits.js";
 import { invalidArgument, StoreError } from "./errors.js";
 import { redactStoreUri } from "./redact.js";
+import { uriQuery } from "../uri-query.js";
 
 export { POSTGRES_DEFAULT_POOL_MAX as DEFAULT_POOL_MAX, POSTGRES_DEFAULT_CONNECT_TIMEOUT_S as DEFAULT_CONNECT_TIMEOUT_S };
 
@@ -33,10 +34,16 @@ export function parsePostgresUri(uri: string, { readFiles = true } = {}): pg.Poo
   }
   if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") throw bad("expected postgres:// or postgresql://");
   if (url.hostname === "") throw bad("names no host");
-  for (const name of url.searchParams.keys()) {
+  let query: Map<string, string>;
+  try {
+    query = uriQuery(url);
+  } catch (error) {
+    throw bad((error as Error).message);
+  }
+  for (const name of query.keys()) {
     if (!URI_PARAMETERS.has(name)) throw bad(`unknown parameter "${name}"; expected one of ${[...URI_PARAMETERS].join(", ")}`);
   }
-  const param = (name: string): string | undefined => url.searchParams.get(name) ?? undefined;
+  const param = (name: string): string | undefined => query.get(name);
   const integer = (name: string, fallback: number, max: number): number => {
     const text = param(name);
     if (text === undefined) return fallback;
