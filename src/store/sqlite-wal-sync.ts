@@ -32,7 +32,9 @@ export class WalSync {
   /** Commits handed to the OS, and how many of them are known to be on disk. */
   private committed = 0;
   private synced = 0;
-  private syncing = false;
+  /** A sync is running; `whenSynced` callbacks run once it ends. */
+  syncing = false;
+  private afterSync: (() => void)[] = [];
   /** In commit order (each waits for a later or the same commit as the one before it). */
   private waiters: Waiter[] = [];
   /** Set by a failed sync: every later call fails with it. */
@@ -48,6 +50,12 @@ export class WalSync {
   commit(): Promise<void> {
     this.committed++;
     return this.until(this.committed);
+  }
+
+  /** Runs `then` once the sync running now has ended (at once when none runs). */
+  whenSynced(then: () => void): void {
+    if (this.syncing) this.afterSync.push(then);
+    else then();
   }
 
   /** Resolves once every commit counted so far is on disk: at once (undefined) when it is. */
@@ -84,6 +92,7 @@ export class WalSync {
       let done = 0;
       while (done < this.waiters.length && this.waiters[done]!.upTo <= upTo) this.waiters[done++]!.resolve();
       this.waiters.splice(0, done);
+      for (const then of this.afterSync.splice(0)) then();
       this.start();
     });
   }
@@ -93,6 +102,8 @@ export class WalSync {
     // The message names no path: it may reach a client.
     this.failure = new StoreError("unavailable", `the disk failed to sync the store's log (${code}); the store refuses every call until tierkv is restarted`);
     for (const waiter of this.waiters.splice(0)) waiter.reject(this.failure);
+    // Deferred commits go on, to fail at once with the failure.
+    for (const then of this.afterSync.splice(0)) then();
   }
 
   /** Closes the file; call once nothing is committed any more (every sync it waits for has ended). */

@@ -687,12 +687,23 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     if (this.commitScheduled) return;
     this.commitScheduled = true;
     // After the current I/O phase: every request already read from the sockets joins in.
-    setImmediate(() => this.commit());
+    setImmediate(() => {
+      // While the WAL syncs, the batch grows instead: the next commit starts with the next sync,
+      // as when the sync blocked the event loop. Committing meanwhile made commits of a few
+      // mutations, each writing the same log, head and usage pages again (more CPU per write).
+      if (this.walSync?.syncing === true) return this.walSync.whenSynced(() => this.commit());
+      this.commit();
+    });
   }
 
   /** Commits the next bounded batch of pending mutations; schedules another commit for the rest. */
   private commit(): void {
     this.commitScheduled = false;
+    const failure = this.walSync?.failure;
+    if (failure !== undefined) {
+      for (const mutation of [...this.pending.splice(0), ...this.settles.splice(0)]) mutation.reject(failure);
+      return;
+    }
     let count = 0;
     let bytes = 0;
     while (count < this.pending.length && count < GROUP_COMMIT_MAX_MUTATIONS) {
