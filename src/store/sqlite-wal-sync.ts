@@ -5,7 +5,8 @@
 //! half of its busy time per write (144 of 295 µs at 1 KiB, c=64), while requests waited to be
 //! decoded. So the connection commits with synchronous=OFF (the frames are handed to the OS) and
 //! `WalSync` fdatasyncs the WAL file on libuv's thread pool; no mutation of a commit resolves before
-//! that sync returns, and commits that land meanwhile share the next one (a second group commit).
+//! that sync returns. The store commits the mutations queued meanwhile when it ends (`whenSynced`),
+//! and they share the next sync.
 //!
 //! What synchronous=OFF gives up besides the commit's own sync is taken back by the store:
 //! - checkpoints: automatic ones are off; the store runs them itself with synchronous=FULL, so the
