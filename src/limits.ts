@@ -201,6 +201,12 @@ export const WATCH_PAGE_MAX_BYTES = 4 * 1024 * 1024;
 /** How often an idle watch is sent a progress message (`--watch-progress-interval`). */
 export const DEFAULT_WATCH_PROGRESS_INTERVAL_MS = 1_000;
 /**
+ * An all-stores watch that is delivering changes gets progress (with every store's head) at
+ * least this often: a follower measures its lag against the heads, and heads a second old let a
+ * follower a fraction of a second behind read as caught up (measured: p50 0 against 831 changes).
+ */
+export const WATCH_BUSY_PROGRESS_INTERVAL_MS = 100;
+/**
  * A server stream (Watch, Resync, Snapshot) whose peer takes no message for this long is ended
  * with RESOURCE_EXHAUSTED (`--stream-max-stall-ms`); a watch says where to resume. Until then it
  * holds one message: the next waits until the last reached the connection.

@@ -367,8 +367,8 @@ export class TierkvClient extends VersionedReads implements KVStore {
         const event = message.event;
         if (event.case === "progress") {
           const { sequence, pending, timeMs, heads } = event.value;
-          const first = Object.keys(heads).length > 0 ? { heads: new Map(Object.entries(heads)) } : {};
-          yield { kind: "progress", sequence, pending, time: Number(timeMs), ...first };
+          const withHeads = Object.keys(heads).length > 0 ? { heads: new Map(Object.entries(heads)) } : {};
+          yield { kind: "progress", sequence, pending, time: Number(timeMs), ...withHeads };
         } else if (event.case === "change") {
           const change = event.value;
           yield {

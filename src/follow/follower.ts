@@ -189,13 +189,11 @@ export class Follower {
   private expected = new Map<string, bigint>();
   private queue: ApplyQueue | undefined;
   /**
-   * The leader's last word on changes committed and not yet sent (its progress, at `pendingAt` by
-   * its clock), and how many of those have come since: only changes committed by then count, so
-   * the figure does not fall to 0 while changes committed after it keep the follower behind.
+   * Each leader store's latest sequence by its last progress message. The lag is what separates
+   * them from the positions applied here: exact for what the leader had committed by then, whatever
+   * is still on the wire or queued (the leader's own `pending` counts only what it has not sent).
    */
-  private leaderPending = 0n;
-  private pendingAt = 0;
-  private receivedSince = 0n;
+  private leaderHeads = new Map<string, bigint>();
   private lastAppliedTime: number | undefined;
   private appliedChanges = 0;
   private fullCopies = 0;
@@ -209,16 +207,22 @@ export class Follower {
   }
 
   status(): FollowerStatus {
-    const lagChanges = Number(this.leaderPending > this.receivedSince ? this.leaderPending - this.receivedSince : 0n) + (this.queue?.size ?? 0);
-    // The oldest change waiting says how old the follower's view is; without one, the last applied
-    // does (an upper bound: the leader's pending changes came after it).
-    const since = this.queue?.oldestCommitTime ?? this.lastAppliedTime;
+    let behind = 0n;
+    for (const [storeId, head] of this.leaderHeads) {
+      const applied = this.positions.get(storeId) ?? 0n;
+      if (head > applied) behind += head - applied;
+    }
+    const lagChanges = Number(behind);
+    // The oldest change received and not applied is the oldest the follower lacks (changes come in
+    // order); with none waiting but some owed by the heads, the last applied bounds the age.
+    const waiting = this.queue?.oldestCommitTime;
+    const since = waiting ?? (lagChanges > 0 ? this.lastAppliedTime : undefined);
     return {
       leader: this.options.name,
       state: this.state,
       connected: this.connected,
       lagChanges,
-      lagSeconds: lagChanges > 0 && since !== undefined ? Math.max(0, Date.now() - since) / 1000 : 0,
+      lagSeconds: since !== undefined ? Math.max(0, Date.now() - since) / 1000 : 0,
       appliedChanges: this.appliedChanges,
       fullCopies: this.fullCopies,
       lastError: this.lastError,
@@ -294,9 +298,7 @@ export class Follower {
           logger.info({ leader: name, stores: starts.size }, "following the leader");
         }
         if (event.kind === "progress") {
-          this.leaderPending = event.pending;
-          this.pendingAt = event.time;
-          this.receivedSince = 0n;
+          if (event.heads !== undefined) this.leaderHeads = new Map(event.heads);
           continue;
         }
         const change = event.change;
@@ -305,7 +307,6 @@ export class Follower {
           throw new StoreError("internal", `the leader's store ${change.storeId} sent sequence ${change.seq} where ${expected} was due; resuming from the last applied position`);
         }
         this.expected.set(change.storeId, expected + 1n);
-        if (change.time <= this.pendingAt) this.receivedSince++;
         queue.push(change);
         if (queue.full) await queue.drained();
         if (queue.failure !== undefined) break;
@@ -348,27 +349,20 @@ export class Follower {
     this.state = "copying";
     const started = Date.now();
     logger.info({ leader: name, reason }, "copying the leader in full");
-    const heads = await this.leaderHeads();
+    const heads = await this.readLeaderHeads();
     // Until the copy is done, the follower is behind by what separates its positions from the heads.
-    let behind = 0n;
-    for (const [storeId, head] of heads) {
-      const gap = head - (this.positions.get(storeId) ?? 0n);
-      if (gap > 0n) behind += gap;
-    }
-    this.leaderPending = behind;
-    this.receivedSince = 0n;
+    this.leaderHeads = new Map(heads);
     // A copy that stops half-way (a crash, a failure) is made again, never resumed from.
     await forgetCopy(primary);
     const counts = await this.copyStores();
     await recordCopy(primary, heads, name, FOLLOW_BATCH_CHANGES);
     this.positions = new Map(heads);
     this.fullCopies++;
-    this.leaderPending = 0n;
     logger.info({ leader: name, ...counts, stores: heads.size, ms: Date.now() - started }, "copied the leader in full; tailing from the heads noted before the copy");
   }
 
   /** Each of the leader's stores' latest sequence: the first message of an `all_stores` watch from now. */
-  private async leaderHeads(): Promise<Map<string, bigint>> {
+  private async readLeaderHeads(): Promise<Map<string, bigint>> {
     const watch = new AbortController();
     const stop = (): void => watch.abort();
     this.signal.addEventListener("abort", stop, { once: true });

@@ -7,6 +7,7 @@
 import {
   DEFAULT_WATCH_PROGRESS_INTERVAL_MS,
   MAX_WATCHERS,
+  WATCH_BUSY_PROGRESS_INTERVAL_MS,
   WATCH_PAGE_CHANGES,
   WATCH_PAGE_MAX_BYTES,
 } from "../limits.js";
@@ -34,8 +35,9 @@ export type WatchEvent =
   | { readonly kind: "change"; readonly change: Change }
   /**
    * Every matching change up to `sequence` (one store; 0n with `allStores`) was delivered; `pending`
-   * are committed but not yet. `heads`: in an `allStores` watch's first event, each store's latest
-   * sequence when the watch began (a follower notes them before it copies its leader in full).
+   * are committed but not yet. `heads`: in every event of an `allStores` watch, each store's latest
+   * sequence when it was sent (a follower notes them before it copies its leader in full, and
+   * measures its lag against them).
    */
   | {
       readonly kind: "progress";
@@ -309,6 +311,7 @@ export class ChangeFeed {
       checkStart(storeId, from, await this.read(storeId, from, false, 0));
       checked.add(storeId);
     }
+    const busyProgressInterval = Math.min(progressInterval, WATCH_BUSY_PROGRESS_INTERVAL_MS);
     // The watch begins by saying where every store stands, and how much of that is still to come.
     let behind = 0n;
     for (const [storeId, head] of first) if (head >= next.get(storeId)!) behind += head - next.get(storeId)! + 1n;
@@ -341,15 +344,15 @@ export class ChangeFeed {
         const after = next.get(storeId)!;
         if (page.latest >= after) pending += page.latest - after + 1n;
       }
-      // A busy watch is told how far behind it is too, at the same pace.
-      if (pending > 0n && Date.now() - lastProgress >= progressInterval) {
-        yield { kind: "progress", sequence: 0n, pending, time: Date.now() };
+      // A busy watch is told the heads and how far behind it is, more often than an idle one.
+      if ((pending > 0n || delivered) && Date.now() - lastProgress >= busyProgressInterval) {
+        yield { kind: "progress", sequence: 0n, pending, time: Date.now(), heads };
         lastSent = lastProgress = Date.now();
       }
       if (delivered || pending > 0n) continue;
       const idleFor = Date.now() - lastSent;
       if (idleFor >= progressInterval) {
-        yield { kind: "progress", sequence: 0n, pending, time: Date.now() };
+        yield { kind: "progress", sequence: 0n, pending, time: Date.now(), heads };
         lastSent = lastProgress = Date.now();
         continue;
       }

@@ -3,7 +3,7 @@
 //! log — and offers each change only to the members of its primary namespace (and those of all
 //! namespaces), waking only the members it gave something. Measured in process (bench/watchers.ts,
 //! 64 writers): 100 idle watchers each reading on their own doubled a write's CPU; a shared tail
-//! that read each commit back cost 0.66x of the throughput; handing the commit over, 0.89x. A
+//! that read each commit back cost 0.66x of the throughput; handing the commit over, 0.99x. A
 //! member that does not take what it was handed (more than a page) is dropped with where to
 //! resume, and reads the log itself again.
 

@@ -1064,9 +1064,9 @@ export type WatchProgress = Message<"tierkv.v1.WatchProgress"> & {
   timeMs: bigint;
 
   /**
-   * With all_stores, in the watch's first message only: each store's latest sequence when the
-   * watch began (stores that never changed are absent). A follower notes these before it copies
-   * its leader in full, and resumes from them plus one.
+   * With all_stores, in every progress message: each store's latest sequence when it was sent
+   * (stores that never changed are absent). A follower notes the first message's before it
+   * copies its leader in full, resumes from them plus one, and measures its lag against the latest.
    *
    * @generated from field: map<string, uint64> heads = 4;
    */
