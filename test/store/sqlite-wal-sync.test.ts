@@ -81,6 +81,22 @@ it("fails every waiting and later commit after a failed sync, with a message nam
   db.close();
 });
 
+it("answers a read that sees a commit only once that commit is synced (after the write it saw resolves)", async () => {
+  const store = new SqliteStore(join(tempDir(), "kv.db"));
+  await store.write(at("k"), bytes("old"));
+  for (let round = 0; round < 20; round++) {
+    const order: string[] = [];
+    const written = store.write(at("k"), bytes(`v${round}`)).then(() => order.push("write"));
+    // Two turns later the commit has run (its sync is on the thread pool): the read sees it.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    const read = store.read(at("k")).then((value) => order.push(`read ${text(value)}`));
+    await Promise.all([written, read]);
+    expect(order).toEqual(["write", `read v${round}`]);
+  }
+  await store.close();
+});
+
 it("a store whose sync fails acknowledges nothing more and refuses reads and writes until reopened", async () => {
   const path = join(tempDir(), "kv.db");
   const store = new SqliteStore(path);
