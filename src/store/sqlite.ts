@@ -213,6 +213,8 @@ function sizeOf(stored: SizedState | undefined): number | undefined {
 /** A mutation waiting for the next group commit. */
 interface PendingMutation {
   readonly bytes: number;
+  /** The keys it may write (a Txn's operations): what the WAL estimate counts. */
+  readonly keys: number;
   readonly apply: () => unknown;
   readonly resolve: (result: unknown) => void;
   readonly reject: (error: unknown) => void;
@@ -509,7 +511,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
 
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "write");
-    return this.enqueue(value.byteLength, () => {
+    return this.enqueue(value.byteLength, 1, () => {
       const stored = this.stmt.sizedState.get(keyParams(ref));
       if (!isStale(stored, options) && options.quota !== undefined) {
         const changes = new UsageChanges();
@@ -527,7 +529,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     validateKey(ref, "remove");
     // A lazy remove rides the same group commit: it costs no fsync of its own, so there is
     // nothing to gain from deferring it further.
-    return this.enqueue(0, () => {
+    return this.enqueue(0, 1, () => {
       const stored = this.stmt.sizedState.get(keyParams(ref));
       const removed = this.applyRemove(ref, options.exact ? {} : options, stored);
       this.recordOwed(ref, typeof removed === "bigint" ? removed : options.exact ? undefined : options.version, options.owedToBackup);
@@ -552,7 +554,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   async txn(request: TxnRequest): Promise<TxnResult> {
     validateTxn(request);
     const bytes = request.operations.reduce((sum, op) => sum + (op.kind === "write" ? op.value.byteLength : 0), 0);
-    return this.enqueue(bytes, (): Applied<TxnResult> => {
+    return this.enqueue(bytes, request.operations.length, (): Applied<TxnResult> => {
       const failedCheck = firstFailedCheck(request.checks, (check) => this.stmt.state.get(keyParams(check)));
       if (failedCheck >= 0) return { succeeded: false, failedCheck };
       const stored = request.operations.map((operation) => this.stmt.sizedState.get(keyParams(operation)));
@@ -674,11 +676,11 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   }
 
   /** Queues `apply` for the next group commit; resolves with its result once committed (fsynced). */
-  private enqueue<T>(bytes: number, apply: () => Applied<T>): Promise<T> {
+  private enqueue<T>(bytes: number, keys: number, apply: () => Applied<T>): Promise<T> {
     if (!this.db.open) return Promise.reject(new StoreError("unavailable", "the store is closed"));
     if (this.walSync?.failure !== undefined) return Promise.reject(this.walSync.failure);
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ bytes, apply, resolve: resolve as (result: unknown) => void, reject });
+      this.pending.push({ bytes, keys, apply, resolve: resolve as (result: unknown) => void, reject });
       this.scheduleCommit();
     });
   }
@@ -749,9 +751,11 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       return;
     }
     const changes = new Map(this.batchChanges); // the next commit refills the map before this one is on disk
-    // An estimate from above: each mutation's row, index and log pages, its value's pages, and the
+    // An estimate from above: each key's row, index and log pages, the values' pages, and the
     // heads, usage and clock rows (SQLite's own count is not exposed; the checkpoint reports it).
-    this.walFrames += batch.length * 3 + Math.ceil(bytes / this.pageSize) + 4;
+    let keys = 0;
+    for (const mutation of batch) keys += mutation.keys;
+    this.walFrames += keys * 3 + Math.ceil(bytes / this.pageSize) + 4;
     walSync.commit().then(
       () => {
         this.changeListeners.notify(changes);
@@ -810,7 +814,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   async settleOwed(ref: KeyRef, version: bigint): Promise<void> {
     if (!this.db.open) throw new StoreError("unavailable", "the store is closed");
     await new Promise<unknown>((resolve, reject) => {
-      this.settles.push({ bytes: 0, apply: () => this.deleteOwed(ref, version), resolve, reject });
+      this.settles.push({ bytes: 0, keys: 1, apply: () => this.deleteOwed(ref, version), resolve, reject });
       this.settleTimer ??= setTimeout(() => this.scheduleCommit(), LEDGER_SETTLE_DELAY_MS).unref();
     });
   }
@@ -841,7 +845,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
 
   /** In the commit order of mutations, so no write slips between the count and the record. */
   async recountUsage(storeId: string): Promise<{ recorded: StoreUsage; counted: StoreUsage }> {
-    return this.enqueue(0, () => {
+    return this.enqueue(0, 1, () => {
       const recorded = this.stmt.usage.get({ storeId }) ?? { keys: 0, bytes: 0 };
       const counted = this.stmt.count.get({ storeId }) ?? { keys: 0, bytes: 0 };
       this.stmt.setUsage.run({ storeId, ...counted });

@@ -130,6 +130,21 @@ it("checkpoints by itself: 48 MiB written through a 16 MiB WAL leaves it bounded
   check.close();
 });
 
+it("counts a Txn's every operation toward the next checkpoint: 100 Txns of 100 scattered keys leave the WAL bounded", async () => {
+  const path = join(tempDir(), "kv.db");
+  const store = new SqliteStore(path, { preallocateWal: true });
+  const value = new Uint8Array(512).fill(1);
+  let largest = 0;
+  for (let t = 0; t < 100; t++) {
+    // Keys spread over the whole key space, so each operation dirties pages of its own.
+    const operations = Array.from({ length: 100 }, (_, i) => ({ ...at(`${((t * 7919 + i * 104729) % 1_000_003).toString(36)}-${t}-${i}`), kind: "write" as const, value }));
+    await store.txn({ checks: [], operations });
+    largest = Math.max(largest, statSync(`${path}-wal`).size);
+  }
+  expect(largest).toBeLessThan(2 * walBytesAtCheckpoint(SQLITE_PAGE_BYTES, walCheckpointPages(SQLITE_PAGE_BYTES)));
+  await store.close();
+});
+
 it("keeps SQLite's own sync for a cache tier (NORMAL) and in memory", async () => {
   const path = join(tempDir(), "cache.db");
   const cache = new SqliteStore(path, { synchronous: "NORMAL" });
