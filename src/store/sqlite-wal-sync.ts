@@ -20,6 +20,7 @@
 
 import { closeSync, fdatasync, openSync } from "node:fs";
 import { StoreError } from "./errors.js";
+import { walFrames } from "./sqlite-wal.js";
 
 interface Waiter {
   /** Resolved once commit number `upTo` is durable. */
@@ -30,6 +31,7 @@ interface Waiter {
 
 export class WalSync {
   private fd: number | undefined;
+  private shmFd: number | undefined;
   /** Commits handed to the OS, and how many of them are known to be on disk. */
   private committed = 0;
   private synced = 0;
@@ -41,9 +43,9 @@ export class WalSync {
   /** Set by a failed sync: every later call fails with it. */
   failure: StoreError | undefined;
 
-  /** `sync`: node's fdatasync; a test passes one it controls. */
+  /** `databasePath`: the database file (its `-wal` and `-shm` beside it); `sync`: node's fdatasync, or one a test controls. */
   constructor(
-    private readonly walPath: string,
+    private readonly databasePath: string,
     private readonly sync: (fd: number, done: (error: NodeJS.ErrnoException | null) => void) => void = fdatasync,
   ) {}
 
@@ -80,7 +82,7 @@ export class WalSync {
     try {
       // Opened at the first sync: the WAL exists once the database was written in WAL mode, and
       // it is the same file until the store closes (SQLite removes it only with the last connection).
-      fd = this.fd ??= openSync(this.walPath, "r+");
+      fd = this.fd ??= openSync(`${this.databasePath}-wal`, "r+");
     } catch (error) {
       return this.fail(error);
     }
@@ -107,9 +109,19 @@ export class WalSync {
     for (const then of this.afterSync.splice(0)) then();
   }
 
-  /** Closes the file; call once nothing is committed any more (every sync it waits for has ended). */
+  /** The frames the WAL holds (see `walFrames`); undefined when they cannot be read. */
+  frames(): number | undefined {
+    try {
+      this.shmFd ??= openSync(`${this.databasePath}-shm`, "r");
+    } catch {
+      return undefined;
+    }
+    return walFrames(this.shmFd);
+  }
+
+  /** Closes the files; call once nothing is committed any more (every sync it waits for has ended). */
   close(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
+    for (const fd of [this.fd, this.shmFd]) if (fd !== undefined) closeSync(fd);
+    this.fd = this.shmFd = undefined;
   }
 }

@@ -456,7 +456,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       // with synchronous=FULL (an automatic checkpoint would run with OFF: see sqlite-wal-sync.ts).
       this.db.pragma("synchronous = OFF");
       this.db.pragma("wal_autocheckpoint = 0");
-      this.walSync = new WalSync(`${path}-wal`);
+      this.walSync = new WalSync(path);
     }
     this.applyAll = this.db.transaction((batch: readonly PendingMutation[]) => {
       this.batchHighest = 0n;
@@ -760,12 +760,26 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       () => {
         this.changeListeners.notify(changes);
         batch.forEach((mutation, i) => settle(mutation, results[i]));
-        if (this.walFrames >= this.checkpointFrames) this.checkpoint();
+        if (this.walFrames >= this.checkpointFrames) this.checkpointWhenFull(walSync);
       },
       (error: unknown) => {
         for (const mutation of batch) mutation.reject(error);
       },
     );
+  }
+
+  /**
+   * Checkpoints once the WAL holds as many frames as SQLite's own automatic checkpoint would
+   * wait for. The estimate only says when to look: the frames are read from the WAL index (they
+   * were 2–3 times fewer than estimated, and checkpoints that often cost in-process writes ~8 %).
+   */
+  private checkpointWhenFull(walSync: WalSync): void {
+    const frames = walSync.frames();
+    if (frames !== undefined && frames < this.checkpointFrames) {
+      this.walFrames = frames;
+      return;
+    }
+    this.checkpoint();
   }
 
   /**

@@ -20,12 +20,12 @@ const at = (key: string): KeyRef => ({ primaryNamespace: "monitors", secondaryNa
 const bytes = (value: string): Uint8Array => new TextEncoder().encode(value);
 
 /** A database in WAL mode with a written WAL file (kept while the connection is open). */
-function walDatabase(): { wal: string; db: Database.Database } {
+function walDatabase(): { path: string; db: Database.Database } {
   const path = join(tempDir(), "kv.db");
   const db = new Database(path);
   db.pragma("journal_mode = WAL");
   db.exec("CREATE TABLE t (x INTEGER)");
-  return { wal: `${path}-wal`, db };
+  return { path, db };
 }
 
 /** A sync the test finishes by hand: each call waits in `calls` until `finish` is called. */
@@ -47,9 +47,9 @@ async function settled(promise: Promise<unknown>): Promise<"pending" | "resolved
 }
 
 it("resolves a commit only after a sync that began after it; commits meanwhile share the next one", async () => {
-  const { wal: walPath, db } = walDatabase();
+  const { path, db } = walDatabase();
   const { sync, calls, finish } = manualSync();
-  const wal = new WalSync(walPath, sync);
+  const wal = new WalSync(path, sync);
   const first = wal.commit();
   expect(calls).toHaveLength(1);
   const second = wal.commit();
@@ -68,15 +68,15 @@ it("resolves a commit only after a sync that began after it; commits meanwhile s
 });
 
 it("fails every waiting and later commit after a failed sync, with a message naming no path", async () => {
-  const { wal: walPath, db } = walDatabase();
+  const { path, db } = walDatabase();
   const { sync, finish } = manualSync();
-  const wal = new WalSync(walPath, sync);
+  const wal = new WalSync(path, sync);
   const waiting = [wal.commit(), wal.commit()];
   finish(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }));
   for (const commit of waiting) await expect(commit).rejects.toMatchObject({ code: "unavailable" });
   await expect(wal.commit()).rejects.toThrow(/failed to sync the store's log \(EIO\); the store refuses every call until tierkv is restarted/);
   await expect(wal.durable()!).rejects.toBeInstanceOf(StoreError);
-  expect(wal.failure?.message).not.toContain(walPath);
+  expect(wal.failure?.message).not.toContain(path);
   wal.close();
   db.close();
 });
