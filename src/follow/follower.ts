@@ -194,6 +194,11 @@ export class Follower {
    * is still on the wire or queued (the leader's own `pending` counts only what it has not sent).
    */
   private leaderHeads = new Map<string, bigint>();
+  /**
+   * A leader older than these heads sends them in its first progress only; then the follower can
+   * say no more than the changes that leader had not sent, plus those waiting here.
+   */
+  private leaderPending: bigint | undefined;
   private lastAppliedTime: number | undefined;
   private appliedChanges = 0;
   private fullCopies = 0;
@@ -212,7 +217,7 @@ export class Follower {
       const applied = this.positions.get(storeId) ?? 0n;
       if (head > applied) behind += head - applied;
     }
-    const lagChanges = Number(behind);
+    const lagChanges = this.leaderPending === undefined ? Number(behind) : Number(this.leaderPending) + (this.queue?.size ?? 0);
     // The oldest change received and not applied is the oldest the follower lacks (changes come in
     // order); with none waiting but some owed by the heads, the last applied bounds the age.
     const waiting = this.queue?.oldestCommitTime;
@@ -299,6 +304,7 @@ export class Follower {
         }
         if (event.kind === "progress") {
           if (event.heads !== undefined) this.leaderHeads = new Map(event.heads);
+          this.leaderPending = event.heads === undefined ? event.pending : undefined;
           continue;
         }
         const change = event.change;
@@ -352,6 +358,7 @@ export class Follower {
     const heads = await this.readLeaderHeads();
     // Until the copy is done, the follower is behind by what separates its positions from the heads.
     this.leaderHeads = new Map(heads);
+    this.leaderPending = undefined;
     // A copy that stops half-way (a crash, a failure) is made again, never resumed from.
     await forgetCopy(primary);
     const counts = await this.copyStores();

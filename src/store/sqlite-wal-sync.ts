@@ -2,25 +2,28 @@
 //!
 //! With synchronous=FULL SQLite fsyncs the WAL inside COMMIT, on the thread that runs it: a Node
 //! server's only thread. The bench's breakdown showed the event loop blocked in fsync for about
-//! half of its busy time per write (144 of 295 µs at 1 KiB, c=64), while requests waited to be
-//! decoded. So the connection commits with synchronous=OFF (the frames are handed to the OS) and
-//! `WalSync` fdatasyncs the WAL file on libuv's thread pool; no mutation of a commit resolves before
-//! that sync returns. The store commits the mutations queued meanwhile when it ends (`whenSynced`),
-//! and they share the next sync.
+//! half of its busy time per write (144 of 295 µs at 1 KiB, c=64, on a loaded machine), while
+//! requests waited to be decoded. So the connection runs synchronous=NORMAL — in WAL mode a commit
+//! hands its frames to the OS unsynced, while checkpoints (the WAL before its frames are copied,
+//! the database after) and the WAL's header when the log starts over are still synced by SQLite —
+//! and `WalSync` fdatasyncs the WAL file on libuv's thread pool; no mutation of a commit resolves
+//! before that sync returns. The store commits the mutations queued meanwhile when it ends
+//! (`whenSynced`), and they share the next sync.
 //!
-//! What synchronous=OFF gives up besides the commit's own sync is taken back by the store:
-//! - checkpoints: automatic ones are off; the store runs them itself with synchronous=FULL, so the
-//!   WAL is synced before its frames are copied and the database after, before the log may start
-//!   over (SQLite's `walCheckpoint` takes its sync flags from the connection's setting);
+//! What the store adds around it:
 //! - reads: a commit is visible on the connection before it is durable, so a read answers only
 //!   once every commit it could have seen is synced (`durable`);
 //! - a failed sync leaves what reached the disk unknown (Linux may drop the dirty pages and report
-//!   the error once: PostgreSQL's "fsyncgate"), so the store refuses everything after one until it
-//!   is opened again, and SQLite recovers the log from what is on disk.
+//!   the error once: PostgreSQL's "fsyncgate"), so the store refuses everything after one, never
+//!   checkpoints again (it is not closed: closing checkpoints), and SQLite recovers the log from
+//!   what is on disk at the next open.
+//!
+//! (A first version ran synchronous=OFF and checkpointed by itself; a review found that OFF also
+//! skips the sync of the WAL header when the log starts over, so a power cut could pair new frames
+//! with the old header and replay stale pages. NORMAL keeps that sync.)
 
 import { closeSync, fdatasync, openSync } from "node:fs";
 import { StoreError } from "./errors.js";
-import { walFrames } from "./sqlite-wal.js";
 
 interface Waiter {
   /** Resolved once commit number `upTo` is durable. */
@@ -31,7 +34,6 @@ interface Waiter {
 
 export class WalSync {
   private fd: number | undefined;
-  private shmFd: number | undefined;
   /** Commits handed to the OS, and how many of them are known to be on disk. */
   private committed = 0;
   private synced = 0;
@@ -43,7 +45,7 @@ export class WalSync {
   /** Set by a failed sync: every later call fails with it. */
   failure: StoreError | undefined;
 
-  /** `databasePath`: the database file (its `-wal` and `-shm` beside it); `sync`: node's fdatasync, or one a test controls. */
+  /** `databasePath`: the database file (its `-wal` beside it); `sync`: node's fdatasync, or one a test controls. */
   constructor(
     private readonly databasePath: string,
     private readonly sync: (fd: number, done: (error: NodeJS.ErrnoException | null) => void) => void = fdatasync,
@@ -109,19 +111,9 @@ export class WalSync {
     for (const then of this.afterSync.splice(0)) then();
   }
 
-  /** The frames the WAL holds (see `walFrames`); undefined when they cannot be read. */
-  frames(): number | undefined {
-    try {
-      this.shmFd ??= openSync(`${this.databasePath}-shm`, "r");
-    } catch {
-      return undefined;
-    }
-    return walFrames(this.shmFd);
-  }
-
-  /** Closes the files; call once nothing is committed any more (every sync it waits for has ended). */
+  /** Closes the file; call once nothing is committed any more (every sync it waits for has ended). */
   close(): void {
-    for (const fd of [this.fd, this.shmFd]) if (fd !== undefined) closeSync(fd);
-    this.fd = this.shmFd = undefined;
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
   }
 }

@@ -1,5 +1,4 @@
-//! SQLite's write-ahead log: preallocating it, as etcd preallocates its WAL segments, and reading
-//! how many frames it holds.
+//! Preallocating SQLite's write-ahead log, as etcd preallocates its WAL segments.
 //!
 //! SQLite appends frames to the `-wal` file until a checkpoint lets it start over from the top; a
 //! fresh or restarted server therefore grows the file on every commit until the first wrap, and
@@ -8,8 +7,7 @@
 //! reused in place; preallocated, the first commit already costs the second figure.
 
 import type Database from "better-sqlite3";
-import { closeSync, fdatasyncSync, fstatSync, openSync, readSync, writeSync } from "node:fs";
-import { endianness } from "node:os";
+import { closeSync, fdatasyncSync, fstatSync, openSync, writeSync } from "node:fs";
 
 /** SQLite's WAL header and per-frame header, in bytes (sqlite.org/fileformat2.html#walformat). */
 const WAL_HEADER_BYTES = 32;
@@ -48,28 +46,4 @@ export function preallocateWal(db: Database.Database, walPath: string, bytes: nu
   } finally {
     db.prepare("COMMIT").run();
   }
-}
-
-/** The WAL-index header's `iVersion` and `mxFrame` (sqlite.org/walformat.html, "The WAL-Index Header"). */
-const WAL_INDEX_VERSION = 3007000;
-const WAL_INDEX_MX_FRAME_OFFSET = 16;
-
-/**
- * The frames SQLite's WAL holds (`mxFrame`, what its automatic checkpoint compares with
- * `wal_autocheckpoint`), read from the first copy of the WAL-index header at the top of the `-shm`
- * file (native byte order); undefined when that file is not there or not of the known format. Read
- * without SQLite's locks: a commit updating it meanwhile makes the figure stale, never harmful to
- * a caller that uses it only to decide when to checkpoint.
- */
-export function walFrames(shmFd: number): number | undefined {
-  const header = Buffer.alloc(WAL_INDEX_MX_FRAME_OFFSET + 4);
-  try {
-    if (readSync(shmFd, header, 0, header.length, 0) < header.length) return undefined;
-  } catch {
-    return undefined;
-  }
-  const little = endianness() === "LE";
-  const version = little ? header.readUInt32LE(0) : header.readUInt32BE(0);
-  if (version !== WAL_INDEX_VERSION) return undefined;
-  return little ? header.readUInt32LE(WAL_INDEX_MX_FRAME_OFFSET) : header.readUInt32BE(WAL_INDEX_MX_FRAME_OFFSET);
 }

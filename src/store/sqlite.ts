@@ -213,8 +213,6 @@ function sizeOf(stored: SizedState | undefined): number | undefined {
 /** A mutation waiting for the next group commit. */
 interface PendingMutation {
   readonly bytes: number;
-  /** The keys it may write (a Txn's operations): what the WAL estimate counts. */
-  readonly keys: number;
   readonly apply: () => unknown;
   readonly resolve: (result: unknown) => void;
   readonly reject: (error: unknown) => void;
@@ -403,12 +401,10 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   /** The commit time of the transaction being built (ms). */
   private batchTime = 0;
   private readonly changeListeners = new ChangeListeners();
+  /** `close` has begun: no new mutation is accepted. */
+  private closing = false;
   /** Syncs the WAL of a durable file off the event loop; undefined when SQLite syncs (or nothing does). */
   private readonly walSync: WalSync | undefined;
-  /** Frames the WAL may hold since the last checkpoint (an estimate from above), and when to checkpoint. */
-  private walFrames = 0;
-  private readonly checkpointFrames: number;
-  private readonly pageSize: number;
   /** Applies a batch in one transaction (made once: better-sqlite3 wraps it in BEGIN/COMMIT). */
   private readonly applyAll: (batch: readonly PendingMutation[]) => unknown[];
 
@@ -444,18 +440,17 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     // None of these affects durability: commits still fsync the WAL.
     this.db.pragma("mmap_size = 268435456");
     this.db.pragma("cache_size = -65536");
-    this.pageSize = this.db.pragma("page_size", { simple: true }) as number;
-    this.checkpointFrames = walCheckpointPages(this.pageSize);
-    this.db.pragma(`wal_autocheckpoint = ${this.checkpointFrames}`);
+    const pageSize = this.db.pragma("page_size", { simple: true }) as number;
+    this.db.pragma(`wal_autocheckpoint = ${walCheckpointPages(pageSize)}`);
     if (!options.readOnly) migrate(this.db);
     if (options.preallocateWal && !options.readOnly && path !== ":memory:") {
-      preallocateWal(this.db, `${path}-wal`, walBytesAtCheckpoint(this.pageSize, this.checkpointFrames));
+      preallocateWal(this.db, `${path}-wal`, walBytesAtCheckpoint(pageSize, walCheckpointPages(pageSize)));
     }
     if (!options.readOnly && path !== ":memory:" && (options.synchronous ?? "FULL") === "FULL") {
-      // From here on this store syncs each commit itself, off the event loop, and checkpoints itself
-      // with synchronous=FULL (an automatic checkpoint would run with OFF: see sqlite-wal-sync.ts).
-      this.db.pragma("synchronous = OFF");
-      this.db.pragma("wal_autocheckpoint = 0");
+      // From here on this store syncs each commit itself, off the event loop (sqlite-wal-sync.ts).
+      // NORMAL, not OFF: in WAL mode it still syncs every checkpoint (the WAL before, the database
+      // after) and the WAL's header when the log starts over, before frames are written behind it.
+      this.db.pragma("synchronous = NORMAL");
       this.walSync = new WalSync(path);
     }
     this.applyAll = this.db.transaction((batch: readonly PendingMutation[]) => {
@@ -511,7 +506,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
 
   async write(ref: KeyRef, value: Uint8Array, options: MutationOptions = {}): Promise<MutationOutcome> {
     validateKey(ref, "write");
-    return this.enqueue(value.byteLength, 1, () => {
+    return this.enqueue(value.byteLength, () => {
       const stored = this.stmt.sizedState.get(keyParams(ref));
       if (!isStale(stored, options) && options.quota !== undefined) {
         const changes = new UsageChanges();
@@ -529,7 +524,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
     validateKey(ref, "remove");
     // A lazy remove rides the same group commit: it costs no fsync of its own, so there is
     // nothing to gain from deferring it further.
-    return this.enqueue(0, 1, () => {
+    return this.enqueue(0, () => {
       const stored = this.stmt.sizedState.get(keyParams(ref));
       const removed = this.applyRemove(ref, options.exact ? {} : options, stored);
       this.recordOwed(ref, typeof removed === "bigint" ? removed : options.exact ? undefined : options.version, options.owedToBackup);
@@ -554,7 +549,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   async txn(request: TxnRequest): Promise<TxnResult> {
     validateTxn(request);
     const bytes = request.operations.reduce((sum, op) => sum + (op.kind === "write" ? op.value.byteLength : 0), 0);
-    return this.enqueue(bytes, request.operations.length, (): Applied<TxnResult> => {
+    return this.enqueue(bytes, (): Applied<TxnResult> => {
       const failedCheck = firstFailedCheck(request.checks, (check) => this.stmt.state.get(keyParams(check)));
       if (failedCheck >= 0) return { succeeded: false, failedCheck };
       const stored = request.operations.map((operation) => this.stmt.sizedState.get(keyParams(operation)));
@@ -676,11 +671,11 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   }
 
   /** Queues `apply` for the next group commit; resolves with its result once committed (fsynced). */
-  private enqueue<T>(bytes: number, keys: number, apply: () => Applied<T>): Promise<T> {
-    if (!this.db.open) return Promise.reject(new StoreError("unavailable", "the store is closed"));
+  private enqueue<T>(bytes: number, apply: () => Applied<T>): Promise<T> {
+    if (!this.db.open || this.closing) return Promise.reject(new StoreError("unavailable", "the store is closed"));
     if (this.walSync?.failure !== undefined) return Promise.reject(this.walSync.failure);
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ bytes, keys, apply, resolve: resolve as (result: unknown) => void, reject });
+      this.pending.push({ bytes, apply, resolve: resolve as (result: unknown) => void, reject });
       this.scheduleCommit();
     });
   }
@@ -735,15 +730,15 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
           mutation.reject(sqliteStoreError(error));
           continue;
         }
-        this.afterCommit([mutation], [result], mutation.bytes);
+        this.afterCommit([mutation], [result]);
       }
       return;
     }
-    this.afterCommit(batch, results, bytes);
+    this.afterCommit(batch, results);
   }
 
-  /** Once a committed batch is on disk: tells the listeners, resolves its mutations, checkpoints when due. */
-  private afterCommit(batch: readonly PendingMutation[], results: readonly unknown[], bytes: number): void {
+  /** Once a committed batch is on disk: tells the listeners and resolves its mutations. */
+  private afterCommit(batch: readonly PendingMutation[], results: readonly unknown[]): void {
     const walSync = this.walSync;
     if (walSync === undefined) {
       this.changeListeners.notify(this.batchChanges);
@@ -751,53 +746,15 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
       return;
     }
     const changes = new Map(this.batchChanges); // the next commit refills the map before this one is on disk
-    // An estimate from above: each key's row, index and log pages, the values' pages, and the
-    // heads, usage and clock rows (SQLite's own count is not exposed; the checkpoint reports it).
-    let keys = 0;
-    for (const mutation of batch) keys += mutation.keys;
-    this.walFrames += keys * 3 + Math.ceil(bytes / this.pageSize) + 4;
     walSync.commit().then(
       () => {
         this.changeListeners.notify(changes);
         batch.forEach((mutation, i) => settle(mutation, results[i]));
-        if (this.walFrames >= this.checkpointFrames) this.checkpointWhenFull(walSync);
       },
       (error: unknown) => {
         for (const mutation of batch) mutation.reject(error);
       },
     );
-  }
-
-  /**
-   * Checkpoints once the WAL holds as many frames as SQLite's own automatic checkpoint would
-   * wait for. The estimate only says when to look: the frames are read from the WAL index (they
-   * were 2–3 times fewer than estimated, and checkpoints that often cost in-process writes ~8 %).
-   */
-  private checkpointWhenFull(walSync: WalSync): void {
-    const frames = walSync.frames();
-    if (frames !== undefined && frames < this.checkpointFrames) {
-      this.walFrames = frames;
-      return;
-    }
-    this.checkpoint();
-  }
-
-  /**
-   * Copies the WAL into the database, with synchronous=FULL so SQLite syncs the WAL before and the
-   * database after, before the log may start over. PASSIVE: it never waits for a reader.
-   */
-  private checkpoint(): void {
-    if (!this.db.open || this.walSync?.failure !== undefined) return;
-    try {
-      this.db.pragma("synchronous = FULL");
-      const [result] = this.db.pragma("wal_checkpoint(PASSIVE)") as { log: number; checkpointed: number }[];
-      // Frames a reader still needs stay in the log until the next checkpoint.
-      this.walFrames = result === undefined ? 0 : Math.max(0, result.log - result.checkpointed);
-    } catch {
-      // The WAL is intact and every commit still synced: the next commit tries again.
-    } finally {
-      this.db.pragma("synchronous = OFF");
-    }
   }
 
   async list(ns: NamespaceRef, options: ListOptions = {}): Promise<string[]> {
@@ -826,9 +783,9 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
    * Resolves once committed; the ledger's readers commit waiting settles first.
    */
   async settleOwed(ref: KeyRef, version: bigint): Promise<void> {
-    if (!this.db.open) throw new StoreError("unavailable", "the store is closed");
+    if (!this.db.open || this.closing) throw new StoreError("unavailable", "the store is closed");
     await new Promise<unknown>((resolve, reject) => {
-      this.settles.push({ bytes: 0, keys: 1, apply: () => this.deleteOwed(ref, version), resolve, reject });
+      this.settles.push({ bytes: 0, apply: () => this.deleteOwed(ref, version), resolve, reject });
       this.settleTimer ??= setTimeout(() => this.scheduleCommit(), LEDGER_SETTLE_DELAY_MS).unref();
     });
   }
@@ -859,7 +816,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
 
   /** In the commit order of mutations, so no write slips between the count and the record. */
   async recountUsage(storeId: string): Promise<{ recorded: StoreUsage; counted: StoreUsage }> {
-    return this.enqueue(0, 1, () => {
+    return this.enqueue(0, () => {
       const recorded = this.stmt.usage.get({ storeId }) ?? { keys: 0, bytes: 0 };
       const counted = this.stmt.count.get({ storeId }) ?? { keys: 0, bytes: 0 };
       this.stmt.setUsage.run({ storeId, ...counted });
@@ -890,6 +847,7 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   }
 
   async pruneChanges(retention: ChangeRetention, limit: number, now = Date.now()): Promise<number> {
+    if (this.walSync?.failure !== undefined) throw this.walSync.failure;
     const pruned = this.guarded(() =>
       this.db.transaction(() => {
         let pruned = 0;
@@ -960,14 +918,17 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
   }
 
   async close(): Promise<void> {
-    // Mutations already accepted are committed, not dropped.
+    // Nothing new from here on; mutations already accepted are committed, not dropped.
+    this.closing = true;
     while (this.pending.length > 0 || this.settles.length > 0) this.commit();
     await this.walSync?.durable()?.catch(() => undefined);
-    if (this.db.open) {
-      // The last connection to close checkpoints and removes the WAL: with FULL, synced first.
-      if (this.walSync !== undefined && this.walSync.failure === undefined) this.db.pragma("synchronous = FULL");
-      this.db.close();
+    if (this.walSync?.failure !== undefined) {
+      // Closing would checkpoint WAL frames the failed sync may have lost into the database and
+      // remove the WAL. Left open, the handle goes with the process, and SQLite recovers the WAL
+      // from what is on disk at the next open.
+      return;
     }
+    if (this.db.open) this.db.close();
     this.walSync?.close();
   }
 }

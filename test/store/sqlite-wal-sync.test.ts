@@ -97,7 +97,7 @@ it("answers a read that sees a commit only once that commit is synced (after the
   await store.close();
 });
 
-it("a store whose sync fails acknowledges nothing more and refuses reads and writes until reopened", async () => {
+it("a store whose sync fails acknowledges nothing more, refuses reads and writes, and never checkpoints again", async () => {
   const path = join(tempDir(), "kv.db");
   const store = new SqliteStore(path);
   // The WAL is opened for syncing at the first commit: gone, that sync fails (ENOENT) as a failing disk would.
@@ -105,10 +105,28 @@ it("a store whose sync fails acknowledges nothing more and refuses reads and wri
   await expect(store.write(at("a"), bytes("v"))).rejects.toMatchObject({ code: "unavailable", message: expect.stringContaining("ENOENT") });
   await expect(store.write(at("b"), bytes("v"))).rejects.toMatchObject({ code: "unavailable" });
   await expect(store.read(at("a"))).rejects.toMatchObject({ code: "unavailable" });
+  await expect(store.pruneChanges({ maxCount: 1 }, 10)).rejects.toMatchObject({ code: "unavailable" });
+  // Closing would copy the unsynced frames into the database (a checkpoint): it leaves it alone.
+  const before = statSync(path).mtimeMs;
   await store.close();
+  expect(statSync(path).mtimeMs).toBe(before);
 });
 
-it("checkpoints by itself: 48 MiB written through a 16 MiB WAL leaves it bounded, every value readable after reopen", async () => {
+it("refuses mutations once close has begun, and commits those accepted before it", async () => {
+  const path = join(tempDir(), "kv.db");
+  const store = new SqliteStore(path);
+  const accepted = store.write(at("a"), bytes("v"));
+  const closed = store.close();
+  await expect(store.write(at("b"), bytes("v"))).rejects.toMatchObject({ code: "unavailable", message: "the store is closed" });
+  await accepted;
+  await closed;
+  const reopened = new SqliteStore(path);
+  expect(text(await reopened.read(at("a")))).toBe("v");
+  await expect(reopened.read(at("b"))).rejects.toMatchObject({ code: "not-found" });
+  await reopened.close();
+});
+
+it("keeps the WAL bounded (SQLite's checkpoints, synced under NORMAL): 48 MiB through a 16 MiB WAL, every value readable after reopen", async () => {
   const path = join(tempDir(), "kv.db");
   const store = new SqliteStore(path, { preallocateWal: true });
   const value = new Uint8Array(64 * 1024);
@@ -117,7 +135,7 @@ it("checkpoints by itself: 48 MiB written through a 16 MiB WAL leaves it bounded
     await Promise.all(Array.from({ length: 32 }, (_, i) => store.write(at(`k${round}-${i}`), value.fill(round))));
     largest = Math.max(largest, statSync(`${path}-wal`).size);
   }
-  // SQLite's own automatic checkpoint is off (it would run unsynced): without ours the WAL would hold all 48 MiB.
+  // Without checkpoints the WAL would hold all 48 MiB.
   expect(largest).toBeLessThan(2 * walBytesAtCheckpoint(SQLITE_PAGE_BYTES, walCheckpointPages(SQLITE_PAGE_BYTES)));
   expect(statSync(path).size).toBeGreaterThan(16 * 1024 * 1024);
   await store.close();
@@ -130,7 +148,7 @@ it("checkpoints by itself: 48 MiB written through a 16 MiB WAL leaves it bounded
   check.close();
 });
 
-it("counts a Txn's every operation toward the next checkpoint: 100 Txns of 100 scattered keys leave the WAL bounded", async () => {
+it("keeps the WAL bounded under Txns of 100 scattered keys each", async () => {
   const path = join(tempDir(), "kv.db");
   const store = new SqliteStore(path, { preallocateWal: true });
   const value = new Uint8Array(512).fill(1);
