@@ -739,22 +739,16 @@ export class SqliteStore extends VersionedReads implements KVStore, BackupLedger
 
   /** Once a committed batch is on disk: tells the listeners and resolves its mutations. */
   private afterCommit(batch: readonly PendingMutation[], results: readonly unknown[]): void {
-    const walSync = this.walSync;
-    if (walSync === undefined) {
-      this.changeListeners.notify(this.batchChanges);
+    // Synced off the loop, the next commit refills the map before this one is on disk: a copy.
+    const changes = this.walSync === undefined ? this.batchChanges : new Map(this.batchChanges);
+    const done = (): void => {
+      this.changeListeners.notify(changes);
       batch.forEach((mutation, i) => settle(mutation, results[i]));
-      return;
-    }
-    const changes = new Map(this.batchChanges); // the next commit refills the map before this one is on disk
-    walSync.commit().then(
-      () => {
-        this.changeListeners.notify(changes);
-        batch.forEach((mutation, i) => settle(mutation, results[i]));
-      },
-      (error: unknown) => {
-        for (const mutation of batch) mutation.reject(error);
-      },
-    );
+    };
+    if (this.walSync === undefined) return done();
+    this.walSync.commit().then(done, (error: unknown) => {
+      for (const mutation of batch) mutation.reject(error);
+    });
   }
 
   async list(ns: NamespaceRef, options: ListOptions = {}): Promise<string[]> {
