@@ -20,7 +20,10 @@
 //!
 //! (A first version ran synchronous=OFF and checkpointed by itself; a review found that OFF also
 //! skips the sync of the WAL header when the log starts over, so a power cut could pair new frames
-//! with the old header and replay stale pages. NORMAL keeps that sync.)
+//! with the old header and replay stale pages. NORMAL keeps that sync: SQLite's src/wal.c,
+//! `walFrames`, syncs the header after writing frame 0 when `pWal->syncHeader` is set, with the
+//! checkpoint's sync flags, citing ticket ff5be73dee; strace shows the fsync under NORMAL and none
+//! under OFF.)
 
 import { closeSync, fdatasync, openSync } from "node:fs";
 import { StoreError } from "./errors.js";
