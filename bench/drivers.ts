@@ -1,12 +1,15 @@
 //! One interface over the stores under test: tierkv (and both do-nothing ceilings, which speak the
-//! same KVStoreService) through the TypeScript client, tierkv's VSS listener over HTTP, etcd
-//! through its own gRPC KV API, and PostgreSQL through bare `pg` queries.
+//! same KVStoreService) through the TypeScript client, tierkv's HTTP listener (VSS, and
+//! KVStoreService over Connect), etcd through its own gRPC KV API, and PostgreSQL through bare `pg`
+//! queries.
 
 import { Agent, request as httpRequest } from "node:http";
 import { fileURLToPath } from "node:url";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import pg from "pg";
+import { ReadRequestSchema, ReadResponseSchema, WriteRequestSchema } from "../gen/tierkv/v1/kvstore_pb.js";
 import { TierkvClient } from "../src/client/client.js";
 import { StoreError } from "../src/store/errors.js";
 import type { KeyRef } from "../src/store/types.js";
@@ -32,7 +35,7 @@ export interface Driver {
   close(): void;
 }
 
-export type DriverKind = "tierkv" | "etcd" | "vss" | "pg";
+export type DriverKind = "tierkv" | "etcd" | "vss" | "connect" | "pg";
 
 export interface DriverOptions {
   /** Concurrent callers this driver serves (the pg driver opens that many connections). */
@@ -159,38 +162,22 @@ class EtcdDriver implements Driver {
   }
 }
 
-/**
- * LDK Node's VssStore over HTTP/1.1 with keep-alive (as its reqwest client): protobuf bodies,
- * encoded by hand (bench/wire.ts). A BenchKey becomes the VSS key `primary/secondary/key` of the
- * VSS store "bench". Write is an unconditional put (version -1); compareAndWrite a versioned put.
- */
-class VssDriver implements Driver {
+/** POSTs bodies to one HTTP/1.1 listener over keep-alive connections (as LDK Node's reqwest client). */
+class HttpPoster {
   private readonly agent: Agent;
   private readonly host: string;
   private readonly port: number;
-  private static readonly STORE = bytesField(1, "bench");
   constructor(address: string, options: DriverOptions) {
     const colon = address.lastIndexOf(":");
     this.host = address.slice(0, colon);
     this.port = Number(address.slice(colon + 1));
     this.agent = new Agent({ keepAlive: true, maxSockets: Math.max(1, options.connections ?? 1) });
   }
-  private static keyOf(key: BenchKey): string {
-    return `${key.primaryNamespace}/${key.secondaryNamespace}/${key.key}`;
-  }
-  /** POSTs `body` to /vss/`operation`: resolves with the status and the response body. */
-  private post(operation: string, body: Buffer): Promise<{ status: number; body: Buffer }> {
+  /** POSTs `body` to `path`: resolves with the status and the response body. */
+  post(path: string, headers: Record<string, string>, body: Uint8Array): Promise<{ status: number; body: Buffer }> {
     return new Promise((resolve, reject) => {
       const req = httpRequest(
-        {
-          host: this.host,
-          port: this.port,
-          method: "POST",
-          path: `/vss/${operation}`,
-          agent: this.agent,
-          headers: { "content-type": "application/octet-stream", "content-length": body.length },
-          timeout: DEADLINE_MS,
-        },
+        { host: this.host, port: this.port, method: "POST", path, agent: this.agent, headers: { ...headers, "content-length": body.byteLength }, timeout: DEADLINE_MS },
         (res) => {
           const chunks: Buffer[] = [];
           res.on("data", (chunk: Buffer) => chunks.push(chunk));
@@ -199,9 +186,31 @@ class VssDriver implements Driver {
         },
       );
       req.once("error", reject);
-      req.once("timeout", () => req.destroy(new Error(`VSS ${operation}: no answer in ${DEADLINE_MS} ms`)));
+      req.once("timeout", () => req.destroy(new Error(`POST ${path}: no answer in ${DEADLINE_MS} ms`)));
       req.end(body);
     });
+  }
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+/**
+ * LDK Node's VssStore over HTTP/1.1 with keep-alive (as its reqwest client): protobuf bodies,
+ * encoded by hand (bench/wire.ts). A BenchKey becomes the VSS key `primary/secondary/key` of the
+ * VSS store "bench". Write is an unconditional put (version -1); compareAndWrite a versioned put.
+ */
+class VssDriver implements Driver {
+  private readonly http: HttpPoster;
+  private static readonly STORE = bytesField(1, "bench");
+  constructor(address: string, options: DriverOptions) {
+    this.http = new HttpPoster(address, options);
+  }
+  private static keyOf(key: BenchKey): string {
+    return `${key.primaryNamespace}/${key.secondaryNamespace}/${key.key}`;
+  }
+  private post(operation: string, body: Buffer): Promise<{ status: number; body: Buffer }> {
+    return this.http.post(`/vss/${operation}`, { "content-type": "application/octet-stream" }, body);
   }
   private static failure(operation: string, response: { status: number; body: Buffer }): Error {
     let message = "";
@@ -244,7 +253,48 @@ class VssDriver implements Driver {
     return expected + 1n;
   }
   close(): void {
-    this.agent.destroy();
+    this.http.close();
+  }
+}
+
+/**
+ * KVStoreService over the Connect protocol (unary, binary protobuf bodies, HTTP/1.1 keep-alive) on
+ * tierkv's HTTP listener: what a browser or `curl` client costs the server, beside gRPC's figures.
+ */
+class ConnectDriver implements Driver {
+  private readonly http: HttpPoster;
+  private static readonly HEADERS = { "content-type": "application/proto", "connect-protocol-version": "1" };
+  constructor(address: string, options: DriverOptions) {
+    this.http = new HttpPoster(address, options);
+  }
+  private async call(method: string, body: Uint8Array): Promise<{ status: number; body: Buffer }> {
+    const response = await this.http.post(`/tierkv.v1.KVStoreService/${method}`, ConnectDriver.HEADERS, body);
+    // Connect answers an error as JSON {code, message} with an HTTP status other than 200.
+    if (response.status !== 200 && !(method === "Read" && response.status === 404)) {
+      throw new Error(`Connect ${method}: HTTP ${response.status} ${response.body.toString().slice(0, 200)}`);
+    }
+    return response;
+  }
+  async write(key: BenchKey, value: Uint8Array): Promise<void> {
+    await this.call("Write", toBinary(WriteRequestSchema, create(WriteRequestSchema, { ...key, value })));
+  }
+  async read(key: BenchKey): Promise<void> {
+    if ((await this.call("Read", toBinary(ReadRequestSchema, create(ReadRequestSchema, key)))).status === 404) {
+      throw new Error(`Connect Read: ${key.key} not found`);
+    }
+  }
+  async listAll(): Promise<number> {
+    throw new Error("the Connect driver does not list");
+  }
+  async revision(key: BenchKey): Promise<bigint> {
+    const response = await this.call("Read", toBinary(ReadRequestSchema, create(ReadRequestSchema, key)));
+    return response.status === 404 ? 0n : fromBinary(ReadResponseSchema, response.body).revision;
+  }
+  async compareAndWrite(): Promise<bigint> {
+    throw new Error("the Connect driver runs no Txn workload");
+  }
+  close(): void {
+    this.http.close();
   }
 }
 
@@ -328,6 +378,8 @@ export function openDriver(kind: DriverKind, address: string, options: DriverOpt
       return new EtcdDriver(address);
     case "vss":
       return new VssDriver(address, options);
+    case "connect":
+      return new ConnectDriver(address, options);
     case "pg":
       return new PgDriver(address, options);
     case "tierkv":

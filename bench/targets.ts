@@ -22,6 +22,7 @@ export const TARGETS = [
   "tierkv-sqlite+100-watchers",
   "tierkv-sqlite+follower",
   "tierkv-vss",
+  "tierkv-connect",
   "tierkv-postgres",
   "tierkv-postgres-x2",
   "pg-bare",
@@ -63,6 +64,12 @@ export const TARGET_INFO: Record<TargetName, TargetInfo> = {
     workloads: ["write-1k", "write-64k", "read-1k", "txn-1k"],
     needs: "vss",
     description: "tierkv-sqlite through its VSS HTTP listener (putObjects/getObject; txn: a versioned putObjects)",
+  },
+  "tierkv-connect": {
+    kind: "connect",
+    workloads: ["write-1k", "write-64k", "read-1k"],
+    needs: "vss",
+    description: "tierkv-sqlite through KVStoreService over Connect (unary, binary protobuf, HTTP/1.1) on the same HTTP listener as VSS",
   },
   "tierkv-postgres": { kind: "tierkv", workloads: WORKLOADS, needs: "postgres", description: "tierkv, PostgreSQL primary (embedded server, fsync on)" },
   "tierkv-postgres-x2": {
@@ -135,10 +142,16 @@ function track(child: ChildProcess): ChildProcess {
   return child;
 }
 
-/** The built CLI: beside dist/bench/ when running built, under dist/ when imported from source (tests). */
-const CLI = [new URL("../src/cli/main.js", import.meta.url), new URL("../dist/src/cli/main.js", import.meta.url)]
-  .map((url) => fileURLToPath(url))
-  .find((path) => existsSync(path)) ?? fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+/**
+ * The built CLI: beside dist/bench/ when running built, under dist/ when imported from source (tests).
+ * TIERKV_BENCH_CLI names another build's CLI instead, to compare two builds with one harness.
+ */
+const CLI =
+  process.env.TIERKV_BENCH_CLI ??
+  [new URL("../src/cli/main.js", import.meta.url), new URL("../dist/src/cli/main.js", import.meta.url)]
+    .map((url) => fileURLToPath(url))
+    .find((path) => existsSync(path)) ??
+  fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const CEILING = fileURLToPath(new URL("./ceiling-server.js", import.meta.url));
 const RAW_CEILING = fileURLToPath(new URL("./raw-ceiling-server.js", import.meta.url));
 export const TIERKV_CLI = CLI;
@@ -346,7 +359,8 @@ export async function startTarget(name: TargetName, environment: TargetEnvironme
         address = await tierkv("--primary", `sqlite:${join(dir, "a.db")}`, "--backup", `grpc://${backup}`);
         break;
       }
-      case "tierkv-vss": {
+      case "tierkv-vss":
+      case "tierkv-connect": {
         const started = await startProcess(
           process.execPath,
           [CLI, "serve", "--listen", "127.0.0.1:0", "--vss-listen", "127.0.0.1:0", "--primary", `sqlite:${join(dir, "a.db")}`],
