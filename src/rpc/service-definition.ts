@@ -205,7 +205,8 @@ export function grpcSurface(
             );
           },
           onCancel() {
-            call?.cancel(cancellationOf(call.deadline));
+            const cancelled = call;
+            cancelled?.cancel(() => cancellationOf(cancelled.deadline));
           },
         });
       },
@@ -216,7 +217,7 @@ export function grpcSurface(
   const newCall = (serverCall: ServerCall, method: CallMethod): Call => {
     const call = new Call(method, observe, metadataHeader(serverCall.metadata), deadlineOf(serverCall.getDeadline()));
     // grpc-js emits 'cancelled' after every call, answered or not: the Call ignores it once ended.
-    serverCall.once("cancelled", () => call.cancel(cancellationOf(call.deadline)));
+    serverCall.once("cancelled", () => call.cancel(() => cancellationOf(call.deadline)));
     return call;
   };
 

@@ -127,7 +127,7 @@ export function connectService(options: ConnectServiceOptions): HttpHandler {
     const admission = context.values.get(ADMISSION);
     if (admission === undefined) throw new ConnectError("the call was not admitted", Code.Internal);
     const { call } = admission;
-    context.signal.addEventListener("abort", () => call.cancel(cancellationOf(call.deadline)), { once: true });
+    context.signal.addEventListener("abort", () => call.cancel(() => cancellationOf(call.deadline)), { once: true });
     let response: Response;
     try {
       if (admission.refusal !== undefined) throw admission.refusal;
@@ -146,7 +146,7 @@ export function connectService(options: ConnectServiceOptions): HttpHandler {
     const admission = context.values.get(ADMISSION);
     if (admission === undefined) throw new ConnectError("the call was not admitted", Code.Internal);
     const { call } = admission;
-    context.signal.addEventListener("abort", () => call.cancel(cancellationOf(call.deadline)), { once: true });
+    context.signal.addEventListener("abort", () => call.cancel(() => cancellationOf(call.deadline)), { once: true });
     let responses: AsyncIterator<Response> | undefined;
     try {
       if (admission.refusal !== undefined) throw admission.refusal;
@@ -193,7 +193,7 @@ export function connectService(options: ConnectServiceOptions): HttpHandler {
     const surface: Surface = GRPC_WEB.test(contentType) ? "grpc-web" : "connect";
     const call = new Call(methodOf(handler.method, surface), observe, httpHeader(request), deadlineOf(request));
     response.once("close", () => {
-      if (!response.writableFinished) call.cancel(cancellationOf(call.deadline));
+      if (!response.writableFinished) call.cancel(() => cancellationOf(call.deadline));
     });
     let admission: Admission;
     try {

@@ -128,11 +128,15 @@ export class Call implements CallContext {
     return this.cancellation !== undefined;
   }
 
-  /** The call ended before its answer (the caller went away, a deadline, shutdown). Ignored once ended. */
-  cancel(reason: StoreError): void {
+  /**
+   * The call ended before its answer (the caller went away, a deadline, shutdown). Ignored once
+   * ended, and `why` is asked only then: grpc-js and connect-es report a close after every call,
+   * and an error (its stack captured) would cost more than the rest of the call's bookkeeping.
+   */
+  cancel(why: () => StoreError): void {
     if (this.ended || this.cancellation !== undefined) return;
-    this.cancellation = reason;
-    this.controller?.abort(reason);
+    this.cancellation = why();
+    this.controller?.abort(this.cancellation);
   }
 
   /** Who calls, from the credentials alone (headers and TLS peer): the body is not read yet. */

@@ -41,7 +41,8 @@ export class LatencyWindow {
     this.count++;
     if (++this.sinceRecompute >= RECOMPUTE_EVERY && this.count >= MIN_SAMPLES) {
       this.sinceRecompute = 0;
-      const sorted = Array.from(this.samples.subarray(0, Math.min(this.count, WINDOW))).sort((a, b) => a - b);
+      // A typed array sorts numerically in native code: no comparator calls, no boxed copy.
+      const sorted = this.samples.slice(0, Math.min(this.count, WINDOW)).sort();
       this.p99Ms = sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))]!;
     }
   }

@@ -174,7 +174,7 @@ export async function startVssServer(options: VssServerOptions): Promise<Running
     let bodyRead = false;
     // The caller went away before its answer: waits for the store end early.
     response.once("close", () => {
-      if (!response.writableFinished) call.cancel(new StoreError("unavailable", "the caller went away"));
+      if (!response.writableFinished) call.cancel(() => new StoreError("unavailable", "the caller went away"));
     });
     try {
       if (request.method !== "POST") throw new VssError("method", `${target.name} takes POST, not ${request.method}`);
