@@ -194,6 +194,11 @@ export function connectService(options: ConnectServiceOptions): HttpHandler {
     const call = new Call(methodOf(handler.method, surface), observe, httpHeader(request), deadlineOf(request));
     response.once("close", () => {
       if (!response.writableFinished) call.cancel(() => cancellationOf(call.deadline));
+      // Answered, and not by our handler: connect-es refused the call itself (an unknown content
+      // type, a bad protocol header). Reported here, not after universalResponseToNodeResponse:
+      // on HTTP/1.1 its promise never settles (connect-node 2.1's node-universal-handler.js waits
+      // for an "end" event that Node's ServerResponse does not emit; it emits "finish", "close").
+      else if (!call.ended) call.end(new StoreError("invalid-argument", "refused by the Connect protocol layer"));
     });
     let admission: Admission;
     try {
@@ -211,7 +216,9 @@ export function connectService(options: ConnectServiceOptions): HttpHandler {
       if (!request.complete) response.setHeader("connection", "close");
     }
     const universal = universalRequestFromNodeRequest(request, response, undefined, createContextValues().set(ADMISSION, admission));
-    const header = new Headers(universal.header);
+    // The request's own headers (a copy made for this request): the body handed on is neither
+    // compressed nor of the length they say.
+    const { header } = universal;
     header.delete("content-encoding");
     header.delete("grpc-encoding");
     header.delete("connect-content-encoding");
@@ -221,11 +228,11 @@ export function connectService(options: ConnectServiceOptions): HttpHandler {
       yield empty;
     })();
     try {
-      await universalResponseToNodeResponse(await handler({ ...universal, header, body }), response);
-    } finally {
-      // Ended already unless connect-es refused the call itself (an unknown content type, a bad
-      // protocol header) or the answer could not be written.
-      call.end(new StoreError("invalid-argument", "refused by the Connect protocol layer"));
+      await universalResponseToNodeResponse(await handler({ ...universal, body }), response);
+    } catch (error) {
+      // connect-es failed, or the answer could not be written: the call is reported as failed.
+      if (!call.ended) call.end(error);
+      throw error;
     }
   };
 

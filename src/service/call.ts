@@ -97,7 +97,7 @@ export class Call implements CallContext {
   private readonly span: ServerSpan;
   /** Why the call was cancelled before it was answered, once it was. */
   private cancellation: StoreError | undefined;
-  private ended = false;
+  private answered = false;
   /**
    * Made on first use of `signal`: most calls (a read of a local store) never wait on anything
    * cancellable, and an AbortController costs more than the rest of this bookkeeping together.
@@ -128,13 +128,18 @@ export class Call implements CallContext {
     return this.cancellation !== undefined;
   }
 
+  /** `end` has run: the call is reported. */
+  get ended(): boolean {
+    return this.answered;
+  }
+
   /**
    * The call ended before its answer (the caller went away, a deadline, shutdown). Ignored once
    * ended, and `why` is asked only then: grpc-js and connect-es report a close after every call,
    * and an error (its stack captured) would cost more than the rest of the call's bookkeeping.
    */
   cancel(why: () => StoreError): void {
-    if (this.ended || this.cancellation !== undefined) return;
+    if (this.answered || this.cancellation !== undefined) return;
     this.cancellation = why();
     this.controller?.abort(this.cancellation);
   }
@@ -165,8 +170,8 @@ export class Call implements CallContext {
    */
   end(error?: unknown): StoreError | undefined {
     const storeError = error === undefined ? undefined : StoreError.from(error);
-    if (this.ended) return storeError;
-    this.ended = true;
+    if (this.answered) return storeError;
+    this.answered = true;
     const seconds = Number(process.hrtime.bigint() - this.started) / 1e9;
     this.span.end(storeError);
     const reason = this.cancellation;

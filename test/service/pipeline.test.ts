@@ -138,6 +138,18 @@ describe("a server with tokens on every surface", () => {
     expect(vssLine).toMatchObject({ method: "getObject", store: "vss:alice:wallet", path: "absent", outcome: "failed", code: "not-found" });
   });
 
+  it("reports a Connect call that connect-es itself refuses (a content type it does not speak) like any failed call", async () => {
+    const headers = { authorization: `Bearer ${bob}`, "content-type": "application/xml" };
+    const refused = await post(`${http}/tierkv.v1.KVStoreService/Remove`, headers, toBinary(ReadRequestSchema, create(ReadRequestSchema, ref)));
+    expect(refused.status).toBe(415);
+    // The call is reported once connect-es has written its answer, just after the caller has it.
+    await expect
+      .poll(async () => (await fetch(metrics)).text())
+      .toContain('grpc_server_handled_total{grpc_type="unary",grpc_service="tierkv.v1.KVStoreService",grpc_method="Remove",surface="connect",grpc_code="InvalidArgument"} 1');
+    const line = await waitForLog(server, (entry) => entry["msg"] === "request" && entry["method"] === "Remove" && entry["surface"] === "connect");
+    expect(line).toMatchObject({ store: "bob", outcome: "failed", code: "invalid-argument" });
+  });
+
   it("logs the store an admin call touched, and refuses AdminService to a caller without the role", async () => {
     const admin = new AdminClient({ address: server.address, bearerToken: ops });
     await admin.storeUsage("alice");
