@@ -135,8 +135,11 @@ export class Call implements CallContext {
 
   /**
    * The call ended before its answer (the caller went away, a deadline, shutdown). Ignored once
-   * ended, and `why` is asked only then: grpc-js and connect-es report a close after every call,
-   * and an error (its stack captured) would cost more than the rest of the call's bookkeeping.
+   * ended, and `why` is asked only then: grpc-js and connect-es report a close after every call
+   * (grpc-js 1.14 server-interceptors.js: BaseServerInterceptingCall's 'close' handler calls
+   * notifyOnCancel on every stream close; connect-es 2.1 protocol-connect/handler-factory.js:
+   * createUnaryHandler aborts the call's signal once answered), and an error (its stack captured)
+   * would cost more than the rest of the call's bookkeeping.
    */
   cancel(why: () => StoreError): void {
     if (this.answered || this.cancellation !== undefined) return;
