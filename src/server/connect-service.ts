@@ -196,8 +196,9 @@ export function connectService(options: ConnectServiceOptions): HttpHandler {
       if (!response.writableFinished) call.cancel(() => cancellationOf(call.deadline));
       // Answered, and not by our handler: connect-es refused the call itself (an unknown content
       // type, a bad protocol header). Reported here, not after universalResponseToNodeResponse:
-      // on HTTP/1.1 its promise never settles (connect-node 2.1's node-universal-handler.js waits
-      // for an "end" event that Node's ServerResponse does not emit; it emits "finish", "close").
+      // on HTTP/1.1 its promise never settles (connect-node 2.1.1
+      // dist/esm/node-universal-handler.js:147 waits for an "end" event that Node's
+      // ServerResponse does not emit; it emits "finish" and "close").
       else if (!call.ended) call.end(new StoreError("invalid-argument", "refused by the Connect protocol layer"));
     });
     let admission: Admission;

@@ -136,9 +136,10 @@ export class Call implements CallContext {
   /**
    * The call ended before its answer (the caller went away, a deadline, shutdown). Ignored once
    * ended, and `why` is asked only then: grpc-js and connect-es report a close after every call
-   * (grpc-js 1.14 server-interceptors.js: BaseServerInterceptingCall's 'close' handler calls
-   * notifyOnCancel on every stream close; connect-es 2.1 protocol-connect/handler-factory.js:
-   * createUnaryHandler aborts the call's signal once answered), and an error (its stack captured)
+   * (grpc-js 1.14.7 build/src/server-interceptors.js:366-381: BaseServerInterceptingCall's
+   * 'close' handler calls notifyOnCancel on every stream close; connect-es 2.1.1
+   * dist/esm/protocol-connect/handler-factory.js:147: createUnaryHandler aborts the call's signal
+   * once answered), and an error (its stack captured)
    * would cost more than the rest of the call's bookkeeping.
    */
   cancel(why: () => StoreError): void {

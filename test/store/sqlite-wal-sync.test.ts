@@ -11,6 +11,7 @@ import { SQLITE_PAGE_BYTES, SqliteStore, walCheckpointPages } from "../../src/st
 import { WalSync } from "../../src/store/sqlite-wal-sync.js";
 import { walBytesAtCheckpoint } from "../../src/store/sqlite-wal.js";
 import type { KeyRef } from "../../src/store/types.js";
+import { integrityCheck } from "../support/sqlite-rows.js";
 import { text } from "../support/store-assertions.js";
 import { removeTempDirs, tempDir } from "../support/temp.js";
 
@@ -143,9 +144,7 @@ it("keeps the WAL bounded (SQLite's checkpoints, synced under NORMAL): 48 MiB th
   expect((await reopened.read(at("k23-31")))[0]).toBe(23);
   expect(await reopened.list({ primaryNamespace: "monitors", secondaryNamespace: "" })).toHaveLength(24 * 32);
   await reopened.close();
-  const check = new Database(path, { readonly: true });
-  expect(check.pragma("integrity_check", { simple: true })).toBe("ok");
-  check.close();
+  expect(integrityCheck(path)).toBe("ok");
 });
 
 it("keeps the WAL bounded under Txns of 100 scattered keys each", async () => {

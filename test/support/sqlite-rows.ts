@@ -84,3 +84,8 @@ export function owedRows(path: string): OwedRow[] {
 export function clockHighest(path: string): bigint {
   return readDatabase(path, (db) => db.prepare<[], bigint>(`SELECT highest_version FROM clock`).pluck().safeIntegers(true).get() ?? 0n);
 }
+
+/** SQLite's own verdict on the file: "ok", or what `PRAGMA integrity_check` found wrong. */
+export function integrityCheck(path: string): unknown {
+  return readDatabase(path, (db) => db.pragma("integrity_check", { simple: true }));
+}
