@@ -253,10 +253,10 @@ function keyParams(ref: KeyRef): KeyParams {
 /**
  * A key's columns, bound by position to the statements every mutation and point read runs
  * (`KEY_IS`, then each statement's own values in the order its SQL names them). better-sqlite3
- * binds an array argument's items in turn, but a named parameter with a HasOwnProperty and a Get
- * through V8's API each (better-sqlite3 12.11 src/util/binder.cpp:105-138 `BindObject`, :150
- * `BindArgs`): a 1 KiB write's state
- * read and upsert cost 9.6 µs named against 5.4–5.7 µs positional in a tight loop.
+ * binds an array argument's items in turn, but each named parameter with a HasOwnProperty and a
+ * Get through V8's API (better-sqlite3 12.11 src/util/binder.cpp:105-138 `BindObject`, :150
+ * `BindArgs`): a 1 KiB write's state read and upsert cost 9.6 µs named against 5.4–5.7 µs
+ * positional in a tight loop.
  */
 type KeyArgs = [storeId: string, primaryNamespace: string, secondaryNamespace: string, key: string];
 
